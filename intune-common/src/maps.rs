@@ -1,0 +1,160 @@
+//! Map names and value layouts. Every layout is `#[repr(C)]` with no implicit padding, so the
+//! kernel and userspace read the same bytes.
+
+/// LPM trie of IPv4 prefixes: key `Key<[u8; 4]>` (address in network order), value [`RuleRef`].
+pub const LPM_V4: &str = "LPM_V4";
+/// LPM trie of IPv6 prefixes: key `Key<[u8; 16]>`, value [`RuleRef`].
+pub const LPM_V6: &str = "LPM_V6";
+/// Array of [`PortSet`], indexed by [`RuleRef::port_set`].
+pub const PORT_SETS: &str = "PORT_SETS";
+/// Per-CPU array of [`Counter`], indexed by rule.
+pub const RULE_STATS: &str = "RULE_STATS";
+/// Per-CPU array of [`Counter`], indexed by [`crate::outcome::Outcome`].
+pub const OUTCOME_STATS: &str = "OUTCOME_STATS";
+/// Array with one [`Config`].
+pub const CONFIG: &str = "CONFIG";
+/// Hash of ifindex (u32) -> direction bits, consulted when [`Config::FLAG_PER_IFACE`] is set.
+pub const IFACE_DIRECTION: &str = "IFACE_DIRECTION";
+/// Hash of resolver address (IPv4 as `::ffff:a.b.c.d`) -> 1, consulted for DNS in enforce mode
+/// unless [`Config::FLAG_DNS_ANY`] is set.
+pub const DNS_RESOLVERS: &str = "DNS_RESOLVERS";
+/// Array with one [`Trace`]: the last decision, written only when [`Config::FLAG_TRACE`] is set.
+pub const TRACE: &str = "TRACE";
+
+/// Default capacities; userspace may raise them before loading.
+pub const MAX_PREFIXES_V4: u32 = 1 << 21;
+pub const MAX_PREFIXES_V6: u32 = 1 << 20;
+pub const MAX_RULES: u32 = 1 << 16;
+pub const MAX_PORT_SETS: u32 = 64;
+pub const MAX_IFACES: u32 = 256;
+pub const MAX_DNS_RESOLVERS: u32 = 64;
+
+/// Rule index that means "no rule" in a [`Trace`].
+pub const NO_RULE: u32 = u32::MAX;
+
+/// What an LPM trie entry points at: the rule credited with the hit and the port set it allows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleRef {
+    pub rule: u32,
+    pub port_set: u32,
+}
+
+pub const PORT_WORDS: usize = 65536 / 64;
+
+/// Allowed TCP and UDP ports, one bit a port: one lookup answers any port, ranges included.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortSet {
+    pub tcp: [u64; PORT_WORDS],
+    pub udp: [u64; PORT_WORDS],
+}
+
+impl PortSet {
+    pub const EMPTY: PortSet = PortSet {
+        tcp: [0; PORT_WORDS],
+        udp: [0; PORT_WORDS],
+    };
+
+    #[inline(always)]
+    pub fn bits(&self, l4: u8) -> Option<&[u64; PORT_WORDS]> {
+        match l4 {
+            crate::proto::IPPROTO_TCP => Some(&self.tcp),
+            crate::proto::IPPROTO_UDP => Some(&self.udp),
+            _ => None,
+        }
+    }
+
+    #[inline(always)]
+    pub fn allows(&self, l4: u8, port: u16) -> bool {
+        match self.bits(l4) {
+            Some(bits) => bits[(port >> 6) as usize] & (1u64 << (port & 63)) != 0,
+            None => false,
+        }
+    }
+
+    pub fn insert(&mut self, l4: u8, port: u16) {
+        let bits = match l4 {
+            crate::proto::IPPROTO_TCP => &mut self.tcp,
+            crate::proto::IPPROTO_UDP => &mut self.udp,
+            _ => return,
+        };
+        bits[(port >> 6) as usize] |= 1u64 << (port & 63);
+    }
+
+    pub fn union_with(&mut self, other: &PortSet) {
+        for (a, b) in self.tcp.iter_mut().zip(other.tcp.iter()) {
+            *a |= *b;
+        }
+        for (a, b) in self.udp.iter_mut().zip(other.udp.iter()) {
+            *a |= *b;
+        }
+    }
+}
+
+/// Packets and bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Policy mode.
+pub const MODE_MONITOR: u32 = 0;
+pub const MODE_ENFORCE: u32 = 1;
+
+/// Direction bits: which address (and port) of a packet is matched against the rules.
+pub const DIR_DST: u32 = 1;
+pub const DIR_SRC: u32 = 2;
+pub const DIR_BOTH: u32 = DIR_DST | DIR_SRC;
+
+/// The program's settings, one entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// [`MODE_MONITOR`] or [`MODE_ENFORCE`].
+    pub mode: u32,
+    /// Direction bits for interfaces without their own entry in `IFACE_DIRECTION`.
+    pub direction: u32,
+    pub flags: u32,
+    /// Port set of the port-only rules (any address), used when [`Config::FLAG_PORT_ONLY`].
+    pub port_only_set: u32,
+    /// Rule credited with port-only hits.
+    pub port_only_rule: u32,
+    /// Explicit padding: keeps the layout free of compiler-chosen bytes.
+    pub _pad: u32,
+}
+
+impl Config {
+    /// Write the last decision to the `TRACE` map (test runs, `classify`, `lookup`).
+    pub const FLAG_TRACE: u32 = 1;
+    /// Port-only rules are on.
+    pub const FLAG_PORT_ONLY: u32 = 2;
+    /// DNS to any resolver counts as infrastructure.
+    pub const FLAG_DNS_ANY: u32 = 4;
+    /// Some interface has its own direction in `IFACE_DIRECTION`.
+    pub const FLAG_PER_IFACE: u32 = 8;
+}
+
+/// The last decision, for callers of BPF_PROG_TEST_RUN.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trace {
+    /// Incremented on every traced run, so a reader can tell a fresh trace from a stale one.
+    pub seq: u32,
+    pub outcome: u32,
+    pub verdict: u32,
+    /// The rule credited, or [`NO_RULE`].
+    pub rule: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all are repr(C), contain only integers and have no implicit padding.
+    unsafe impl aya::Pod for super::RuleRef {}
+    unsafe impl aya::Pod for super::PortSet {}
+    unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::Trace {}
+}

@@ -1,0 +1,83 @@
+//! The intune-xdp classifier: parse the frame, look its address and port up in the Intune rules,
+//! decide, count, answer.
+#![no_std]
+#![no_main]
+
+mod lookup;
+mod maps;
+mod parse;
+
+use aya_ebpf::{macros::xdp, programs::XdpContext};
+use intune_common::{
+    classify::{Decision, decide, direction},
+    maps::{Config, Counter, NO_RULE, Trace},
+    outcome::XDP_PASS,
+};
+
+use crate::{
+    lookup::MapTables,
+    maps::{CONFIG, OUTCOME_STATS, RULE_STATS, TRACE},
+};
+
+#[xdp]
+pub fn intune_xdp(ctx: XdpContext) -> u32 {
+    // The array always has its one entry; an unconfigured program is harmless and passes.
+    let Some(cfg) = CONFIG.get(0) else {
+        return XDP_PASS;
+    };
+    let cfg = *cfg;
+    let parsed = parse::frame(&ctx);
+    let tables = MapTables;
+    let dir = direction(&cfg, ctx.ingress_ifindex() as u32, &tables);
+    let decision = decide(&parsed, &cfg, dir, &tables);
+    count(&ctx, &decision);
+    if cfg.flags & Config::FLAG_TRACE != 0 {
+        trace(&decision);
+    }
+    decision.verdict
+}
+
+#[inline(always)]
+fn count(ctx: &XdpContext, d: &Decision) {
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    add(OUTCOME_STATS.get_ptr_mut(d.outcome as u32), bytes);
+    if d.rule != NO_RULE {
+        add(RULE_STATS.get_ptr_mut(d.rule), bytes);
+    }
+}
+
+#[inline(always)]
+fn add(counter: Option<*mut Counter>, bytes: u64) {
+    if let Some(c) = counter {
+        // SAFETY: a per-CPU slot, written only by this CPU.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes;
+        }
+    }
+}
+
+#[inline(always)]
+fn trace(d: &Decision) {
+    if let Some(t) = TRACE.get_ptr_mut(0) {
+        // SAFETY: only test runs trace, one at a time, from the process that set the flag.
+        unsafe {
+            *t = Trace {
+                seq: (*t).seq.wrapping_add(1),
+                outcome: d.outcome as u32,
+                verdict: d.verdict,
+                rule: d.rule,
+            };
+        }
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

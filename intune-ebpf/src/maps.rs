@@ -1,0 +1,40 @@
+//! The program's maps. Names, key and value layouts come from `intune_common::maps`.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, PerCpuArray},
+};
+use intune_common::{
+    maps::{
+        Config, Counter, MAX_DNS_RESOLVERS, MAX_IFACES, MAX_PORT_SETS, MAX_PREFIXES_V4,
+        MAX_PREFIXES_V6, MAX_RULES, PortSet, RuleRef, Trace,
+    },
+    outcome::OUTCOME_COUNT,
+};
+
+#[map]
+pub static LPM_V4: LpmTrie<[u8; 4], RuleRef> = LpmTrie::with_max_entries(MAX_PREFIXES_V4, 0);
+
+#[map]
+pub static LPM_V6: LpmTrie<[u8; 16], RuleRef> = LpmTrie::with_max_entries(MAX_PREFIXES_V6, 0);
+
+#[map]
+pub static PORT_SETS: Array<PortSet> = Array::with_max_entries(MAX_PORT_SETS, 0);
+
+#[map]
+pub static RULE_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_RULES, 0);
+
+#[map]
+pub static OUTCOME_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(OUTCOME_COUNT, 0);
+
+#[map]
+pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static IFACE_DIRECTION: HashMap<u32, u32> = HashMap::with_max_entries(MAX_IFACES, 0);
+
+#[map]
+pub static DNS_RESOLVERS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(MAX_DNS_RESOLVERS, 0);
+
+#[map]
+pub static TRACE: Array<Trace> = Array::with_max_entries(1, 0);

@@ -1,0 +1,177 @@
+//! One function per header layer, each checking every byte it reads against the end of the
+//! frame. Produces the same `Parsed` as `intune_common::classify::parse_frame`.
+
+use aya_ebpf::programs::XdpContext;
+use intune_common::{classify::{IpPacket, Parsed}, proto::*};
+
+/// A bounds-checked view of `N` bytes at `pos`; `None` when the frame ends earlier.
+#[inline(always)]
+fn bytes<const N: usize>(pos: usize, end: usize) -> Option<&'static [u8; N]> {
+    // The verifier only trusts comparisons against the frame's end. Hide `end` from LLVM so it
+    // cannot drop this check as implied by an earlier one against an IP length.
+    if pos + N > core::hint::black_box(end) {
+        return None;
+    }
+    // SAFETY: the verifier-checked range [pos, pos + N) lies inside the frame.
+    Some(unsafe { &*(pos as *const [u8; N]) })
+}
+
+#[inline(always)]
+fn be16(hi: u8, lo: u8) -> u16 {
+    u16::from_be_bytes([hi, lo])
+}
+
+#[inline(always)]
+pub fn frame(ctx: &XdpContext) -> Parsed {
+    let end = ctx.data_end();
+    let Some((proto, pos)) = ethernet(ctx.data(), end) else {
+        return Parsed::Malformed;
+    };
+    let pkt = match proto {
+        ETH_P_IP => ipv4(pos, end),
+        ETH_P_IPV6 => ipv6(pos, end),
+        _ => return Parsed::NotIp,
+    };
+    match pkt {
+        Some(pkt) => Parsed::Ip(pkt),
+        None => Parsed::Malformed,
+    }
+}
+
+/// Ethernet and up to two VLAN tags: the inner EtherType and where its header starts.
+#[inline(always)]
+fn ethernet(pos: usize, end: usize) -> Option<(u16, usize)> {
+    let eth = bytes::<ETH_HLEN>(pos, end)?;
+    let mut proto = be16(eth[12], eth[13]);
+    let mut pos = pos + ETH_HLEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+            return Some((proto, pos));
+        }
+        let tag = bytes::<VLAN_HLEN>(pos, end)?;
+        proto = be16(tag[2], tag[3]);
+        pos += VLAN_HLEN;
+    }
+    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        return None;
+    }
+    Some((proto, pos))
+}
+
+#[inline(always)]
+fn ipv4(pos: usize, end: usize) -> Option<IpPacket> {
+    let ip = bytes::<IPV4_MIN_HLEN>(pos, end)?;
+    if ip[0] >> 4 != 4 {
+        return None;
+    }
+    let hlen = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(be16(ip[2], ip[3]));
+    if hlen < IPV4_MIN_HLEN || total < hlen || pos + total > end {
+        return None;
+    }
+    let mut pkt = IpPacket::empty();
+    pkt.src[..4].copy_from_slice(&ip[12..16]);
+    pkt.dst[..4].copy_from_slice(&ip[16..20]);
+    pkt.l4 = ip[9];
+    pkt.later_fragment = be16(ip[6], ip[7]) & IPV4_FRAG_OFFSET_MASK != 0;
+    if !pkt.later_fragment {
+        // The transport header must lie inside the IP packet, not in Ethernet padding.
+        transport(pos + hlen, pos + total, end, IPPROTO_ICMP, &mut pkt)?;
+    }
+    Some(pkt)
+}
+
+#[inline(always)]
+fn ipv6(pos: usize, end: usize) -> Option<IpPacket> {
+    let ip = bytes::<IPV6_HLEN>(pos, end)?;
+    if ip[0] >> 4 != 6 {
+        return None;
+    }
+    let limit = pos + IPV6_HLEN + usize::from(be16(ip[4], ip[5]));
+    if limit > end {
+        return None;
+    }
+    let mut pkt = IpPacket::empty();
+    pkt.is_v6 = true;
+    pkt.src.copy_from_slice(&ip[8..24]);
+    pkt.dst.copy_from_slice(&ip[24..40]);
+    let mut next = ip[6];
+    let mut pos = pos + IPV6_HLEN;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        if !is_ipv6_ext_header(next) {
+            break;
+        }
+        let (after, len, later) = ipv6_ext_header(next, pos, limit, end)?;
+        if later {
+            pkt.l4 = after;
+            pkt.later_fragment = true;
+            return Some(pkt);
+        }
+        next = after;
+        pos += len;
+    }
+    if is_ipv6_ext_header(next) || pos > limit {
+        return None;
+    }
+    pkt.l4 = next;
+    transport(pos, limit, end, IPPROTO_ICMPV6, &mut pkt)?;
+    Some(pkt)
+}
+
+/// One IPv6 extension header: (next header, its length, whether it is a later fragment).
+#[inline(always)]
+fn ipv6_ext_header(kind: u8, pos: usize, limit: usize, end: usize) -> Option<(u8, usize, bool)> {
+    if pos + 8 > limit {
+        return None;
+    }
+    let hdr = bytes::<8>(pos, end)?;
+    let len = match kind {
+        IPPROTO_FRAGMENT => {
+            let later = be16(hdr[2], hdr[3]) & IPV6_FRAG_OFFSET_MASK != 0;
+            return Some((hdr[0], 8, later));
+        }
+        IPPROTO_AH => (usize::from(hdr[1]) + 2) * 4,
+        _ => (usize::from(hdr[1]) + 1) * 8,
+    };
+    Some((hdr[0], len, false))
+}
+
+/// TCP and UDP ports, or the ICMP type; `None` when the header is cut short.
+#[inline(always)]
+fn transport(pos: usize, limit: usize, end: usize, icmp: u8, pkt: &mut IpPacket) -> Option<()> {
+    match pkt.l4 {
+        IPPROTO_TCP => {
+            if pos + TCP_MIN_HLEN > limit {
+                return None;
+            }
+            let tcp = bytes::<TCP_MIN_HLEN>(pos, end)?;
+            if tcp[12] >> 4 < 5 {
+                return None;
+            }
+            set_ports(pkt, tcp[0], tcp[1], tcp[2], tcp[3]);
+        }
+        IPPROTO_UDP => {
+            if pos + UDP_HLEN > limit {
+                return None;
+            }
+            let udp = bytes::<UDP_HLEN>(pos, end)?;
+            set_ports(pkt, udp[0], udp[1], udp[2], udp[3]);
+        }
+        p if p == icmp => {
+            if pos + ICMP_MIN_HLEN > limit {
+                return None;
+            }
+            let hdr = bytes::<ICMP_MIN_HLEN>(pos, end)?;
+            pkt.icmp_type = Some(hdr[0]);
+        }
+        _ => {}
+    }
+    Some(())
+}
+
+#[inline(always)]
+fn set_ports(pkt: &mut IpPacket, s0: u8, s1: u8, d0: u8, d1: u8) {
+    pkt.sport = be16(s0, s1);
+    pkt.dport = be16(d0, d1);
+    pkt.has_ports = true;
+}
