@@ -1,1 +1,10 @@
+//! intune-ctl: loads the intune-xdp kernel program, fills its maps from the Intune endpoint
+//! list, runs frames through it and reads its counters.
 
+pub mod capture;
+pub mod cli;
+pub mod datapath;
+pub mod endpoints;
+pub mod policy;
+pub mod reference;
+pub mod rules;

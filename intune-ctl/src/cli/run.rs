@@ -1,0 +1,115 @@
+//! `intune-ctl run`: attach the filter to interfaces, show its hit counters until stopped.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, bail};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::common::{PolicyArgs, RuleArgs, load_datapath};
+use crate::{
+    datapath::{Datapath, XdpChoice, bpffs},
+    rules::RuleSet,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Interface to attach to (repeatable).
+    #[arg(long = "iface", value_name = "IF", required = true)]
+    pub ifaces: Vec<String>,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// auto: native where the driver has it, else generic.
+    #[arg(long, value_enum, default_value_t)]
+    pub xdp_mode: XdpChoice,
+    /// Seconds between hit-counter tables.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: u64,
+    /// Where bpffs is (mounted when it is not).
+    #[arg(long, default_value = "/sys/fs/bpf", value_name = "DIR")]
+    pub bpffs: PathBuf,
+}
+
+pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
+    for iface in &args.ifaces {
+        if nix_ifindex(iface) == 0 {
+            bail!("interface {iface} does not exist");
+        }
+    }
+    bpffs::ensure_mounted(&args.bpffs)
+        .with_context(|| format!("mounting bpffs at {} (are you root?)", args.bpffs.display()))?;
+    let rules = args.rules.rule_set()?;
+    let policy = args.policy.policy();
+    let mut dp = load_datapath(&rules, &policy, false)?;
+    let sets = crate::endpoints::from_files_or_builtin(&args.rules.endpoints)?;
+    let names: usize = sets.iter().map(|s| s.urls.len()).sum();
+    println!(
+        "loaded {} endpoint sets: {} prefixes in {} rules, {} port sets; {} names wait for the resolver",
+        sets.len(),
+        rules.prefix_count(),
+        rules.rules.len(),
+        rules.port_sets.len(),
+        names
+    );
+    for iface in &args.ifaces {
+        let mode = dp.attach(iface, args.xdp_mode)?;
+        println!("attached to {iface} ({mode} XDP), mode {:?}, direction {:?}", policy.mode, policy.direction);
+    }
+
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut ticker = tokio::time::interval(Duration::from_secs(args.interval));
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => print_counters(&dp, &rules)?,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+    }
+    print_counters(&dp, &rules)?;
+    dp.detach_all().context("detaching")?;
+    println!("detached from {}", args.ifaces.join(", "));
+    Ok(())
+}
+
+fn nix_ifindex(iface: &str) -> u32 {
+    match std::ffi::CString::new(iface) {
+        // SAFETY: a valid C string.
+        Ok(c) => unsafe { libc::if_nametoindex(c.as_ptr()) },
+        Err(_) => 0,
+    }
+}
+
+/// The outcome counters, then the rules with hits, most hits first.
+pub fn print_counters(dp: &Datapath, rules: &RuleSet) -> anyhow::Result<()> {
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY).set_header(["outcome", "packets", "bytes"]);
+    for (outcome, c) in dp.outcome_counters()? {
+        table.add_row([outcome.counter_name().to_string(), c.packets.to_string(), c.bytes.to_string()]);
+    }
+    println!("{table}");
+    let counters = dp.rule_counters(rules.rules.len())?;
+    let mut hits: Vec<(usize, _)> = counters.into_iter().enumerate().filter(|(_, c)| c.packets > 0).collect();
+    hits.sort_by(|a, b| b.1.packets.cmp(&a.1.packets));
+    if hits.is_empty() {
+        println!("no rule hits yet");
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY).set_header(["prefix", "endpoint sets", "ports", "packets", "bytes"]);
+    for (i, c) in hits {
+        let rule = &rules.rules[i];
+        let sets: Vec<String> = rule.sets.iter().map(|(id, _)| id.to_string()).collect();
+        table.add_row([
+            rule.target.to_string(),
+            sets.join(","),
+            rule.effective.to_string(),
+            c.packets.to_string(),
+            c.bytes.to_string(),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}

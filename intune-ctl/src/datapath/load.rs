@@ -1,0 +1,143 @@
+//! Loading the embedded kernel program and attaching it to interfaces.
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{ProgramError, Xdp, XdpMode, links::LinkError},
+};
+use intune_common::maps::{LPM_V4, LPM_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, RULE_STATS};
+
+/// The kernel program, built by build.rs from the `intune-ebpf` crate.
+static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/intune-xdp"));
+/// An XDP program that passes everything: the benchmark's floor.
+pub static FLOOR_PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-floor"));
+
+pub const PROGRAM_NAME: &str = "intune_xdp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("loading the BPF object failed (are you root?): {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("the BPF program: {0}")]
+    Program(#[from] ProgramError),
+    #[error("BPF map {name}: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+    #[error("the object has no {0}")]
+    Missing(&'static str),
+    #[error("interface {0} does not exist")]
+    NoInterface(String),
+    #[error("attaching to {iface} in {mode} mode failed: {source}")]
+    Attach { iface: String, mode: &'static str, source: ProgramError },
+    #[error("detaching: {0}")]
+    Detach(#[from] LinkError),
+}
+
+/// Map sizes the program is loaded with.
+#[derive(Clone, Copy, Debug)]
+pub struct Capacity {
+    pub prefixes_v4: u32,
+    pub prefixes_v6: u32,
+    pub rules: u32,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity { prefixes_v4: MAX_PREFIXES_V4, prefixes_v6: MAX_PREFIXES_V6, rules: MAX_RULES }
+    }
+}
+
+impl Capacity {
+    /// Room for at least `prefixes` prefixes of either family and as many rules.
+    pub fn for_prefixes(prefixes: usize) -> Capacity {
+        let d = Capacity::default();
+        let need = u32::try_from(prefixes + 1).unwrap_or(u32::MAX);
+        Capacity {
+            prefixes_v4: d.prefixes_v4.max(need),
+            prefixes_v6: d.prefixes_v6.max(need),
+            rules: d.rules.max(need),
+        }
+    }
+}
+
+/// How to attach.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpChoice {
+    /// Native, falling back to generic when the driver has no XDP support.
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
+
+pub struct Datapath {
+    pub(crate) ebpf: Ebpf,
+}
+
+impl Datapath {
+    /// Loads the program (not attached) with maps of the given capacity.
+    pub fn load(capacity: Capacity) -> Result<Datapath, DatapathError> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(LPM_V4, capacity.prefixes_v4)
+            .map_max_entries(LPM_V6, capacity.prefixes_v6)
+            .map_max_entries(RULE_STATS, capacity.rules)
+            .load(PROGRAM)?;
+        program_mut(&mut ebpf)?.load()?;
+        Ok(Datapath { ebpf })
+    }
+
+    pub fn program(&self) -> Result<&Xdp, DatapathError> {
+        self.ebpf
+            .program(PROGRAM_NAME)
+            .ok_or(DatapathError::Missing("XDP program"))?
+            .try_into()
+            .map_err(DatapathError::Program)
+    }
+
+    /// Attaches to `iface`; returns the mode it got ("native" or "generic").
+    pub fn attach(&mut self, iface: &str, choice: XdpChoice) -> Result<&'static str, DatapathError> {
+        let prog = program_mut(&mut self.ebpf)?;
+        let attempt = |prog: &mut Xdp, mode: XdpMode, name: &'static str| {
+            prog.attach(iface, mode).map(|_| name).map_err(|source| match source {
+                ProgramError::UnknownInterface { .. } => DatapathError::NoInterface(iface.into()),
+                source => DatapathError::Attach { iface: iface.into(), mode: name, source },
+            })
+        };
+        match choice {
+            XdpChoice::Native => attempt(prog, XdpMode::Driver, "native"),
+            XdpChoice::Generic => attempt(prog, XdpMode::Skb, "generic"),
+            XdpChoice::Auto => match attempt(prog, XdpMode::Driver, "native") {
+                Err(DatapathError::Attach { source, .. }) if native_unsupported(&source) => {
+                    tracing::warn!(iface, "the driver has no native XDP; attaching in generic mode");
+                    attempt(prog, XdpMode::Skb, "generic")
+                }
+                other => other,
+            },
+        }
+    }
+
+    /// Detaches from every interface this process attached to.
+    pub fn detach_all(&mut self) -> Result<(), DatapathError> {
+        // Dropping the program's links detaches them; do it explicitly so errors surface.
+        let prog = program_mut(&mut self.ebpf)?;
+        prog.unload()?;
+        Ok(())
+    }
+}
+
+fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
+    ebpf.program_mut(PROGRAM_NAME)
+        .ok_or(DatapathError::Missing("XDP program"))?
+        .try_into()
+        .map_err(DatapathError::Program)
+}
+
+/// Whether an attach error says the driver cannot run XDP natively.
+fn native_unsupported(err: &ProgramError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(io.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EINVAL));
+        }
+        source = e.source();
+    }
+    false
+}

@@ -1,0 +1,180 @@
+//! Port lists as the service writes them ("80,443", "3478-3481", "143, 587, 993, 995").
+
+use std::fmt;
+
+use intune_common::{maps::PortSet, proto::{IPPROTO_TCP, IPPROTO_UDP}};
+
+/// Sorted, merged, inclusive port ranges of one protocol.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortRanges(Vec<(u16, u16)>);
+
+impl PortRanges {
+    pub fn parse(text: &str) -> Result<PortRanges, String> {
+        let mut ranges = Vec::new();
+        for item in text.split(',').map(str::trim) {
+            if item.is_empty() {
+                continue;
+            }
+            let (lo, hi) = match item.split_once('-') {
+                Some((lo, hi)) => (parse_port(lo.trim())?, parse_port(hi.trim())?),
+                None => {
+                    let p = parse_port(item)?;
+                    (p, p)
+                }
+            };
+            if lo > hi {
+                return Err(format!("port range {item:?} runs backwards"));
+            }
+            ranges.push((lo, hi));
+        }
+        Ok(PortRanges::from_ranges(ranges))
+    }
+
+    pub fn from_ranges(mut ranges: Vec<(u16, u16)>) -> PortRanges {
+        ranges.sort_unstable();
+        let mut merged: Vec<(u16, u16)> = Vec::with_capacity(ranges.len());
+        for (lo, hi) in ranges {
+            match merged.last_mut() {
+                Some(last) if u32::from(lo) <= u32::from(last.1) + 1 => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        PortRanges(merged)
+    }
+
+    pub fn union(&self, other: &PortRanges) -> PortRanges {
+        PortRanges::from_ranges(self.0.iter().chain(other.0.iter()).copied().collect())
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        self.0.iter().any(|&(lo, hi)| lo <= port && port <= hi)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn ranges(&self) -> &[(u16, u16)] {
+        &self.0
+    }
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("{text:?} is not a port (1-65535)")),
+        Ok(p) => Ok(p),
+    }
+}
+
+impl fmt::Display for PortRanges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, &(lo, hi)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if lo == hi {
+                write!(f, "{lo}")?;
+            } else {
+                write!(f, "{lo}-{hi}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl serde::Serialize for PortRanges {
+    /// As the service writes it: "80,443".
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// TCP and UDP ports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ports {
+    #[serde(rename = "tcpPorts")]
+    pub tcp: PortRanges,
+    #[serde(rename = "udpPorts")]
+    pub udp: PortRanges,
+}
+
+impl Ports {
+    pub fn union(&self, other: &Ports) -> Ports {
+        Ports {
+            tcp: self.tcp.union(&other.tcp),
+            udp: self.udp.union(&other.udp),
+        }
+    }
+
+    /// Whether `port` of transport protocol `l4` is allowed.
+    pub fn admits(&self, l4: u8, port: u16) -> bool {
+        match l4 {
+            IPPROTO_TCP => self.tcp.contains(port),
+            IPPROTO_UDP => self.udp.contains(port),
+            _ => false,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tcp.is_empty() && self.udp.is_empty()
+    }
+
+    /// The kernel's one-bit-a-port form.
+    pub fn to_port_set(&self) -> PortSet {
+        let mut set = PortSet::EMPTY;
+        for (l4, ranges) in [(IPPROTO_TCP, &self.tcp), (IPPROTO_UDP, &self.udp)] {
+            for &(lo, hi) in ranges.ranges() {
+                for port in lo..=hi {
+                    set.insert(l4, port);
+                }
+            }
+        }
+        set
+    }
+}
+
+impl fmt::Display for Ports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if !self.tcp.is_empty() {
+            parts.push(format!("TCP {}", self.tcp));
+        }
+        if !self.udp.is_empty() {
+            parts.push(format!("UDP {}", self.udp));
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_the_service_writes() {
+        assert_eq!(PortRanges::parse("80,443").unwrap().to_string(), "80,443");
+        assert_eq!(PortRanges::parse("443,80").unwrap().to_string(), "80,443");
+        assert_eq!(PortRanges::parse("143, 587, 993, 995").unwrap().to_string(), "143,587,993,995");
+        assert_eq!(PortRanges::parse("3478-3481").unwrap().to_string(), "3478-3481");
+        assert_eq!(PortRanges::parse("3478-3480,3481").unwrap().to_string(), "3478-3481");
+        assert!(PortRanges::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_port() {
+        for bad in ["0", "65536", "http", "443-80", "80;443", "-5", "1-"] {
+            assert!(PortRanges::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn bitmap_holds_exactly_the_ranges() {
+        let ports = Ports { tcp: PortRanges::parse("80,5223-5224").unwrap(), udp: PortRanges::parse("123").unwrap() };
+        let set = ports.to_port_set();
+        for p in 0..=u16::MAX {
+            assert_eq!(set.allows(IPPROTO_TCP, p), ports.admits(IPPROTO_TCP, p), "tcp {p}");
+            assert_eq!(set.allows(IPPROTO_UDP, p), ports.admits(IPPROTO_UDP, p), "udp {p}");
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The endpoint web service's JSON schema, and the one parser that reads it for the built-in
+//! list, for local files and for the service.
+
+use std::collections::HashSet;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::ports::{PortRanges, Ports};
+
+/// An endpoint set as the service writes it. Unknown fields are ignored, as the service adds
+/// fields over time.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEndpointSet {
+    id: u32,
+    service_area: String,
+    #[serde(default)]
+    service_area_display_name: Option<String>,
+    #[serde(default)]
+    urls: Vec<String>,
+    #[serde(default)]
+    ips: Vec<String>,
+    #[serde(default)]
+    tcp_ports: Option<String>,
+    #[serde(default)]
+    udp_ports: Option<String>,
+    #[serde(default)]
+    express_route: bool,
+    category: String,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    notes: Option<String>,
+    /// intune-xdp's own: "article" for sets the article lists outside its id tables.
+    #[serde(default)]
+    origin: Option<String>,
+    /// intune-xdp's own: the ports hold for any address (Delivery Optimization peering).
+    #[serde(default)]
+    any_address: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Category {
+    Optimize,
+    Allow,
+    Default,
+}
+
+/// Where a set comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// One of the service's endpoint sets (an id the service uses).
+    Service,
+    /// Listed in the article outside its id tables; not from the service.
+    Article,
+}
+
+/// A validated endpoint set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSet {
+    pub id: u32,
+    pub service_area: String,
+    pub service_area_display_name: String,
+    /// Lower-case names; `*` stands for labels.
+    pub urls: Vec<String>,
+    /// Prefixes with host bits cleared.
+    pub ips: Vec<IpNet>,
+    #[serde(flatten)]
+    pub ports: Ports,
+    pub express_route: bool,
+    pub category: Category,
+    pub required: bool,
+    pub notes: String,
+    pub origin: Origin,
+    pub any_address: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("not JSON in the endpoint schema: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("expected an array of endpoint sets")]
+    NotAnArray,
+    #[error("endpoint set #{index}{id}: {message}")]
+    Set { index: usize, id: String, message: String },
+    #[error("endpoint set {id}: field `{field}`: {message}")]
+    Field { id: u32, field: &'static str, message: String },
+    #[error("endpoint set id {0} appears twice")]
+    DuplicateId(u32),
+}
+
+/// Parses and validates a list of endpoint sets.
+pub fn parse_endpoint_sets(text: &str) -> Result<Vec<EndpointSet>, SchemaError> {
+    let value: serde_json::Value = serde_json::from_str(text)?;
+    let items = value.as_array().ok_or(SchemaError::NotAnArray)?;
+    let mut seen = HashSet::new();
+    let mut sets = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let raw = RawEndpointSet::deserialize(item).map_err(|e| SchemaError::Set {
+            index,
+            id: item
+                .get("id")
+                .map(|id| format!(" (id {id})"))
+                .unwrap_or_default(),
+            message: e.to_string(),
+        })?;
+        let set = validate(raw)?;
+        if !seen.insert(set.id) {
+            return Err(SchemaError::DuplicateId(set.id));
+        }
+        sets.push(set);
+    }
+    Ok(sets)
+}
+
+fn validate(raw: RawEndpointSet) -> Result<EndpointSet, SchemaError> {
+    let id = raw.id;
+    let field = |field: &'static str, message: String| SchemaError::Field { id, field, message };
+    if raw.service_area.trim().is_empty() {
+        return Err(field("serviceArea", "is empty".into()));
+    }
+    let category = match raw.category.as_str() {
+        "Optimize" => Category::Optimize,
+        "Allow" => Category::Allow,
+        "Default" => Category::Default,
+        other => {
+            return Err(field("category", format!("{other:?} is not Optimize, Allow or Default")));
+        }
+    };
+    let origin = match raw.origin.as_deref() {
+        None | Some("service") => Origin::Service,
+        Some("article") => Origin::Article,
+        Some(other) => return Err(field("origin", format!("{other:?} is not service or article"))),
+    };
+    let ips = raw
+        .ips
+        .iter()
+        .map(|ip| parse_prefix(ip).map_err(|m| field("ips", m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let urls = raw
+        .urls
+        .iter()
+        .map(|url| parse_name(url).map_err(|m| field("urls", m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ports = Ports {
+        tcp: PortRanges::parse(raw.tcp_ports.as_deref().unwrap_or(""))
+            .map_err(|m| field("tcpPorts", m))?,
+        udp: PortRanges::parse(raw.udp_ports.as_deref().unwrap_or(""))
+            .map_err(|m| field("udpPorts", m))?,
+    };
+    if raw.any_address && (!ips.is_empty() || !urls.is_empty() || ports.is_empty()) {
+        return Err(field("anyAddress", "needs ports and no urls or ips".into()));
+    }
+    Ok(EndpointSet {
+        id,
+        service_area_display_name: raw
+            .service_area_display_name
+            .unwrap_or_else(|| raw.service_area.clone()),
+        service_area: raw.service_area,
+        urls,
+        ips,
+        ports,
+        express_route: raw.express_route,
+        category,
+        required: raw.required,
+        notes: raw.notes.unwrap_or_default(),
+        origin,
+        any_address: raw.any_address,
+    })
+}
+
+/// A CIDR prefix; host bits are cleared, as the service sometimes sends them set.
+fn parse_prefix(text: &str) -> Result<IpNet, String> {
+    let net: IpNet = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IPv4 or IPv6 prefix in CIDR form"))?;
+    Ok(net.trunc())
+}
+
+/// A host name, possibly with `*` labels ("*.manage.microsoft.com", "autodiscover.*.onmicrosoft.com").
+fn parse_name(text: &str) -> Result<String, String> {
+    let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let bad = |why: &str| Err(format!("{text:?} is not a host name: {why}"));
+    if name.is_empty() || name.len() > 253 {
+        return bad("empty or longer than 253 characters");
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return bad("empty label or label over 63 characters");
+        }
+        let ok = label == "*"
+            || label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*');
+        if !ok {
+            return bad("characters other than letters, digits, '-', '_' and '*'");
+        }
+    }
+    Ok(name)
+}
+
+impl EndpointSet {
+    /// Names without wildcards: those a resolver can look up ahead of time.
+    pub fn exact_urls(&self) -> impl Iterator<Item = &str> {
+        self.urls.iter().map(String::as_str).filter(|u| !u.contains('*'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(json: &str) -> Result<EndpointSet, SchemaError> {
+        parse_endpoint_sets(&format!("[{json}]")).map(|mut v| v.remove(0))
+    }
+
+    #[test]
+    fn accepts_the_services_quirks() {
+        let set = one(r#"{"id": 46, "serviceArea": "Common", "urls": ["Autodiscover.*.onmicrosoft.com."],
+            "ips": ["13.107.6.171/24", "2603:1006:1400::/40"], "tcpPorts": "443,80", "udpPorts": "3478-3481",
+            "expressRoute": true, "category": "Optimize", "required": false, "notes": "", "newField": 1}"#)
+        .unwrap();
+        assert_eq!(set.urls, ["autodiscover.*.onmicrosoft.com"]);
+        assert_eq!(set.ips[0].to_string(), "13.107.6.0/24");
+        assert_eq!(set.ips[1].to_string(), "2603:1006:1400::/40");
+        assert_eq!(set.ports.to_string(), "TCP 80,443; UDP 3478-3481");
+        assert_eq!(set.origin, Origin::Service);
+    }
+
+    #[test]
+    fn missing_urls_ips_and_ports_are_empty() {
+        let set = one(r#"{"id": 9, "serviceArea": "MEM", "category": "Default"}"#).unwrap();
+        assert!(set.urls.is_empty() && set.ips.is_empty() && set.ports.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_set_and_field() {
+        let cases = [
+            (r#"{"id": 7, "serviceArea": "MEM", "category": "Default", "tcpPorts": "80,x"}"#, "endpoint set 7: field `tcpPorts`"),
+            (r#"{"id": 8, "serviceArea": "MEM", "category": "Default", "ips": ["10.0.0.0/33"]}"#, "endpoint set 8: field `ips`"),
+            (r#"{"id": 9, "serviceArea": "MEM", "category": "Maybe"}"#, "endpoint set 9: field `category`"),
+            (r#"{"id": 10, "serviceArea": "MEM", "category": "Default", "urls": ["bad name.com"]}"#, "endpoint set 10: field `urls`"),
+            (r#"{"id": "x", "serviceArea": "MEM", "category": "Default"}"#, "endpoint set #0 (id \"x\")"),
+            (r#"{"serviceArea": "MEM", "category": "Default"}"#, "endpoint set #0: missing field `id`"),
+        ];
+        for (json, expected) in cases {
+            let err = one(json).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{err:?} does not start with {expected:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_ids_and_non_arrays_are_rejected() {
+        let dup = r#"[{"id": 1, "serviceArea": "MEM", "category": "Default"}, {"id": 1, "serviceArea": "MEM", "category": "Default"}]"#;
+        assert!(matches!(parse_endpoint_sets(dup), Err(SchemaError::DuplicateId(1))));
+        assert!(matches!(parse_endpoint_sets("{}"), Err(SchemaError::NotAnArray)));
+        assert!(matches!(parse_endpoint_sets("[1,"), Err(SchemaError::Json(_))));
+    }
+
+    #[test]
+    fn reads_a_real_service_response() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/m365-worldwide-sample.json"));
+        let Ok(text) = text else {
+            eprintln!("skipped: ../shared/fixtures is not beside this checkout");
+            return;
+        };
+        let sets = parse_endpoint_sets(&text).unwrap();
+        assert_eq!(sets.len(), 63);
+        assert!(sets.iter().any(|s| s.urls.iter().any(|u| u == "autodiscover.*.onmicrosoft.com")));
+    }
+}
