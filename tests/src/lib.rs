@@ -1,1 +1,62 @@
+//! Helpers for the tests that need root: frames built byte by byte, fixtures, a root check.
 
+pub mod frames;
+
+
+use intune_ctl::{
+    datapath::{Capacity, Datapath},
+    endpoints::{EndpointSet, parse_endpoint_sets},
+    policy::Policy,
+    rules::{RuleSet, RuleSetOptions},
+};
+
+/// True when running as root; otherwise says why the test is skipped.
+pub fn is_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("skipped {test}: needs root (BPF and network namespaces); CI runs it as root");
+    }
+    root
+}
+
+/// Skips the calling test with a message unless running as root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root(module_path!()) {
+            return;
+        }
+    };
+}
+
+/// Endpoint sets for tests: nested prefixes with different ports, IPv6, and a port-only set.
+pub const TEST_SETS: &str = r#"[
+  {"id": 901, "serviceArea": "MEM", "category": "Default", "required": true,
+   "ips": ["198.51.100.0/24", "2001:db8:100::/48"], "tcpPorts": "443"},
+  {"id": 902, "serviceArea": "MEM", "category": "Default", "required": true,
+   "ips": ["198.51.100.128/28", "2001:db8:100:1::/64"], "tcpPorts": "80", "udpPorts": "123"},
+  {"id": 903, "serviceArea": "MEM", "category": "Allow", "required": true,
+   "ips": ["203.0.113.0/24"], "tcpPorts": "5223", "udpPorts": "3478-3481"},
+  {"id": 904, "serviceArea": "MEM", "category": "Default", "required": false,
+   "tcpPorts": "7680", "udpPorts": "3544", "anyAddress": true}
+]"#;
+
+pub fn test_sets() -> Vec<EndpointSet> {
+    parse_endpoint_sets(TEST_SETS).expect("TEST_SETS parse")
+}
+
+pub fn builtin_sets() -> Vec<EndpointSet> {
+    intune_ctl::endpoints::builtin::builtin().expect("built-in list parses")
+}
+
+pub fn rule_set(sets: &[EndpointSet], port_only: bool) -> RuleSet {
+    RuleSet::build(sets, RuleSetOptions { port_only }).expect("rule set builds")
+}
+
+/// The real program, loaded with `rules` and `policy`, tracing on.
+pub fn load(rules: &RuleSet, policy: &Policy) -> Datapath {
+    let mut dp = Datapath::load(Capacity::for_prefixes(rules.rules.len())).expect("program loads");
+    dp.install(rules, policy, true).expect("maps fill");
+    dp
+}
