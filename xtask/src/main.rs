@@ -1,1 +1,86 @@
-fn main() {}
+//! Developer tasks: `cargo xtask setup | test | run | bench`.
+
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "intune-xdp developer tasks")]
+struct Xtask {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the build and the tests need, when it is missing (idempotent).
+    Setup,
+    /// Set up, then run the whole test suite (the root-only tests skip when not root).
+    Test {
+        /// Extra arguments for `cargo test`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build in release mode, and run `intune-ctl run` with these arguments.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then measure the program with BPF_PROG_TEST_RUN; writes BENCHMARKS.md.
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Xtask::parse().task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> anyhow::Result<()> {
+    match task {
+        Task::Setup => setup::setup(),
+        Task::Test { args } => {
+            setup::setup()?;
+            cargo(&["test"], &args)
+        }
+        Task::Run { args } => {
+            setup::setup()?;
+            cargo(&["run", "--release", "--quiet", "--package", "intune-ctl", "--", "run"], &args)
+        }
+        Task::Bench { args } => {
+            setup::setup()?;
+            cargo(&["run", "--release", "--quiet", "--package", "intune-tests", "--bin", "intune-bench", "--"], &args)
+        }
+    }
+}
+
+fn cargo(base: &[&str], extra: &[String]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(base)
+        .args(extra)
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("running {cargo}"))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", base.join(" "));
+    }
+    Ok(())
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| ".".into())
+}
