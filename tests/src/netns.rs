@@ -1,0 +1,86 @@
+//! Network namespaces joined by veth pairs: the test's own hosts, with documentation addresses.
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    process::{Command, Output},
+};
+
+/// A named network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+fn ip(args: &[&str]) -> Output {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+impl Netns {
+    /// `ixt-<role>-<pid>`: unique per test process, short enough for interface-name limits.
+    pub fn new(role: &str) -> Netns {
+        let name = format!("ixt-{role}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        ip(&["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.name)
+    }
+
+    /// `ip -n NAME ...`, asserting success.
+    pub fn ip(&self, args: &[&str]) -> Output {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// A command run inside the namespace with nsenter, which keeps /sys/fs/bpf visible
+    /// (`ip netns exec` remounts /sys).
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.path())).arg(program);
+        cmd
+    }
+
+    /// Runs `f` on a thread that has entered the namespace: sockets it opens live there.
+    pub fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
+        let file = File::open(self.path()).expect("open netns");
+        std::thread::spawn(move || {
+            // SAFETY: a valid namespace fd; only this thread changes namespace.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("thread in netns")
+    }
+
+    /// Like [`Netns::run`], without waiting.
+    pub fn spawn(&self, f: impl FnOnce() + Send + 'static) {
+        let file = File::open(self.path()).expect("open netns");
+        std::thread::spawn(move || {
+            // SAFETY: as in `run`.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        });
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// A veth pair: `a_if` in `a`, `b_if` in `b`, both up.
+pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
+    ip(&["link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns", &b.name]);
+    a.ip(&["link", "set", a_if, "up"]);
+    b.ip(&["link", "set", b_if, "up"]);
+}
