@@ -11,7 +11,9 @@ use crate::{
     proto::*,
 };
 
-/// What the classifier needs of an IP packet, whoever parsed it.
+/// What the classifier needs of an IP packet, whoever parsed it. Integers and bools only, so
+/// all-zero bytes are a valid (empty) packet; aligned so the kernel zeroes it in words.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpPacket {
     pub is_v6: bool,
@@ -24,8 +26,9 @@ pub struct IpPacket {
     pub sport: u16,
     pub dport: u16,
     pub has_ports: bool,
-    /// ICMP or ICMPv6 type, when the header is there.
-    pub icmp_type: Option<u8>,
+    /// ICMP or ICMPv6 type, when `has_icmp_type`.
+    pub icmp_type: u8,
+    pub has_icmp_type: bool,
     /// A fragment other than the first: no transport header, matched on its address alone.
     pub later_fragment: bool,
 }
@@ -40,18 +43,38 @@ impl IpPacket {
             sport: 0,
             dport: 0,
             has_ports: false,
-            icmp_type: None,
+            icmp_type: 0,
+            has_icmp_type: false,
             later_fragment: false,
         }
     }
 }
 
-/// A frame after parsing.
+/// What a frame is, once parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    NotIp,
+    Malformed,
+    /// IPv4 or IPv6: the parser filled an [`IpPacket`].
+    Ip,
+}
+
+/// A frame after parsing, as the reference parser returns it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Parsed {
     NotIp,
     Malformed,
     Ip(IpPacket),
+}
+
+impl Parsed {
+    pub fn kind(&self) -> FrameKind {
+        match self {
+            Parsed::NotIp => FrameKind::NotIp,
+            Parsed::Malformed => FrameKind::Malformed,
+            Parsed::Ip(_) => FrameKind::Ip,
+        }
+    }
 }
 
 /// The lookups the decision makes: BPF maps in the kernel, plain collections in userspace.
@@ -84,13 +107,13 @@ pub fn direction<T: Tables>(cfg: &Config, ifindex: u32, tables: &T) -> u32 {
     cfg.direction
 }
 
-/// Decides about a frame once it is parsed.
+/// Decides about a frame once it is parsed; `pkt` is read only for [`FrameKind::Ip`].
 #[inline(always)]
-pub fn decide<T: Tables>(parsed: &Parsed, cfg: &Config, direction: u32, tables: &T) -> Decision {
-    let (outcome, rule) = match parsed {
-        Parsed::NotIp => (Outcome::NotIp, NO_RULE),
-        Parsed::Malformed => (Outcome::Malformed, NO_RULE),
-        Parsed::Ip(pkt) => decide_ip(pkt, cfg, direction, tables),
+pub fn decide<T: Tables>(kind: FrameKind, pkt: &IpPacket, cfg: &Config, direction: u32, tables: &T) -> Decision {
+    let (outcome, rule) = match kind {
+        FrameKind::NotIp => (Outcome::NotIp, NO_RULE),
+        FrameKind::Malformed => (Outcome::Malformed, NO_RULE),
+        FrameKind::Ip => decide_ip(pkt, cfg, direction, tables),
     };
     Decision {
         outcome,
@@ -155,11 +178,11 @@ fn match_address<T: Tables>(pkt: &IpPacket, addr: &[u8; 16], port: u16, t: &T) -
 
 #[inline(always)]
 fn is_infrastructure<T: Tables>(pkt: &IpPacket, cfg: &Config, t: &T) -> bool {
-    if let Some(icmp_type) = pkt.icmp_type {
+    if pkt.has_icmp_type {
         return if pkt.is_v6 {
-            is_icmpv6_infrastructure(icmp_type)
+            is_icmpv6_infrastructure(pkt.icmp_type)
         } else {
-            is_icmpv4_infrastructure(icmp_type)
+            is_icmpv4_infrastructure(pkt.icmp_type)
         };
     }
     if !pkt.has_ports {
@@ -200,7 +223,11 @@ pub fn v4_mapped(addr: &[u8; 16]) -> [u8; 16] {
 /// The whole reference: parse, then decide, as the kernel program does.
 pub fn classify<T: Tables>(frame: &[u8], ifindex: u32, cfg: &Config, tables: &T) -> Decision {
     let parsed = parse_frame(frame);
-    decide(&parsed, cfg, direction(cfg, ifindex, tables), tables)
+    let pkt = match parsed {
+        Parsed::Ip(pkt) => pkt,
+        _ => IpPacket::empty(),
+    };
+    decide(parsed.kind(), &pkt, cfg, direction(cfg, ifindex, tables), tables)
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -318,7 +345,8 @@ fn parse_l4(l4: &[u8], icmp: u8, pkt: &mut IpPacket) -> Option<()> {
             if l4.len() < ICMP_MIN_HLEN {
                 return None;
             }
-            pkt.icmp_type = Some(l4[0]);
+            pkt.icmp_type = l4[0];
+            pkt.has_icmp_type = true;
             return Some(());
         }
         _ => return Some(()),

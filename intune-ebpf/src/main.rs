@@ -7,9 +7,11 @@ mod lookup;
 mod maps;
 mod parse;
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use intune_common::{
-    classify::{Decision, decide, direction},
+    classify::{Decision, IpPacket, decide, direction},
     maps::{Config, Counter, NO_RULE, Trace},
     outcome::XDP_PASS,
 };
@@ -25,16 +27,31 @@ pub fn intune_xdp(ctx: XdpContext) -> u32 {
     let Some(cfg) = CONFIG.get(0) else {
         return XDP_PASS;
     };
-    let cfg = *cfg;
-    let parsed = parse::frame(&ctx);
+    let mut pkt = MaybeUninit::<IpPacket>::uninit();
+    let pkt = zeroed(&mut pkt);
+    let kind = parse::frame(&ctx, pkt);
     let tables = MapTables;
-    let dir = direction(&cfg, ctx.ingress_ifindex() as u32, &tables);
-    let decision = decide(&parsed, &cfg, dir, &tables);
+    let dir = direction(cfg, ctx.ingress_ifindex() as u32, &tables);
+    let decision = decide(kind, pkt, cfg, dir, &tables);
     count(&ctx, &decision);
     if cfg.flags & Config::FLAG_TRACE != 0 {
         trace(&decision);
     }
     decision.verdict
+}
+
+/// Zeroes the packet summary with word stores: LLVM would otherwise call a byte-at-a-time
+/// memset, a BPF-to-BPF call that costs more than the rest of the parse.
+#[inline(always)]
+fn zeroed(pkt: &mut MaybeUninit<IpPacket>) -> &mut IpPacket {
+    const WORDS: usize = size_of::<IpPacket>() / 8;
+    let words = pkt.as_mut_ptr().cast::<u64>();
+    for i in 0..WORDS {
+        // SAFETY: in bounds of the struct, which is 8-aligned and a multiple of 8 long.
+        unsafe { words.add(i).write_volatile(0) };
+    }
+    // SAFETY: all-zero bytes are a valid IpPacket (integers and bools only).
+    unsafe { pkt.assume_init_mut() }
 }
 
 #[inline(always)]

@@ -2,7 +2,10 @@
 //! frame. Produces the same `Parsed` as `intune_common::classify::parse_frame`.
 
 use aya_ebpf::programs::XdpContext;
-use intune_common::{classify::{IpPacket, Parsed}, proto::*};
+use intune_common::{
+    classify::{FrameKind, IpPacket},
+    proto::*,
+};
 
 /// A bounds-checked view of `N` bytes at `pos`; `None` when the frame ends earlier.
 #[inline(always)]
@@ -21,20 +24,21 @@ fn be16(hi: u8, lo: u8) -> u16 {
     u16::from_be_bytes([hi, lo])
 }
 
+/// Parses the frame into `pkt` (filled when the answer is [`FrameKind::Ip`]).
 #[inline(always)]
-pub fn frame(ctx: &XdpContext) -> Parsed {
+pub fn frame(ctx: &XdpContext, pkt: &mut IpPacket) -> FrameKind {
     let end = ctx.data_end();
     let Some((proto, pos)) = ethernet(ctx.data(), end) else {
-        return Parsed::Malformed;
+        return FrameKind::Malformed;
     };
-    let pkt = match proto {
-        ETH_P_IP => ipv4(pos, end),
-        ETH_P_IPV6 => ipv6(pos, end),
-        _ => return Parsed::NotIp,
+    let ok = match proto {
+        ETH_P_IP => ipv4(pos, end, pkt),
+        ETH_P_IPV6 => ipv6(pos, end, pkt),
+        _ => return FrameKind::NotIp,
     };
-    match pkt {
-        Some(pkt) => Parsed::Ip(pkt),
-        None => Parsed::Malformed,
+    match ok {
+        Some(()) => FrameKind::Ip,
+        None => FrameKind::Malformed,
     }
 }
 
@@ -59,7 +63,7 @@ fn ethernet(pos: usize, end: usize) -> Option<(u16, usize)> {
 }
 
 #[inline(always)]
-fn ipv4(pos: usize, end: usize) -> Option<IpPacket> {
+fn ipv4(pos: usize, end: usize, pkt: &mut IpPacket) -> Option<()> {
     let ip = bytes::<IPV4_MIN_HLEN>(pos, end)?;
     if ip[0] >> 4 != 4 {
         return None;
@@ -69,20 +73,19 @@ fn ipv4(pos: usize, end: usize) -> Option<IpPacket> {
     if hlen < IPV4_MIN_HLEN || total < hlen || pos + total > end {
         return None;
     }
-    let mut pkt = IpPacket::empty();
     pkt.src[..4].copy_from_slice(&ip[12..16]);
     pkt.dst[..4].copy_from_slice(&ip[16..20]);
     pkt.l4 = ip[9];
     pkt.later_fragment = be16(ip[6], ip[7]) & IPV4_FRAG_OFFSET_MASK != 0;
     if !pkt.later_fragment {
         // The transport header must lie inside the IP packet, not in Ethernet padding.
-        transport(pos + hlen, pos + total, end, IPPROTO_ICMP, &mut pkt)?;
+        transport(pos + hlen, pos + total, end, IPPROTO_ICMP, pkt)?;
     }
-    Some(pkt)
+    Some(())
 }
 
 #[inline(always)]
-fn ipv6(pos: usize, end: usize) -> Option<IpPacket> {
+fn ipv6(pos: usize, end: usize, pkt: &mut IpPacket) -> Option<()> {
     let ip = bytes::<IPV6_HLEN>(pos, end)?;
     if ip[0] >> 4 != 6 {
         return None;
@@ -91,7 +94,6 @@ fn ipv6(pos: usize, end: usize) -> Option<IpPacket> {
     if limit > end {
         return None;
     }
-    let mut pkt = IpPacket::empty();
     pkt.is_v6 = true;
     pkt.src.copy_from_slice(&ip[8..24]);
     pkt.dst.copy_from_slice(&ip[24..40]);
@@ -105,7 +107,7 @@ fn ipv6(pos: usize, end: usize) -> Option<IpPacket> {
         if later {
             pkt.l4 = after;
             pkt.later_fragment = true;
-            return Some(pkt);
+            return Some(());
         }
         next = after;
         pos += len;
@@ -114,8 +116,8 @@ fn ipv6(pos: usize, end: usize) -> Option<IpPacket> {
         return None;
     }
     pkt.l4 = next;
-    transport(pos, limit, end, IPPROTO_ICMPV6, &mut pkt)?;
-    Some(pkt)
+    transport(pos, limit, end, IPPROTO_ICMPV6, pkt)?;
+    Some(())
 }
 
 /// One IPv6 extension header: (next header, its length, whether it is a later fragment).
@@ -162,7 +164,8 @@ fn transport(pos: usize, limit: usize, end: usize, icmp: u8, pkt: &mut IpPacket)
                 return None;
             }
             let hdr = bytes::<ICMP_MIN_HLEN>(pos, end)?;
-            pkt.icmp_type = Some(hdr[0]);
+            pkt.icmp_type = hdr[0];
+            pkt.has_icmp_type = true;
         }
         _ => {}
     }
