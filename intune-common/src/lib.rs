@@ -6,3 +6,4 @@ pub mod classify;
 pub mod maps;
 pub mod outcome;
 pub mod proto;
+pub mod v4table;

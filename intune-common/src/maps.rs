@@ -5,6 +5,12 @@
 pub const LPM_V4: &str = "LPM_V4";
 /// LPM trie of IPv6 prefixes: key `Key<[u8; 16]>`, value [`RuleRef`].
 pub const LPM_V6: &str = "LPM_V6";
+/// The IPv4 lookup table (see `v4table`): 65,536 first-level entries (u32).
+pub const V4_TBL16: &str = "V4_TBL16";
+/// Second level: chunks of 256 entries (u32), indexed by the address's third byte.
+pub const V4_TBL24: &str = "V4_TBL24";
+/// Third level: chunks of 256 entries (u32), indexed by the address's last byte.
+pub const V4_TBL32: &str = "V4_TBL32";
 /// Array of [`PortSet`], indexed by [`RuleRef::port_set`].
 pub const PORT_SETS: &str = "PORT_SETS";
 /// Per-CPU array of [`Counter`], indexed by rule.
@@ -26,6 +32,8 @@ pub const MAX_PREFIXES_V4: u32 = 1 << 21;
 pub const MAX_PREFIXES_V6: u32 = 1 << 20;
 pub const MAX_RULES: u32 = 1 << 16;
 pub const MAX_PORT_SETS: u32 = 64;
+/// Chunks of each lower level of the IPv4 table, by default (256 KiB each level).
+pub const V4_TABLE_CHUNKS: u32 = 256;
 pub const MAX_IFACES: u32 = 256;
 pub const MAX_DNS_RESOLVERS: u32 = 64;
 
@@ -135,6 +143,8 @@ impl Config {
     pub const FLAG_DNS_ANY: u32 = 4;
     /// Some interface has its own direction in `IFACE_DIRECTION`.
     pub const FLAG_PER_IFACE: u32 = 8;
+    /// Look IPv4 addresses up in the LPM trie: the table did not fit its maps.
+    pub const FLAG_V4_TRIE: u32 = 16;
 }
 
 /// The last decision, for callers of BPF_PROG_TEST_RUN.

@@ -8,3 +8,4 @@ pub mod endpoints;
 pub mod policy;
 pub mod reference;
 pub mod rules;
+pub mod v4table;

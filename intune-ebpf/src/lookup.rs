@@ -4,16 +4,31 @@ use aya_ebpf::maps::lpm_trie::Key;
 use intune_common::{
     classify::Tables,
     maps::{PortSet, RuleRef},
+    v4table::{CHUNK_FLAG, decode_leaf},
 };
 
-use crate::maps::{DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, PORT_SETS};
+use crate::maps::{DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, PORT_SETS, V4_TBL16, V4_TBL24, V4_TBL32};
 
-pub struct MapTables;
+pub struct MapTables {
+    /// Look IPv4 up in the trie, not the table (the table did not fit).
+    pub v4_trie: bool,
+}
 
 impl Tables for MapTables {
     #[inline(always)]
     fn lookup_v4(&self, addr: &[u8; 4]) -> Option<RuleRef> {
-        LPM_V4.get(Key::new(32, *addr)).copied()
+        if self.v4_trie {
+            return LPM_V4.get(Key::new(32, *addr)).copied();
+        }
+        let a = u32::from_be_bytes(*addr);
+        let mut entry = *V4_TBL16.get(a >> 16)?;
+        if entry & CHUNK_FLAG != 0 {
+            entry = *V4_TBL24.get(((entry & !CHUNK_FLAG) << 8) | ((a >> 8) & 0xff))?;
+        }
+        if entry & CHUNK_FLAG != 0 {
+            entry = *V4_TBL32.get(((entry & !CHUNK_FLAG) << 8) | (a & 0xff))?;
+        }
+        decode_leaf(entry)
     }
 
     #[inline(always)]

@@ -1,14 +1,16 @@
 //! The program's maps. Names, key and value layouts come from `intune_common::maps`.
 
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
     maps::{Array, HashMap, LpmTrie, PerCpuArray},
 };
 use intune_common::{
     maps::{
         Config, Counter, MAX_DNS_RESOLVERS, MAX_IFACES, MAX_PORT_SETS, MAX_PREFIXES_V4,
-        MAX_PREFIXES_V6, MAX_RULES, PortSet, RuleRef, Trace,
+        MAX_PREFIXES_V6, MAX_RULES, PortSet, RuleRef, Trace, V4_TABLE_CHUNKS,
     },
+    v4table::{CHUNK_ENTRIES, TBL16_ENTRIES},
     outcome::OUTCOME_COUNT,
 };
 
@@ -17,6 +19,16 @@ pub static LPM_V4: LpmTrie<[u8; 4], RuleRef> = LpmTrie::with_max_entries(MAX_PRE
 
 #[map]
 pub static LPM_V6: LpmTrie<[u8; 16], RuleRef> = LpmTrie::with_max_entries(MAX_PREFIXES_V6, 0);
+
+// Memory-mapped by userspace: a rule set's table is written with stores, not a syscall an entry.
+#[map]
+pub static V4_TBL16: Array<u32> = Array::with_max_entries(TBL16_ENTRIES, BPF_F_MMAPABLE);
+
+#[map]
+pub static V4_TBL24: Array<u32> = Array::with_max_entries(V4_TABLE_CHUNKS * CHUNK_ENTRIES, BPF_F_MMAPABLE);
+
+#[map]
+pub static V4_TBL32: Array<u32> = Array::with_max_entries(V4_TABLE_CHUNKS * CHUNK_ENTRIES, BPF_F_MMAPABLE);
 
 #[map]
 pub static PORT_SETS: Array<PortSet> = Array::with_max_entries(MAX_PORT_SETS, 0);

@@ -5,7 +5,7 @@ pub mod netns;
 
 
 use intune_ctl::{
-    datapath::{Capacity, Datapath},
+    datapath::{Capacity, Datapath, V4Lookup},
     endpoints::{EndpointSet, parse_endpoint_sets},
     policy::Policy,
     rules::{RuleSet, RuleSetOptions},
@@ -57,7 +57,19 @@ pub fn rule_set(sets: &[EndpointSet], port_only: bool) -> RuleSet {
 
 /// The real program, loaded with `rules` and `policy`, tracing on.
 pub fn load(rules: &RuleSet, policy: &Policy) -> Datapath {
-    let mut dp = Datapath::load(Capacity::for_prefixes(rules.rules.len())).expect("program loads");
+    load_with(rules, policy, Capacity::for_prefixes(rules.rules.len()))
+}
+
+/// As [`load`], looking IPv4 up in the LPM trie rather than the table.
+pub fn load_trie(rules: &RuleSet, policy: &Policy) -> Datapath {
+    let capacity = Capacity { v4_table_chunks: 0, ..Capacity::for_prefixes(rules.rules.len()) };
+    let dp = load_with(rules, policy, capacity);
+    assert_eq!(dp.v4_lookup(), V4Lookup::Trie, "no table chunks must leave IPv4 to the trie");
+    dp
+}
+
+pub fn load_with(rules: &RuleSet, policy: &Policy, capacity: Capacity) -> Datapath {
+    let mut dp = Datapath::load(capacity).expect("program loads");
     dp.install(rules, policy, true).expect("maps fill");
     dp
 }

@@ -303,9 +303,16 @@ fn dns_goes_only_to_configured_resolvers_when_some_are_set() {
 #[test]
 fn builtin_list_matches_intune_service_prefixes() {
     require_root!();
+    for trie in [false, true] {
+        builtin_list_case(trie);
+    }
+}
+
+fn builtin_list_case(trie: bool) {
     let rules = intune_tests::rule_set(&intune_tests::builtin_sets(), false);
     let policy = Policy { mode: Mode::Enforce, ..Policy::default() };
-    let c = Case { dp: load(&rules, &policy), rules, policy };
+    let dp = if trie { intune_tests::load_trie(&rules, &policy) } else { load(&rules, &policy) };
+    let c = Case { dp, rules, policy };
     // 13.67.13.176/28 is in set 163 (TCP 80, 443); synthetic frames only, never on a wire.
     c.expect(&Frame::tcp(DEV, "13.67.13.180", 40000, 443), Outcome::Intune, XDP_PASS, Some("13.67.13.176/28"));
     c.expect(&Frame::tcp(DEV, "13.67.13.180", 40000, 80), Outcome::Intune, XDP_PASS, Some("13.67.13.176/28"));

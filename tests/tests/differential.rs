@@ -12,11 +12,11 @@ use intune_ctl::{
 use intune_tests::{
     builtin_sets,
     frames::{Ext, Frame, L4, ip},
-    load, require_root, rule_set, test_sets,
+    load, load_trie, require_root, rule_set, test_sets,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 
-const FRAMES_PER_POLICY: usize = 34_000;
+const FRAMES_PER_POLICY: usize = 25_500;
 const PORTS: [u16; 16] = [443, 80, 123, 5223, 7680, 3544, 53, 67, 68, 546, 547, 3478, 3481, 3482, 22, 0];
 
 /// Addresses worth hitting: hosts inside every rule's prefix, the resolvers, and their edges.
@@ -150,8 +150,9 @@ fn kernel_and_reference_agree_on_random_and_mutated_frames() {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut sets = test_sets();
     sets.extend(builtin_sets());
+    // (policy, port-only rules, IPv4 in the trie rather than the table)
     let policies = [
-        (Policy::default(), false),
+        (Policy::default(), false, false),
         (
             Policy {
                 mode: Mode::Enforce,
@@ -160,14 +161,16 @@ fn kernel_and_reference_agree_on_random_and_mutated_frames() {
                 ..Policy::default()
             },
             true,
+            false,
         ),
-        (Policy { mode: Mode::Enforce, direction: Direction::Src, ..Policy::default() }, false),
+        (Policy { mode: Mode::Enforce, direction: Direction::Src, ..Policy::default() }, false, false),
+        (Policy { mode: Mode::Enforce, direction: Direction::Both, ..Policy::default() }, true, true),
     ];
     let mut total = 0;
     let mut seen = std::collections::BTreeMap::new();
-    for (policy, port_only) in policies {
+    for (policy, port_only, trie) in policies {
         let rules = rule_set(&sets, port_only);
-        let dp = load(&rules, &policy);
+        let dp = if trie { load_trie(&rules, &policy) } else { load(&rules, &policy) };
         let reference = ReferenceTables::new(&rules, &policy);
         let pool = interesting_addresses(&rules, &mut rng);
         let mut mismatches = Vec::new();
@@ -184,7 +187,7 @@ fn kernel_and_reference_agree_on_random_and_mutated_frames() {
             }
             total += 1;
         }
-        assert!(mismatches.is_empty(), "policy {policy:?}: kernel and reference disagree:\n{}", mismatches.join("\n\n"));
+        assert!(mismatches.is_empty(), "policy {policy:?}, IPv4 trie {trie}: kernel and reference disagree:\n{}", mismatches.join("\n\n"));
     }
     eprintln!("{total} frames agreed; reference outcomes {seen:?}");
     assert!(total >= 100_000);

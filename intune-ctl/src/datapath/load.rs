@@ -4,7 +4,13 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{ProgramError, Xdp, XdpMode, links::LinkError},
 };
-use intune_common::maps::{LPM_V4, LPM_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, RULE_STATS};
+use intune_common::{
+    maps::{
+        LPM_V4, LPM_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, RULE_STATS, V4_TABLE_CHUNKS,
+        V4_TBL24, V4_TBL32,
+    },
+    v4table::CHUNK_ENTRIES,
+};
 
 /// The kernel program, built by build.rs from the `intune-ebpf` crate.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/intune-xdp"));
@@ -27,6 +33,8 @@ pub enum DatapathError {
     NoInterface(String),
     #[error("attaching to {iface} in {mode} mode failed: {source}")]
     Attach { iface: String, mode: &'static str, source: ProgramError },
+    #[error("mapping BPF map {name} into memory: {source}")]
+    Mmap { name: &'static str, source: std::io::Error },
     #[error("detaching: {0}")]
     Detach(#[from] LinkError),
 }
@@ -37,16 +45,27 @@ pub struct Capacity {
     pub prefixes_v4: u32,
     pub prefixes_v6: u32,
     pub rules: u32,
+    /// Chunks of each lower level of the IPv4 table; 0 leaves IPv4 to the trie.
+    pub v4_table_chunks: u32,
 }
 
 impl Default for Capacity {
     fn default() -> Self {
-        Capacity { prefixes_v4: MAX_PREFIXES_V4, prefixes_v6: MAX_PREFIXES_V6, rules: MAX_RULES }
+        Capacity {
+            prefixes_v4: MAX_PREFIXES_V4,
+            prefixes_v6: MAX_PREFIXES_V6,
+            rules: MAX_RULES,
+            v4_table_chunks: V4_TABLE_CHUNKS,
+        }
     }
 }
 
 impl Capacity {
-    /// Room for at least `prefixes` prefixes of either family and as many rules.
+    /// Chunks a large rule set may take on each IPv4 table level: 64 MiB a level at most.
+    const MAX_V4_TABLE_CHUNKS: u32 = 1 << 16;
+
+    /// Room for at least `prefixes` prefixes of either family and as many rules, and an IPv4
+    /// table that grows with them (beyond its largest size, IPv4 falls back to the trie).
     pub fn for_prefixes(prefixes: usize) -> Capacity {
         let d = Capacity::default();
         let need = u32::try_from(prefixes + 1).unwrap_or(u32::MAX);
@@ -54,6 +73,7 @@ impl Capacity {
             prefixes_v4: d.prefixes_v4.max(need),
             prefixes_v6: d.prefixes_v6.max(need),
             rules: d.rules.max(need),
+            v4_table_chunks: d.v4_table_chunks.max(need.min(Self::MAX_V4_TABLE_CHUNKS)),
         }
     }
 }
@@ -68,20 +88,40 @@ pub enum XdpChoice {
     Generic,
 }
 
+/// How the program looks IPv4 addresses up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum V4Lookup {
+    /// The DIR-16-8-8 table.
+    Table,
+    /// The LPM trie: the table did not fit its maps.
+    Trie,
+}
+
 pub struct Datapath {
     pub(crate) ebpf: Ebpf,
+    pub(crate) capacity: Capacity,
+    pub(crate) v4_lookup: V4Lookup,
 }
 
 impl Datapath {
     /// Loads the program (not attached) with maps of the given capacity.
     pub fn load(capacity: Capacity) -> Result<Datapath, DatapathError> {
+        // An array map needs at least one entry, even when the table is off.
+        let chunk_entries = capacity.v4_table_chunks.max(1) * CHUNK_ENTRIES;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(LPM_V4, capacity.prefixes_v4)
             .map_max_entries(LPM_V6, capacity.prefixes_v6)
             .map_max_entries(RULE_STATS, capacity.rules)
+            .map_max_entries(V4_TBL24, chunk_entries)
+            .map_max_entries(V4_TBL32, chunk_entries)
             .load(PROGRAM)?;
         program_mut(&mut ebpf)?.load()?;
-        Ok(Datapath { ebpf })
+        Ok(Datapath { ebpf, capacity, v4_lookup: V4Lookup::Trie })
+    }
+
+    /// How the program looks IPv4 up since the last `install`.
+    pub fn v4_lookup(&self) -> V4Lookup {
+        self.v4_lookup
     }
 
     pub fn program(&self) -> Result<&Xdp, DatapathError> {

@@ -4,7 +4,8 @@
 pub mod bpffs;
 pub mod counters;
 pub mod load;
+pub mod mmap;
 pub mod sync;
 pub mod testrun;
 
-pub use load::{Capacity, Datapath, DatapathError, XdpChoice};
+pub use load::{Capacity, Datapath, DatapathError, V4Lookup, XdpChoice};

@@ -1,11 +1,14 @@
 //! Writing a rule set and policy into the program's maps.
 
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapError, lpm_trie::Key};
-use intune_common::maps::{CONFIG, Config, DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, PORT_SETS, PortSet, RuleRef};
+use intune_common::maps::{
+    CONFIG, Config, DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, PORT_SETS, PortSet, RuleRef,
+    V4_TBL16, V4_TBL24, V4_TBL32,
+};
 use ipnet::IpNet;
 
-use super::{Datapath, DatapathError};
-use crate::{policy::Policy, rules::RuleSet};
+use super::{Datapath, DatapathError, V4Lookup};
+use crate::{policy::Policy, rules::RuleSet, v4table::V4Table};
 
 pub(super) fn map_err(name: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }
@@ -34,7 +37,32 @@ impl Datapath {
                     .map_err(map_err(LPM_V6))?;
             }
         }
+        self.v4_lookup = match V4Table::compile(rules, self.capacity.v4_table_chunks as usize) {
+            Some(table) => {
+                self.write_v4_table(&table)?;
+                V4Lookup::Table
+            }
+            None => {
+                tracing::info!(
+                    chunks = self.capacity.v4_table_chunks,
+                    "the IPv4 prefixes do not fit the lookup table; IPv4 uses the LPM trie"
+                );
+                V4Lookup::Trie
+            }
+        };
         self.write_policy(rules, policy, trace)
+    }
+
+    /// Writes the table's non-empty entries (the maps start zeroed), lower levels first so a
+    /// first-level entry never points at a chunk not yet written.
+    fn write_v4_table(&mut self, t: &V4Table) -> Result<(), DatapathError> {
+        for (name, entries) in [(V4_TBL32, &t.tbl32), (V4_TBL24, &t.tbl24), (V4_TBL16, &t.tbl16)] {
+            let mut array = self.map_u32_array(name)?;
+            for (i, &e) in entries.iter().enumerate().filter(|(_, e)| **e != 0) {
+                array.set(i, e);
+            }
+        }
+        Ok(())
     }
 
     fn write_port_sets(&mut self, sets: &[PortSet]) -> Result<(), DatapathError> {
@@ -57,7 +85,11 @@ impl Datapath {
         for (ifindex, dir) in &policy.iface_directions {
             ifaces.insert(ifindex, dir.bits(), 0).map_err(map_err(IFACE_DIRECTION))?;
         }
-        self.write_config(policy.config(rules, trace))
+        let mut config = policy.config(rules, trace);
+        if self.v4_lookup == V4Lookup::Trie {
+            config.flags |= Config::FLAG_V4_TRIE;
+        }
+        self.write_config(config)
     }
 
     pub fn write_config(&mut self, config: Config) -> Result<(), DatapathError> {

@@ -18,7 +18,7 @@ use aya::{
     util::nr_cpus,
 };
 use intune_ctl::{
-    datapath::{Capacity, Datapath, load::FLOOR_PROGRAM},
+    datapath::{Capacity, Datapath, V4Lookup, load::FLOOR_PROGRAM},
     endpoints::{EndpointSet, parse_endpoint_sets},
     policy::{Mode, Policy},
     rules::{RuleSet, RuleSetOptions},
@@ -227,8 +227,18 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         dp.install(&rules, &policy, false)?;
         let install = t.elapsed();
-        writeln!(loads, "| {n} | {} | {:.1} | {:.1} |", rules.prefix_count(), build.as_secs_f64() * 1e3, install.as_secs_f64() * 1e3)?;
-        eprintln!("{n} prefixes: rule set {build:?}, maps {install:?}");
+        let lookup = match dp.v4_lookup() {
+            V4Lookup::Table => "table",
+            V4Lookup::Trie => "trie",
+        };
+        writeln!(
+            loads,
+            "| {n} | {} | {lookup} | {:.1} | {:.1} |",
+            rules.prefix_count(),
+            build.as_secs_f64() * 1e3,
+            install.as_secs_f64() * 1e3
+        )?;
+        eprintln!("{n} prefixes: rule set {build:?}, maps {install:?}, IPv4 {lookup}");
         if let Some(f) = filter.as_mut() {
             f.set_rules(&allow, n, &mut rng)?;
         }
@@ -243,7 +253,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 None => ("n/a".into(), "n/a".into()),
             };
-            writeln!(per_frame, "| {n} | {} | {ours:.1} | {base:.1} | {theirs} | {ratio} |", frame.name)?;
+            writeln!(per_frame, "| {n} | {lookup} | {} | {ours:.1} | {base:.1} | {theirs} | {ratio} |", frame.name)?;
             eprintln!("{n:>8} {:<14} ours {ours:>6.1} ns, floor {base:>5.1} ns, xdp-filter {theirs} ns, ratio {ratio}", frame.name);
             if n == args.sizes[0] {
                 verdict_check.push((frame.name, time_xdp(dp.program()?, &frame.bytes, 1)?));
@@ -264,13 +274,13 @@ fn main() -> anyhow::Result<()> {
     )?;
     writeln!(md, "- Ratio: ours / xdp-filter. Goal: IPv4 hit at 10,000 prefixes ≤ 0.8.\n")?;
     writeln!(md, "## ns per frame\n")?;
-    writeln!(md, "| prefixes | frame | intune-xdp | floor | xdp-filter | ratio |")?;
-    writeln!(md, "|---:|---|---:|---:|---:|---:|")?;
+    writeln!(md, "| prefixes | IPv4 lookup | frame | intune-xdp | floor | xdp-filter | ratio |")?;
+    writeln!(md, "|---:|---|---|---:|---:|---:|---:|")?;
     md.push_str(&per_frame);
     writeln!(md, "\n## Loading a rule set\n")?;
     writeln!(md, "Building the rule set (effective ports per prefix) and writing it into freshly loaded maps, one syscall an entry. Goal: 100,000 prefixes into the maps in under a second.\n")?;
-    writeln!(md, "| prefixes | in maps | rule set (ms) | maps (ms) |")?;
-    writeln!(md, "|---:|---:|---:|---:|")?;
+    writeln!(md, "| prefixes | in maps | IPv4 lookup | rule set (ms) | maps (ms) |")?;
+    writeln!(md, "|---:|---:|---|---:|---:|")?;
     md.push_str(&loads);
     std::fs::write(&args.out, md).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
