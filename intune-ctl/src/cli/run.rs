@@ -8,7 +8,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::common::{PolicyArgs, RuleArgs, load_datapath};
 use crate::{
-    datapath::{Datapath, XdpChoice, bpffs},
+    datapath::{Datapath, V4Lookup, XdpChoice, bpffs},
     rules::RuleSet,
 };
 
@@ -46,11 +46,15 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     let sets = crate::endpoints::from_files_or_builtin(&args.rules.endpoints)?;
     let names: usize = sets.iter().map(|s| s.urls.len()).sum();
     println!(
-        "loaded {} endpoint sets: {} prefixes in {} rules, {} port sets; {} names wait for the resolver",
+        "loaded {} endpoint sets: {} prefixes in {} rules, {} port sets, IPv4 lookup by {}; {} names wait for the resolver",
         sets.len(),
         rules.prefix_count(),
         rules.rules.len(),
         rules.port_sets.len(),
+        match dp.v4_lookup() {
+            V4Lookup::Table => "table",
+            V4Lookup::Trie => "trie",
+        },
         names
     );
     for iface in &args.ifaces {
