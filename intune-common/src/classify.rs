@@ -356,3 +356,94 @@ fn parse_l4(l4: &[u8], icmp: u8, pkt: &mut IpPacket) -> Option<()> {
     pkt.has_ports = true;
     Some(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        maps::{DIR_BOTH, MODE_MONITOR},
+        outcome::{XDP_DROP, XDP_PASS},
+    };
+
+    /// Ethernet + IPv4 (20 bytes) + TCP (20 bytes) from 192.0.2.1:40000 to 198.51.100.7:`dport`.
+    fn tcp4(dport: u16) -> [u8; 54] {
+        let mut f = [0u8; 54];
+        f[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&40u16.to_be_bytes());
+        f[23] = IPPROTO_TCP;
+        f[26..30].copy_from_slice(&[192, 0, 2, 1]);
+        f[30..34].copy_from_slice(&[198, 51, 100, 7]);
+        f[34..36].copy_from_slice(&40000u16.to_be_bytes());
+        f[36..38].copy_from_slice(&dport.to_be_bytes());
+        f[46] = 0x50;
+        f
+    }
+
+    /// One rule: 198.51.100.0/24, TCP 443.
+    struct OneRule(PortSet);
+
+    impl Tables for OneRule {
+        fn lookup_v4(&self, addr: &[u8; 4]) -> Option<RuleRef> {
+            (addr[..3] == [198, 51, 100]).then_some(RuleRef { rule: 7, port_set: 0 })
+        }
+        fn lookup_v6(&self, _: &[u8; 16]) -> Option<RuleRef> {
+            None
+        }
+        fn port_set(&self, id: u32) -> Option<&PortSet> {
+            (id == 0).then_some(&self.0)
+        }
+        fn is_dns_resolver(&self, _: &[u8; 16]) -> bool {
+            false
+        }
+        fn iface_direction(&self, _: u32) -> Option<u32> {
+            None
+        }
+    }
+
+    fn tables() -> OneRule {
+        let mut ports = PortSet::EMPTY;
+        ports.insert(IPPROTO_TCP, 443);
+        OneRule(ports)
+    }
+
+    fn cfg(mode: u32) -> Config {
+        Config { mode, direction: DIR_BOTH, flags: Config::FLAG_DNS_ANY, ..Config::default() }
+    }
+
+    #[test]
+    fn parses_ipv4_tcp() {
+        let Parsed::Ip(pkt) = parse_frame(&tcp4(443)) else { panic!("not IP") };
+        assert_eq!((pkt.sport, pkt.dport, pkt.l4, pkt.has_ports), (40000, 443, IPPROTO_TCP, true));
+        assert_eq!(pkt.dst[..4], [198, 51, 100, 7]);
+    }
+
+    #[test]
+    fn broken_headers_are_malformed() {
+        let mut ihl = tcp4(443);
+        ihl[14] = 0x44;
+        assert_eq!(parse_frame(&ihl), Parsed::Malformed);
+        assert_eq!(parse_frame(&tcp4(443)[..40]), Parsed::Malformed);
+        let mut tags = [0u8; 80];
+        for i in 0..3 {
+            tags[12 + 4 * i..14 + 4 * i].copy_from_slice(&ETH_P_8021Q.to_be_bytes());
+        }
+        assert_eq!(parse_frame(&tags), Parsed::Malformed, "three VLAN tags");
+        let mut arp = [0u8; 60];
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        assert_eq!(parse_frame(&arp), Parsed::NotIp);
+    }
+
+    #[test]
+    fn decides_on_address_and_port() {
+        let t = tables();
+        let hit = classify(&tcp4(443), 1, &cfg(MODE_ENFORCE), &t);
+        assert_eq!((hit.outcome, hit.verdict, hit.rule), (Outcome::Intune, XDP_PASS, 7));
+        let miss = classify(&tcp4(22), 1, &cfg(MODE_ENFORCE), &t);
+        assert_eq!((miss.outcome, miss.verdict, miss.rule), (Outcome::Dropped, XDP_DROP, NO_RULE));
+        let monitored = classify(&tcp4(22), 1, &cfg(MODE_MONITOR), &t);
+        assert_eq!((monitored.outcome, monitored.verdict), (Outcome::UnmatchedPassed, XDP_PASS));
+        let dns = classify(&tcp4(PORT_DNS), 1, &cfg(MODE_ENFORCE), &t);
+        assert_eq!(dns.outcome, Outcome::Infrastructure);
+    }
+}

@@ -48,9 +48,12 @@ impl Running {
     fn start(gw: &Netns, args: &[&str]) -> Running {
         let sets = std::env::temp_dir().join(format!("intune-run-sets-{}.json", std::process::id()));
         std::fs::write(&sets, TEST_SETS).unwrap();
-        let mut child = gw
-            .command(env!("CARGO_BIN_EXE_intune-ctl-test"))
-            .args(["run", "--iface", "g0", "--interval", "1", "--endpoints", sets.to_str().unwrap()])
+        let mut cmd = gw.command(env!("CARGO_BIN_EXE_intune-ctl-test"));
+        cmd.args(["run", "--interval", "1", "--endpoints", sets.to_str().unwrap()]);
+        if !args.contains(&"--iface") {
+            cmd.args(["--iface", "g0"]);
+        }
+        let mut child = cmd
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -134,6 +137,36 @@ fn monitor_passes_everything_and_generic_mode_is_used_when_asked() {
     assert!(!lines.is_empty());
     let (code, _) = run.terminate();
     assert_eq!(code, 0);
+}
+
+#[test]
+fn an_interface_can_match_return_traffic_only() {
+    require_root!();
+    let t = topology("s");
+    // Enforce, source direction on g0: the device's SYN to 198.51.100.1:443 has an Intune
+    // destination, not source, so it is dropped.
+    let run = Running::start(&t.gw, &["--mode", "enforce", "--iface", "g0:src"]);
+    let start = run.wait_for("attached to g0", 30);
+    assert!(start.iter().any(|l| l.contains("direction Src")), "{start:?}");
+    assert!(!connects(&t.dev, "198.51.100.1:443"));
+    let (code, _) = run.terminate();
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn without_privilege_run_is_a_one_line_error() {
+    require_root!();
+    // setpriv drops to nobody with no capabilities: what an admin sees without sudo.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(env!("CARGO_BIN_EXE_intune-ctl-test"))
+        .args(["run", "--iface", "lo"])
+        .output()
+        .expect("run setpriv");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("are you root?"), "{stderr}");
 }
 
 #[test]

@@ -8,15 +8,16 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::common::{PolicyArgs, RuleArgs, load_datapath};
 use crate::{
+    policy::Direction,
     datapath::{Datapath, V4Lookup, XdpChoice, bpffs},
     rules::RuleSet,
 };
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Interface to attach to (repeatable).
-    #[arg(long = "iface", value_name = "IF", required = true)]
-    pub ifaces: Vec<String>,
+    /// Interface to attach to (repeatable); `IF:DIR` gives it its own direction (dst, src, both).
+    #[arg(long = "iface", value_name = "IF[:DIR]", required = true, value_parser = parse_iface)]
+    pub ifaces: Vec<(String, Option<Direction>)>,
     #[command(flatten)]
     pub rules: RuleArgs,
     #[command(flatten)]
@@ -32,16 +33,32 @@ pub struct RunArgs {
     pub bpffs: PathBuf,
 }
 
+/// `IF` or `IF:DIR`: an interface name cannot hold a colon.
+fn parse_iface(text: &str) -> Result<(String, Option<Direction>), String> {
+    match text.split_once(':') {
+        None => Ok((text.to_string(), None)),
+        Some((name, dir)) => {
+            let dir = <Direction as clap::ValueEnum>::from_str(dir, true)
+                .map_err(|_| format!("{dir:?} is not a direction (dst, src, both)"))?;
+            Ok((name.to_string(), Some(dir)))
+        }
+    }
+}
+
 pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
-    for iface in &args.ifaces {
-        if nix_ifindex(iface) == 0 {
+    let mut policy = args.policy.policy();
+    for (iface, dir) in &args.ifaces {
+        let ifindex = nix_ifindex(iface);
+        if ifindex == 0 {
             bail!("interface {iface} does not exist");
+        }
+        if let Some(dir) = dir {
+            policy.iface_directions.push((ifindex, *dir));
         }
     }
     bpffs::ensure_mounted(&args.bpffs)
         .with_context(|| format!("mounting bpffs at {} (are you root?)", args.bpffs.display()))?;
     let rules = args.rules.rule_set()?;
-    let policy = args.policy.policy();
     let mut dp = load_datapath(&rules, &policy, false)?;
     let sets = crate::endpoints::from_files_or_builtin(&args.rules.endpoints)?;
     let names: usize = sets.iter().map(|s| s.urls.len()).sum();
@@ -57,9 +74,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         },
         names
     );
-    for iface in &args.ifaces {
+    for (iface, dir) in &args.ifaces {
         let mode = dp.attach(iface, args.xdp_mode)?;
-        println!("attached to {iface} ({mode} XDP), mode {:?}, direction {:?}", policy.mode, policy.direction);
+        let dir = dir.unwrap_or(policy.direction);
+        println!("attached to {iface} ({mode} XDP), mode {:?}, direction {dir:?}", policy.mode);
     }
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -74,7 +92,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     print_counters(&dp, &rules)?;
     dp.detach_all().context("detaching")?;
-    println!("detached from {}", args.ifaces.join(", "));
+    let names: Vec<&str> = args.ifaces.iter().map(|(name, _)| name.as_str()).collect();
+    println!("detached from {}", names.join(", "));
     Ok(())
 }
 
