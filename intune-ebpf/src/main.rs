@@ -3,6 +3,9 @@
 #![no_std]
 #![no_main]
 
+// The panic handler and license.
+use intune_ebpf as _;
+
 mod lookup;
 mod maps;
 mod parse;
@@ -88,13 +91,3 @@ fn trace(d: &Decision) {
         }
     }
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
