@@ -99,17 +99,23 @@ pub struct Decision {
 /// The direction in force on an interface.
 #[inline(always)]
 pub fn direction<T: Tables>(cfg: &Config, ifindex: u32, tables: &T) -> u32 {
-    if cfg.flags & Config::FLAG_PER_IFACE != 0 {
-        if let Some(dir) = tables.iface_direction(ifindex) {
-            return dir;
-        }
+    if cfg.flags & Config::FLAG_PER_IFACE != 0
+        && let Some(dir) = tables.iface_direction(ifindex)
+    {
+        return dir;
     }
     cfg.direction
 }
 
 /// Decides about a frame once it is parsed; `pkt` is read only for [`FrameKind::Ip`].
 #[inline(always)]
-pub fn decide<T: Tables>(kind: FrameKind, pkt: &IpPacket, cfg: &Config, direction: u32, tables: &T) -> Decision {
+pub fn decide<T: Tables>(
+    kind: FrameKind,
+    pkt: &IpPacket,
+    cfg: &Config,
+    direction: u32,
+    tables: &T,
+) -> Decision {
     let (outcome, rule) = match kind {
         FrameKind::NotIp => (Outcome::NotIp, NO_RULE),
         FrameKind::Malformed => (Outcome::Malformed, NO_RULE),
@@ -124,24 +130,23 @@ pub fn decide<T: Tables>(kind: FrameKind, pkt: &IpPacket, cfg: &Config, directio
 
 #[inline(always)]
 fn decide_ip<T: Tables>(pkt: &IpPacket, cfg: &Config, direction: u32, t: &T) -> (Outcome, u32) {
-    if direction & DIR_DST != 0 {
-        if let Some(rule) = match_address(pkt, &pkt.dst, pkt.dport, t) {
-            return (Outcome::Intune, rule);
-        }
+    if direction & DIR_DST != 0
+        && let Some(rule) = match_address(pkt, &pkt.dst, pkt.dport, t)
+    {
+        return (Outcome::Intune, rule);
     }
-    if direction & DIR_SRC != 0 {
-        if let Some(rule) = match_address(pkt, &pkt.src, pkt.sport, t) {
-            return (Outcome::Intune, rule);
-        }
+    if direction & DIR_SRC != 0
+        && let Some(rule) = match_address(pkt, &pkt.src, pkt.sport, t)
+    {
+        return (Outcome::Intune, rule);
     }
-    if cfg.flags & Config::FLAG_PORT_ONLY != 0 && pkt.has_ports {
-        if let Some(ports) = t.port_set(cfg.port_only_set) {
-            if (direction & DIR_DST != 0 && ports.allows(pkt.l4, pkt.dport))
-                || (direction & DIR_SRC != 0 && ports.allows(pkt.l4, pkt.sport))
-            {
-                return (Outcome::Intune, cfg.port_only_rule);
-            }
-        }
+    if cfg.flags & Config::FLAG_PORT_ONLY != 0
+        && pkt.has_ports
+        && let Some(ports) = t.port_set(cfg.port_only_set)
+        && ((direction & DIR_DST != 0 && ports.allows(pkt.l4, pkt.dport))
+            || (direction & DIR_SRC != 0 && ports.allows(pkt.l4, pkt.sport)))
+    {
+        return (Outcome::Intune, cfg.port_only_rule);
     }
     if is_infrastructure(pkt, cfg, t) {
         return (Outcome::Infrastructure, NO_RULE);
@@ -227,7 +232,13 @@ pub fn classify<T: Tables>(frame: &[u8], ifindex: u32, cfg: &Config, tables: &T)
         Parsed::Ip(pkt) => pkt,
         _ => IpPacket::empty(),
     };
-    decide(parsed.kind(), &pkt, cfg, direction(cfg, ifindex, tables), tables)
+    decide(
+        parsed.kind(),
+        &pkt,
+        cfg,
+        direction(cfg, ifindex, tables),
+        tables,
+    )
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -385,7 +396,10 @@ mod tests {
 
     impl Tables for OneRule {
         fn lookup_v4(&self, addr: &[u8; 4]) -> Option<RuleRef> {
-            (addr[..3] == [198, 51, 100]).then_some(RuleRef { rule: 7, port_set: 0 })
+            (addr[..3] == [198, 51, 100]).then_some(RuleRef {
+                rule: 7,
+                port_set: 0,
+            })
         }
         fn lookup_v6(&self, _: &[u8; 16]) -> Option<RuleRef> {
             None
@@ -408,13 +422,23 @@ mod tests {
     }
 
     fn cfg(mode: u32) -> Config {
-        Config { mode, direction: DIR_BOTH, flags: Config::FLAG_DNS_ANY, ..Config::default() }
+        Config {
+            mode,
+            direction: DIR_BOTH,
+            flags: Config::FLAG_DNS_ANY,
+            ..Config::default()
+        }
     }
 
     #[test]
     fn parses_ipv4_tcp() {
-        let Parsed::Ip(pkt) = parse_frame(&tcp4(443)) else { panic!("not IP") };
-        assert_eq!((pkt.sport, pkt.dport, pkt.l4, pkt.has_ports), (40000, 443, IPPROTO_TCP, true));
+        let Parsed::Ip(pkt) = parse_frame(&tcp4(443)) else {
+            panic!("not IP")
+        };
+        assert_eq!(
+            (pkt.sport, pkt.dport, pkt.l4, pkt.has_ports),
+            (40000, 443, IPPROTO_TCP, true)
+        );
         assert_eq!(pkt.dst[..4], [198, 51, 100, 7]);
     }
 
@@ -438,11 +462,20 @@ mod tests {
     fn decides_on_address_and_port() {
         let t = tables();
         let hit = classify(&tcp4(443), 1, &cfg(MODE_ENFORCE), &t);
-        assert_eq!((hit.outcome, hit.verdict, hit.rule), (Outcome::Intune, XDP_PASS, 7));
+        assert_eq!(
+            (hit.outcome, hit.verdict, hit.rule),
+            (Outcome::Intune, XDP_PASS, 7)
+        );
         let miss = classify(&tcp4(22), 1, &cfg(MODE_ENFORCE), &t);
-        assert_eq!((miss.outcome, miss.verdict, miss.rule), (Outcome::Dropped, XDP_DROP, NO_RULE));
+        assert_eq!(
+            (miss.outcome, miss.verdict, miss.rule),
+            (Outcome::Dropped, XDP_DROP, NO_RULE)
+        );
         let monitored = classify(&tcp4(22), 1, &cfg(MODE_MONITOR), &t);
-        assert_eq!((monitored.outcome, monitored.verdict), (Outcome::UnmatchedPassed, XDP_PASS));
+        assert_eq!(
+            (monitored.outcome, monitored.verdict),
+            (Outcome::UnmatchedPassed, XDP_PASS)
+        );
         let dns = classify(&tcp4(PORT_DNS), 1, &cfg(MODE_ENFORCE), &t);
         assert_eq!(dns.outcome, Outcome::Infrastructure);
     }

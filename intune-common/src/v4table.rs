@@ -34,5 +34,8 @@ pub fn decode_leaf(entry: u32) -> Option<RuleRef> {
     if rule == 0 {
         return None;
     }
-    Some(RuleRef { rule: rule - 1, port_set: entry >> PORT_SET_SHIFT })
+    Some(RuleRef {
+        rule: rule - 1,
+        port_set: entry >> PORT_SET_SHIFT,
+    })
 }

@@ -9,10 +9,7 @@ use intune_common::{
     maps::{Config, PortSet, RuleRef},
 };
 
-use crate::{
-    policy::Policy,
-    rules::RuleSet,
-};
+use crate::{policy::Policy, rules::RuleSet};
 
 pub struct ReferenceTables<'a> {
     rules: &'a RuleSet,
@@ -44,7 +41,10 @@ impl<'a> ReferenceTables<'a> {
 
     fn rule_ref(&self, addr: IpAddr) -> Option<RuleRef> {
         let rule = self.rules.lookup(addr)?;
-        Some(RuleRef { rule, port_set: self.rules.rules[rule as usize].port_set })
+        Some(RuleRef {
+            rule,
+            port_set: self.rules.rules[rule as usize].port_set,
+        })
     }
 }
 

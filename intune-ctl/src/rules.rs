@@ -141,7 +141,9 @@ impl RuleSet {
             rs.rules[i].effective = effective;
         }
         if !any_address.is_empty() {
-            let effective = any_address.values().fold(Ports::default(), |acc, p| acc.union(p));
+            let effective = any_address
+                .values()
+                .fold(Ports::default(), |acc, p| acc.union(p));
             let port_set = intern(effective.clone(), &mut rs.port_sets);
             rs.port_only = Some(rs.rules.len() as u32);
             rs.rules.push(Rule {
@@ -217,7 +219,10 @@ impl RuleSet {
                 IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
             }
         };
-        let sides = [(DIR_DST, &pkt.dst, pkt.dport), (DIR_SRC, &pkt.src, pkt.sport)];
+        let sides = [
+            (DIR_DST, &pkt.dst, pkt.dport),
+            (DIR_SRC, &pkt.src, pkt.sport),
+        ];
         for (bit, a, port) in sides {
             if direction & bit == 0 {
                 continue;
@@ -226,7 +231,8 @@ impl RuleSet {
                 Target::AnyAddress => pkt.has_ports && r.effective.admits(pkt.l4, port),
                 Target::Prefix(_) => {
                     self.lookup(addr(a)) == Some(rule)
-                        && (pkt.later_fragment || (pkt.has_ports && r.effective.admits(pkt.l4, port)))
+                        && (pkt.later_fragment
+                            || (pkt.has_ports && r.effective.admits(pkt.l4, port)))
                 }
             };
             if hit {
@@ -239,10 +245,19 @@ impl RuleSet {
 
     /// The kernel's LPM entries: (prefix, value).
     pub fn lpm_entries(&self) -> impl Iterator<Item = (IpNet, RuleRef)> + '_ {
-        self.rules.iter().enumerate().filter_map(|(i, r)| match r.target {
-            Target::Prefix(net) => Some((net, RuleRef { rule: i as u32, port_set: r.port_set })),
-            Target::AnyAddress => None,
-        })
+        self.rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match r.target {
+                Target::Prefix(net) => Some((
+                    net,
+                    RuleRef {
+                        rule: i as u32,
+                        port_set: r.port_set,
+                    },
+                )),
+                Target::AnyAddress => None,
+            })
     }
 
     /// The kernel's port-set bitmaps, by port set id.
@@ -278,8 +293,14 @@ mod tests {
         let rs = RuleSet::build(&sets(), RuleSetOptions::default()).unwrap();
         let inner = rs.lookup("198.51.100.200".parse().unwrap()).unwrap();
         let outer = rs.lookup("198.51.100.1".parse().unwrap()).unwrap();
-        assert_eq!(rs.rules[inner as usize].target.to_string(), "198.51.100.128/25");
-        assert_eq!(rs.rules[inner as usize].effective.to_string(), "TCP 80,443; UDP 123");
+        assert_eq!(
+            rs.rules[inner as usize].target.to_string(),
+            "198.51.100.128/25"
+        );
+        assert_eq!(
+            rs.rules[inner as usize].effective.to_string(),
+            "TCP 80,443; UDP 123"
+        );
         assert_eq!(rs.rules[outer as usize].effective.to_string(), "TCP 443");
         assert_eq!(rs.allowing_sets(inner, IPPROTO_TCP, Some(443)), [1]);
         assert_eq!(rs.allowing_sets(inner, IPPROTO_TCP, Some(80)), [2]);
@@ -294,7 +315,10 @@ mod tests {
     fn port_only_rules_come_when_asked() {
         let rs = RuleSet::build(&sets(), RuleSetOptions { port_only: true }).unwrap();
         let rule = rs.port_only.unwrap();
-        assert_eq!(rs.rules[rule as usize].effective.to_string(), "TCP 7680; UDP 3544");
+        assert_eq!(
+            rs.rules[rule as usize].effective.to_string(),
+            "TCP 7680; UDP 3544"
+        );
         assert_eq!(rs.allowing_sets(rule, IPPROTO_UDP, Some(3544)), [4]);
     }
 

@@ -34,20 +34,32 @@ impl V4Table {
                 if r.rule > MAX_LEAF_RULE || r.port_set > MAX_LEAF_PORT_SET {
                     return None;
                 }
-                prefixes.push((u32::from(n.network()), n.prefix_len(), leaf(r.rule, r.port_set)));
+                prefixes.push((
+                    u32::from(n.network()),
+                    n.prefix_len(),
+                    leaf(r.rule, r.port_set),
+                ));
             }
         }
         // Shorter prefixes first: longer ones paint over them, and every chunk is created
         // after the shorter prefixes covering it are painted, so it inherits their leaf.
         prefixes.sort_by_key(|&(_, len, _)| len);
-        let mut t = V4Table { tbl16: vec![0; TBL16_ENTRIES as usize], tbl24: Vec::new(), tbl32: Vec::new() };
+        let mut t = V4Table {
+            tbl16: vec![0; TBL16_ENTRIES as usize],
+            tbl24: Vec::new(),
+            tbl32: Vec::new(),
+        };
         for (addr, len, value) in prefixes {
             if len <= 16 {
                 let start = (addr >> 16) as usize;
                 t.tbl16[start..start + (1 << (16 - len))].fill(value);
                 continue;
             }
-            let c24 = child(&mut t.tbl16[(addr >> 16) as usize], &mut t.tbl24, max_chunks)?;
+            let c24 = child(
+                &mut t.tbl16[(addr >> 16) as usize],
+                &mut t.tbl24,
+                max_chunks,
+            )?;
             let at24 = c24 * CHUNK_ENTRIES as usize + ((addr >> 8) & 0xff) as usize;
             if len <= 24 {
                 t.tbl24[at24..at24 + (1 << (24 - len))].fill(value);
@@ -104,12 +116,28 @@ mod tests {
         .unwrap();
         let rules = RuleSet::build(&sets, RuleSetOptions::default()).unwrap();
         let t = V4Table::compile(&rules, 16).unwrap();
-        let probes = ["10.0.0.1", "10.1.0.1", "10.1.2.1", "10.1.3.255", "10.1.2.129", "10.1.2.130", "10.1.2.131", "10.1.4.0", "192.0.2.9", "192.0.3.1", "127.0.0.1", "200.0.0.1"];
+        let probes = [
+            "10.0.0.1",
+            "10.1.0.1",
+            "10.1.2.1",
+            "10.1.3.255",
+            "10.1.2.129",
+            "10.1.2.130",
+            "10.1.2.131",
+            "10.1.4.0",
+            "192.0.2.9",
+            "192.0.3.1",
+            "127.0.0.1",
+            "200.0.0.1",
+        ];
         for p in probes {
             let a: Ipv4Addr = p.parse().unwrap();
             assert_eq!(lookup(&t, u32::from(a)), rules.lookup(IpAddr::V4(a)), "{p}");
         }
         assert_eq!((t.chunks24(), t.chunks32()), (2, 1));
-        assert!(V4Table::compile(&rules, 1).is_none(), "two chunks do not fit one");
+        assert!(
+            V4Table::compile(&rules, 1).is_none(),
+            "two chunks do not fit one"
+        );
     }
 }

@@ -7,7 +7,9 @@ use intune_common::{
     v4table::{CHUNK_FLAG, decode_leaf},
 };
 
-use crate::maps::{DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, PORT_SETS, V4_TBL16, V4_TBL24, V4_TBL32};
+use crate::maps::{
+    DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, PORT_SETS, V4_TBL16, V4_TBL24, V4_TBL32,
+};
 
 pub struct MapTables {
     /// Look IPv4 up in the trie, not the table (the table did not fit).
@@ -43,14 +45,13 @@ impl Tables for MapTables {
 
     #[inline(always)]
     fn is_dns_resolver(&self, addr: &[u8; 16]) -> bool {
-        // SAFETY: the value is copied out at once; userspace replaces entries, never frees them
-        // under us in a way the copy could observe torn.
+        // SAFETY: only the entry's presence is used, never its value.
         unsafe { DNS_RESOLVERS.get(addr).is_some() }
     }
 
     #[inline(always)]
     fn iface_direction(&self, ifindex: u32) -> Option<u32> {
-        // SAFETY: as above.
+        // SAFETY: a u32 copied out at once; userspace writes it whole.
         unsafe { IFACE_DIRECTION.get(&ifindex).copied() }
     }
 }

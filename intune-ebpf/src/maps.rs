@@ -10,8 +10,8 @@ use intune_common::{
         Config, Counter, MAX_DNS_RESOLVERS, MAX_IFACES, MAX_PORT_SETS, MAX_PREFIXES_V4,
         MAX_PREFIXES_V6, MAX_RULES, PortSet, RuleRef, Trace, V4_TABLE_CHUNKS,
     },
-    v4table::{CHUNK_ENTRIES, TBL16_ENTRIES},
     outcome::OUTCOME_COUNT,
+    v4table::{CHUNK_ENTRIES, TBL16_ENTRIES},
 };
 
 #[map]
@@ -25,10 +25,12 @@ pub static LPM_V6: LpmTrie<[u8; 16], RuleRef> = LpmTrie::with_max_entries(MAX_PR
 pub static V4_TBL16: Array<u32> = Array::with_max_entries(TBL16_ENTRIES, BPF_F_MMAPABLE);
 
 #[map]
-pub static V4_TBL24: Array<u32> = Array::with_max_entries(V4_TABLE_CHUNKS * CHUNK_ENTRIES, BPF_F_MMAPABLE);
+pub static V4_TBL24: Array<u32> =
+    Array::with_max_entries(V4_TABLE_CHUNKS * CHUNK_ENTRIES, BPF_F_MMAPABLE);
 
 #[map]
-pub static V4_TBL32: Array<u32> = Array::with_max_entries(V4_TABLE_CHUNKS * CHUNK_ENTRIES, BPF_F_MMAPABLE);
+pub static V4_TBL32: Array<u32> =
+    Array::with_max_entries(V4_TABLE_CHUNKS * CHUNK_ENTRIES, BPF_F_MMAPABLE);
 
 #[map]
 pub static PORT_SETS: Array<PortSet> = Array::with_max_entries(MAX_PORT_SETS, 0);

@@ -4,10 +4,18 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 #[derive(Clone, Debug)]
 pub enum L4 {
-    Tcp { sport: u16, dport: u16 },
-    Udp { sport: u16, dport: u16 },
+    Tcp {
+        sport: u16,
+        dport: u16,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
     /// ICMP under IPv4, ICMPv6 under IPv6.
-    Icmp { ty: u8 },
+    Icmp {
+        ty: u8,
+    },
     /// Any other protocol number, with no header.
     Other(u8),
 }
@@ -180,7 +188,8 @@ fn ext_kind(e: &Ext) -> u8 {
 }
 
 pub fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap_or_else(|_| panic!("{s:?} is not an address"))
+    s.parse()
+        .unwrap_or_else(|_| panic!("{s:?} is not an address"))
 }
 
 /// A non-IP frame (ARP request), padded to the Ethernet minimum.

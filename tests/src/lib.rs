@@ -3,7 +3,6 @@
 pub mod frames;
 pub mod netns;
 
-
 use intune_ctl::{
     datapath::{Capacity, Datapath, V4Lookup},
     endpoints::{EndpointSet, parse_endpoint_sets},
@@ -62,9 +61,16 @@ pub fn load(rules: &RuleSet, policy: &Policy) -> Datapath {
 
 /// As [`load`], looking IPv4 up in the LPM trie rather than the table.
 pub fn load_trie(rules: &RuleSet, policy: &Policy) -> Datapath {
-    let capacity = Capacity { v4_table_chunks: 0, ..Capacity::for_prefixes(rules.rules.len()) };
+    let capacity = Capacity {
+        v4_table_chunks: 0,
+        ..Capacity::for_prefixes(rules.rules.len())
+    };
     let dp = load_with(rules, policy, capacity);
-    assert_eq!(dp.v4_lookup(), V4Lookup::Trie, "no table chunks must leave IPv4 to the trie");
+    assert_eq!(
+        dp.v4_lookup(),
+        V4Lookup::Trie,
+        "no table chunks must leave IPv4 to the trie"
+    );
     dp
 }
 

@@ -26,7 +26,11 @@ struct Case {
 impl Case {
     fn new(policy: Policy, port_only: bool) -> Case {
         let rules = rule_set(&test_sets(), port_only);
-        Case { dp: load(&rules, &policy), rules, policy }
+        Case {
+            dp: load(&rules, &policy),
+            rules,
+            policy,
+        }
     }
 
     fn monitor() -> Case {
@@ -34,7 +38,13 @@ impl Case {
     }
 
     fn enforce() -> Case {
-        Case::new(Policy { mode: Mode::Enforce, ..Policy::default() }, false)
+        Case::new(
+            Policy {
+                mode: Mode::Enforce,
+                ..Policy::default()
+            },
+            false,
+        )
     }
 
     fn rule(&self, prefix: &str) -> u32 {
@@ -48,22 +58,43 @@ impl Case {
     /// Runs the frame, checks it against the reference and the counters, returns the decision.
     fn run(&self, frame: &[u8]) -> Decision {
         let outcomes_before = self.dp.outcome_counters().expect("outcome counters");
-        let rules_before = self.dp.rule_counters(self.rules.rules.len()).expect("rule counters");
+        let rules_before = self
+            .dp
+            .rule_counters(self.rules.rules.len())
+            .expect("rule counters");
         let d = self.dp.run_frame(frame).expect("test run");
         let reference = ReferenceTables::new(&self.rules, &self.policy).classify(frame, 1);
-        assert_eq!(d, reference, "kernel and reference disagree on {frame:02x?}");
+        assert_eq!(
+            d, reference,
+            "kernel and reference disagree on {frame:02x?}"
+        );
 
         let outcomes_after = self.dp.outcome_counters().expect("outcome counters");
         for ((o, before), (_, after)) in outcomes_before.iter().zip(outcomes_after.iter()) {
-            let (dp, db) = if *o == d.outcome { (1, frame.len() as u64) } else { (0, 0) };
+            let (dp, db) = if *o == d.outcome {
+                (1, frame.len() as u64)
+            } else {
+                (0, 0)
+            };
             assert_eq!(after.packets - before.packets, dp, "{o:?} packets");
             assert_eq!(after.bytes - before.bytes, db, "{o:?} bytes");
         }
-        let rules_after = self.dp.rule_counters(self.rules.rules.len()).expect("rule counters");
+        let rules_after = self
+            .dp
+            .rule_counters(self.rules.rules.len())
+            .expect("rule counters");
         for (i, (before, after)) in rules_before.iter().zip(rules_after.iter()).enumerate() {
             let hit = d.rule == i as u32;
-            assert_eq!(after.packets - before.packets, u64::from(hit), "rule {i} packets");
-            assert_eq!(after.bytes - before.bytes, if hit { frame.len() as u64 } else { 0 }, "rule {i} bytes");
+            assert_eq!(
+                after.packets - before.packets,
+                u64::from(hit),
+                "rule {i} packets"
+            );
+            assert_eq!(
+                after.bytes - before.bytes,
+                if hit { frame.len() as u64 } else { 0 },
+                "rule {i} bytes"
+            );
         }
         d
     }
@@ -76,8 +107,18 @@ impl Case {
         let d = self.run(frame);
         assert_eq!(d.outcome, outcome, "outcome of {frame:02x?}");
         assert_eq!(d.verdict, verdict, "verdict of {frame:02x?}");
-        let want = rule.map(|r| if r == "any" { self.rules.port_only.unwrap() } else { self.rule(r) });
-        assert_eq!(d.rule, want.unwrap_or(NO_RULE), "rule credited for {frame:02x?}");
+        let want = rule.map(|r| {
+            if r == "any" {
+                self.rules.port_only.unwrap()
+            } else {
+                self.rule(r)
+            }
+        });
+        assert_eq!(
+            d.rule,
+            want.unwrap_or(NO_RULE),
+            "rule credited for {frame:02x?}"
+        );
     }
 }
 
@@ -88,11 +129,36 @@ const DEV6: &str = "2001:db8:ffff::10";
 fn ipv4_hit_on_an_allowed_port_is_intune() {
     require_root!();
     let c = Case::enforce();
-    c.expect(&Frame::tcp(DEV, "198.51.100.7", 40000, 443), Outcome::Intune, XDP_PASS, Some("198.51.100.0/24"));
-    c.expect(&Frame::tcp(DEV, "198.51.100.7", 40000, 22), Outcome::Dropped, XDP_DROP, None);
-    c.expect(&Frame::udp(DEV, "198.51.100.7", 40000, 443), Outcome::Dropped, XDP_DROP, None);
-    c.expect(&Frame::udp(DEV, "203.0.113.9", 40000, 3480), Outcome::Intune, XDP_PASS, Some("203.0.113.0/24"));
-    c.expect(&Frame::udp(DEV, "203.0.113.9", 40000, 3482), Outcome::Dropped, XDP_DROP, None);
+    c.expect(
+        &Frame::tcp(DEV, "198.51.100.7", 40000, 443),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("198.51.100.0/24"),
+    );
+    c.expect(
+        &Frame::tcp(DEV, "198.51.100.7", 40000, 22),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
+    c.expect(
+        &Frame::udp(DEV, "198.51.100.7", 40000, 443),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
+    c.expect(
+        &Frame::udp(DEV, "203.0.113.9", 40000, 3480),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("203.0.113.0/24"),
+    );
+    c.expect(
+        &Frame::udp(DEV, "203.0.113.9", 40000, 3482),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
 }
 
 #[test]
@@ -116,9 +182,24 @@ fn nested_prefixes_allow_the_union_and_credit_the_most_specific() {
         c.expect(&f, Outcome::Intune, XDP_PASS, Some("198.51.100.128/28"));
     }
     // Outside the /28 the inner set's ports do not hold.
-    c.expect(&Frame::tcp(DEV, "198.51.100.200", 40000, 80), Outcome::Dropped, XDP_DROP, None);
-    c.expect(&Frame::tcp(DEV6, "2001:db8:100:1::5", 40000, 443), Outcome::Intune, XDP_PASS, Some("2001:db8:100:1::/64"));
-    c.expect(&Frame::tcp(DEV6, "2001:db8:100:2::5", 40000, 80), Outcome::Dropped, XDP_DROP, None);
+    c.expect(
+        &Frame::tcp(DEV, "198.51.100.200", 40000, 80),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
+    c.expect(
+        &Frame::tcp(DEV6, "2001:db8:100:1::5", 40000, 443),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("2001:db8:100:1::/64"),
+    );
+    c.expect(
+        &Frame::tcp(DEV6, "2001:db8:100:2::5", 40000, 80),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
 }
 
 #[test]
@@ -126,9 +207,24 @@ fn vlan_tags_up_to_two_then_malformed() {
     require_root!();
     let c = Case::enforce();
     let f = Frame::tcp(DEV, "198.51.100.7", 40000, 443);
-    c.expect(&f.clone().vlan(0x8100), Outcome::Intune, XDP_PASS, Some("198.51.100.0/24"));
-    c.expect(&f.clone().vlan(0x88a8).vlan(0x8100), Outcome::Intune, XDP_PASS, Some("198.51.100.0/24"));
-    c.expect(&f.clone().vlan(0x88a8).vlan(0x8100).vlan(0x8100), Outcome::Malformed, XDP_DROP, None);
+    c.expect(
+        &f.clone().vlan(0x8100),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("198.51.100.0/24"),
+    );
+    c.expect(
+        &f.clone().vlan(0x88a8).vlan(0x8100),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("198.51.100.0/24"),
+    );
+    c.expect(
+        &f.clone().vlan(0x88a8).vlan(0x8100).vlan(0x8100),
+        Outcome::Malformed,
+        XDP_DROP,
+        None,
+    );
     let miss = Frame::tcp(DEV, "192.0.2.99", 40000, 443).vlan(0x8100);
     c.expect(&miss, Outcome::Dropped, XDP_DROP, None);
 }
@@ -188,7 +284,9 @@ fn ipv6_extension_headers_are_skipped_up_to_six() {
     let seven = six.ext(Ext::DestOpts);
     c.expect(&seven, Outcome::Malformed, XDP_DROP, None);
     // An extension header cut short.
-    let cut = Frame::tcp(DEV6, "2001:db8:100::9", 40000, 443).ext(Ext::Routing).bytes();
+    let cut = Frame::tcp(DEV6, "2001:db8:100::9", 40000, 443)
+        .ext(Ext::Routing)
+        .bytes();
     let mut short = cut[..14 + 40 + 8].to_vec();
     short[14 + 4..14 + 6].copy_from_slice(&8u16.to_be_bytes());
     c.expect_bytes(&short, Outcome::Malformed, XDP_DROP, None);
@@ -208,7 +306,10 @@ fn later_fragments_match_on_the_address_alone() {
     let mut first = Frame::tcp(DEV, "198.51.100.7", 40000, 9999);
     first.v4_more_fragments = true;
     c.expect(&first, Outcome::Dropped, XDP_DROP, None);
-    first.l4 = L4::Tcp { sport: 40000, dport: 443 };
+    first.l4 = L4::Tcp {
+        sport: 40000,
+        dport: 443,
+    };
     c.expect(&first, Outcome::Intune, XDP_PASS, Some("198.51.100.0/24"));
     // IPv6: a fragment header with a non-zero offset ends parsing.
     let v6 = Frame::tcp(DEV6, "2001:db8:100::9", 40000, 9999).ext(Ext::Fragment { offset: 100 });
@@ -220,12 +321,33 @@ fn port_only_rules_hold_for_any_address_when_configured() {
     require_root!();
     let f = Frame::tcp(DEV, "192.0.2.77", 40000, 7680);
     Case::enforce().expect(&f, Outcome::Dropped, XDP_DROP, None);
-    let c = Case::new(Policy { mode: Mode::Enforce, ..Policy::default() }, true);
+    let c = Case::new(
+        Policy {
+            mode: Mode::Enforce,
+            ..Policy::default()
+        },
+        true,
+    );
     c.expect(&f, Outcome::Intune, XDP_PASS, Some("any"));
-    c.expect(&Frame::udp(DEV6, "2001:db8:5::1", 40000, 3544), Outcome::Intune, XDP_PASS, Some("any"));
-    c.expect(&Frame::udp(DEV, "192.0.2.77", 40000, 7680), Outcome::Dropped, XDP_DROP, None);
+    c.expect(
+        &Frame::udp(DEV6, "2001:db8:5::1", 40000, 3544),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("any"),
+    );
+    c.expect(
+        &Frame::udp(DEV, "192.0.2.77", 40000, 7680),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
     // An address rule still wins and gets the credit.
-    c.expect(&Frame::tcp(DEV, "198.51.100.7", 40000, 443), Outcome::Intune, XDP_PASS, Some("198.51.100.0/24"));
+    c.expect(
+        &Frame::tcp(DEV, "198.51.100.7", 40000, 443),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("198.51.100.0/24"),
+    );
 }
 
 #[test]
@@ -233,7 +355,11 @@ fn direction_selects_the_address_matched() {
     require_root!();
     let ret = Frame::tcp("198.51.100.7", DEV, 443, 40000);
     let out = Frame::tcp(DEV, "198.51.100.7", 40000, 443);
-    let enforce = |direction| Policy { mode: Mode::Enforce, direction, ..Policy::default() };
+    let enforce = |direction| Policy {
+        mode: Mode::Enforce,
+        direction,
+        ..Policy::default()
+    };
     let dst = Case::new(enforce(Direction::Dst), false);
     dst.expect(&ret, Outcome::Dropped, XDP_DROP, None);
     dst.expect(&out, Outcome::Intune, XDP_PASS, Some("198.51.100.0/24"));
@@ -256,8 +382,18 @@ fn an_interface_can_have_its_own_direction() {
         ..Policy::default()
     };
     let c = Case::new(policy, false);
-    c.expect(&Frame::tcp("198.51.100.7", DEV, 443, 40000), Outcome::Intune, XDP_PASS, Some("198.51.100.0/24"));
-    c.expect(&Frame::tcp(DEV, "198.51.100.7", 40000, 443), Outcome::Dropped, XDP_DROP, None);
+    c.expect(
+        &Frame::tcp("198.51.100.7", DEV, 443, 40000),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("198.51.100.0/24"),
+    );
+    c.expect(
+        &Frame::tcp(DEV, "198.51.100.7", 40000, 443),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
 }
 
 #[test]
@@ -265,23 +401,78 @@ fn enforce_passes_the_infrastructure_a_network_needs() {
     require_root!();
     let c = Case::enforce();
     c.expect_bytes(&arp(), Outcome::NotIp, XDP_PASS, None);
-    c.expect(&Frame::icmp(DEV, "192.0.2.1", 3), Outcome::Infrastructure, XDP_PASS, None);
-    c.expect(&Frame::icmp(DEV, "192.0.2.1", 11), Outcome::Infrastructure, XDP_PASS, None);
-    c.expect(&Frame::icmp(DEV, "192.0.2.1", 8), Outcome::Dropped, XDP_DROP, None);
-    c.expect(&Frame::icmp(DEV6, "2001:db8::1", 135), Outcome::Infrastructure, XDP_PASS, None);
-    c.expect(&Frame::icmp(DEV6, "2001:db8::1", 2), Outcome::Infrastructure, XDP_PASS, None);
-    c.expect(&Frame::icmp(DEV6, "2001:db8::1", 128), Outcome::Dropped, XDP_DROP, None);
-    c.expect(&Frame::udp("0.0.0.0", "255.255.255.255", 68, 67), Outcome::Infrastructure, XDP_PASS, None);
-    c.expect(&Frame::udp("fe80::1", "ff02::1:2", 546, 547), Outcome::Infrastructure, XDP_PASS, None);
-    c.expect(&Frame::udp(DEV, "192.0.2.53", 40000, 53), Outcome::Infrastructure, XDP_PASS, None);
-    c.expect(&Frame::tcp(DEV, "192.0.2.53", 40000, 53), Outcome::Infrastructure, XDP_PASS, None);
+    c.expect(
+        &Frame::icmp(DEV, "192.0.2.1", 3),
+        Outcome::Infrastructure,
+        XDP_PASS,
+        None,
+    );
+    c.expect(
+        &Frame::icmp(DEV, "192.0.2.1", 11),
+        Outcome::Infrastructure,
+        XDP_PASS,
+        None,
+    );
+    c.expect(
+        &Frame::icmp(DEV, "192.0.2.1", 8),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
+    c.expect(
+        &Frame::icmp(DEV6, "2001:db8::1", 135),
+        Outcome::Infrastructure,
+        XDP_PASS,
+        None,
+    );
+    c.expect(
+        &Frame::icmp(DEV6, "2001:db8::1", 2),
+        Outcome::Infrastructure,
+        XDP_PASS,
+        None,
+    );
+    c.expect(
+        &Frame::icmp(DEV6, "2001:db8::1", 128),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
+    c.expect(
+        &Frame::udp("0.0.0.0", "255.255.255.255", 68, 67),
+        Outcome::Infrastructure,
+        XDP_PASS,
+        None,
+    );
+    c.expect(
+        &Frame::udp("fe80::1", "ff02::1:2", 546, 547),
+        Outcome::Infrastructure,
+        XDP_PASS,
+        None,
+    );
+    c.expect(
+        &Frame::udp(DEV, "192.0.2.53", 40000, 53),
+        Outcome::Infrastructure,
+        XDP_PASS,
+        None,
+    );
+    c.expect(
+        &Frame::tcp(DEV, "192.0.2.53", 40000, 53),
+        Outcome::Infrastructure,
+        XDP_PASS,
+        None,
+    );
     // ICMP with no room for its header is malformed, not infrastructure.
     let mut short_icmp = Frame::icmp(DEV, "192.0.2.1", 3).bytes();
     short_icmp.truncate(14 + 20 + 2);
     short_icmp[16..18].copy_from_slice(&22u16.to_be_bytes());
     c.expect_bytes(&short_icmp, Outcome::Malformed, XDP_DROP, None);
     // Another protocol with no ports (GRE) is neither.
-    c.expect(&Frame::new(ip(DEV), ip("198.51.100.7"), L4::Other(47)), Outcome::Dropped, XDP_DROP, None);
+    c.expect(
+        &Frame::new(ip(DEV), ip("198.51.100.7"), L4::Other(47)),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
 }
 
 #[test]
@@ -293,11 +484,36 @@ fn dns_goes_only_to_configured_resolvers_when_some_are_set() {
         ..Policy::default()
     };
     let c = Case::new(policy, false);
-    c.expect(&Frame::udp(DEV, "192.0.2.53", 40000, 53), Outcome::Infrastructure, XDP_PASS, None);
-    c.expect(&Frame::udp("192.0.2.53", DEV, 53, 40000), Outcome::Infrastructure, XDP_PASS, None);
-    c.expect(&Frame::udp(DEV6, "2001:db8::53", 40000, 53), Outcome::Infrastructure, XDP_PASS, None);
-    c.expect(&Frame::udp(DEV, "192.0.2.54", 40000, 53), Outcome::Dropped, XDP_DROP, None);
-    c.expect(&Frame::udp(DEV6, "2001:db8::54", 40000, 53), Outcome::Dropped, XDP_DROP, None);
+    c.expect(
+        &Frame::udp(DEV, "192.0.2.53", 40000, 53),
+        Outcome::Infrastructure,
+        XDP_PASS,
+        None,
+    );
+    c.expect(
+        &Frame::udp("192.0.2.53", DEV, 53, 40000),
+        Outcome::Infrastructure,
+        XDP_PASS,
+        None,
+    );
+    c.expect(
+        &Frame::udp(DEV6, "2001:db8::53", 40000, 53),
+        Outcome::Infrastructure,
+        XDP_PASS,
+        None,
+    );
+    c.expect(
+        &Frame::udp(DEV, "192.0.2.54", 40000, 53),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
+    c.expect(
+        &Frame::udp(DEV6, "2001:db8::54", 40000, 53),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
 }
 
 #[test]
@@ -310,12 +526,39 @@ fn builtin_list_matches_intune_service_prefixes() {
 
 fn builtin_list_case(trie: bool) {
     let rules = intune_tests::rule_set(&intune_tests::builtin_sets(), false);
-    let policy = Policy { mode: Mode::Enforce, ..Policy::default() };
-    let dp = if trie { intune_tests::load_trie(&rules, &policy) } else { load(&rules, &policy) };
+    let policy = Policy {
+        mode: Mode::Enforce,
+        ..Policy::default()
+    };
+    let dp = if trie {
+        intune_tests::load_trie(&rules, &policy)
+    } else {
+        load(&rules, &policy)
+    };
     let c = Case { dp, rules, policy };
     // 13.67.13.176/28 is in set 163 (TCP 80, 443); synthetic frames only, never on a wire.
-    c.expect(&Frame::tcp(DEV, "13.67.13.180", 40000, 443), Outcome::Intune, XDP_PASS, Some("13.67.13.176/28"));
-    c.expect(&Frame::tcp(DEV, "13.67.13.180", 40000, 80), Outcome::Intune, XDP_PASS, Some("13.67.13.176/28"));
-    c.expect(&Frame::tcp(DEV, "13.67.13.192", 40000, 443), Outcome::Dropped, XDP_DROP, None);
-    c.expect(&Frame::tcp(DEV, "20.204.193.11", 40000, 443), Outcome::Intune, XDP_PASS, Some("20.204.193.10/31"));
+    c.expect(
+        &Frame::tcp(DEV, "13.67.13.180", 40000, 443),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("13.67.13.176/28"),
+    );
+    c.expect(
+        &Frame::tcp(DEV, "13.67.13.180", 40000, 80),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("13.67.13.176/28"),
+    );
+    c.expect(
+        &Frame::tcp(DEV, "13.67.13.192", 40000, 443),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
+    c.expect(
+        &Frame::tcp(DEV, "20.204.193.11", 40000, 443),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("20.204.193.10/31"),
+    );
 }

@@ -1,12 +1,26 @@
 //! `intune-ctl classify`: the real command on pcap and pcapng captures. Needs root.
 
-use std::{borrow::Cow, path::{Path, PathBuf}, process::Command, time::Duration};
+use std::{
+    borrow::Cow,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
-use intune_tests::{TEST_SETS, frames::{Frame, arp}, require_root};
+use intune_tests::{
+    TEST_SETS,
+    frames::{Frame, arp},
+    require_root,
+};
 use pcap_file::{
     DataLink,
     pcap::{PcapHeader, PcapPacket, PcapWriter},
-    pcapng::{PcapNgWriter, blocks::{enhanced_packet::EnhancedPacketBlock, interface_description::InterfaceDescriptionBlock}},
+    pcapng::{
+        PcapNgWriter,
+        blocks::{
+            enhanced_packet::EnhancedPacketBlock, interface_description::InterfaceDescriptionBlock,
+        },
+    },
 };
 use serde_json::Value;
 
@@ -18,17 +32,22 @@ fn tmp(name: &str) -> PathBuf {
 
 fn write_pcap(path: &Path, frames: &[Vec<u8>], datalink: DataLink) {
     let file = std::fs::File::create(path).expect("create pcap");
-    let header = PcapHeader { datalink, ..PcapHeader::default() };
+    let header = PcapHeader {
+        datalink,
+        ..PcapHeader::default()
+    };
     let mut w = PcapWriter::with_header(file, header).expect("pcap header");
     for f in frames {
-        w.write_packet(&PcapPacket::new(Duration::from_secs(1), f.len() as u32, f)).expect("pcap packet");
+        w.write_packet(&PcapPacket::new(Duration::from_secs(1), f.len() as u32, f))
+            .expect("pcap packet");
     }
 }
 
 fn write_pcapng(path: &Path, frames: &[Vec<u8>]) {
     let file = std::fs::File::create(path).expect("create pcapng");
     let mut w = PcapNgWriter::new(file).expect("pcapng header");
-    w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::ETHERNET, 65535)).expect("idb");
+    w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::ETHERNET, 65535))
+        .expect("idb");
     for f in frames {
         let epb = EnhancedPacketBlock {
             interface_id: 0,
@@ -42,7 +61,10 @@ fn write_pcapng(path: &Path, frames: &[Vec<u8>]) {
 }
 
 fn intune_ctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_intune-ctl-test")).args(args).output().expect("run intune-ctl");
+    let out = Command::new(env!("CARGO_BIN_EXE_intune-ctl-test"))
+        .args(args)
+        .output()
+        .expect("run intune-ctl");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -51,7 +73,10 @@ fn intune_ctl(args: &[&str]) -> (i32, String, String) {
 }
 
 fn json_lines(stdout: &str) -> Vec<Value> {
-    stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"))).collect()
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
 }
 
 fn capture() -> Vec<Vec<u8>> {
@@ -72,14 +97,24 @@ fn json_output_has_one_object_a_frame_and_totals() {
     require_root!();
     let pcap = tmp("builtin.pcap");
     write_pcap(&pcap, &capture(), DataLink::ETHERNET);
-    let (code, stdout, stderr) = intune_ctl(&["classify", "--pcap", pcap.to_str().unwrap(), "--json", "--mode", "enforce"]);
+    let (code, stdout, stderr) = intune_ctl(&[
+        "classify",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--json",
+        "--mode",
+        "enforce",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     let lines = json_lines(&stdout);
     assert_eq!(lines.len(), 7);
     for (i, l) in lines[..6].iter().enumerate() {
         let mut keys: Vec<&str> = l.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort();
-        assert_eq!(keys, ["endpoint_sets", "frame", "outcome", "prefix", "verdict"]);
+        assert_eq!(
+            keys,
+            ["endpoint_sets", "frame", "outcome", "prefix", "verdict"]
+        );
         assert_eq!(l["frame"], i + 1);
     }
     let expect = [
@@ -117,14 +152,25 @@ fn pcapng_with_an_endpoint_file_names_the_sets_whose_ports_admit() {
     let pcapng = tmp("nested.pcapng");
     write_pcapng(&pcapng, &frames);
     let (code, stdout, stderr) = intune_ctl(&[
-        "classify", "--pcap", pcapng.to_str().unwrap(), "--endpoints", sets.to_str().unwrap(), "--json", "--direction", "both",
+        "classify",
+        "--pcap",
+        pcapng.to_str().unwrap(),
+        "--endpoints",
+        sets.to_str().unwrap(),
+        "--json",
+        "--direction",
+        "both",
     ]);
     assert_eq!(code, 0, "{stderr}");
     let lines = json_lines(&stdout);
     assert_eq!(lines[0]["prefix"], "198.51.100.128/28");
     assert_eq!(lines[0]["endpoint_sets"], Value::from(vec![901]));
     assert_eq!(lines[1]["endpoint_sets"], Value::from(vec![902]));
-    assert_eq!(lines[2]["endpoint_sets"], Value::from(vec![901]), "return traffic matched on its source");
+    assert_eq!(
+        lines[2]["endpoint_sets"],
+        Value::from(vec![901]),
+        "return traffic matched on its source"
+    );
     assert_eq!(lines[3]["totals"]["intune"], 3);
 }
 
@@ -135,9 +181,15 @@ fn text_output_ends_with_totals() {
     write_pcap(&pcap, &capture(), DataLink::ETHERNET);
     let (code, stdout, stderr) = intune_ctl(&["classify", "--pcap", pcap.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.lines().nth(1).unwrap().contains("13.67.13.176/28"), "{stdout}");
+    assert!(
+        stdout.lines().nth(1).unwrap().contains("13.67.13.176/28"),
+        "{stdout}"
+    );
     let last = stdout.lines().last().unwrap();
-    assert!(last.starts_with("totals: ") && last.contains("frames 6") && last.contains("pass 6"), "{last}");
+    assert!(
+        last.starts_with("totals: ") && last.contains("frames 6") && last.contains("pass 6"),
+        "{last}"
+    );
 }
 
 #[test]
@@ -149,14 +201,32 @@ fn bad_input_is_a_one_line_error_with_exit_code_2() {
     let raw_ip = tmp("rawip.pcap");
     write_pcap(&raw_ip, &capture(), DataLink::RAW);
     let bad_sets = tmp("bad.json");
-    std::fs::write(&bad_sets, r#"[{"id": 77, "serviceArea": "MEM", "category": "Default", "tcpPorts": "443,http"}]"#).unwrap();
+    std::fs::write(
+        &bad_sets,
+        r#"[{"id": 77, "serviceArea": "MEM", "category": "Default", "tcpPorts": "443,http"}]"#,
+    )
+    .unwrap();
     let good = tmp("good.pcap");
     write_pcap(&good, &capture(), DataLink::ETHERNET);
     let cases: [(Vec<&str>, &str); 4] = [
-        (vec!["--pcap", missing.to_str().unwrap()], "cannot read capture"),
-        (vec!["--pcap", not_pcap.to_str().unwrap()], "not a pcap or pcapng capture"),
+        (
+            vec!["--pcap", missing.to_str().unwrap()],
+            "cannot read capture",
+        ),
+        (
+            vec!["--pcap", not_pcap.to_str().unwrap()],
+            "not a pcap or pcapng capture",
+        ),
         (vec!["--pcap", raw_ip.to_str().unwrap()], "is not Ethernet"),
-        (vec!["--pcap", good.to_str().unwrap(), "--endpoints", bad_sets.to_str().unwrap()], "endpoint set 77: field `tcpPorts`"),
+        (
+            vec![
+                "--pcap",
+                good.to_str().unwrap(),
+                "--endpoints",
+                bad_sets.to_str().unwrap(),
+            ],
+            "endpoint set 77: field `tcpPorts`",
+        ),
     ];
     for (args, needle) in cases {
         let mut all = vec!["classify"];
@@ -165,6 +235,9 @@ fn bad_input_is_a_one_line_error_with_exit_code_2() {
         assert_eq!(code, 2, "{all:?}: {stderr}");
         assert!(stdout.is_empty(), "{all:?} printed {stdout}");
         assert_eq!(stderr.trim().lines().count(), 1, "{all:?}: {stderr}");
-        assert!(stderr.contains(needle), "{all:?}: {stderr:?} lacks {needle:?}");
+        assert!(
+            stderr.contains(needle),
+            "{all:?}: {stderr:?} lacks {needle:?}"
+        );
     }
 }

@@ -17,11 +17,18 @@ use intune_tests::{
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 
 const FRAMES_PER_POLICY: usize = 25_500;
-const PORTS: [u16; 16] = [443, 80, 123, 5223, 7680, 3544, 53, 67, 68, 546, 547, 3478, 3481, 3482, 22, 0];
+const PORTS: [u16; 16] = [
+    443, 80, 123, 5223, 7680, 3544, 53, 67, 68, 546, 547, 3478, 3481, 3482, 22, 0,
+];
 
 /// Addresses worth hitting: hosts inside every rule's prefix, the resolvers, and their edges.
 fn interesting_addresses(rules: &RuleSet, rng: &mut StdRng) -> Vec<IpAddr> {
-    let mut out = vec![ip("192.0.2.53"), ip("2001:db8::53"), ip("192.0.2.10"), ip("2001:db8:ffff::10")];
+    let mut out = vec![
+        ip("192.0.2.53"),
+        ip("2001:db8::53"),
+        ip("192.0.2.10"),
+        ip("2001:db8:ffff::10"),
+    ];
     for rule in &rules.rules {
         if let Target::Prefix(net) = rule.target {
             out.push(net.network());
@@ -69,21 +76,36 @@ fn port(rng: &mut StdRng) -> u16 {
 fn random_frame(pool: &[IpAddr], rng: &mut StdRng) -> Vec<u8> {
     if rng.random_bool(0.03) {
         // Not IP at all.
-        let mut f: Vec<u8> = (0..rng.random_range(14..80)).map(|_| rng.random()).collect();
+        let mut f: Vec<u8> = (0..rng.random_range(14..80))
+            .map(|_| rng.random())
+            .collect();
         let types: [u16; 4] = [0x0806, 0x88cc, 0x8100, 0x0800];
         f[12..14].copy_from_slice(&types.choose(rng).copied().unwrap_or(0x0806).to_be_bytes());
         return f;
     }
     let v6 = rng.random_bool(0.4);
     let l4 = match rng.random_range(0..10) {
-        0..=3 => L4::Tcp { sport: port(rng), dport: port(rng) },
-        4..=6 => L4::Udp { sport: port(rng), dport: port(rng) },
-        7..=8 => L4::Icmp { ty: *[0u8, 1, 2, 3, 4, 8, 11, 12, 128, 130, 133, 135, 136, 137, 143, 200].choose(rng).unwrap_or(&3) },
+        0..=3 => L4::Tcp {
+            sport: port(rng),
+            dport: port(rng),
+        },
+        4..=6 => L4::Udp {
+            sport: port(rng),
+            dport: port(rng),
+        },
+        7..=8 => L4::Icmp {
+            ty: *[
+                0u8, 1, 2, 3, 4, 8, 11, 12, 128, 130, 133, 135, 136, 137, 143, 200,
+            ]
+            .choose(rng)
+            .unwrap_or(&3),
+        },
         _ => L4::Other(*[47u8, 50, 59, 132, 1, 58].choose(rng).unwrap_or(&47)),
     };
     let mut f = Frame::new(address(v6, pool, rng), address(v6, pool, rng), l4);
     for _ in 0..rng.random_range(0..4usize).saturating_sub(1) {
-        f.vlans.push(if rng.random_bool(0.5) { 0x8100 } else { 0x88a8 });
+        f.vlans
+            .push(if rng.random_bool(0.5) { 0x8100 } else { 0x88a8 });
     }
     f.payload = rng.random_range(0..48);
     if v6 {
@@ -93,13 +115,27 @@ fn random_frame(pool: &[IpAddr], rng: &mut StdRng) -> Vec<u8> {
                 1 => Ext::Routing,
                 2 => Ext::DestOpts,
                 3 => Ext::Ah,
-                _ => Ext::Fragment { offset: if rng.random_bool(0.5) { 0 } else { rng.random_range(1..8000) } },
+                _ => Ext::Fragment {
+                    offset: if rng.random_bool(0.5) {
+                        0
+                    } else {
+                        rng.random_range(1..8000)
+                    },
+                },
             });
         }
     } else {
-        f.v4_option_words = if rng.random_bool(0.2) { rng.random_range(1..=10) } else { 0 };
+        f.v4_option_words = if rng.random_bool(0.2) {
+            rng.random_range(1..=10)
+        } else {
+            0
+        };
         f.v4_more_fragments = rng.random_bool(0.1);
-        f.v4_frag_offset = if rng.random_bool(0.1) { rng.random_range(1..8191) } else { 0 };
+        f.v4_frag_offset = if rng.random_bool(0.1) {
+            rng.random_range(1..8191)
+        } else {
+            0
+        };
     }
     f.bytes()
 }
@@ -145,7 +181,10 @@ fn mutate(mut f: Vec<u8>, rng: &mut StdRng) -> Vec<u8> {
 #[test]
 fn kernel_and_reference_agree_on_random_and_mutated_frames() {
     require_root!();
-    let seed: u64 = std::env::var("INTUNE_DIFF_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x1a7e_2026);
+    let seed: u64 = std::env::var("INTUNE_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x1a7e_2026);
     eprintln!("differential test seed {seed} (set INTUNE_DIFF_SEED to replay)");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut sets = test_sets();
@@ -163,14 +202,34 @@ fn kernel_and_reference_agree_on_random_and_mutated_frames() {
             true,
             false,
         ),
-        (Policy { mode: Mode::Enforce, direction: Direction::Src, ..Policy::default() }, false, false),
-        (Policy { mode: Mode::Enforce, direction: Direction::Both, ..Policy::default() }, true, true),
+        (
+            Policy {
+                mode: Mode::Enforce,
+                direction: Direction::Src,
+                ..Policy::default()
+            },
+            false,
+            false,
+        ),
+        (
+            Policy {
+                mode: Mode::Enforce,
+                direction: Direction::Both,
+                ..Policy::default()
+            },
+            true,
+            true,
+        ),
     ];
     let mut total = 0;
     let mut seen = std::collections::BTreeMap::new();
     for (policy, port_only, trie) in policies {
         let rules = rule_set(&sets, port_only);
-        let dp = if trie { load_trie(&rules, &policy) } else { load(&rules, &policy) };
+        let dp = if trie {
+            load_trie(&rules, &policy)
+        } else {
+            load(&rules, &policy)
+        };
         let reference = ReferenceTables::new(&rules, &policy);
         let pool = interesting_addresses(&rules, &mut rng);
         let mut mismatches = Vec::new();
@@ -183,11 +242,17 @@ fn kernel_and_reference_agree_on_random_and_mutated_frames() {
             let want = reference.classify(&frame, 1);
             *seen.entry(format!("{:?}", want.outcome)).or_insert(0u64) += 1;
             if kernel != want && mismatches.len() < 10 {
-                mismatches.push(format!("kernel {kernel:?}\nreference {want:?}\nframe {frame:02x?}"));
+                mismatches.push(format!(
+                    "kernel {kernel:?}\nreference {want:?}\nframe {frame:02x?}"
+                ));
             }
             total += 1;
         }
-        assert!(mismatches.is_empty(), "policy {policy:?}, IPv4 trie {trie}: kernel and reference disagree:\n{}", mismatches.join("\n\n"));
+        assert!(
+            mismatches.is_empty(),
+            "policy {policy:?}, IPv4 trie {trie}: kernel and reference disagree:\n{}",
+            mismatches.join("\n\n")
+        );
     }
     eprintln!("{total} frames agreed; reference outcomes {seen:?}");
     assert!(total >= 100_000);

@@ -9,7 +9,11 @@ use std::{
     time::Duration,
 };
 
-use intune_tests::{TEST_SETS, netns::{Netns, veth}, require_root};
+use intune_tests::{
+    TEST_SETS,
+    netns::{Netns, veth},
+    require_root,
+};
 
 struct Topology {
     dev: Netns,
@@ -46,10 +50,17 @@ struct Running {
 
 impl Running {
     fn start(gw: &Netns, args: &[&str]) -> Running {
-        let sets = std::env::temp_dir().join(format!("intune-run-sets-{}.json", std::process::id()));
+        let sets =
+            std::env::temp_dir().join(format!("intune-run-sets-{}.json", std::process::id()));
         std::fs::write(&sets, TEST_SETS).unwrap();
         let mut cmd = gw.command(env!("CARGO_BIN_EXE_intune-ctl-test"));
-        cmd.args(["run", "--interval", "1", "--endpoints", sets.to_str().unwrap()]);
+        cmd.args([
+            "run",
+            "--interval",
+            "1",
+            "--endpoints",
+            sets.to_str().unwrap(),
+        ]);
         if !args.contains(&"--iface") {
             cmd.args(["--iface", "g0"]);
         }
@@ -85,7 +96,10 @@ impl Running {
                 Err(_) => break,
             }
         }
-        panic!("no line with {needle:?} in {secs}s; saw:\n{}", seen.join("\n"));
+        panic!(
+            "no line with {needle:?} in {secs}s; saw:\n{}",
+            seen.join("\n")
+        );
     }
 
     fn terminate(mut self) -> (i32, Vec<String>) {
@@ -105,23 +119,35 @@ fn xdp_attached(gw: &Netns) -> bool {
 fn enforce_on_a_veth_passes_intune_drops_the_rest_and_detaches_on_sigterm() {
     require_root!();
     let t = topology("e");
-    assert!(connects(&t.dev, "192.0.2.2:8080"), "reachable before the filter");
+    assert!(
+        connects(&t.dev, "192.0.2.2:8080"),
+        "reachable before the filter"
+    );
 
     let run = Running::start(&t.gw, &["--mode", "enforce"]);
     let start = run.wait_for("attached to g0", 30);
     assert!(start.iter().any(|l| l.contains("native XDP")), "{start:?}");
     assert!(xdp_attached(&t.gw));
 
-    assert!(connects(&t.dev, "198.51.100.1:443"), "Intune address and port pass");
+    assert!(
+        connects(&t.dev, "198.51.100.1:443"),
+        "Intune address and port pass"
+    );
     assert!(!connects(&t.dev, "192.0.2.2:8080"), "the rest is dropped");
     // The counter table shows the rule's hits: the SYN and the rest of the handshake.
     run.wait_for("198.51.100.0/24", 10);
 
     let (code, rest) = run.terminate();
     assert_eq!(code, 0, "{rest:?}");
-    assert!(rest.iter().any(|l| l.starts_with("detached from g0")), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.starts_with("detached from g0")),
+        "{rest:?}"
+    );
     assert!(!xdp_attached(&t.gw), "detached");
-    assert!(connects(&t.dev, "192.0.2.2:8080"), "reachable again once detached");
+    assert!(
+        connects(&t.dev, "192.0.2.2:8080"),
+        "reachable again once detached"
+    );
 }
 
 #[test]
@@ -147,7 +173,10 @@ fn an_interface_can_match_return_traffic_only() {
     // destination, not source, so it is dropped.
     let run = Running::start(&t.gw, &["--mode", "enforce", "--iface", "g0:src"]);
     let start = run.wait_for("attached to g0", 30);
-    assert!(start.iter().any(|l| l.contains("direction Src")), "{start:?}");
+    assert!(
+        start.iter().any(|l| l.contains("direction Src")),
+        "{start:?}"
+    );
     assert!(!connects(&t.dev, "198.51.100.1:443"));
     let (code, _) = run.terminate();
     assert_eq!(code, 0);
@@ -158,7 +187,12 @@ fn without_privilege_run_is_a_one_line_error() {
     require_root!();
     // setpriv drops to nobody with no capabilities: what an admin sees without sudo.
     let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(env!("CARGO_BIN_EXE_intune-ctl-test"))
         .args(["run", "--iface", "lo"])
         .output()
@@ -179,5 +213,8 @@ fn a_missing_interface_is_a_one_line_error() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("interface ixt-no-such-if does not exist"), "{stderr}");
+    assert!(
+        stderr.contains("interface ixt-no-such-if does not exist"),
+        "{stderr}"
+    );
 }

@@ -55,11 +55,34 @@ fn run(task: Task) -> anyhow::Result<()> {
         }
         Task::Run { args } => {
             setup::setup()?;
-            cargo(&["run", "--release", "--quiet", "--package", "intune-ctl", "--", "run"], &args)
+            cargo(
+                &[
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "--package",
+                    "intune-ctl",
+                    "--",
+                    "run",
+                ],
+                &args,
+            )
         }
         Task::Bench { args } => {
             setup::setup()?;
-            cargo(&["run", "--release", "--quiet", "--package", "intune-tests", "--bin", "intune-bench", "--"], &args)
+            cargo(
+                &[
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "--package",
+                    "intune-tests",
+                    "--bin",
+                    "intune-bench",
+                    "--",
+                ],
+                &args,
+            )
         }
     }
 }

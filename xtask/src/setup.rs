@@ -8,7 +8,15 @@ use anyhow::{Context as _, bail};
 const BPF_LINKER_VERSION: &str = "0.10.3";
 /// Debian packages the tests and the benchmark use. iproute2 and util-linux give `ip` and
 /// `nsenter`; xdp-tools gives xdp-filter's program for the benchmark.
-const PACKAGES: &[&str] = &["iproute2", "util-linux", "bpftool", "xdp-tools", "dnsmasq", "tcpdump", "nftables"];
+const PACKAGES: &[&str] = &[
+    "iproute2",
+    "util-linux",
+    "bpftool",
+    "xdp-tools",
+    "dnsmasq",
+    "tcpdump",
+    "nftables",
+];
 
 pub fn setup() -> anyhow::Result<()> {
     nightly_rust_src()?;
@@ -17,8 +25,14 @@ pub fn setup() -> anyhow::Result<()> {
 }
 
 fn output(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).stderr(Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new(cmd)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn run(cmd: &str, args: &[&str]) -> anyhow::Result<()> {
@@ -27,7 +41,8 @@ fn run(cmd: &str, args: &[&str]) -> anyhow::Result<()> {
         .args(args)
         // apt-get must not ask questions: CI has no terminal.
         .env("DEBIAN_FRONTEND", "noninteractive")
-        .status().with_context(|| format!("cannot run {cmd}"))?;
+        .status()
+        .with_context(|| format!("cannot run {cmd}"))?;
     if !status.success() {
         bail!("`{cmd} {}` failed ({status})", args.join(" "));
     }
@@ -38,12 +53,21 @@ fn nightly_rust_src() -> anyhow::Result<()> {
     let toolchains = output("rustup", &["toolchain", "list"])
         .context("rustup is missing: the eBPF crate needs rustup's nightly toolchain")?;
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
-        bail!("the nightly toolchain is missing: the eBPF crate builds with `cargo +nightly -Z build-std`; install it with `rustup toolchain install nightly`");
+        bail!(
+            "the nightly toolchain is missing: the eBPF crate builds with `cargo +nightly -Z build-std`; install it with `rustup toolchain install nightly`"
+        );
     }
-    let installed = output("rustup", &["component", "list", "--toolchain", "nightly", "--installed"]).unwrap_or_default();
+    let installed = output(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    )
+    .unwrap_or_default();
     if !installed.lines().any(|l| l.starts_with("rust-src")) {
-        run("rustup", &["component", "add", "rust-src", "--toolchain", "nightly"])
-            .context("installing rust-src for nightly (needed by -Z build-std=core)")?;
+        run(
+            "rustup",
+            &["component", "add", "rust-src", "--toolchain", "nightly"],
+        )
+        .context("installing rust-src for nightly (needed by -Z build-std=core)")?;
     }
     Ok(())
 }
@@ -73,10 +97,15 @@ fn debian_packages() -> anyhow::Result<()> {
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("Debian packages missing: {}; run `cargo xtask setup` as root, or `apt-get install {}`", missing.join(" "), missing.join(" "));
+        bail!(
+            "Debian packages missing: {}; run `cargo xtask setup` as root, or `apt-get install {}`",
+            missing.join(" "),
+            missing.join(" ")
+        );
     }
     run("apt-get", &["update", "-qq"]).context("apt-get update")?;
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(&missing);
-    run("apt-get", &args).with_context(|| format!("installing Debian packages {}", missing.join(" ")))
+    run("apt-get", &args)
+        .with_context(|| format!("installing Debian packages {}", missing.join(" ")))
 }

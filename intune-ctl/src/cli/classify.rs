@@ -52,12 +52,16 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<()> {
     let dp = load_datapath(&rules, &policy, true)?;
     let mut totals: BTreeMap<&'static str, u64> = BTreeMap::new();
     if !args.json {
-        println!("{:>7}  {:<7}  {:<14}  {:<20}  endpoint sets", "frame", "verdict", "outcome", "prefix");
+        println!(
+            "{:>7}  {:<7}  {:<14}  {:<20}  endpoint sets",
+            "frame", "verdict", "outcome", "prefix"
+        );
     }
     let reference = ReferenceTables::new(&rules, &policy);
     for (i, frame) in frames.iter().enumerate() {
         let decision = if TEST_RUN_FRAME_SIZES.contains(&frame.len()) {
-            dp.run_frame(frame).with_context(|| format!("frame {}", i + 1))?
+            dp.run_frame(frame)
+                .with_context(|| format!("frame {}", i + 1))?
         } else {
             tracing::warn!(
                 frame = i + 1,
@@ -85,10 +89,18 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let mut all: BTreeMap<&str, u64> = ["pass", "drop", "intune", "infrastructure", "unmatched", "not-ip", "malformed"]
-        .into_iter()
-        .map(|k| (k, totals.get(k).copied().unwrap_or(0)))
-        .collect();
+    let mut all: BTreeMap<&str, u64> = [
+        "pass",
+        "drop",
+        "intune",
+        "infrastructure",
+        "unmatched",
+        "not-ip",
+        "malformed",
+    ]
+    .into_iter()
+    .map(|k| (k, totals.get(k).copied().unwrap_or(0)))
+    .collect();
     all.insert("frames", frames.len() as u64);
     if args.json {
         println!("{}", serde_json::json!({ "totals": all }));
@@ -112,11 +124,18 @@ fn describe(
             rules.rules.get(rule as usize).map(|r| r.target.to_string()),
             rules.sets_for_packet(&pkt, direction, rule),
         ),
-        (rule, _) => (rules.rules.get(rule as usize).map(|r| r.target.to_string()), Vec::new()),
+        (rule, _) => (
+            rules.rules.get(rule as usize).map(|r| r.target.to_string()),
+            Vec::new(),
+        ),
     };
     FrameResult {
         frame,
-        verdict: if decision.verdict == XDP_DROP { "drop" } else { "pass" },
+        verdict: if decision.verdict == XDP_DROP {
+            "drop"
+        } else {
+            "pass"
+        },
         outcome: decision.outcome.class(),
         prefix,
         endpoint_sets,

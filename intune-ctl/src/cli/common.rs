@@ -27,7 +27,9 @@ pub struct RuleArgs {
 impl RuleArgs {
     pub fn rule_set(&self) -> anyhow::Result<RuleSet> {
         let sets = endpoints::from_files_or_builtin(&self.endpoints)?;
-        let opts = RuleSetOptions { port_only: self.peer_ports };
+        let opts = RuleSetOptions {
+            port_only: self.peer_ports,
+        };
         RuleSet::build(&sets, opts).context("building the rule set")
     }
 }
@@ -61,6 +63,7 @@ impl PolicyArgs {
 pub fn load_datapath(rules: &RuleSet, policy: &Policy, trace: bool) -> anyhow::Result<Datapath> {
     let mut dp = Datapath::load(Capacity::for_prefixes(rules.rules.len()))
         .context("loading the XDP program")?;
-    dp.install(rules, policy, trace).context("filling the program's maps")?;
+    dp.install(rules, policy, trace)
+        .context("filling the program's maps")?;
     Ok(dp)
 }

@@ -8,8 +8,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::common::{PolicyArgs, RuleArgs, load_datapath};
 use crate::{
-    policy::Direction,
     datapath::{Datapath, V4Lookup, XdpChoice, bpffs},
+    policy::Direction,
     rules::RuleSet,
 };
 
@@ -77,7 +77,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     for (iface, dir) in &args.ifaces {
         let mode = dp.attach(iface, args.xdp_mode)?;
         let dir = dir.unwrap_or(policy.direction);
-        println!("attached to {iface} ({mode} XDP), mode {:?}, direction {dir:?}", policy.mode);
+        println!(
+            "attached to {iface} ({mode} XDP), mode {:?}, direction {dir:?}",
+            policy.mode
+        );
     }
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -108,20 +111,36 @@ fn nix_ifindex(iface: &str) -> u32 {
 /// The outcome counters, then the rules with hits, most hits first.
 pub fn print_counters(dp: &Datapath, rules: &RuleSet) -> anyhow::Result<()> {
     let mut table = Table::new();
-    table.load_preset(UTF8_BORDERS_ONLY).set_header(["outcome", "packets", "bytes"]);
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_header(["outcome", "packets", "bytes"]);
     for (outcome, c) in dp.outcome_counters()? {
-        table.add_row([outcome.counter_name().to_string(), c.packets.to_string(), c.bytes.to_string()]);
+        table.add_row([
+            outcome.counter_name().to_string(),
+            c.packets.to_string(),
+            c.bytes.to_string(),
+        ]);
     }
     println!("{table}");
     let counters = dp.rule_counters(rules.rules.len())?;
-    let mut hits: Vec<(usize, _)> = counters.into_iter().enumerate().filter(|(_, c)| c.packets > 0).collect();
-    hits.sort_by(|a, b| b.1.packets.cmp(&a.1.packets));
+    let mut hits: Vec<(usize, _)> = counters
+        .into_iter()
+        .enumerate()
+        .filter(|(_, c)| c.packets > 0)
+        .collect();
+    hits.sort_by_key(|(_, c)| std::cmp::Reverse(c.packets));
     if hits.is_empty() {
         println!("no rule hits yet");
         return Ok(());
     }
     let mut table = Table::new();
-    table.load_preset(UTF8_BORDERS_ONLY).set_header(["prefix", "endpoint sets", "ports", "packets", "bytes"]);
+    table.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "prefix",
+        "endpoint sets",
+        "ports",
+        "packets",
+        "bytes",
+    ]);
     for (i, c) in hits {
         let rule = &rules.rules[i];
         let sets: Vec<String> = rule.sets.iter().map(|(id, _)| id.to_string()).collect();

@@ -18,7 +18,10 @@ fn sum(values: impl IntoIterator<Item = Counter>) -> Counter {
 impl Datapath {
     /// Packets and bytes per outcome.
     pub fn outcome_counters(&self) -> Result<Vec<(Outcome, Counter)>, DatapathError> {
-        let map = self.ebpf.map(OUTCOME_STATS).ok_or(DatapathError::Missing(OUTCOME_STATS))?;
+        let map = self
+            .ebpf
+            .map(OUTCOME_STATS)
+            .ok_or(DatapathError::Missing(OUTCOME_STATS))?;
         let array = PerCpuArray::<_, Counter>::try_from(map).map_err(map_err(OUTCOME_STATS))?;
         Outcome::ALL
             .iter()
@@ -31,7 +34,10 @@ impl Datapath {
 
     /// Packets and bytes of rules `0..count`.
     pub fn rule_counters(&self, count: usize) -> Result<Vec<Counter>, DatapathError> {
-        let map = self.ebpf.map(RULE_STATS).ok_or(DatapathError::Missing(RULE_STATS))?;
+        let map = self
+            .ebpf
+            .map(RULE_STATS)
+            .ok_or(DatapathError::Missing(RULE_STATS))?;
         let array = PerCpuArray::<_, Counter>::try_from(map).map_err(map_err(RULE_STATS))?;
         (0..count as u32)
             .map(|i| {

@@ -15,7 +15,8 @@ use intune_common::{
 /// The kernel program, built by build.rs from the `intune-ebpf` crate.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/intune-xdp"));
 /// An XDP program that passes everything: the benchmark's floor.
-pub static FLOOR_PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-floor"));
+pub static FLOOR_PROGRAM: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-floor"));
 
 pub const PROGRAM_NAME: &str = "intune_xdp";
 
@@ -26,15 +27,25 @@ pub enum DatapathError {
     #[error("the BPF program: {0}")]
     Program(#[from] ProgramError),
     #[error("BPF map {name}: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
     #[error("the object has no {0}")]
     Missing(&'static str),
     #[error("interface {0} does not exist")]
     NoInterface(String),
     #[error("attaching to {iface} in {mode} mode failed: {source}")]
-    Attach { iface: String, mode: &'static str, source: ProgramError },
+    Attach {
+        iface: String,
+        mode: &'static str,
+        source: ProgramError,
+    },
     #[error("mapping BPF map {name} into memory: {source}")]
-    Mmap { name: &'static str, source: std::io::Error },
+    Mmap {
+        name: &'static str,
+        source: std::io::Error,
+    },
     #[error("detaching: {0}")]
     Detach(#[from] LinkError),
 }
@@ -116,7 +127,11 @@ impl Datapath {
             .map_max_entries(V4_TBL32, chunk_entries)
             .load(PROGRAM)?;
         program_mut(&mut ebpf)?.load()?;
-        Ok(Datapath { ebpf, capacity, v4_lookup: V4Lookup::Trie })
+        Ok(Datapath {
+            ebpf,
+            capacity,
+            v4_lookup: V4Lookup::Trie,
+        })
     }
 
     /// How the program looks IPv4 up since the last `install`.
@@ -133,20 +148,35 @@ impl Datapath {
     }
 
     /// Attaches to `iface`; returns the mode it got ("native" or "generic").
-    pub fn attach(&mut self, iface: &str, choice: XdpChoice) -> Result<&'static str, DatapathError> {
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        choice: XdpChoice,
+    ) -> Result<&'static str, DatapathError> {
         let prog = program_mut(&mut self.ebpf)?;
         let attempt = |prog: &mut Xdp, mode: XdpMode, name: &'static str| {
-            prog.attach(iface, mode).map(|_| name).map_err(|source| match source {
-                ProgramError::UnknownInterface { .. } => DatapathError::NoInterface(iface.into()),
-                source => DatapathError::Attach { iface: iface.into(), mode: name, source },
-            })
+            prog.attach(iface, mode)
+                .map(|_| name)
+                .map_err(|source| match source {
+                    ProgramError::UnknownInterface { .. } => {
+                        DatapathError::NoInterface(iface.into())
+                    }
+                    source => DatapathError::Attach {
+                        iface: iface.into(),
+                        mode: name,
+                        source,
+                    },
+                })
         };
         match choice {
             XdpChoice::Native => attempt(prog, XdpMode::Driver, "native"),
             XdpChoice::Generic => attempt(prog, XdpMode::Skb, "generic"),
             XdpChoice::Auto => match attempt(prog, XdpMode::Driver, "native") {
                 Err(DatapathError::Attach { source, .. }) if native_unsupported(&source) => {
-                    tracing::warn!(iface, "the driver has no native XDP; attaching in generic mode");
+                    tracing::warn!(
+                        iface,
+                        "the driver has no native XDP; attaching in generic mode"
+                    );
                     attempt(prog, XdpMode::Skb, "generic")
                 }
                 other => other,
@@ -175,7 +205,10 @@ fn native_unsupported(err: &ProgramError) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return matches!(io.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EINVAL));
+            return matches!(
+                io.raw_os_error(),
+                Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)
+            );
         }
         source = e.source();
     }

@@ -43,12 +43,18 @@ impl Datapath {
         let Some(Map::Array(data)) = self.ebpf.map(name) else {
             return Err(DatapathError::Missing(name));
         };
-        let info = data.info().map_err(|source| DatapathError::Map { name, source })?;
+        let info = data
+            .info()
+            .map_err(|source| DatapathError::Map { name, source })?;
         let len = info.max_entries() as usize;
         // SAFETY: a BPF array created with BPF_F_MMAPABLE; the kernel keeps the memory alive
         // while the mapping exists, and only aligned 32-bit stores are made through it.
-        let mmap = unsafe { MmapOptions::new().len(len * STRIDE).map_mut(&data.fd().as_fd()) }
-            .map_err(|e| DatapathError::Mmap { name, source: e })?;
+        let mmap = unsafe {
+            MmapOptions::new()
+                .len(len * STRIDE)
+                .map_mut(&data.fd().as_fd())
+        }
+        .map_err(|e| DatapathError::Mmap { name, source: e })?;
         Ok(U32Array { mmap, len })
     }
 }

@@ -34,25 +34,37 @@ impl Datapath {
         let before = self.trace()?.seq;
         let result = self
             .program()?
-            .test_run(TestRunOptions { data_in: Some(frame), ..TestRunOptions::new() })
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ..TestRunOptions::new()
+            })
             .map_err(DatapathError::Program)?;
         let trace = self.trace()?;
         if trace.seq == before {
-            return Err(TestRunError::NoTrace { return_value: result.return_value });
+            return Err(TestRunError::NoTrace {
+                return_value: result.return_value,
+            });
         }
         debug_assert_eq!(trace.verdict, result.return_value);
         Ok(Decision {
-            outcome: Outcome::from_u32(trace.outcome).ok_or(TestRunError::BadOutcome(trace.outcome))?,
+            outcome: Outcome::from_u32(trace.outcome)
+                .ok_or(TestRunError::BadOutcome(trace.outcome))?,
             verdict: result.return_value,
             rule: trace.rule,
         })
     }
 
     /// Runs `frame` `repeat` times in the kernel; returns the kernel's mean time per run.
-    pub fn time_frame(&self, frame: &[u8], repeat: u32) -> Result<std::time::Duration, DatapathError> {
-        let result = self
-            .program()?
-            .test_run(TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::new() })?;
+    pub fn time_frame(
+        &self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<std::time::Duration, DatapathError> {
+        let result = self.program()?.test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..TestRunOptions::new()
+        })?;
         Ok(result.duration)
     }
 

@@ -18,8 +18,15 @@ mod tests {
     #[test]
     fn holds_every_table_of_the_article() {
         let sets = builtin().unwrap();
-        let ids: Vec<u32> = sets.iter().filter(|s| s.origin == Origin::Service).map(|s| s.id).collect();
-        let article = [163, 172, 170, 97, 190, 189, 164, 165, 169, 173, 182, 181, 187, 188, 171, 178, 179, 56, 150, 59];
+        let ids: Vec<u32> = sets
+            .iter()
+            .filter(|s| s.origin == Origin::Service)
+            .map(|s| s.id)
+            .collect();
+        let article = [
+            163, 172, 170, 97, 190, 189, 164, 165, 169, 173, 182, 181, 187, 188, 171, 178, 179, 56,
+            150, 59,
+        ];
         let mut want = article.to_vec();
         want.sort();
         let mut got = ids.clone();
@@ -38,12 +45,25 @@ mod tests {
     fn extra_sets_are_marked_and_peering_is_port_only() {
         let sets = builtin().unwrap();
         for s in sets.iter().filter(|s| s.origin == Origin::Article) {
-            assert!(s.notes.starts_with("Not from the endpoint web service."), "set {}", s.id);
+            assert!(
+                s.notes.starts_with("Not from the endpoint web service."),
+                "set {}",
+                s.id
+            );
         }
         let peering = sets.iter().find(|s| s.any_address).unwrap();
         assert_eq!(peering.ports.to_string(), "TCP 7680; UDP 3544");
-        for name in ["*.dm.microsoft.com", "has.spserv.microsoft.com", "displaycatalog.mp.microsoft.com", "naprodimedatapri.azureedge.net"] {
-            assert!(sets.iter().any(|s| s.origin == Origin::Article && s.urls.iter().any(|u| u == name)), "{name}");
+        for name in [
+            "*.dm.microsoft.com",
+            "has.spserv.microsoft.com",
+            "displaycatalog.mp.microsoft.com",
+            "naprodimedatapri.azureedge.net",
+        ] {
+            assert!(
+                sets.iter()
+                    .any(|s| s.origin == Origin::Article && s.urls.iter().any(|u| u == name)),
+                "{name}"
+            );
         }
     }
 }

@@ -18,7 +18,11 @@ pub fn from_files_or_builtin(files: &[std::path::PathBuf]) -> anyhow::Result<Vec
     for file in files {
         for set in read_file(file)? {
             if sets.iter().any(|s| s.id == set.id) {
-                anyhow::bail!("endpoint file {}: endpoint set id {} is also in an earlier file", file.display(), set.id);
+                anyhow::bail!(
+                    "endpoint file {}: endpoint set id {} is also in an earlier file",
+                    file.display(),
+                    set.id
+                );
             }
             sets.push(set);
         }

@@ -2,7 +2,10 @@
 
 use std::fmt;
 
-use intune_common::{maps::PortSet, proto::{IPPROTO_TCP, IPPROTO_UDP}};
+use intune_common::{
+    maps::PortSet,
+    proto::{IPPROTO_TCP, IPPROTO_UDP},
+};
 
 /// Sorted, merged, inclusive port ranges of one protocol.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -155,9 +158,18 @@ mod tests {
     fn parses_what_the_service_writes() {
         assert_eq!(PortRanges::parse("80,443").unwrap().to_string(), "80,443");
         assert_eq!(PortRanges::parse("443,80").unwrap().to_string(), "80,443");
-        assert_eq!(PortRanges::parse("143, 587, 993, 995").unwrap().to_string(), "143,587,993,995");
-        assert_eq!(PortRanges::parse("3478-3481").unwrap().to_string(), "3478-3481");
-        assert_eq!(PortRanges::parse("3478-3480,3481").unwrap().to_string(), "3478-3481");
+        assert_eq!(
+            PortRanges::parse("143, 587, 993, 995").unwrap().to_string(),
+            "143,587,993,995"
+        );
+        assert_eq!(
+            PortRanges::parse("3478-3481").unwrap().to_string(),
+            "3478-3481"
+        );
+        assert_eq!(
+            PortRanges::parse("3478-3480,3481").unwrap().to_string(),
+            "3478-3481"
+        );
         assert!(PortRanges::parse("").unwrap().is_empty());
     }
 
@@ -170,11 +182,22 @@ mod tests {
 
     #[test]
     fn bitmap_holds_exactly_the_ranges() {
-        let ports = Ports { tcp: PortRanges::parse("80,5223-5224").unwrap(), udp: PortRanges::parse("123").unwrap() };
+        let ports = Ports {
+            tcp: PortRanges::parse("80,5223-5224").unwrap(),
+            udp: PortRanges::parse("123").unwrap(),
+        };
         let set = ports.to_port_set();
         for p in 0..=u16::MAX {
-            assert_eq!(set.allows(IPPROTO_TCP, p), ports.admits(IPPROTO_TCP, p), "tcp {p}");
-            assert_eq!(set.allows(IPPROTO_UDP, p), ports.admits(IPPROTO_UDP, p), "udp {p}");
+            assert_eq!(
+                set.allows(IPPROTO_TCP, p),
+                ports.admits(IPPROTO_TCP, p),
+                "tcp {p}"
+            );
+            assert_eq!(
+                set.allows(IPPROTO_UDP, p),
+                ports.admits(IPPROTO_UDP, p),
+                "udp {p}"
+            );
         }
     }
 }

@@ -85,9 +85,17 @@ pub enum SchemaError {
     #[error("expected an array of endpoint sets")]
     NotAnArray,
     #[error("endpoint set #{index}{id}: {message}")]
-    Set { index: usize, id: String, message: String },
+    Set {
+        index: usize,
+        id: String,
+        message: String,
+    },
     #[error("endpoint set {id}: field `{field}`: {message}")]
-    Field { id: u32, field: &'static str, message: String },
+    Field {
+        id: u32,
+        field: &'static str,
+        message: String,
+    },
     #[error("endpoint set id {0} appears twice")]
     DuplicateId(u32),
 }
@@ -127,13 +135,21 @@ fn validate(raw: RawEndpointSet) -> Result<EndpointSet, SchemaError> {
         "Allow" => Category::Allow,
         "Default" => Category::Default,
         other => {
-            return Err(field("category", format!("{other:?} is not Optimize, Allow or Default")));
+            return Err(field(
+                "category",
+                format!("{other:?} is not Optimize, Allow or Default"),
+            ));
         }
     };
     let origin = match raw.origin.as_deref() {
         None | Some("service") => Origin::Service,
         Some("article") => Origin::Article,
-        Some(other) => return Err(field("origin", format!("{other:?} is not service or article"))),
+        Some(other) => {
+            return Err(field(
+                "origin",
+                format!("{other:?} is not service or article"),
+            ));
+        }
     };
     let ips = raw
         .ips
@@ -206,7 +222,10 @@ fn parse_name(text: &str) -> Result<String, String> {
 impl EndpointSet {
     /// Names without wildcards: those a resolver can look up ahead of time.
     pub fn exact_urls(&self) -> impl Iterator<Item = &str> {
-        self.urls.iter().map(String::as_str).filter(|u| !u.contains('*'))
+        self.urls
+            .iter()
+            .map(String::as_str)
+            .filter(|u| !u.contains('*'))
     }
 }
 
@@ -240,36 +259,72 @@ mod tests {
     #[test]
     fn errors_name_the_set_and_field() {
         let cases = [
-            (r#"{"id": 7, "serviceArea": "MEM", "category": "Default", "tcpPorts": "80,x"}"#, "endpoint set 7: field `tcpPorts`"),
-            (r#"{"id": 8, "serviceArea": "MEM", "category": "Default", "ips": ["10.0.0.0/33"]}"#, "endpoint set 8: field `ips`"),
-            (r#"{"id": 9, "serviceArea": "MEM", "category": "Maybe"}"#, "endpoint set 9: field `category`"),
-            (r#"{"id": 10, "serviceArea": "MEM", "category": "Default", "urls": ["bad name.com"]}"#, "endpoint set 10: field `urls`"),
-            (r#"{"id": "x", "serviceArea": "MEM", "category": "Default"}"#, "endpoint set #0 (id \"x\")"),
-            (r#"{"serviceArea": "MEM", "category": "Default"}"#, "endpoint set #0: missing field `id`"),
+            (
+                r#"{"id": 7, "serviceArea": "MEM", "category": "Default", "tcpPorts": "80,x"}"#,
+                "endpoint set 7: field `tcpPorts`",
+            ),
+            (
+                r#"{"id": 8, "serviceArea": "MEM", "category": "Default", "ips": ["10.0.0.0/33"]}"#,
+                "endpoint set 8: field `ips`",
+            ),
+            (
+                r#"{"id": 9, "serviceArea": "MEM", "category": "Maybe"}"#,
+                "endpoint set 9: field `category`",
+            ),
+            (
+                r#"{"id": 10, "serviceArea": "MEM", "category": "Default", "urls": ["bad name.com"]}"#,
+                "endpoint set 10: field `urls`",
+            ),
+            (
+                r#"{"id": "x", "serviceArea": "MEM", "category": "Default"}"#,
+                "endpoint set #0 (id \"x\")",
+            ),
+            (
+                r#"{"serviceArea": "MEM", "category": "Default"}"#,
+                "endpoint set #0: missing field `id`",
+            ),
         ];
         for (json, expected) in cases {
             let err = one(json).unwrap_err().to_string();
-            assert!(err.starts_with(expected), "{err:?} does not start with {expected:?}");
+            assert!(
+                err.starts_with(expected),
+                "{err:?} does not start with {expected:?}"
+            );
         }
     }
 
     #[test]
     fn duplicate_ids_and_non_arrays_are_rejected() {
         let dup = r#"[{"id": 1, "serviceArea": "MEM", "category": "Default"}, {"id": 1, "serviceArea": "MEM", "category": "Default"}]"#;
-        assert!(matches!(parse_endpoint_sets(dup), Err(SchemaError::DuplicateId(1))));
-        assert!(matches!(parse_endpoint_sets("{}"), Err(SchemaError::NotAnArray)));
-        assert!(matches!(parse_endpoint_sets("[1,"), Err(SchemaError::Json(_))));
+        assert!(matches!(
+            parse_endpoint_sets(dup),
+            Err(SchemaError::DuplicateId(1))
+        ));
+        assert!(matches!(
+            parse_endpoint_sets("{}"),
+            Err(SchemaError::NotAnArray)
+        ));
+        assert!(matches!(
+            parse_endpoint_sets("[1,"),
+            Err(SchemaError::Json(_))
+        ));
     }
 
     #[test]
     fn reads_a_real_service_response() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/m365-worldwide-sample.json"));
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/m365-worldwide-sample.json"
+        ));
         let Ok(text) = text else {
             eprintln!("skipped: ../shared/fixtures is not beside this checkout");
             return;
         };
         let sets = parse_endpoint_sets(&text).unwrap();
         assert_eq!(sets.len(), 63);
-        assert!(sets.iter().any(|s| s.urls.iter().any(|u| u == "autodiscover.*.onmicrosoft.com")));
+        assert!(
+            sets.iter()
+                .any(|s| s.urls.iter().any(|u| u == "autodiscover.*.onmicrosoft.com"))
+        );
     }
 }

@@ -50,10 +50,16 @@ fn args() -> anyhow::Result<Args> {
         match arg.as_str() {
             "--repeat" => a.repeat = value()?.parse().context("--repeat")?,
             "--sizes" => {
-                a.sizes = value()?.split(',').map(str::parse).collect::<Result<_, _>>().context("--sizes")?
+                a.sizes = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .context("--sizes")?
             }
             "--out" => a.out = value()?.into(),
-            other => bail!("unknown argument {other}; use --repeat N, --sizes 50,1000,... or --out FILE"),
+            other => {
+                bail!("unknown argument {other}; use --repeat N, --sizes 50,1000,... or --out FILE")
+            }
         }
     }
     Ok(a)
@@ -67,11 +73,15 @@ fn synthetic_sets(n: usize, rng: &mut StdRng) -> Vec<EndpointSet> {
     while ips.len() < n {
         let p = if ips.len() % 4 != 3 {
             let len = rng.random_range(16..=32u8);
-            let net = ipnet::Ipv4Net::new(Ipv4Addr::from(rng.random::<u32>()), len).unwrap().trunc();
+            let net = ipnet::Ipv4Net::new(Ipv4Addr::from(rng.random::<u32>()), len)
+                .unwrap()
+                .trunc();
             ipnet::IpNet::V4(net)
         } else {
             let len = rng.random_range(32..=64u8);
-            let net = ipnet::Ipv6Net::new(Ipv6Addr::from(rng.random::<u128>()), len).unwrap().trunc();
+            let net = ipnet::Ipv6Net::new(Ipv6Addr::from(rng.random::<u128>()), len)
+                .unwrap()
+                .trunc();
             ipnet::IpNet::V6(net)
         };
         if seen.insert(p) {
@@ -95,13 +105,31 @@ fn frames() -> Vec<BenchFrame> {
     let dev = "192.0.2.10";
     let dev6 = "2001:db8::10";
     vec![
-        BenchFrame { name: "IPv4 hit", bytes: Frame::tcp(dev, "13.67.13.180", 40000, 443).bytes(), allow: ip("13.67.13.180") },
-        BenchFrame { name: "IPv4 miss", bytes: Frame::tcp(dev, "192.0.2.99", 40000, 443).bytes(), allow: ip("13.67.13.180") },
-        BenchFrame { name: "IPv6 hit", bytes: Frame::tcp(dev6, "2603:1000::7", 40000, 443).bytes(), allow: ip("2603:1000::7") },
-        BenchFrame { name: "IPv6 miss", bytes: Frame::tcp(dev6, "2001:db8::99", 40000, 443).bytes(), allow: ip("2603:1000::7") },
+        BenchFrame {
+            name: "IPv4 hit",
+            bytes: Frame::tcp(dev, "13.67.13.180", 40000, 443).bytes(),
+            allow: ip("13.67.13.180"),
+        },
+        BenchFrame {
+            name: "IPv4 miss",
+            bytes: Frame::tcp(dev, "192.0.2.99", 40000, 443).bytes(),
+            allow: ip("13.67.13.180"),
+        },
+        BenchFrame {
+            name: "IPv6 hit",
+            bytes: Frame::tcp(dev6, "2603:1000::7", 40000, 443).bytes(),
+            allow: ip("2603:1000::7"),
+        },
+        BenchFrame {
+            name: "IPv6 miss",
+            bytes: Frame::tcp(dev6, "2001:db8::99", 40000, 443).bytes(),
+            allow: ip("2603:1000::7"),
+        },
         BenchFrame {
             name: "VLAN IPv4 hit",
-            bytes: Frame::tcp(dev, "13.67.13.180", 40000, 443).vlan(0x8100).bytes(),
+            bytes: Frame::tcp(dev, "13.67.13.180", 40000, 443)
+                .vlan(0x8100)
+                .bytes(),
             allow: ip("13.67.13.180"),
         },
     ]
@@ -109,17 +137,28 @@ fn frames() -> Vec<BenchFrame> {
 
 /// Median of `RUNS` kernel-timed runs of `repeat` repetitions, in ns per frame.
 fn median_ns(mut run: impl FnMut() -> anyhow::Result<Duration>) -> anyhow::Result<f64> {
-    let mut v = (0..RUNS).map(|_| run().map(|d| d.as_nanos() as f64)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut v = (0..RUNS)
+        .map(|_| run().map(|d| d.as_nanos() as f64))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     v.sort_by(f64::total_cmp);
     Ok(v[RUNS / 2])
 }
 
 fn time_xdp(prog: &Xdp, frame: &[u8], repeat: u32) -> anyhow::Result<Duration> {
-    Ok(prog.test_run(TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::new() })?.duration)
+    Ok(prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..TestRunOptions::new()
+        })?
+        .duration)
 }
 
 fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
-    let prog: &mut Xdp = ebpf.program_mut(name).with_context(|| format!("no program {name}"))?.try_into()?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .with_context(|| format!("no program {name}"))?
+        .try_into()?;
     prog.load()?;
     Ok(prog)
 }
@@ -144,7 +183,11 @@ impl XdpFilter {
             .load_file(XDP_FILTER_OBJECT)
             .with_context(|| format!("loading {XDP_FILTER_OBJECT}"))?;
         xdp_program(&mut ebpf, XDP_FILTER_PROGRAM)?;
-        Ok(Some(XdpFilter { ebpf, pin_dir, filled: 0 }))
+        Ok(Some(XdpFilter {
+            ebpf,
+            pin_dir,
+            filled: 0,
+        }))
     }
 
     /// Allows `allow` as a destination, beside `fill` other addresses (the map's size matters
@@ -153,7 +196,11 @@ impl XdpFilter {
         const MAP_FLAG_DST: u64 = 1 << 1;
         let cpus = nr_cpus().map_err(|(_, e)| e)?;
         let value = || PerCpuValues::try_from(vec![MAP_FLAG_DST; cpus]);
-        let mut v4: PerCpuHashMap<_, u32, u64> = self.ebpf.map_mut("filter_ipv4").context("filter_ipv4")?.try_into()?;
+        let mut v4: PerCpuHashMap<_, u32, u64> = self
+            .ebpf
+            .map_mut("filter_ipv4")
+            .context("filter_ipv4")?
+            .try_into()?;
         let mut v6s = Vec::new();
         for a in allow {
             match a {
@@ -166,7 +213,11 @@ impl XdpFilter {
             v4.insert(rng.random::<u32>(), value()?, 0)?;
             self.filled += 1;
         }
-        let mut v6: PerCpuHashMap<_, [u8; 16], u64> = self.ebpf.map_mut("filter_ipv6").context("filter_ipv6")?.try_into()?;
+        let mut v6: PerCpuHashMap<_, [u8; 16], u64> = self
+            .ebpf
+            .map_mut("filter_ipv6")
+            .context("filter_ipv6")?
+            .try_into()?;
         for a in v6s {
             v6.insert(a, value()?, 0)?;
         }
@@ -174,7 +225,11 @@ impl XdpFilter {
     }
 
     fn program(&self) -> anyhow::Result<&Xdp> {
-        Ok(self.ebpf.program(XDP_FILTER_PROGRAM).context("xdp-filter program")?.try_into()?)
+        Ok(self
+            .ebpf
+            .program(XDP_FILTER_PROGRAM)
+            .context("xdp-filter program")?
+            .try_into()?)
     }
 }
 
@@ -187,14 +242,30 @@ impl Drop for XdpFilter {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) / 1024 / 1024))
+        .and_then(|s| {
+            s.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+                    / 1024
+                    / 1024
+            })
+        })
         .unwrap_or(0);
-    let cpus = std::thread::available_parallelism().map(usize::from).unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(0);
     format!("{cpus} × {cpu}, {mem} GiB, Linux {}", kernel.trim())
 }
 
@@ -222,7 +293,10 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let rules = RuleSet::build_with_capacity(&sets, RuleSetOptions::default(), n + 1)?;
         let build = t.elapsed();
-        let policy = Policy { mode: Mode::Enforce, ..Policy::default() };
+        let policy = Policy {
+            mode: Mode::Enforce,
+            ..Policy::default()
+        };
         let mut dp = Datapath::load(Capacity::for_prefixes(rules.rules.len()))?;
         let t = Instant::now();
         dp.install(&rules, &policy, false)?;
@@ -253,8 +327,15 @@ fn main() -> anyhow::Result<()> {
                 }
                 None => ("n/a".into(), "n/a".into()),
             };
-            writeln!(per_frame, "| {n} | {lookup} | {} | {ours:.1} | {base:.1} | {theirs} | {ratio} |", frame.name)?;
-            eprintln!("{n:>8} {:<14} ours {ours:>6.1} ns, floor {base:>5.1} ns, xdp-filter {theirs} ns, ratio {ratio}", frame.name);
+            writeln!(
+                per_frame,
+                "| {n} | {lookup} | {} | {ours:.1} | {base:.1} | {theirs} | {ratio} |",
+                frame.name
+            )?;
+            eprintln!(
+                "{n:>8} {:<14} ours {ours:>6.1} ns, floor {base:>5.1} ns, xdp-filter {theirs} ns, ratio {ratio}",
+                frame.name
+            );
             if n == args.sizes[0] {
                 verdict_check.push((frame.name, time_xdp(dp.program()?, &frame.bytes, 1)?));
             }
@@ -263,23 +344,48 @@ fn main() -> anyhow::Result<()> {
 
     let mut md = String::new();
     writeln!(md, "# Benchmarks\n")?;
-    writeln!(md, "Written by `cargo xtask bench` (tests/src/bin/bench.rs). Do not edit by hand.\n")?;
+    writeln!(
+        md,
+        "Written by `cargo xtask bench` (tests/src/bin/bench.rs). Do not edit by hand.\n"
+    )?;
     writeln!(md, "- Machine: {}", machine())?;
-    writeln!(md, "- Method: BPF_PROG_TEST_RUN, {} repetitions a run, median of {RUNS} runs; the kernel's own mean ns per run.", args.repeat)?;
-    writeln!(md, "- Ours: intune-xdp in enforce mode, direction dst, tracing off; rule sets of random prefixes (3/4 IPv4 /16-/32, 1/4 IPv6 /32-/64), TCP 80 and 443.")?;
-    writeln!(md, "- Floor: an XDP program that returns XDP_PASS and reads nothing.")?;
+    writeln!(
+        md,
+        "- Method: BPF_PROG_TEST_RUN, {} repetitions a run, median of {RUNS} runs; the kernel's own mean ns per run.",
+        args.repeat
+    )?;
+    writeln!(
+        md,
+        "- Ours: intune-xdp in enforce mode, direction dst, tracing off; rule sets of random prefixes (3/4 IPv4 /16-/32, 1/4 IPv6 /32-/64), TCP 80 and 443."
+    )?;
+    writeln!(
+        md,
+        "- Floor: an XDP program that returns XDP_PASS and reads nothing."
+    )?;
     writeln!(
         md,
         "- xdp-filter: `{XDP_FILTER_PROGRAM}` from Debian's xdp-tools (what `xdp-filter load --policy allow -f ipv4,ipv6` runs), allowing the frame's destination address, its IPv4 map filled to the rule-set size (at most {XDP_FILTER_MAX}, its capacity). It matches exact addresses in a hash; ours matches prefixes in an LPM trie and checks the port."
     )?;
-    writeln!(md, "- Ratio: ours / xdp-filter. Goal: IPv4 hit at 10,000 prefixes ≤ 0.8.\n")?;
+    writeln!(
+        md,
+        "- Ratio: ours / xdp-filter. Goal: IPv4 hit at 10,000 prefixes ≤ 0.8.\n"
+    )?;
     writeln!(md, "## ns per frame\n")?;
-    writeln!(md, "| prefixes | IPv4 lookup | frame | intune-xdp | floor | xdp-filter | ratio |")?;
+    writeln!(
+        md,
+        "| prefixes | IPv4 lookup | frame | intune-xdp | floor | xdp-filter | ratio |"
+    )?;
     writeln!(md, "|---:|---|---|---:|---:|---:|---:|")?;
     md.push_str(&per_frame);
     writeln!(md, "\n## Loading a rule set\n")?;
-    writeln!(md, "Building the rule set (effective ports per prefix) and writing it into freshly loaded maps, one syscall an entry. Goal: 100,000 prefixes into the maps in under a second.\n")?;
-    writeln!(md, "| prefixes | in maps | IPv4 lookup | rule set (ms) | maps (ms) |")?;
+    writeln!(
+        md,
+        "Building the rule set (effective ports per prefix) and writing it into freshly loaded maps, one syscall an entry. Goal: 100,000 prefixes into the maps in under a second.\n"
+    )?;
+    writeln!(
+        md,
+        "| prefixes | in maps | IPv4 lookup | rule set (ms) | maps (ms) |"
+    )?;
     writeln!(md, "|---:|---:|---|---:|---:|")?;
     md.push_str(&loads);
     std::fs::write(&args.out, md).with_context(|| format!("writing {}", args.out.display()))?;
