@@ -24,10 +24,9 @@ use pcap_file::{
 };
 use serde_json::Value;
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("intune-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join(name)
+/// A file name in a directory removed when the test ends.
+fn tmp(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
 }
 
 fn write_pcap(path: &Path, frames: &[Vec<u8>], datalink: DataLink) {
@@ -95,7 +94,8 @@ fn capture() -> Vec<Vec<u8>> {
 #[test]
 fn json_output_has_one_object_a_frame_and_totals() {
     require_root!();
-    let pcap = tmp("builtin.pcap");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pcap = tmp(&dir, "builtin.pcap");
     write_pcap(&pcap, &capture(), DataLink::ETHERNET);
     let (code, stdout, stderr) = intune_ctl(&[
         "classify",
@@ -142,14 +142,15 @@ fn json_output_has_one_object_a_frame_and_totals() {
 #[test]
 fn pcapng_with_an_endpoint_file_names_the_sets_whose_ports_admit() {
     require_root!();
-    let sets = tmp("sets.json");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sets = tmp(&dir, "sets.json");
     std::fs::write(&sets, TEST_SETS).unwrap();
     let frames = vec![
         Frame::tcp("192.0.2.10", "198.51.100.130", 40000, 443).bytes(),
         Frame::tcp("192.0.2.10", "198.51.100.130", 40000, 80).bytes(),
         Frame::tcp("198.51.100.130", "192.0.2.10", 443, 40000).bytes(),
     ];
-    let pcapng = tmp("nested.pcapng");
+    let pcapng = tmp(&dir, "nested.pcapng");
     write_pcapng(&pcapng, &frames);
     let (code, stdout, stderr) = intune_ctl(&[
         "classify",
@@ -177,7 +178,8 @@ fn pcapng_with_an_endpoint_file_names_the_sets_whose_ports_admit() {
 #[test]
 fn text_output_ends_with_totals() {
     require_root!();
-    let pcap = tmp("text.pcap");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pcap = tmp(&dir, "text.pcap");
     write_pcap(&pcap, &capture(), DataLink::ETHERNET);
     let (code, stdout, stderr) = intune_ctl(&["classify", "--pcap", pcap.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
@@ -195,18 +197,19 @@ fn text_output_ends_with_totals() {
 #[test]
 fn bad_input_is_a_one_line_error_with_exit_code_2() {
     require_root!();
-    let missing = tmp("missing.pcap");
-    let not_pcap = tmp("not.pcap");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = tmp(&dir, "missing.pcap");
+    let not_pcap = tmp(&dir, "not.pcap");
     std::fs::write(&not_pcap, b"this is not a capture at all").unwrap();
-    let raw_ip = tmp("rawip.pcap");
+    let raw_ip = tmp(&dir, "rawip.pcap");
     write_pcap(&raw_ip, &capture(), DataLink::RAW);
-    let bad_sets = tmp("bad.json");
+    let bad_sets = tmp(&dir, "bad.json");
     std::fs::write(
         &bad_sets,
         r#"[{"id": 77, "serviceArea": "MEM", "category": "Default", "tcpPorts": "443,http"}]"#,
     )
     .unwrap();
-    let good = tmp("good.pcap");
+    let good = tmp(&dir, "good.pcap");
     write_pcap(&good, &capture(), DataLink::ETHERNET);
     let cases: [(Vec<&str>, &str); 4] = [
         (

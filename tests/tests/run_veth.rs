@@ -45,13 +45,15 @@ fn connects(ns: &Netns, to: &str) -> bool {
 
 struct Running {
     child: Child,
+    /// Holds the endpoint file while the command runs.
+    _dir: tempfile::TempDir,
     lines: mpsc::Receiver<String>,
 }
 
 impl Running {
     fn start(gw: &Netns, args: &[&str]) -> Running {
-        let sets =
-            std::env::temp_dir().join(format!("intune-run-sets-{}.json", std::process::id()));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sets = dir.path().join("sets.json");
         std::fs::write(&sets, TEST_SETS).unwrap();
         let mut cmd = gw.command(env!("CARGO_BIN_EXE_intune-ctl-test"));
         cmd.args([
@@ -77,7 +79,11 @@ impl Running {
                 let _ = tx.send(line);
             }
         });
-        Running { child, lines }
+        Running {
+            child,
+            _dir: dir,
+            lines,
+        }
     }
 
     /// Output lines until one contains `needle`, or panics after `secs`.

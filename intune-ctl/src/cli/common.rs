@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use crate::{
     datapath::{Capacity, Datapath},
-    endpoints,
+    endpoints::{self, EndpointSet},
     policy::{Direction, Mode, Policy},
     rules::{RuleSet, RuleSetOptions},
 };
@@ -25,12 +25,14 @@ pub struct RuleArgs {
 }
 
 impl RuleArgs {
-    pub fn rule_set(&self) -> anyhow::Result<RuleSet> {
+    /// The selected endpoint sets and the rule set built from them.
+    pub fn load(&self) -> anyhow::Result<(Vec<EndpointSet>, RuleSet)> {
         let sets = endpoints::from_files_or_builtin(&self.endpoints)?;
         let opts = RuleSetOptions {
             port_only: self.peer_ports,
         };
-        RuleSet::build(&sets, opts).context("building the rule set")
+        let rules = RuleSet::build(&sets, opts).context("building the rule set")?;
+        Ok((sets, rules))
     }
 }
 

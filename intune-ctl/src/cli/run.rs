@@ -58,9 +58,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     bpffs::ensure_mounted(&args.bpffs)
         .with_context(|| format!("mounting bpffs at {} (are you root?)", args.bpffs.display()))?;
-    let rules = args.rules.rule_set()?;
+    let (sets, rules) = args.rules.load()?;
     let mut dp = load_datapath(&rules, &policy, false)?;
-    let sets = crate::endpoints::from_files_or_builtin(&args.rules.endpoints)?;
     let names: usize = sets.iter().map(|s| s.urls.len()).sum();
     println!(
         "loaded {} endpoint sets: {} prefixes in {} rules, {} port sets, IPv4 lookup by {}; {} names wait for the resolver",
