@@ -167,6 +167,10 @@ fn match_address<T: Tables>(pkt: &IpPacket, addr: &[u8; 16], port: u16, t: &T) -
     } else {
         t.lookup_v4(&[addr[0], addr[1], addr[2], addr[3]])
     }?;
+    // An excluded prefix: never Intune, not even a later fragment.
+    if hit.rule == NO_RULE {
+        return None;
+    }
     if pkt.later_fragment {
         return Some(hit.rule);
     }

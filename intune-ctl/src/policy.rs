@@ -64,10 +64,13 @@ impl Policy {
             flags |= Config::FLAG_PER_IFACE;
         }
         let (port_only_rule, port_only_set) = match rules.port_only {
-            Some(rule) => {
-                flags |= Config::FLAG_PORT_ONLY;
-                (rule, rules.rules[rule as usize].port_set)
-            }
+            Some(index) => match rules.rule(index) {
+                Some(rule) => {
+                    flags |= Config::FLAG_PORT_ONLY;
+                    (index, rule.port_set)
+                }
+                None => (0, 0),
+            },
             None => (0, 0),
         };
         Config {

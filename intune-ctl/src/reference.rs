@@ -13,7 +13,7 @@ use crate::{policy::Policy, rules::RuleSet};
 
 pub struct ReferenceTables<'a> {
     rules: &'a RuleSet,
-    bitmaps: Vec<PortSet>,
+    bitmaps: HashMap<u32, PortSet>,
     resolvers: HashSet<[u8; 16]>,
     iface: HashMap<u32, u32>,
     config: Config,
@@ -23,7 +23,7 @@ impl<'a> ReferenceTables<'a> {
     pub fn new(rules: &'a RuleSet, policy: &Policy) -> ReferenceTables<'a> {
         ReferenceTables {
             rules,
-            bitmaps: rules.port_set_bitmaps(),
+            bitmaps: rules.port_set_bitmaps().collect(),
             resolvers: policy.dns_resolver_keys().into_iter().collect(),
             iface: policy
                 .iface_directions
@@ -40,11 +40,7 @@ impl<'a> ReferenceTables<'a> {
     }
 
     fn rule_ref(&self, addr: IpAddr) -> Option<RuleRef> {
-        let rule = self.rules.lookup(addr)?;
-        Some(RuleRef {
-            rule,
-            port_set: self.rules.rules[rule as usize].port_set,
-        })
+        self.rules.lookup(addr).map(|r| r.rule_ref())
     }
 }
 
@@ -58,7 +54,7 @@ impl Tables for ReferenceTables<'_> {
     }
 
     fn port_set(&self, id: u32) -> Option<&PortSet> {
-        self.bitmaps.get(id as usize)
+        self.bitmaps.get(&id)
     }
 
     fn is_dns_resolver(&self, addr: &[u8; 16]) -> bool {

@@ -1,16 +1,19 @@
-//! The rule set: every prefix of the selected endpoint sets with the sets that list it, the ports
-//! it allows (the union over all prefixes that cover it) and the rule index its hits count under.
+//! The rule set: every prefix of the selected endpoint sets with the sets (and sources) that
+//! list it, the ports it allows (the union over all prefixes that cover it), and the rule index
+//! its hits count under. Indices and port-set ids are stable across rebuilds: a rebuild given the
+//! previous rule set keeps them for what is unchanged, so hit counters carry on, and never hands
+//! out an index the previous set still used, so a lookup in flight never sees one reused.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use intune_common::{
     classify::IpPacket,
-    maps::{DIR_DST, DIR_SRC, MAX_PORT_SETS, MAX_RULES, PortSet, RuleRef},
+    maps::{DIR_DST, DIR_SRC, MAX_PORT_SETS, MAX_RULES, NO_RULE, PortSet, RuleRef},
 };
 use ipnet::IpNet;
 
-use crate::endpoints::{EndpointSet, Ports};
+use crate::endpoints::{EndpointSet, Ports, Source};
 
 /// What a rule matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,92 +32,144 @@ impl std::fmt::Display for Target {
     }
 }
 
-#[derive(Clone, Debug)]
+/// One endpoint set's claim on a rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetEntry {
+    pub id: u32,
+    /// Where the set came from (a set may come from several sources).
+    pub sources: BTreeSet<Source>,
+    pub ports: Ports,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
+    /// The kernel's rule index: stable while the rule exists.
+    pub index: u32,
     pub target: Target,
+    /// Listed in the exclude list: never allowed, and nothing inside it either.
+    pub excluded: bool,
     /// The endpoint sets that list this prefix, each with its own ports.
-    pub sets: Vec<(u32, Ports)>,
+    pub sets: Vec<SetEntry>,
     /// Ports allowed to an address whose most specific prefix is this one.
     pub effective: Ports,
-    /// Index into [`RuleSet::port_sets`].
+    /// Id of `effective` in [`RuleSet::port_sets`].
     pub port_set: u32,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+impl Rule {
+    /// What the kernel maps hold for this rule.
+    pub fn rule_ref(&self) -> RuleRef {
+        RuleRef {
+            rule: if self.excluded { NO_RULE } else { self.index },
+            port_set: self.port_set,
+        }
+    }
+
+    pub fn set_ids(&self) -> Vec<u32> {
+        self.sets.iter().map(|s| s.id).collect()
+    }
+}
+
+#[derive(Clone, Debug)]
 pub struct RuleSetOptions {
     /// Include port-only sets (Delivery Optimization peering), which hold for any address.
     pub port_only: bool,
+    /// Prefixes never to allow.
+    pub exclude: Vec<IpNet>,
+    /// Rule indices the program has room for.
+    pub max_rules: usize,
+}
+
+impl Default for RuleSetOptions {
+    fn default() -> Self {
+        RuleSetOptions {
+            port_only: false,
+            exclude: Vec::new(),
+            max_rules: MAX_RULES as usize,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
-    #[error("{0} rules exceed the program's capacity of {MAX_RULES}")]
-    TooManyRules(usize),
+    #[error("{0} rules exceed the program's capacity of {1}")]
+    TooManyRules(usize, usize),
     #[error("{0} distinct port sets exceed the program's capacity of {MAX_PORT_SETS}")]
     TooManyPortSets(usize),
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct RuleSet {
+    /// Sorted by target.
     pub rules: Vec<Rule>,
-    /// Distinct effective port sets.
-    pub port_sets: Vec<Ports>,
+    /// Effective port sets by id.
+    pub port_sets: BTreeMap<u32, Ports>,
     /// The port-only rule's index, when there is one.
     pub port_only: Option<u32>,
-    /// Prefix -> rule index.
-    index: HashMap<IpNet, u32>,
+    by_target: HashMap<Target, usize>,
+    by_index: HashMap<u32, usize>,
     /// Prefix lengths in use, longest first, per family.
     v4_lens: Vec<u8>,
     v6_lens: Vec<u8>,
 }
 
-impl RuleSet {
-    pub fn build(sets: &[EndpointSet], opts: RuleSetOptions) -> Result<RuleSet, RulesError> {
-        RuleSet::build_with_capacity(sets, opts, MAX_RULES as usize)
+/// Hands out the lowest ids used neither by the previous rule set nor already.
+struct Ids {
+    taken: BTreeSet<u32>,
+    next: u32,
+}
+
+impl Ids {
+    fn new(previous: impl IntoIterator<Item = u32>) -> Ids {
+        Ids {
+            taken: previous.into_iter().collect(),
+            next: 0,
+        }
     }
 
-    /// As [`RuleSet::build`], for a program loaded with room for `max_rules` rules.
-    pub fn build_with_capacity(
-        sets: &[EndpointSet],
-        opts: RuleSetOptions,
-        max_rules: usize,
-    ) -> Result<RuleSet, RulesError> {
-        // Prefix -> set id -> ports; BTreeMap for a stable rule order.
-        let mut listed: BTreeMap<IpNet, BTreeMap<u32, Ports>> = BTreeMap::new();
-        let mut any_address: BTreeMap<u32, Ports> = BTreeMap::new();
-        for set in sets {
-            if set.any_address {
-                if opts.port_only {
-                    any_address.insert(set.id, set.ports.clone());
-                }
-                continue;
-            }
-            for net in &set.ips {
-                let entry = listed.entry(*net).or_default().entry(set.id).or_default();
-                *entry = entry.union(&set.ports);
-            }
+    fn fresh(&mut self) -> u32 {
+        while self.taken.contains(&self.next) {
+            self.next += 1;
         }
-        let count = listed.len() + usize::from(!any_address.is_empty());
-        if count > max_rules {
-            return Err(RulesError::TooManyRules(count));
-        }
+        self.taken.insert(self.next);
+        self.next
+    }
+}
 
+impl RuleSet {
+    /// Builds the rule set of `sets`; with `previous`, unchanged rules and port sets keep their
+    /// indices and ids.
+    pub fn build(
+        sets: &[EndpointSet],
+        opts: &RuleSetOptions,
+        previous: Option<&RuleSet>,
+    ) -> Result<RuleSet, RulesError> {
+        let listed = Self::listed(sets, opts);
         let mut rs = RuleSet::default();
-        for (i, (net, by_set)) in listed.into_iter().enumerate() {
-            rs.index.insert(net, i as u32);
+        for (target, (excluded, sets)) in listed {
             rs.rules.push(Rule {
-                target: Target::Prefix(net),
-                sets: by_set.into_iter().collect(),
+                index: 0,
+                target,
+                excluded,
+                sets,
                 effective: Ports::default(),
                 port_set: 0,
             });
         }
+        rs.by_target = rs
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.target, i))
+            .collect();
         let lens = |v6: bool| {
             let mut l: Vec<u8> = rs
-                .index
+                .by_target
                 .keys()
-                .filter(|n| matches!(n, IpNet::V6(_)) == v6)
-                .map(IpNet::prefix_len)
+                .filter_map(|t| match t {
+                    Target::Prefix(n) if matches!(n, IpNet::V6(_)) == v6 => Some(n.prefix_len()),
+                    _ => None,
+                })
                 .collect();
             l.sort_unstable_by(|a, b| b.cmp(a));
             l.dedup();
@@ -123,40 +178,122 @@ impl RuleSet {
         rs.v4_lens = lens(false);
         rs.v6_lens = lens(true);
 
-        let mut port_set_ids: HashMap<Ports, u32> = HashMap::new();
-        let mut intern = |ports: Ports, port_sets: &mut Vec<Ports>| -> u32 {
-            *port_set_ids.entry(ports.clone()).or_insert_with(|| {
-                port_sets.push(ports);
-                (port_sets.len() - 1) as u32
-            })
-        };
+        // Effective ports: the union over the covering prefixes.
         for i in 0..rs.rules.len() {
-            let mut effective = Ports::default();
-            for c in rs.covering(i as u32) {
-                for (_, ports) in &rs.rules[c as usize].sets {
-                    effective = effective.union(ports);
-                }
-            }
-            rs.rules[i].port_set = intern(effective.clone(), &mut rs.port_sets);
+            let effective = match rs.rules[i].target {
+                Target::Prefix(net) if !rs.rules[i].excluded => rs
+                    .matching(net.addr(), net.prefix_len())
+                    .flat_map(|r| rs.rules[r].sets.iter())
+                    .fold(Ports::default(), |acc, s| acc.union(&s.ports)),
+                Target::Prefix(_) => Ports::default(),
+                Target::AnyAddress => rs.rules[i]
+                    .sets
+                    .iter()
+                    .fold(Ports::default(), |acc, s| acc.union(&s.ports)),
+            };
             rs.rules[i].effective = effective;
         }
-        if !any_address.is_empty() {
-            let effective = any_address
-                .values()
-                .fold(Ports::default(), |acc, p| acc.union(p));
-            let port_set = intern(effective.clone(), &mut rs.port_sets);
-            rs.port_only = Some(rs.rules.len() as u32);
-            rs.rules.push(Rule {
-                target: Target::AnyAddress,
-                sets: any_address.into_iter().collect(),
-                effective,
-                port_set,
-            });
+
+        // Stable port-set ids and rule indices.
+        let mut port_ids = Ids::new(
+            previous
+                .into_iter()
+                .flat_map(|p| p.port_sets.keys().copied()),
+        );
+        let previous_ports: HashMap<&Ports, u32> = previous
+            .map(|p| p.port_sets.iter().map(|(id, ports)| (ports, *id)).collect())
+            .unwrap_or_default();
+        let mut ids_of: HashMap<Ports, u32> = HashMap::new();
+        let mut rule_ids = Ids::new(
+            previous
+                .into_iter()
+                .flat_map(|p| p.rules.iter().map(|r| r.index)),
+        );
+        for i in 0..rs.rules.len() {
+            let ports = rs.rules[i].effective.clone();
+            let id = match ids_of.get(&ports) {
+                Some(id) => *id,
+                None => {
+                    let id = previous_ports
+                        .get(&ports)
+                        .copied()
+                        .unwrap_or_else(|| port_ids.fresh());
+                    ids_of.insert(ports.clone(), id);
+                    rs.port_sets.insert(id, ports);
+                    id
+                }
+            };
+            rs.rules[i].port_set = id;
+            let target = rs.rules[i].target;
+            rs.rules[i].index = previous
+                .and_then(|p| p.rule_by_target(&target))
+                .map(|r| r.index)
+                .unwrap_or_else(|| rule_ids.fresh());
         }
-        if rs.port_sets.len() > MAX_PORT_SETS as usize {
+        let highest = rs
+            .rules
+            .iter()
+            .map(|r| r.index as usize + 1)
+            .max()
+            .unwrap_or(0);
+        if highest > opts.max_rules {
+            return Err(RulesError::TooManyRules(highest, opts.max_rules));
+        }
+        if rs.port_sets.keys().any(|&id| id >= MAX_PORT_SETS) {
             return Err(RulesError::TooManyPortSets(rs.port_sets.len()));
         }
+        rs.by_index = rs
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.index, i))
+            .collect();
+        rs.port_only = rs.rule_by_target(&Target::AnyAddress).map(|r| r.index);
         Ok(rs)
+    }
+
+    /// Target -> (excluded, sets), with excluded prefixes and nothing listed inside them.
+    fn listed(
+        sets: &[EndpointSet],
+        opts: &RuleSetOptions,
+    ) -> BTreeMap<Target, (bool, Vec<SetEntry>)> {
+        let mut listed: BTreeMap<Target, BTreeMap<u32, SetEntry>> = BTreeMap::new();
+        for set in sets {
+            let targets: Vec<Target> = if set.any_address {
+                if !opts.port_only {
+                    continue;
+                }
+                vec![Target::AnyAddress]
+            } else {
+                set.ips.iter().map(|n| Target::Prefix(*n)).collect()
+            };
+            for target in targets {
+                let entry = listed
+                    .entry(target)
+                    .or_default()
+                    .entry(set.id)
+                    .or_insert_with(|| SetEntry {
+                        id: set.id,
+                        sources: BTreeSet::new(),
+                        ports: Ports::default(),
+                    });
+                entry.sources.insert(set.source);
+                entry.ports = entry.ports.union(&set.ports);
+            }
+        }
+        let excluded = |t: &Target| match t {
+            Target::Prefix(n) => opts.exclude.iter().any(|x| x.contains(n)),
+            Target::AnyAddress => false,
+        };
+        let mut out: BTreeMap<Target, (bool, Vec<SetEntry>)> = listed
+            .into_iter()
+            .filter(|(t, _)| !excluded(t))
+            .map(|(t, s)| (t, (false, s.into_values().collect())))
+            .collect();
+        for x in &opts.exclude {
+            out.insert(Target::Prefix(x.trunc()), (true, Vec::new()));
+        }
+        out
     }
 
     fn lens(&self, addr: &IpAddr) -> &[u8] {
@@ -166,50 +303,58 @@ impl RuleSet {
         }
     }
 
-    /// Every rule whose prefix covers `addr` (rule indices), most specific first.
-    fn matching(&self, addr: IpAddr, max_len: u8) -> impl Iterator<Item = u32> + '_ {
+    /// Positions of the rules whose prefix covers `addr` within `max_len`, most specific first.
+    fn matching(&self, addr: IpAddr, max_len: u8) -> impl Iterator<Item = usize> + '_ {
         self.lens(&addr)
             .iter()
             .filter(move |&&len| len <= max_len)
             .filter_map(move |&len| {
                 let net = IpNet::new(addr, len).ok()?.trunc();
-                self.index.get(&net).copied()
+                self.by_target.get(&Target::Prefix(net)).copied()
             })
     }
 
-    /// The most specific rule whose prefix covers `addr`: the one the kernel credits.
-    pub fn lookup(&self, addr: IpAddr) -> Option<u32> {
-        self.matching(addr, 128).next()
+    pub fn rule(&self, index: u32) -> Option<&Rule> {
+        self.by_index.get(&index).map(|&i| &self.rules[i])
     }
 
-    /// The rule and every rule whose prefix covers it, most specific first.
-    pub fn covering(&self, rule: u32) -> Vec<u32> {
-        match self.rules[rule as usize].target {
-            Target::Prefix(net) => self.matching(net.addr(), net.prefix_len()).collect(),
-            Target::AnyAddress => vec![rule],
-        }
+    pub fn rule_by_target(&self, target: &Target) -> Option<&Rule> {
+        self.by_target.get(target).map(|&i| &self.rules[i])
+    }
+
+    /// The most specific rule whose prefix covers `addr`, excluded ones included.
+    pub fn lookup(&self, addr: IpAddr) -> Option<&Rule> {
+        self.matching(addr, 128).next().map(|i| &self.rules[i])
     }
 
     /// The endpoint sets that allow a packet credited to `rule`: among the rule and the rules
     /// covering it, the sets whose ports admit `port` of `l4`, or every set when the packet has
     /// no port to check (a later fragment).
-    pub fn allowing_sets(&self, rule: u32, l4: u8, port: Option<u16>) -> Vec<u32> {
-        let mut ids: Vec<u32> = self
-            .covering(rule)
+    pub fn allowing_sets(&self, rule: &Rule, l4: u8, port: Option<u16>) -> Vec<u32> {
+        let covering: Vec<usize> = match rule.target {
+            Target::Prefix(net) => self.matching(net.addr(), net.prefix_len()).collect(),
+            Target::AnyAddress => self
+                .by_target
+                .get(&rule.target)
+                .copied()
+                .into_iter()
+                .collect(),
+        };
+        let mut ids: Vec<u32> = covering
             .into_iter()
-            .flat_map(|r| self.rules[r as usize].sets.iter())
-            .filter(|(_, ports)| port.is_none_or(|p| ports.admits(l4, p)))
-            .map(|(id, _)| *id)
+            .flat_map(|r| self.rules[r].sets.iter())
+            .filter(|s| port.is_none_or(|p| s.ports.admits(l4, p)))
+            .map(|s| s.id)
             .collect();
         ids.sort_unstable();
         ids.dedup();
         ids
     }
 
-    /// The endpoint sets that allow `pkt`, credited to `rule` by a program matching in
+    /// The endpoint sets that allow `pkt`, credited to rule `index` by a program matching in
     /// `direction` (direction bits): the address side that hit decides which port counts.
-    pub fn sets_for_packet(&self, pkt: &IpPacket, direction: u32, rule: u32) -> Vec<u32> {
-        let Some(r) = self.rules.get(rule as usize) else {
+    pub fn sets_for_packet(&self, pkt: &IpPacket, direction: u32, index: u32) -> Vec<u32> {
+        let Some(r) = self.rule(index) else {
             return Vec::new();
         };
         let addr = |a: &[u8; 16]| -> IpAddr {
@@ -227,17 +372,17 @@ impl RuleSet {
             if direction & bit == 0 {
                 continue;
             }
+            let admitted = pkt.has_ports && r.effective.admits(pkt.l4, port);
             let hit = match r.target {
-                Target::AnyAddress => pkt.has_ports && r.effective.admits(pkt.l4, port),
+                Target::AnyAddress => admitted,
                 Target::Prefix(_) => {
-                    self.lookup(addr(a)) == Some(rule)
-                        && (pkt.later_fragment
-                            || (pkt.has_ports && r.effective.admits(pkt.l4, port)))
+                    self.lookup(addr(a)).map(|l| l.index) == Some(index)
+                        && (pkt.later_fragment || admitted)
                 }
             };
             if hit {
                 let port = (!pkt.later_fragment).then_some(port);
-                return self.allowing_sets(rule, pkt.l4, port);
+                return self.allowing_sets(r, pkt.l4, port);
             }
         }
         Vec::new()
@@ -245,28 +390,31 @@ impl RuleSet {
 
     /// The kernel's LPM entries: (prefix, value).
     pub fn lpm_entries(&self) -> impl Iterator<Item = (IpNet, RuleRef)> + '_ {
-        self.rules
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| match r.target {
-                Target::Prefix(net) => Some((
-                    net,
-                    RuleRef {
-                        rule: i as u32,
-                        port_set: r.port_set,
-                    },
-                )),
-                Target::AnyAddress => None,
-            })
+        self.rules.iter().filter_map(|r| match r.target {
+            Target::Prefix(net) => Some((net, r.rule_ref())),
+            Target::AnyAddress => None,
+        })
     }
 
-    /// The kernel's port-set bitmaps, by port set id.
-    pub fn port_set_bitmaps(&self) -> Vec<PortSet> {
-        self.port_sets.iter().map(Ports::to_port_set).collect()
+    /// The kernel's port-set bitmaps, by id.
+    pub fn port_set_bitmaps(&self) -> impl Iterator<Item = (u32, PortSet)> + '_ {
+        self.port_sets.iter().map(|(id, p)| (*id, p.to_port_set()))
+    }
+
+    /// One more than the highest rule index: the counters worth reading.
+    pub fn index_bound(&self) -> usize {
+        self.rules
+            .iter()
+            .map(|r| r.index as usize + 1)
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn prefix_count(&self) -> usize {
-        self.index.len()
+        self.rules
+            .iter()
+            .filter(|r| matches!(r.target, Target::Prefix(_)) && !r.excluded)
+            .count()
     }
 }
 
@@ -276,8 +424,12 @@ mod tests {
     use crate::endpoints::parse_endpoint_sets;
     use intune_common::proto::{IPPROTO_TCP, IPPROTO_UDP};
 
-    fn sets() -> Vec<EndpointSet> {
-        parse_endpoint_sets(
+    fn sets(json: &str) -> Vec<EndpointSet> {
+        parse_endpoint_sets(json, Source::File).unwrap()
+    }
+
+    fn example() -> Vec<EndpointSet> {
+        sets(
             r#"[
             {"id": 1, "serviceArea": "MEM", "category": "Default", "ips": ["198.51.100.0/24"], "tcpPorts": "443"},
             {"id": 2, "serviceArea": "MEM", "category": "Default", "ips": ["198.51.100.128/25", "2001:db8::/32"], "tcpPorts": "80"},
@@ -285,48 +437,137 @@ mod tests {
             {"id": 4, "serviceArea": "MEM", "category": "Default", "tcpPorts": "7680", "udpPorts": "3544", "anyAddress": true}
         ]"#,
         )
-        .unwrap()
+    }
+
+    fn build(sets: &[EndpointSet], opts: &RuleSetOptions) -> RuleSet {
+        RuleSet::build(sets, opts, None).unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
     }
 
     #[test]
     fn nested_prefixes_get_the_union_of_covering_ports() {
-        let rs = RuleSet::build(&sets(), RuleSetOptions::default()).unwrap();
-        let inner = rs.lookup("198.51.100.200".parse().unwrap()).unwrap();
-        let outer = rs.lookup("198.51.100.1".parse().unwrap()).unwrap();
-        assert_eq!(
-            rs.rules[inner as usize].target.to_string(),
-            "198.51.100.128/25"
-        );
-        assert_eq!(
-            rs.rules[inner as usize].effective.to_string(),
-            "TCP 80,443; UDP 123"
-        );
-        assert_eq!(rs.rules[outer as usize].effective.to_string(), "TCP 443");
+        let rs = build(&example(), &RuleSetOptions::default());
+        let inner = rs.lookup(ip("198.51.100.200")).unwrap();
+        let outer = rs.lookup(ip("198.51.100.1")).unwrap();
+        assert_eq!(inner.target.to_string(), "198.51.100.128/25");
+        assert_eq!(inner.effective.to_string(), "TCP 80,443; UDP 123");
+        assert_eq!(outer.effective.to_string(), "TCP 443");
         assert_eq!(rs.allowing_sets(inner, IPPROTO_TCP, Some(443)), [1]);
         assert_eq!(rs.allowing_sets(inner, IPPROTO_TCP, Some(80)), [2]);
         assert_eq!(rs.allowing_sets(inner, IPPROTO_UDP, Some(123)), [3]);
         assert_eq!(rs.allowing_sets(inner, IPPROTO_TCP, None), [1, 2, 3]);
-        assert!(rs.lookup("192.0.2.1".parse().unwrap()).is_none());
-        assert!(rs.lookup("2001:db8:1::1".parse().unwrap()).is_some());
+        assert!(rs.lookup(ip("192.0.2.1")).is_none());
+        assert!(rs.lookup(ip("2001:db8:1::1")).is_some());
         assert!(rs.port_only.is_none());
     }
 
     #[test]
     fn port_only_rules_come_when_asked() {
-        let rs = RuleSet::build(&sets(), RuleSetOptions { port_only: true }).unwrap();
-        let rule = rs.port_only.unwrap();
-        assert_eq!(
-            rs.rules[rule as usize].effective.to_string(),
-            "TCP 7680; UDP 3544"
+        let rs = build(
+            &example(),
+            &RuleSetOptions {
+                port_only: true,
+                ..Default::default()
+            },
         );
+        let rule = rs.rule(rs.port_only.unwrap()).unwrap();
+        assert_eq!(rule.effective.to_string(), "TCP 7680; UDP 3544");
         assert_eq!(rs.allowing_sets(rule, IPPROTO_UDP, Some(3544)), [4]);
     }
 
     #[test]
     fn capacity_is_enforced() {
+        let opts = RuleSetOptions {
+            max_rules: 2,
+            ..Default::default()
+        };
         assert!(matches!(
-            RuleSet::build_with_capacity(&sets(), RuleSetOptions::default(), 2),
-            Err(RulesError::TooManyRules(3))
+            RuleSet::build(&example(), &opts, None),
+            Err(RulesError::TooManyRules(3, 2))
         ));
+    }
+
+    #[test]
+    fn excluded_prefixes_and_what_they_hold_are_never_allowed() {
+        let opts = RuleSetOptions {
+            exclude: vec!["198.51.100.128/26".parse().unwrap()],
+            ..Default::default()
+        };
+        let rs = build(&example(), &opts);
+        assert!(
+            rs.rule_by_target(&Target::Prefix("198.51.100.128/25".parse().unwrap()))
+                .is_some()
+        );
+        let x = rs.lookup(ip("198.51.100.130")).unwrap();
+        assert!(x.excluded && x.effective.is_empty());
+        assert_eq!(x.rule_ref().rule, NO_RULE);
+        // A prefix inside the exclusion is dropped; one around it stays.
+        let opts = RuleSetOptions {
+            exclude: vec!["198.51.100.0/23".parse().unwrap()],
+            ..Default::default()
+        };
+        let rs = build(&example(), &opts);
+        assert!(rs.lookup(ip("198.51.100.200")).unwrap().excluded);
+        assert_eq!(rs.prefix_count(), 1, "only 2001:db8::/32 is left");
+    }
+
+    #[test]
+    fn sources_are_kept_per_set() {
+        let mut all = example();
+        let mut service = example().remove(0);
+        service.source = Source::Service;
+        all.push(service);
+        // The same set id from two sources: one claim, both sources.
+        let dup = parse_endpoint_sets(r#"[{"id": 1, "serviceArea": "MEM", "category": "Default", "ips": ["198.51.100.0/24"], "tcpPorts": "80"}]"#, Source::Service).unwrap();
+        all.extend(dup);
+        let rs = build(&all, &RuleSetOptions::default());
+        let r = rs
+            .rule_by_target(&Target::Prefix("198.51.100.0/24".parse().unwrap()))
+            .unwrap();
+        assert_eq!(r.sets.len(), 1);
+        assert_eq!(
+            r.sets[0].sources.iter().copied().collect::<Vec<_>>(),
+            [Source::Service, Source::File]
+        );
+        assert_eq!(r.sets[0].ports.to_string(), "TCP 80,443");
+    }
+
+    #[test]
+    fn rebuilds_keep_indices_and_never_reuse_a_freed_one_at_once() {
+        let opts = RuleSetOptions::default();
+        let first = build(&example(), &opts);
+        let a = |rs: &RuleSet, p: &str| {
+            rs.rule_by_target(&Target::Prefix(p.parse().unwrap()))
+                .map(|r| (r.index, r.port_set))
+        };
+        // Drop set 1 (198.51.100.0/24), add a new prefix.
+        let second_sets = sets(
+            r#"[
+            {"id": 2, "serviceArea": "MEM", "category": "Default", "ips": ["198.51.100.128/25", "2001:db8::/32"], "tcpPorts": "80"},
+            {"id": 3, "serviceArea": "MEM", "category": "Default", "ips": ["198.51.100.128/25"], "udpPorts": "123"},
+            {"id": 5, "serviceArea": "MEM", "category": "Default", "ips": ["203.0.113.0/24"], "tcpPorts": "443"}
+        ]"#,
+        );
+        let second = RuleSet::build(&second_sets, &opts, Some(&first)).unwrap();
+        assert_eq!(a(&second, "2001:db8::/32"), a(&first, "2001:db8::/32"));
+        assert_eq!(
+            a(&second, "198.51.100.128/25").map(|x| x.0),
+            a(&first, "198.51.100.128/25").map(|x| x.0)
+        );
+        let freed = a(&first, "198.51.100.0/24").unwrap().0;
+        let new = a(&second, "203.0.113.0/24").unwrap().0;
+        assert!(
+            first.rules.iter().all(|r| r.index != new),
+            "index {new} of a new rule was in use"
+        );
+        assert_ne!(new, freed);
+        // The /25 lost the /24's TCP 443: a different port set, with an id the first set did not use.
+        let ps = a(&second, "198.51.100.128/25").unwrap().1;
+        assert!(
+            !first.port_sets.contains_key(&ps) || first.port_sets[&ps] == second.port_sets[&ps]
+        );
     }
 }

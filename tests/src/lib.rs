@@ -5,7 +5,7 @@ pub mod netns;
 
 use intune_ctl::{
     datapath::{Capacity, Datapath, V4Lookup},
-    endpoints::{EndpointSet, parse_endpoint_sets},
+    endpoints::{EndpointSet, Source, parse_endpoint_sets},
     policy::Policy,
     rules::{RuleSet, RuleSetOptions},
 };
@@ -43,7 +43,7 @@ pub const TEST_SETS: &str = r#"[
 ]"#;
 
 pub fn test_sets() -> Vec<EndpointSet> {
-    parse_endpoint_sets(TEST_SETS).expect("TEST_SETS parse")
+    parse_endpoint_sets(TEST_SETS, Source::File).expect("TEST_SETS parse")
 }
 
 pub fn builtin_sets() -> Vec<EndpointSet> {
@@ -51,19 +51,33 @@ pub fn builtin_sets() -> Vec<EndpointSet> {
 }
 
 pub fn rule_set(sets: &[EndpointSet], port_only: bool) -> RuleSet {
-    RuleSet::build(sets, RuleSetOptions { port_only }).expect("rule set builds")
+    rule_set_excluding(sets, port_only, &[])
+}
+
+/// As [`rule_set`], never allowing the `exclude` prefixes.
+pub fn rule_set_excluding(sets: &[EndpointSet], port_only: bool, exclude: &[&str]) -> RuleSet {
+    let exclude = exclude
+        .iter()
+        .map(|p| p.parse().expect("exclude prefix"))
+        .collect();
+    let opts = RuleSetOptions {
+        port_only,
+        exclude,
+        ..RuleSetOptions::default()
+    };
+    RuleSet::build(sets, &opts, None).expect("rule set builds")
 }
 
 /// The real program, loaded with `rules` and `policy`, tracing on.
 pub fn load(rules: &RuleSet, policy: &Policy) -> Datapath {
-    load_with(rules, policy, Capacity::for_prefixes(rules.rules.len()))
+    load_with(rules, policy, Capacity::for_prefixes(rules.index_bound()))
 }
 
 /// As [`load`], looking IPv4 up in the LPM trie rather than the table.
 pub fn load_trie(rules: &RuleSet, policy: &Policy) -> Datapath {
     let capacity = Capacity {
         v4_table_chunks: 0,
-        ..Capacity::for_prefixes(rules.rules.len())
+        ..Capacity::for_prefixes(rules.index_bound())
     };
     let dp = load_with(rules, policy, capacity);
     assert_eq!(

@@ -51,8 +51,9 @@ impl Case {
         self.rules
             .rules
             .iter()
-            .position(|r| r.target.to_string() == prefix)
-            .unwrap_or_else(|| panic!("no rule for {prefix}")) as u32
+            .find(|r| r.target.to_string() == prefix)
+            .unwrap_or_else(|| panic!("no rule for {prefix}"))
+            .index
     }
 
     /// Runs the frame, checks it against the reference and the counters, returns the decision.
@@ -60,7 +61,7 @@ impl Case {
         let outcomes_before = self.dp.outcome_counters().expect("outcome counters");
         let rules_before = self
             .dp
-            .rule_counters(self.rules.rules.len())
+            .rule_counters(self.rules.index_bound())
             .expect("rule counters");
         let d = self.dp.run_frame(frame).expect("test run");
         let reference = ReferenceTables::new(&self.rules, &self.policy).classify(frame, 1);
@@ -81,7 +82,7 @@ impl Case {
         }
         let rules_after = self
             .dp
-            .rule_counters(self.rules.rules.len())
+            .rule_counters(self.rules.index_bound())
             .expect("rule counters");
         for (i, (before, after)) in rules_before.iter().zip(rules_after.iter()).enumerate() {
             let hit = d.rule == i as u32;

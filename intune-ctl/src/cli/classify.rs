@@ -121,13 +121,10 @@ fn describe(
     let (prefix, endpoint_sets) = match (decision.rule, parse_frame(bytes)) {
         (NO_RULE, _) => (None, Vec::new()),
         (rule, Parsed::Ip(pkt)) => (
-            rules.rules.get(rule as usize).map(|r| r.target.to_string()),
+            rules.rule(rule).map(|r| r.target.to_string()),
             rules.sets_for_packet(&pkt, direction, rule),
         ),
-        (rule, _) => (
-            rules.rules.get(rule as usize).map(|r| r.target.to_string()),
-            Vec::new(),
-        ),
+        (rule, _) => (rules.rule(rule).map(|r| r.target.to_string()), Vec::new()),
     };
     FrameResult {
         frame,

@@ -30,8 +30,9 @@ impl RuleArgs {
         let sets = endpoints::from_files_or_builtin(&self.endpoints)?;
         let opts = RuleSetOptions {
             port_only: self.peer_ports,
+            ..RuleSetOptions::default()
         };
-        let rules = RuleSet::build(&sets, opts).context("building the rule set")?;
+        let rules = RuleSet::build(&sets, &opts, None).context("building the rule set")?;
         Ok((sets, rules))
     }
 }
@@ -63,7 +64,7 @@ impl PolicyArgs {
 
 /// Loads the program with room for `rules` and fills its maps.
 pub fn load_datapath(rules: &RuleSet, policy: &Policy, trace: bool) -> anyhow::Result<Datapath> {
-    let mut dp = Datapath::load(Capacity::for_prefixes(rules.rules.len()))
+    let mut dp = Datapath::load(Capacity::for_prefixes(rules.index_bound()))
         .context("loading the XDP program")?;
     dp.install(rules, policy, trace)
         .context("filling the program's maps")?;

@@ -10,7 +10,7 @@ use super::common::{PolicyArgs, RuleArgs, load_datapath};
 use crate::{
     datapath::{Datapath, V4Lookup, XdpChoice, bpffs},
     policy::Direction,
-    rules::RuleSet,
+    rules::{Rule, RuleSet},
 };
 
 #[derive(Debug, clap::Args)]
@@ -121,10 +121,11 @@ pub fn print_counters(dp: &Datapath, rules: &RuleSet) -> anyhow::Result<()> {
         ]);
     }
     println!("{table}");
-    let counters = dp.rule_counters(rules.rules.len())?;
-    let mut hits: Vec<(usize, _)> = counters
-        .into_iter()
-        .enumerate()
+    let counters = dp.rule_counters_of(rules.rules.iter().map(|r| r.index))?;
+    let mut hits: Vec<(&Rule, _)> = rules
+        .rules
+        .iter()
+        .zip(counters)
         .filter(|(_, c)| c.packets > 0)
         .collect();
     hits.sort_by_key(|(_, c)| std::cmp::Reverse(c.packets));
@@ -140,9 +141,8 @@ pub fn print_counters(dp: &Datapath, rules: &RuleSet) -> anyhow::Result<()> {
         "packets",
         "bytes",
     ]);
-    for (i, c) in hits {
-        let rule = &rules.rules[i];
-        let sets: Vec<String> = rule.sets.iter().map(|(id, _)| id.to_string()).collect();
+    for (rule, c) in hits {
+        let sets: Vec<String> = rule.sets.iter().map(|s| s.id.to_string()).collect();
         table.add_row([
             rule.target.to_string(),
             sets.join(","),

@@ -34,12 +34,21 @@ impl Datapath {
 
     /// Packets and bytes of rules `0..count`.
     pub fn rule_counters(&self, count: usize) -> Result<Vec<Counter>, DatapathError> {
+        self.rule_counters_of(0..count as u32)
+    }
+
+    /// Packets and bytes of the rules with these indices.
+    pub fn rule_counters_of(
+        &self,
+        indices: impl IntoIterator<Item = u32>,
+    ) -> Result<Vec<Counter>, DatapathError> {
         let map = self
             .ebpf
             .map(RULE_STATS)
             .ok_or(DatapathError::Missing(RULE_STATS))?;
         let array = PerCpuArray::<_, Counter>::try_from(map).map_err(map_err(RULE_STATS))?;
-        (0..count as u32)
+        indices
+            .into_iter()
             .map(|i| {
                 let per_cpu = array.get(&i, 0).map_err(map_err(RULE_STATS))?;
                 Ok(sum(per_cpu.iter().copied()))

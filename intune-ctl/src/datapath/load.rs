@@ -1,5 +1,6 @@
 //! Loading the embedded kernel program and attaching it to interfaces.
 
+use crate::{policy::Policy, rules::RuleSet, v4table::V4Table};
 use aya::{
     Ebpf, EbpfLoader,
     programs::{ProgramError, Xdp, XdpMode, links::LinkError},
@@ -46,6 +47,10 @@ pub enum DatapathError {
         name: &'static str,
         source: std::io::Error,
     },
+    #[error("pinning: {0}")]
+    Pin(#[from] aya::pin::PinError),
+    #[error("counting CPUs: {0}")]
+    Cpus(std::io::Error),
     #[error("detaching: {0}")]
     Detach(#[from] LinkError),
 }
@@ -112,6 +117,12 @@ pub struct Datapath {
     pub(crate) ebpf: Ebpf,
     pub(crate) capacity: Capacity,
     pub(crate) v4_lookup: V4Lookup,
+    /// The rule set the maps hold.
+    pub(crate) installed: Option<RuleSet>,
+    /// What the kernel's IPv4 table holds.
+    pub(crate) v4_table: Option<V4Table>,
+    pub(crate) policy: Policy,
+    pub(crate) trace: bool,
 }
 
 impl Datapath {
@@ -131,6 +142,10 @@ impl Datapath {
             ebpf,
             capacity,
             v4_lookup: V4Lookup::Trie,
+            installed: None,
+            v4_table: None,
+            policy: Policy::default(),
+            trace: false,
         })
     }
 
@@ -182,6 +197,12 @@ impl Datapath {
                 other => other,
             },
         }
+    }
+
+    /// Pins the program at `path` on a bpffs, where another handle can find it.
+    pub fn pin_program(&mut self, path: &std::path::Path) -> Result<(), DatapathError> {
+        program_mut(&mut self.ebpf)?.pin(path)?;
+        Ok(())
     }
 
     /// Detaches from every interface this process attached to.

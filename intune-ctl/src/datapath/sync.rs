@@ -1,17 +1,33 @@
-//! Writing a rule set and policy into the program's maps.
+//! Writing a rule set and policy into the program's maps, and moving them from one rule set to
+//! the next without a gap: everything new is written before anything old is removed, so an
+//! address allowed before and after is allowed throughout.
 
-use aya::maps::{Array, HashMap, LpmTrie, Map, MapError, lpm_trie::Key};
+use aya::maps::{Array, HashMap, LpmTrie, Map, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key};
 use intune_common::maps::{
-    CONFIG, Config, DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, PORT_SETS, PortSet, RuleRef,
-    V4_TBL16, V4_TBL24, V4_TBL32,
+    CONFIG, Config, Counter, DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, PORT_SETS, PortSet,
+    RULE_STATS, RuleRef, V4_TBL16, V4_TBL24, V4_TBL32,
 };
 use ipnet::IpNet;
 
 use super::{Datapath, DatapathError, V4Lookup};
-use crate::{policy::Policy, rules::RuleSet, v4table::V4Table};
+use crate::{
+    policy::Policy,
+    rules::{RuleSet, Target},
+    v4table::V4Table,
+};
 
 pub(super) fn map_err(name: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }
+}
+
+/// What an update changed.
+#[derive(Debug, Default)]
+pub struct UpdateReport {
+    pub added: Vec<Target>,
+    /// Removed rules with the hits they had collected.
+    pub removed: Vec<(Target, Counter)>,
+    /// Rules whose ports or credited index changed.
+    pub changed: usize,
 }
 
 impl Datapath {
@@ -27,98 +43,185 @@ impl Datapath {
         policy: &Policy,
         trace: bool,
     ) -> Result<(), DatapathError> {
-        self.write_port_sets(&rules.port_set_bitmaps())?;
+        self.policy = policy.clone();
+        self.trace = trace;
+        self.write_policy()?;
+        self.apply(rules.clone())?;
+        Ok(())
+    }
+
+    /// The rule set the maps hold.
+    pub fn installed(&self) -> Option<&RuleSet> {
+        self.installed.as_ref()
+    }
+
+    /// Moves the maps to `rules`, which should be built with the installed rule set as its
+    /// previous one so that unchanged rules keep their indices and counters.
+    pub fn apply(&mut self, rules: RuleSet) -> Result<UpdateReport, DatapathError> {
+        let old = self.installed.take().unwrap_or_default();
+        let result = self.apply_from(&old, &rules);
+        // On failure the maps hold a mix that still allows everything the old set allowed (no
+        // deletes happen before the inserts succeed); keep the old set as the reference so the
+        // next attempt writes the difference again.
+        self.installed = Some(if result.is_ok() { rules } else { old });
+        result
+    }
+
+    fn apply_from(&mut self, old: &RuleSet, new: &RuleSet) -> Result<UpdateReport, DatapathError> {
+        let mut report = UpdateReport::default();
+        // 1. Port sets first: new entries may point at them.
+        let mut port_sets =
+            Array::<_, PortSet>::try_from(self.map_mut(PORT_SETS)?).map_err(map_err(PORT_SETS))?;
+        for (id, bitmap) in new.port_set_bitmaps() {
+            if !old.port_sets.contains_key(&id) {
+                port_sets.set(id, bitmap, 0).map_err(map_err(PORT_SETS))?;
+            }
+        }
+        // 2. Insert and update prefixes in the tries.
+        let mut upserts: Vec<(IpNet, RuleRef)> = Vec::new();
+        for rule in &new.rules {
+            match old.rule_by_target(&rule.target) {
+                None => report.added.push(rule.target),
+                Some(o) if o.rule_ref() != rule.rule_ref() || o.effective != rule.effective => {
+                    report.changed += 1
+                }
+                Some(_) => continue,
+            }
+            if let Target::Prefix(net) = rule.target {
+                upserts.push((net, rule.rule_ref()));
+            }
+        }
+        self.write_lpm(&upserts)?;
+        // 3. The IPv4 table, lower levels first; then the config that may switch to it.
+        self.update_v4_table(new)?;
+        self.write_config(self.config_for(new))?;
+        // 4. Only now remove what left.
+        let removed: Vec<&crate::rules::Rule> = old
+            .rules
+            .iter()
+            .filter(|r| new.rule_by_target(&r.target).is_none())
+            .collect();
+        self.delete_lpm(removed.iter().filter_map(|r| match r.target {
+            Target::Prefix(net) => Some(net),
+            Target::AnyAddress => None,
+        }))?;
+        // 5. Report the hits of removed rules once, then free their counters for reuse.
+        let counters = self.rule_counters_of(removed.iter().map(|r| r.index))?;
+        for (rule, counter) in removed.iter().zip(counters) {
+            report.removed.push((rule.target, counter));
+        }
+        self.zero_rule_counters(removed.iter().map(|r| r.index))?;
+        Ok(report)
+    }
+
+    fn write_lpm(&mut self, entries: &[(IpNet, RuleRef)]) -> Result<(), DatapathError> {
         let mut v4 = LpmTrie::<_, [u8; 4], RuleRef>::try_from(self.map_mut(LPM_V4)?)
             .map_err(map_err(LPM_V4))?;
-        for (net, value) in rules.lpm_entries() {
+        for (net, value) in entries {
             if let IpNet::V4(n) = net {
-                v4.insert(
-                    &Key::new(u32::from(n.prefix_len()), n.network().octets()),
-                    value,
-                    0,
-                )
-                .map_err(map_err(LPM_V4))?;
+                let key = Key::new(u32::from(n.prefix_len()), n.network().octets());
+                v4.insert(&key, value, 0).map_err(map_err(LPM_V4))?;
             }
         }
         let mut v6 = LpmTrie::<_, [u8; 16], RuleRef>::try_from(self.map_mut(LPM_V6)?)
             .map_err(map_err(LPM_V6))?;
-        for (net, value) in rules.lpm_entries() {
+        for (net, value) in entries {
             if let IpNet::V6(n) = net {
-                v6.insert(
-                    &Key::new(u32::from(n.prefix_len()), n.network().octets()),
-                    value,
-                    0,
-                )
-                .map_err(map_err(LPM_V6))?;
+                let key = Key::new(u32::from(n.prefix_len()), n.network().octets());
+                v6.insert(&key, value, 0).map_err(map_err(LPM_V6))?;
             }
         }
-        self.v4_lookup = match V4Table::compile(rules, self.capacity.v4_table_chunks as usize) {
-            Some(table) => {
-                self.write_v4_table(&table)?;
-                V4Lookup::Table
+        Ok(())
+    }
+
+    fn delete_lpm(&mut self, nets: impl Iterator<Item = IpNet>) -> Result<(), DatapathError> {
+        for net in nets {
+            match net {
+                IpNet::V4(n) => {
+                    let mut v4 = LpmTrie::<_, [u8; 4], RuleRef>::try_from(self.map_mut(LPM_V4)?)
+                        .map_err(map_err(LPM_V4))?;
+                    v4.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
+                        .map_err(map_err(LPM_V4))?;
+                }
+                IpNet::V6(n) => {
+                    let mut v6 = LpmTrie::<_, [u8; 16], RuleRef>::try_from(self.map_mut(LPM_V6)?)
+                        .map_err(map_err(LPM_V6))?;
+                    v6.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
+                        .map_err(map_err(LPM_V6))?;
+                }
             }
-            None => {
-                tracing::info!(
-                    chunks = self.capacity.v4_table_chunks,
-                    "the IPv4 prefixes do not fit the lookup table; IPv4 uses the LPM trie"
+        }
+        Ok(())
+    }
+
+    /// Compiles the table against what the kernel holds and writes the entries that differ,
+    /// lower levels first, so no entry ever points at a chunk not yet written. When the table
+    /// does not fit, IPv4 moves to the trie (already up to date) and the table is left as is.
+    fn update_v4_table(&mut self, rules: &RuleSet) -> Result<(), DatapathError> {
+        let chunks = self.capacity.v4_table_chunks as usize;
+        let Some(table) = V4Table::compile(rules, chunks, self.v4_table.as_ref()) else {
+            if self.v4_lookup == V4Lookup::Table {
+                tracing::warn!(
+                    chunks,
+                    "the IPv4 prefixes no longer fit the lookup table; IPv4 uses the LPM trie"
                 );
-                V4Lookup::Trie
             }
+            self.v4_lookup = V4Lookup::Trie;
+            return Ok(());
         };
-        self.write_policy(rules, policy, trace)
-    }
-
-    /// Writes the table's non-empty entries (the maps start zeroed), lower levels first so a
-    /// first-level entry never points at a chunk not yet written.
-    fn write_v4_table(&mut self, t: &V4Table) -> Result<(), DatapathError> {
-        for (name, entries) in [
-            (V4_TBL32, &t.tbl32),
-            (V4_TBL24, &t.tbl24),
-            (V4_TBL16, &t.tbl16),
-        ] {
+        let empty = V4Table::default();
+        let old = self.v4_table.as_ref().unwrap_or(&empty);
+        let levels = [
+            (V4_TBL32, &table.tbl32, &old.tbl32),
+            (V4_TBL24, &table.tbl24, &old.tbl24),
+            (V4_TBL16, &table.tbl16, &old.tbl16),
+        ];
+        for (name, new, old) in levels {
             let mut array = self.map_u32_array(name)?;
-            for (i, &e) in entries.iter().enumerate().filter(|(_, e)| **e != 0) {
-                array.set(i, e);
+            for (i, &e) in new.iter().enumerate() {
+                if old.get(i).copied().unwrap_or(0) != e {
+                    array.set(i, e);
+                }
             }
         }
+        self.v4_table = Some(table);
+        self.v4_lookup = V4Lookup::Table;
         Ok(())
     }
 
-    fn write_port_sets(&mut self, sets: &[PortSet]) -> Result<(), DatapathError> {
-        let mut array =
-            Array::<_, PortSet>::try_from(self.map_mut(PORT_SETS)?).map_err(map_err(PORT_SETS))?;
-        for (i, set) in sets.iter().enumerate() {
-            array.set(i as u32, set, 0).map_err(map_err(PORT_SETS))?;
+    /// The config for `rules` under the current policy and lookup mode.
+    fn config_for(&self, rules: &RuleSet) -> Config {
+        let mut config = self.policy.config(rules, self.trace);
+        if self.v4_lookup == V4Lookup::Trie {
+            config.flags |= Config::FLAG_V4_TRIE;
         }
-        Ok(())
+        config
     }
 
-    /// Writes the resolvers, interface directions and, last, the config the program acts on.
-    pub fn write_policy(
-        &mut self,
-        rules: &RuleSet,
-        policy: &Policy,
-        trace: bool,
-    ) -> Result<(), DatapathError> {
+    /// Writes the resolvers and interface directions of the current policy.
+    fn write_policy(&mut self) -> Result<(), DatapathError> {
+        let keys = self.policy.dns_resolver_keys();
         let mut resolvers = HashMap::<_, [u8; 16], u8>::try_from(self.map_mut(DNS_RESOLVERS)?)
             .map_err(map_err(DNS_RESOLVERS))?;
-        for key in policy.dns_resolver_keys() {
+        for key in keys {
             resolvers
                 .insert(key, 1, 0)
                 .map_err(map_err(DNS_RESOLVERS))?;
         }
+        let dirs: Vec<(u32, u32)> = self
+            .policy
+            .iface_directions
+            .iter()
+            .map(|(i, d)| (*i, d.bits()))
+            .collect();
         let mut ifaces = HashMap::<_, u32, u32>::try_from(self.map_mut(IFACE_DIRECTION)?)
             .map_err(map_err(IFACE_DIRECTION))?;
-        for (ifindex, dir) in &policy.iface_directions {
+        for (ifindex, dir) in dirs {
             ifaces
-                .insert(ifindex, dir.bits(), 0)
+                .insert(ifindex, dir, 0)
                 .map_err(map_err(IFACE_DIRECTION))?;
         }
-        let mut config = policy.config(rules, trace);
-        if self.v4_lookup == V4Lookup::Trie {
-            config.flags |= Config::FLAG_V4_TRIE;
-        }
-        self.write_config(config)
+        Ok(())
     }
 
     pub fn write_config(&mut self, config: Config) -> Result<(), DatapathError> {
@@ -134,5 +237,20 @@ impl Datapath {
             .ok_or(DatapathError::Missing(CONFIG))?;
         let array = Array::<_, Config>::try_from(map).map_err(map_err(CONFIG))?;
         array.get(&0, 0).map_err(map_err(CONFIG))
+    }
+
+    fn zero_rule_counters(
+        &mut self,
+        indices: impl Iterator<Item = u32>,
+    ) -> Result<(), DatapathError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
+        let mut stats = PerCpuArray::<_, Counter>::try_from(self.map_mut(RULE_STATS)?)
+            .map_err(map_err(RULE_STATS))?;
+        for index in indices {
+            let zeros = PerCpuValues::try_from(vec![Counter::default(); cpus])
+                .map_err(DatapathError::Cpus)?;
+            stats.set(index, zeros, 0).map_err(map_err(RULE_STATS))?;
+        }
+        Ok(())
     }
 }

@@ -1,13 +1,13 @@
 //! The endpoint list built into the binary: every table of Microsoft's "Network endpoints for
 //! Microsoft Intune" article, plus what the article lists outside its tables (origin "article").
 
-use super::schema::{EndpointSet, SchemaError, parse_endpoint_sets};
+use super::schema::{EndpointSet, SchemaError, Source, parse_endpoint_sets};
 
 const BUILTIN_JSON: &str = include_str!("../../data/intune-endpoints.json");
 
 /// The built-in endpoint sets.
 pub fn builtin() -> Result<Vec<EndpointSet>, SchemaError> {
-    parse_endpoint_sets(BUILTIN_JSON)
+    parse_endpoint_sets(BUILTIN_JSON, Source::Builtin)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ pub mod ports;
 pub mod schema;
 
 pub use ports::Ports;
-pub use schema::{Category, EndpointSet, Origin, SchemaError, parse_endpoint_sets};
+pub use schema::{Category, EndpointSet, Origin, SchemaError, Source, parse_endpoint_sets};
 
 use std::path::Path;
 
@@ -35,5 +35,6 @@ pub fn read_file(path: &Path) -> anyhow::Result<Vec<EndpointSet>> {
     use anyhow::Context as _;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read endpoint file {}", path.display()))?;
-    parse_endpoint_sets(&text).with_context(|| format!("endpoint file {}", path.display()))
+    parse_endpoint_sets(&text, Source::File)
+        .with_context(|| format!("endpoint file {}", path.display()))
 }

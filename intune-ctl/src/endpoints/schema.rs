@@ -57,6 +57,28 @@ pub enum Origin {
     Article,
 }
 
+/// Which source a set was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The list built into the binary.
+    Builtin,
+    /// The Microsoft 365 endpoint web service.
+    Service,
+    /// A local endpoint file.
+    File,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Builtin => "builtin",
+            Source::Service => "service",
+            Source::File => "file",
+        })
+    }
+}
+
 /// A validated endpoint set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -76,6 +98,7 @@ pub struct EndpointSet {
     pub notes: String,
     pub origin: Origin,
     pub any_address: bool,
+    pub source: Source,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +123,8 @@ pub enum SchemaError {
     DuplicateId(u32),
 }
 
-/// Parses and validates a list of endpoint sets.
-pub fn parse_endpoint_sets(text: &str) -> Result<Vec<EndpointSet>, SchemaError> {
+/// Parses and validates a list of endpoint sets read from `source`.
+pub fn parse_endpoint_sets(text: &str, source: Source) -> Result<Vec<EndpointSet>, SchemaError> {
     let value: serde_json::Value = serde_json::from_str(text)?;
     let items = value.as_array().ok_or(SchemaError::NotAnArray)?;
     let mut seen = HashSet::new();
@@ -115,7 +138,7 @@ pub fn parse_endpoint_sets(text: &str) -> Result<Vec<EndpointSet>, SchemaError> 
                 .unwrap_or_default(),
             message: e.to_string(),
         })?;
-        let set = validate(raw)?;
+        let set = validate(raw, source)?;
         if !seen.insert(set.id) {
             return Err(SchemaError::DuplicateId(set.id));
         }
@@ -124,7 +147,7 @@ pub fn parse_endpoint_sets(text: &str) -> Result<Vec<EndpointSet>, SchemaError> 
     Ok(sets)
 }
 
-fn validate(raw: RawEndpointSet) -> Result<EndpointSet, SchemaError> {
+fn validate(raw: RawEndpointSet, source: Source) -> Result<EndpointSet, SchemaError> {
     let id = raw.id;
     let field = |field: &'static str, message: String| SchemaError::Field { id, field, message };
     if raw.service_area.trim().is_empty() {
@@ -185,6 +208,7 @@ fn validate(raw: RawEndpointSet) -> Result<EndpointSet, SchemaError> {
         notes: raw.notes.unwrap_or_default(),
         origin,
         any_address: raw.any_address,
+        source,
     })
 }
 
@@ -234,7 +258,7 @@ mod tests {
     use super::*;
 
     fn one(json: &str) -> Result<EndpointSet, SchemaError> {
-        parse_endpoint_sets(&format!("[{json}]")).map(|mut v| v.remove(0))
+        parse_endpoint_sets(&format!("[{json}]"), Source::File).map(|mut v| v.remove(0))
     }
 
     #[test]
@@ -297,15 +321,15 @@ mod tests {
     fn duplicate_ids_and_non_arrays_are_rejected() {
         let dup = r#"[{"id": 1, "serviceArea": "MEM", "category": "Default"}, {"id": 1, "serviceArea": "MEM", "category": "Default"}]"#;
         assert!(matches!(
-            parse_endpoint_sets(dup),
+            parse_endpoint_sets(dup, Source::File),
             Err(SchemaError::DuplicateId(1))
         ));
         assert!(matches!(
-            parse_endpoint_sets("{}"),
+            parse_endpoint_sets("{}", Source::File),
             Err(SchemaError::NotAnArray)
         ));
         assert!(matches!(
-            parse_endpoint_sets("[1,"),
+            parse_endpoint_sets("[1,", Source::File),
             Err(SchemaError::Json(_))
         ));
     }
@@ -320,7 +344,7 @@ mod tests {
             eprintln!("skipped: ../shared/fixtures is not beside this checkout");
             return;
         };
-        let sets = parse_endpoint_sets(&text).unwrap();
+        let sets = parse_endpoint_sets(&text, Source::Service).unwrap();
         assert_eq!(sets.len(), 63);
         assert!(
             sets.iter()

@@ -19,7 +19,7 @@ use aya::{
 };
 use intune_ctl::{
     datapath::{Capacity, Datapath, V4Lookup, load::FLOOR_PROGRAM},
-    endpoints::{EndpointSet, parse_endpoint_sets},
+    endpoints::{EndpointSet, Source, parse_endpoint_sets},
     policy::{Mode, Policy},
     rules::{RuleSet, RuleSetOptions},
 };
@@ -91,7 +91,7 @@ fn synthetic_sets(n: usize, rng: &mut StdRng) -> Vec<EndpointSet> {
     let json = serde_json::json!([{
         "id": 1, "serviceArea": "MEM", "category": "Default", "ips": ips, "tcpPorts": "80,443"
     }]);
-    parse_endpoint_sets(&json.to_string()).expect("synthetic sets parse")
+    parse_endpoint_sets(&json.to_string(), Source::File).expect("synthetic sets parse")
 }
 
 struct BenchFrame {
@@ -291,13 +291,17 @@ fn main() -> anyhow::Result<()> {
     for &n in &args.sizes {
         let sets = synthetic_sets(n, &mut rng);
         let t = Instant::now();
-        let rules = RuleSet::build_with_capacity(&sets, RuleSetOptions::default(), n + 1)?;
+        let opts = RuleSetOptions {
+            max_rules: n + 1,
+            ..RuleSetOptions::default()
+        };
+        let rules = RuleSet::build(&sets, &opts, None)?;
         let build = t.elapsed();
         let policy = Policy {
             mode: Mode::Enforce,
             ..Policy::default()
         };
-        let mut dp = Datapath::load(Capacity::for_prefixes(rules.rules.len()))?;
+        let mut dp = Datapath::load(Capacity::for_prefixes(rules.index_bound()))?;
         let t = Instant::now();
         dp.install(&rules, &policy, false)?;
         let install = t.elapsed();

@@ -1,0 +1,198 @@
+//! Moving the maps from one rule set to the next: no gap for addresses allowed before and after,
+//! counters that carry on, removed rules reported once. Needs root.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
+
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya_obj::programs::XdpAttachType;
+use intune_common::outcome::{XDP_DROP, XDP_PASS};
+use intune_ctl::{
+    datapath::bpffs,
+    endpoints::{EndpointSet, Source, parse_endpoint_sets},
+    policy::{Mode, Policy},
+    rules::{RuleSet, RuleSetOptions, Target},
+};
+use intune_tests::{TEST_SETS, frames::Frame, load, require_root};
+
+/// TEST_SETS changed where the stream's addresses live: set 901 gains TCP 8443 (the /24's and
+/// the nested /28's port sets change), a /27 and a /30 arrive inside the /24 (new table chunks),
+/// set 903 leaves.
+const CHANGED: &str = r#"[
+  {"id": 901, "serviceArea": "MEM", "category": "Default", "required": true,
+   "ips": ["198.51.100.0/24", "2001:db8:100::/48"], "tcpPorts": "443,8443"},
+  {"id": 902, "serviceArea": "MEM", "category": "Default", "required": true,
+   "ips": ["198.51.100.128/28", "2001:db8:100:1::/64"], "tcpPorts": "80", "udpPorts": "123"},
+  {"id": 905, "serviceArea": "MEM", "category": "Default", "required": true,
+   "ips": ["198.51.100.32/27", "198.51.100.4/30"], "tcpPorts": "5223"}
+]"#;
+
+fn sets(json: &str) -> Vec<EndpointSet> {
+    parse_endpoint_sets(json, Source::File).expect("sets parse")
+}
+
+fn build(json: &str, previous: Option<&RuleSet>) -> RuleSet {
+    RuleSet::build(&sets(json), &RuleSetOptions::default(), previous).expect("rule set builds")
+}
+
+fn target(p: &str) -> Target {
+    Target::Prefix(p.parse().expect("prefix"))
+}
+
+struct Pin(PathBuf);
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn updates_leave_no_gap_keep_counters_and_report_removed_rules() {
+    require_root!();
+    let policy = Policy {
+        mode: Mode::Enforce,
+        ..Policy::default()
+    };
+    let first = build(TEST_SETS, None);
+    let mut dp = load(&first, &policy);
+
+    // Hits before the update: two on the /24, one on 203.0.113.0/24 (which leaves).
+    let dev = "192.0.2.10";
+    for f in [
+        Frame::tcp(dev, "198.51.100.7", 40000, 443),
+        Frame::tcp(dev, "198.51.100.9", 40000, 443),
+        Frame::tcp(dev, "203.0.113.9", 40000, 5223),
+    ] {
+        assert_eq!(dp.run_frame(&f.bytes()).expect("run").verdict, XDP_PASS);
+    }
+    let index_24 = first
+        .rule_by_target(&target("198.51.100.0/24"))
+        .expect("/24")
+        .index;
+
+    // A second handle on the same program streams frames while the maps change.
+    bpffs::ensure_mounted(std::path::Path::new("/sys/fs/bpf")).expect("bpffs");
+    let pin = Pin(PathBuf::from(format!(
+        "/sys/fs/bpf/intune-update-test-{}",
+        std::process::id()
+    )));
+    dp.pin_program(&pin.0).expect("pin");
+    let stream = Xdp::from_pin(&pin.0, XdpAttachType::Interface).expect("program from pin");
+    // Allowed before and after: inside the /24, inside the nested /28, IPv6.
+    let frames: Vec<Vec<u8>> = [
+        Frame::tcp(dev, "198.51.100.7", 40000, 443),
+        Frame::tcp(dev, "198.51.100.36", 40000, 443),
+        Frame::tcp(dev, "198.51.100.130", 40000, 80),
+        Frame::tcp(dev, "198.51.100.130", 40000, 443),
+        Frame::tcp("2001:db8:ffff::10", "2001:db8:100::9", 40000, 443),
+    ]
+    .iter()
+    .map(Frame::bytes)
+    .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (runs, misses) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let streamer = {
+        let (stop, runs, misses) = (stop.clone(), runs.clone(), misses.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for f in &frames {
+                    let r = stream
+                        .test_run(TestRunOptions {
+                            data_in: Some(f),
+                            ..TestRunOptions::new()
+                        })
+                        .expect("test run");
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    if r.return_value != XDP_PASS {
+                        misses.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+
+    // Back and forth, many times, while the stream runs.
+    let mut reports = Vec::new();
+    for round in 0..40 {
+        let json = if round % 2 == 0 { CHANGED } else { TEST_SETS };
+        let next = build(json, dp.installed());
+        reports.push(dp.apply(next).expect("apply"));
+    }
+    let during = runs.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    streamer.join().expect("streamer");
+    assert!(
+        during > 1000,
+        "the stream ran only {during} frames during the updates"
+    );
+    assert_eq!(
+        misses.load(Ordering::Relaxed),
+        0,
+        "frames allowed before and after were dropped during an update"
+    );
+
+    // The last round installed TEST_SETS again. The /24 kept its index through every round.
+    let now = dp.installed().expect("installed");
+    assert_eq!(
+        now.rule_by_target(&target("198.51.100.0/24"))
+            .unwrap()
+            .index,
+        index_24
+    );
+    // The first update removed 203.0.113.0/24 and reported its one hit.
+    let removed = &reports[0].removed;
+    let gone: Vec<_> = removed
+        .iter()
+        .map(|(t, c)| (t.to_string(), c.packets))
+        .collect();
+    assert!(
+        gone.contains(&("203.0.113.0/24".to_string(), 1)),
+        "{gone:?}"
+    );
+    assert!(reports[0].added.contains(&target("198.51.100.32/27")));
+    // Counters of the /24 carried on: the two hits before, plus the stream's.
+    let c = dp.rule_counters_of([index_24]).expect("counters")[0];
+    assert!(c.packets > 2, "{c:?}");
+    // The rule set in force decides: 203.0.113.0/24 is back (a fresh index, zero hits),
+    // 8443 is gone again.
+    let back = now.rule_by_target(&target("203.0.113.0/24")).unwrap().index;
+    assert_eq!(dp.rule_counters_of([back]).unwrap()[0].packets, 0);
+    assert_eq!(
+        dp.run_frame(&Frame::tcp(dev, "203.0.113.9", 40000, 5223).bytes())
+            .unwrap()
+            .verdict,
+        XDP_PASS
+    );
+    assert_eq!(
+        dp.run_frame(&Frame::tcp(dev, "198.51.100.7", 40000, 8443).bytes())
+            .unwrap()
+            .verdict,
+        XDP_DROP
+    );
+    let changed = build(CHANGED, dp.installed());
+    dp.apply(changed).expect("apply");
+    assert_eq!(
+        dp.run_frame(&Frame::tcp(dev, "198.51.100.7", 40000, 8443).bytes())
+            .unwrap()
+            .verdict,
+        XDP_PASS
+    );
+    assert_eq!(
+        dp.run_frame(&Frame::tcp(dev, "198.51.100.5", 40000, 5223).bytes())
+            .unwrap()
+            .verdict,
+        XDP_PASS
+    );
+    assert_eq!(
+        dp.run_frame(&Frame::tcp(dev, "203.0.113.9", 40000, 5223).bytes())
+            .unwrap()
+            .verdict,
+        XDP_DROP
+    );
+}
