@@ -2,10 +2,13 @@
 //! list, runs frames through it and reads its counters.
 
 pub mod capture;
+pub mod changes;
 pub mod cli;
 pub mod datapath;
 pub mod endpoints;
 pub mod policy;
 pub mod reference;
+pub mod refresh;
 pub mod rules;
+pub mod state;
 pub mod v4table;

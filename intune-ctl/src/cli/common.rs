@@ -4,20 +4,37 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
+use std::time::Duration;
+
+use ipnet::IpNet;
+
 use crate::{
     datapath::{Capacity, Datapath},
-    endpoints::{self, EndpointSet},
+    endpoints::{
+        self, Category, EndpointSet,
+        builtin::builtin,
+        merge::{self, Selection},
+        service::{self, Instance, ServiceClient, ServiceConfig},
+    },
     policy::{Direction, Mode, Policy},
+    refresh::Refresher,
     rules::{RuleSet, RuleSetOptions},
+    state::{DEFAULT_STATE_DIR, StateDir},
 };
 
-/// Which endpoint sets make the rule set.
+/// Which endpoint sets make the rule set (the web service's list is added by [`ServiceArgs`]).
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct RuleArgs {
-    /// Endpoint file in the Microsoft 365 endpoint web service's JSON schema, instead of the
-    /// built-in list (repeatable).
+    /// Extra endpoint sets, in the Microsoft 365 endpoint web service's JSON schema, added to
+    /// the built-in list (repeatable).
     #[arg(long = "endpoints", value_name = "FILE")]
     pub endpoints: Vec<PathBuf>,
+    /// Leave the built-in list out.
+    #[arg(long)]
+    pub no_builtin: bool,
+    /// A prefix or host name never to allow (repeatable).
+    #[arg(long = "exclude", value_name = "PREFIX|NAME")]
+    pub exclude: Vec<String>,
     /// Also allow the port-only sets for any address (Delivery Optimization peering: TCP 7680,
     /// UDP 3544).
     #[arg(long)]
@@ -25,15 +42,123 @@ pub struct RuleArgs {
 }
 
 impl RuleArgs {
-    /// The selected endpoint sets and the rule set built from them.
-    pub fn load(&self) -> anyhow::Result<(Vec<EndpointSet>, RuleSet)> {
-        let sets = endpoints::from_files_or_builtin(&self.endpoints)?;
-        let opts = RuleSetOptions {
-            port_only: self.peer_ports,
-            ..RuleSetOptions::default()
-        };
-        let rules = RuleSet::build(&sets, &opts, None).context("building the rule set")?;
+    /// The sources other than the service, read and validated.
+    pub fn selection(&self) -> anyhow::Result<Selection> {
+        let mut files: Vec<EndpointSet> = Vec::new();
+        for file in &self.endpoints {
+            files.extend(endpoints::read_file(file)?);
+        }
+        let exclude_names = self.exclude.iter().filter(|e| e.parse::<IpNet>().is_err()).cloned().collect();
+        Ok(Selection { builtin: !self.no_builtin, files, exclude_names })
+    }
+
+    pub fn options(&self) -> anyhow::Result<RuleSetOptions> {
+        let mut exclude = Vec::new();
+        for e in &self.exclude {
+            match e.parse::<IpNet>() {
+                Ok(net) => exclude.push(net.trunc()),
+                Err(_) if e.contains('/') => anyhow::bail!("--exclude {e:?} is neither a prefix nor a host name"),
+                Err(_) => {}
+            }
+        }
+        Ok(RuleSetOptions { port_only: self.peer_ports, exclude, ..RuleSetOptions::default() })
+    }
+
+    /// The effective endpoint sets (with `service`'s) and the rule set built from them.
+    pub fn build(&self, service: &[EndpointSet], previous: Option<&RuleSet>) -> anyhow::Result<(Vec<EndpointSet>, RuleSet)> {
+        let sets = merge::effective(&self.selection()?, &builtin()?, service);
+        let rules = RuleSet::build(&sets, &self.options()?, previous).context("building the rule set")?;
         Ok((sets, rules))
+    }
+}
+
+/// The Microsoft 365 endpoint web service: where, what, how often.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServiceArgs {
+    /// Do not use the endpoint web service.
+    #[arg(long)]
+    pub no_service: bool,
+    #[arg(long, default_value = service::DEFAULT_URL, value_name = "URL")]
+    pub service_url: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub instance: Instance,
+    /// Service areas to ask for (repeatable).
+    #[arg(long = "service-area", value_name = "AREA", default_values_t = ["MEM".to_string(), "Common".to_string()])]
+    pub service_areas: Vec<String>,
+    /// Common sets to keep: the article's Intune dependencies by default (repeatable).
+    #[arg(long = "common-set", value_name = "ID", default_values_t = [56u32, 59, 97, 150])]
+    pub common_sets: Vec<u32>,
+    /// Ask for IPv4 prefixes only.
+    #[arg(long)]
+    pub no_ipv6: bool,
+    /// Keep only sets of this category (repeatable): Optimize, Allow, Default.
+    #[arg(long = "category", value_name = "CATEGORY", value_parser = parse_category)]
+    pub categories: Vec<Category>,
+    /// Keep only sets the service marks required.
+    #[arg(long)]
+    pub required_only: bool,
+    /// Where the client request id, the last-known-good cache and the change record live.
+    #[arg(long, default_value = DEFAULT_STATE_DIR, value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// Seconds between version checks; at least 3600 against the real service.
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub refresh_interval: u64,
+    /// Share of the service's prefixes a new list may remove before it is rejected.
+    #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
+    pub max_shrink: f64,
+    /// Seconds a request may take, and to wait for a connection (a third of it).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub service_timeout: u64,
+}
+
+fn parse_category(text: &str) -> Result<Category, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "optimize" => Ok(Category::Optimize),
+        "allow" => Ok(Category::Allow),
+        "default" => Ok(Category::Default),
+        _ => Err(format!("{text:?} is not Optimize, Allow or Default")),
+    }
+}
+
+impl ServiceArgs {
+    pub fn config(&self) -> anyhow::Result<ServiceConfig> {
+        if !(0.0..=1.0).contains(&self.max_shrink) {
+            anyhow::bail!("--max-shrink {} is not a share between 0 and 1", self.max_shrink);
+        }
+        let cfg = ServiceConfig {
+            base_url: self.service_url.clone(),
+            instance: self.instance,
+            service_areas: self.service_areas.clone(),
+            common_sets: self.common_sets.clone(),
+            no_ipv6: self.no_ipv6,
+            categories: self.categories.clone(),
+            required_only: self.required_only,
+            connect_timeout: Duration::from_secs(self.service_timeout.div_ceil(3).max(1)),
+            request_timeout: Duration::from_secs(self.service_timeout.max(1)),
+            ..ServiceConfig::default()
+        };
+        if cfg.is_default_url() && self.interval() < service::MIN_INTERVAL {
+            anyhow::bail!(
+                "--refresh-interval {} is below the hour the endpoint web service allows; shorter intervals are for a --service-url of your own",
+                self.refresh_interval
+            );
+        }
+        Ok(cfg)
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.refresh_interval.max(1))
+    }
+
+    /// The refresher (from the cache), or `None` with `--no-service`.
+    pub fn refresher(&self) -> anyhow::Result<Option<Refresher>> {
+        if self.no_service {
+            return Ok(None);
+        }
+        let cfg = self.config()?;
+        let state = StateDir::open(&self.state_dir)?;
+        let client = ServiceClient::new(cfg, state.client_request_id()?)?;
+        Ok(Some(Refresher::new(client, state, self.max_shrink)))
     }
 }
 

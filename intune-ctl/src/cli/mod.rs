@@ -1,7 +1,10 @@
 //! The command line: the command tree here, one file per subcommand.
 
+pub mod changes;
 pub mod classify;
 pub mod common;
+pub mod endpoints;
+pub mod list;
 pub mod run;
 
 use std::process::ExitCode;
@@ -22,6 +25,12 @@ enum Command {
     Classify(classify::ClassifyArgs),
     /// Attach the filter to interfaces and print its hit counters until Ctrl-C or SIGTERM.
     Run(run::RunArgs),
+    /// Print the endpoint sets of one source, or the effective list.
+    Endpoints(endpoints::EndpointsArgs),
+    /// Print the effective rule set with each prefix's ports, endpoint sets and sources.
+    List(list::ListArgs),
+    /// Print the last applied changes of the rule set.
+    Changes(changes::ChangesArgs),
 }
 
 /// Parses the command line, runs the command, reports an error with exit code 2.
@@ -33,11 +42,18 @@ pub fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        // A command piped into `head` should end quietly when the pipe closes, as Unix tools
+        // do; `run` keeps Rust's default, since losing stdout must not stop a filter.
+        // SAFETY: setting a signal disposition to its default before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match &cli.command {
         Command::Classify(args) => classify::run(args),
-        Command::Run(args) => tokio::runtime::Runtime::new()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(run::run(args))),
+        Command::Run(args) => block_on(run::run(args)),
+        Command::Endpoints(args) => block_on(endpoints::run(args)),
+        Command::List(args) => list::run(args),
+        Command::Changes(args) => changes::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,4 +62,8 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(f)
 }

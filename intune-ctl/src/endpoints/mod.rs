@@ -1,8 +1,10 @@
 //! Where endpoint sets come from, in the Microsoft 365 endpoint web service's own schema.
 
 pub mod builtin;
+pub mod merge;
 pub mod ports;
 pub mod schema;
+pub mod service;
 
 pub use ports::Ports;
 pub use schema::{Category, EndpointSet, Origin, SchemaError, Source, parse_endpoint_sets};

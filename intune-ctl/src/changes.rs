@@ -1,0 +1,53 @@
+//! What changed between two rule sets, per endpoint set: the summary logged and recorded.
+
+use std::collections::BTreeMap;
+
+use crate::{
+    rules::RuleSet,
+    state::{ChangeRecord, SetChange, now_rfc3339},
+};
+
+pub fn summarize(old: Option<&RuleSet>, new: &RuleSet, cause: &str) -> ChangeRecord {
+    let empty = RuleSet::default();
+    let old = old.unwrap_or(&empty);
+    let mut per_set: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
+    let (mut added, mut removed, mut changed) = (0, 0, 0);
+    for rule in &new.rules {
+        match old.rule_by_target(&rule.target) {
+            None => {
+                added += 1;
+                for s in &rule.sets {
+                    per_set.entry(s.id).or_default().0 += 1;
+                }
+            }
+            Some(o) if o.effective != rule.effective || o.excluded != rule.excluded || o.set_ids() != rule.set_ids() => {
+                changed += 1
+            }
+            Some(_) => {}
+        }
+    }
+    for rule in old.rules.iter().filter(|r| new.rule_by_target(&r.target).is_none()) {
+        removed += 1;
+        for s in &rule.sets {
+            per_set.entry(s.id).or_default().1 += 1;
+        }
+    }
+    ChangeRecord {
+        at: now_rfc3339(),
+        cause: cause.to_string(),
+        added,
+        removed,
+        changed,
+        per_set: per_set.into_iter().map(|(set, (added, removed))| SetChange { set, added, removed }).collect(),
+    }
+}
+
+/// One line for the log: "+3 / -1 prefixes, 2 changed (set 163 +3 -1)".
+pub fn describe(c: &ChangeRecord) -> String {
+    let sets: Vec<String> = c.per_set.iter().map(|s| format!("set {} +{} -{}", s.set, s.added, s.removed)).collect();
+    let mut line = format!("+{} / -{} prefixes, {} changed", c.added, c.removed, c.changed);
+    if !sets.is_empty() {
+        line.push_str(&format!(" ({})", sets.join(", ")));
+    }
+    line
+}

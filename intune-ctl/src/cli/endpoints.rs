@@ -1,0 +1,134 @@
+//! `intune-ctl endpoints`: the parsed, validated endpoint sets of one source, or the effective
+//! list; `--ips` and `--urls` print what the article's two PowerShell one-liners print.
+
+use std::collections::BTreeSet;
+
+use anyhow::bail;
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+
+use super::common::{RuleArgs, ServiceArgs};
+use crate::{
+    endpoints::{EndpointSet, builtin::builtin, merge, service::ServiceClient},
+    refresh::Refresher,
+    state::StateDir,
+};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceChoice {
+    Builtin,
+    /// Fetch once from the web service (version, then endpoints).
+    Service,
+    /// The files given with --endpoints.
+    File,
+    /// Built-in list, the service's last accepted list (the cache; no request), files, less exclusions.
+    #[default]
+    Effective,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EndpointsArgs {
+    #[arg(long, value_enum, default_value_t)]
+    pub source: SourceChoice,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// The unique prefixes, one a line.
+    #[arg(long, conflicts_with = "urls")]
+    pub ips: bool,
+    /// The unique names, one a line.
+    #[arg(long)]
+    pub urls: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: &EndpointsArgs) -> anyhow::Result<()> {
+    let sets = match args.source {
+        SourceChoice::Builtin => builtin()?,
+        SourceChoice::File => {
+            if args.rules.endpoints.is_empty() {
+                bail!("--source file needs --endpoints FILE");
+            }
+            args.rules.selection()?.files
+        }
+        SourceChoice::Service => fetch(&args.service).await?,
+        SourceChoice::Effective => {
+            let cached = if args.service.no_service {
+                Vec::new()
+            } else {
+                cached_sets(&args.service)
+            };
+            merge::effective(&args.rules.selection()?, &builtin()?, &cached)
+        }
+    };
+    print(&sets, args)
+}
+
+/// One version check and one list, without touching the cache.
+async fn fetch(service: &ServiceArgs) -> anyhow::Result<Vec<EndpointSet>> {
+    let cfg = service.config()?;
+    // The installation's id when the state directory is ours; a one-off id otherwise.
+    let id = StateDir::open(&service.state_dir)
+        .and_then(|s| s.client_request_id())
+        .unwrap_or_else(|_| uuid::Uuid::new_v4());
+    let client = ServiceClient::new(cfg, id)?;
+    let version = client.version().await?;
+    let list = client.endpoints().await?;
+    tracing::info!(%version, sets = list.sets.len(), "fetched the endpoint list");
+    Ok(list.sets)
+}
+
+/// The service's last accepted list from the cache, or nothing.
+pub fn cached_sets(service: &ServiceArgs) -> Vec<EndpointSet> {
+    let Ok(cfg) = service.config() else { return Vec::new() };
+    let Ok(state) = StateDir::open(&service.state_dir) else { return Vec::new() };
+    let id = state.client_request_id().unwrap_or_else(|_| uuid::Uuid::new_v4());
+    let Ok(client) = ServiceClient::new(cfg, id) else { return Vec::new() };
+    Refresher::new(client, state, service.max_shrink).accepted().map(|a| a.sets.clone()).unwrap_or_default()
+}
+
+fn print(sets: &[EndpointSet], args: &EndpointsArgs) -> anyhow::Result<()> {
+    if args.ips || args.urls {
+        let unique: BTreeSet<String> = if args.ips {
+            sets.iter().flat_map(|s| s.ips.iter().map(|n| n.to_string())).collect()
+        } else {
+            sets.iter().flat_map(|s| s.urls.iter().cloned()).collect()
+        };
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&unique)?);
+        } else {
+            for line in unique {
+                println!("{line}");
+            }
+        }
+        return Ok(());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(sets)?);
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_header(["id", "area", "category", "required", "source", "ports", "names", "prefixes", "notes"]);
+    for s in sets {
+        let mut notes = s.notes.clone();
+        if notes.chars().count() > 60 {
+            notes = notes.chars().take(57).collect::<String>() + "...";
+        }
+        table.add_row([
+            s.id.to_string(),
+            s.service_area.clone(),
+            format!("{:?}", s.category),
+            if s.required { "yes" } else { "no" }.to_string(),
+            s.source.to_string(),
+            s.ports.to_string(),
+            s.urls.len().to_string(),
+            s.ips.len().to_string(),
+            notes,
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Keeping the web service's list current: ask for the version, fetch the list only when it
+//! changed, validate it against the one in force, keep it as the last-known-good cache.
+//! Nothing here touches a map: the caller turns an accepted list into a rule set.
+
+use std::collections::HashSet;
+
+use ipnet::IpNet;
+
+use crate::{
+    endpoints::{
+        EndpointSet, Source, parse_endpoint_sets,
+        service::{ServiceClient, ServiceError},
+    },
+    state::{CachedResponse, StateDir, StateError, now_rfc3339},
+};
+
+/// A list of the service's that passed validation.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    pub version: String,
+    pub sets: Vec<EndpointSet>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("rejected version {version}: {reason}; the list in force stays")]
+    Rejected { version: String, reason: Rejection },
+    #[error("saving the last-known-good cache: {0}")]
+    State(#[from] StateError),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Rejection {
+    #[error("the list holds no endpoint set")]
+    Empty,
+    #[error("it would remove {removed} of the {previous} prefixes in force, more than the {limit_percent}% allowed")]
+    Shrinks { removed: usize, previous: usize, limit_percent: u32 },
+}
+
+/// Checks a new list against the one in force: not empty, and not removing more than
+/// `max_shrink` (a share, 0 to 1) of the previous list's prefixes.
+pub fn validate(new: &[EndpointSet], previous: Option<&[EndpointSet]>, max_shrink: f64) -> Result<(), Rejection> {
+    if new.is_empty() {
+        return Err(Rejection::Empty);
+    }
+    let prefixes = |sets: &[EndpointSet]| -> HashSet<IpNet> { sets.iter().flat_map(|s| s.ips.iter().copied()).collect() };
+    if let Some(previous) = previous {
+        let before = prefixes(previous);
+        let after = prefixes(new);
+        let removed = before.difference(&after).count();
+        if !before.is_empty() && removed as f64 > max_shrink * before.len() as f64 {
+            return Err(Rejection::Shrinks {
+                removed,
+                previous: before.len(),
+                limit_percent: (max_shrink * 100.0).round() as u32,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a poll found.
+#[derive(Debug)]
+pub enum Poll {
+    /// The version is the one in force.
+    Unchanged(String),
+    /// A new list was accepted (and cached).
+    Updated(Accepted),
+}
+
+pub struct Refresher {
+    client: ServiceClient,
+    state: StateDir,
+    max_shrink: f64,
+    accepted: Option<Accepted>,
+}
+
+impl Refresher {
+    /// Starts from the last-known-good cache when there is a readable one for this instance;
+    /// a corrupt cache is reported and ignored.
+    pub fn new(client: ServiceClient, state: StateDir, max_shrink: f64) -> Refresher {
+        let instance = client.config().instance.as_str();
+        let accepted = match state.load_cache() {
+            Ok(Some(cache)) if cache.instance == instance => {
+                let text = cache.endpoints.to_string();
+                match parse_endpoint_sets(&text, Source::Service) {
+                    Ok(sets) => {
+                        let sets: Vec<EndpointSet> = sets.into_iter().filter(|s| client.config().keeps(s)).collect();
+                        tracing::info!(version = %cache.version, fetched_at = %cache.fetched_at, sets = sets.len(), "using the cached endpoint list");
+                        Some(Accepted { version: cache.version, sets })
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the cached endpoint list does not parse; ignoring it");
+                        None
+                    }
+                }
+            }
+            Ok(Some(cache)) => {
+                tracing::info!(cached = %cache.instance, instance, "the cache is for another instance; ignoring it");
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring the last-known-good cache");
+                None
+            }
+        };
+        Refresher { client, state, max_shrink, accepted }
+    }
+
+    /// The list in force.
+    pub fn accepted(&self) -> Option<&Accepted> {
+        self.accepted.as_ref()
+    }
+
+    /// Asks for the version; fetches, validates and caches the list when it changed.
+    pub async fn poll(&mut self) -> Result<Poll, RefreshError> {
+        let version = self.client.version().await?;
+        if self.accepted.as_ref().is_some_and(|a| a.version == version) {
+            return Ok(Poll::Unchanged(version));
+        }
+        let list = self.client.endpoints().await?;
+        validate(&list.sets, self.accepted.as_ref().map(|a| a.sets.as_slice()), self.max_shrink)
+            .map_err(|reason| RefreshError::Rejected { version: version.clone(), reason })?;
+        self.state.save_cache(&CachedResponse {
+            instance: self.client.config().instance.as_str().into(),
+            version: version.clone(),
+            fetched_at: now_rfc3339(),
+            endpoints: list.body,
+        })?;
+        let accepted = Accepted { version, sets: list.sets };
+        self.accepted = Some(accepted.clone());
+        Ok(Poll::Updated(accepted))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sets(ips: &[&str]) -> Vec<EndpointSet> {
+        let json = serde_json::json!([{"id": 1, "serviceArea": "MEM", "category": "Default", "tcpPorts": "443", "ips": ips}]);
+        parse_endpoint_sets(&json.to_string(), Source::Service).unwrap()
+    }
+
+    #[test]
+    fn empty_lists_and_big_shrinks_are_rejected() {
+        assert_eq!(validate(&[], None, 0.5), Err(Rejection::Empty));
+        let before = sets(&["192.0.2.0/26", "192.0.2.64/26", "192.0.2.128/26", "192.0.2.192/26"]);
+        assert_eq!(validate(&sets(&["192.0.2.0/26", "192.0.2.64/26"]), Some(&before), 0.5), Ok(()));
+        assert_eq!(
+            validate(&sets(&["192.0.2.0/26"]), Some(&before), 0.5),
+            Err(Rejection::Shrinks { removed: 3, previous: 4, limit_percent: 50 })
+        );
+        assert_eq!(validate(&sets(&["192.0.2.0/26"]), None, 0.5), Ok(()));
+    }
+}

@@ -1,0 +1,206 @@
+//! The state directory: the installation's client request id, the last accepted web-service
+//! response (the last-known-good cache) and the record of applied changes. Every file is
+//! replaced atomically: written to a temporary file in the same directory, synced, renamed.
+
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/intune-ctl";
+const CLIENT_ID_FILE: &str = "client-request-id";
+const CACHE_FILE: &str = "service-cache.json";
+const CHANGES_FILE: &str = "changes.json";
+/// Changes kept in the record.
+const CHANGES_KEPT: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state directory {dir}: {source}")]
+    Io { dir: String, source: std::io::Error },
+    #[error("{file} is corrupt: {message}")]
+    Corrupt { file: String, message: String },
+}
+
+/// The last accepted response of the endpoint web service.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CachedResponse {
+    pub instance: String,
+    pub version: String,
+    /// RFC 3339.
+    pub fetched_at: String,
+    /// The response body as the service sent it.
+    pub endpoints: serde_json::Value,
+}
+
+/// One applied change of the rule set.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ChangeRecord {
+    /// RFC 3339.
+    pub at: String,
+    /// What caused it: "start", "service 2026033100", ...
+    pub cause: String,
+    pub added: usize,
+    pub removed: usize,
+    pub changed: usize,
+    /// Prefixes added and removed per endpoint set id.
+    pub per_set: Vec<SetChange>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SetChange {
+    pub set: u32,
+    pub added: usize,
+    pub removed: usize,
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    /// Opens the directory, creating it (mode 0700) when missing.
+    pub fn open(dir: &Path) -> Result<StateDir, StateError> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| StateError::Io { dir: dir.display().to_string(), source })?;
+        Ok(StateDir { dir: dir.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn io(&self) -> impl Fn(std::io::Error) -> StateError + '_ {
+        |source| StateError::Io { dir: self.dir.display().to_string(), source }
+    }
+
+    /// Replaces `name` with `bytes`: temp file, fsync, rename, fsync the directory.
+    fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(self.io())?;
+        tmp.write_all(bytes).map_err(self.io())?;
+        tmp.as_file().sync_all().map_err(self.io())?;
+        tmp.persist(self.dir.join(name)).map_err(|e| self.io()(e.error))?;
+        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(self.io())
+    }
+
+    fn read(&self, name: &str) -> Result<Option<String>, StateError> {
+        match std::fs::read_to_string(self.dir.join(name)) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io()(e)),
+        }
+    }
+
+    /// The installation's ClientRequestId, generated once and kept.
+    pub fn client_request_id(&self) -> Result<uuid::Uuid, StateError> {
+        if let Some(text) = self.read(CLIENT_ID_FILE)? {
+            match text.trim().parse() {
+                Ok(id) => return Ok(id),
+                Err(_) => tracing::warn!(file = CLIENT_ID_FILE, "not a GUID; generating a new client request id"),
+            }
+        }
+        let id = uuid::Uuid::new_v4();
+        self.write_atomic(CLIENT_ID_FILE, format!("{id}\n").as_bytes())?;
+        Ok(id)
+    }
+
+    pub fn save_cache(&self, cache: &CachedResponse) -> Result<(), StateError> {
+        let text = serde_json::to_vec_pretty(cache).map_err(|e| StateError::Corrupt {
+            file: CACHE_FILE.into(),
+            message: e.to_string(),
+        })?;
+        self.write_atomic(CACHE_FILE, &text)
+    }
+
+    /// The cache, or `None` when there is none; a corrupt one is an error the caller reports
+    /// and ignores.
+    pub fn load_cache(&self) -> Result<Option<CachedResponse>, StateError> {
+        let Some(text) = self.read(CACHE_FILE)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt { file: self.dir.join(CACHE_FILE).display().to_string(), message: e.to_string() })
+    }
+
+    pub fn changes(&self) -> Result<Vec<ChangeRecord>, StateError> {
+        let Some(text) = self.read(CHANGES_FILE)? else {
+            return Ok(Vec::new());
+        };
+        serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+            file: self.dir.join(CHANGES_FILE).display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Appends a change, keeping the last [`CHANGES_KEPT`]. A corrupt record is started anew.
+    pub fn record_change(&self, change: ChangeRecord) -> Result<(), StateError> {
+        let mut all = self.changes().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "starting a new change record");
+            Vec::new()
+        });
+        all.push(change);
+        let skip = all.len().saturating_sub(CHANGES_KEPT);
+        let text = serde_json::to_vec_pretty(&all[skip..]).map_err(|e| StateError::Corrupt {
+            file: CHANGES_FILE.into(),
+            message: e.to_string(),
+        })?;
+        self.write_atomic(CHANGES_FILE, &text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_id_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(&dir.path().join("state")).unwrap();
+        let id = state.client_request_id().unwrap();
+        assert_eq!(state.client_request_id().unwrap(), id);
+        assert_eq!(StateDir::open(state.path()).unwrap().client_request_id().unwrap(), id);
+    }
+
+    #[test]
+    fn cache_round_trips_and_corruption_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        assert_eq!(state.load_cache().unwrap(), None);
+        let cache = CachedResponse {
+            instance: "Worldwide".into(),
+            version: "2026033100".into(),
+            fetched_at: now_rfc3339(),
+            endpoints: serde_json::json!([{"id": 1}]),
+        };
+        state.save_cache(&cache).unwrap();
+        assert_eq!(state.load_cache().unwrap(), Some(cache));
+        std::fs::write(dir.path().join(CACHE_FILE), "{\"version\": ").unwrap();
+        assert!(matches!(state.load_cache(), Err(StateError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn the_change_record_keeps_the_last_hundred() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        for i in 0..105 {
+            state
+                .record_change(ChangeRecord { at: now_rfc3339(), cause: format!("test {i}"), added: i, removed: 0, changed: 0, per_set: vec![] })
+                .unwrap();
+        }
+        let all = state.changes().unwrap();
+        assert_eq!(all.len(), 100);
+        assert_eq!(all[0].cause, "test 5");
+    }
+}
