@@ -20,13 +20,21 @@ pub fn summarize(old: Option<&RuleSet>, new: &RuleSet, cause: &str) -> ChangeRec
                     per_set.entry(s.id).or_default().0 += 1;
                 }
             }
-            Some(o) if o.effective != rule.effective || o.excluded != rule.excluded || o.set_ids() != rule.set_ids() => {
+            Some(o)
+                if o.effective != rule.effective
+                    || o.excluded != rule.excluded
+                    || o.set_ids() != rule.set_ids() =>
+            {
                 changed += 1
             }
             Some(_) => {}
         }
     }
-    for rule in old.rules.iter().filter(|r| new.rule_by_target(&r.target).is_none()) {
+    for rule in old
+        .rules
+        .iter()
+        .filter(|r| new.rule_by_target(&r.target).is_none())
+    {
         removed += 1;
         for s in &rule.sets {
             per_set.entry(s.id).or_default().1 += 1;
@@ -38,14 +46,28 @@ pub fn summarize(old: Option<&RuleSet>, new: &RuleSet, cause: &str) -> ChangeRec
         added,
         removed,
         changed,
-        per_set: per_set.into_iter().map(|(set, (added, removed))| SetChange { set, added, removed }).collect(),
+        per_set: per_set
+            .into_iter()
+            .map(|(set, (added, removed))| SetChange {
+                set,
+                added,
+                removed,
+            })
+            .collect(),
     }
 }
 
 /// One line for the log: "+3 / -1 prefixes, 2 changed (set 163 +3 -1)".
 pub fn describe(c: &ChangeRecord) -> String {
-    let sets: Vec<String> = c.per_set.iter().map(|s| format!("set {} +{} -{}", s.set, s.added, s.removed)).collect();
-    let mut line = format!("+{} / -{} prefixes, {} changed", c.added, c.removed, c.changed);
+    let sets: Vec<String> = c
+        .per_set
+        .iter()
+        .map(|s| format!("set {} +{} -{}", s.set, s.added, s.removed))
+        .collect();
+    let mut line = format!(
+        "+{} / -{} prefixes, {} changed",
+        c.added, c.removed, c.changed
+    );
     if !sets.is_empty() {
         line.push_str(&format!(" ({})", sets.join(", ")));
     }

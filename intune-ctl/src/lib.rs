@@ -11,4 +11,5 @@ pub mod reference;
 pub mod refresh;
 pub mod rules;
 pub mod state;
+pub mod updater;
 pub mod v4table;

@@ -35,17 +35,29 @@ pub enum RefreshError {
 pub enum Rejection {
     #[error("the list holds no endpoint set")]
     Empty,
-    #[error("it would remove {removed} of the {previous} prefixes in force, more than the {limit_percent}% allowed")]
-    Shrinks { removed: usize, previous: usize, limit_percent: u32 },
+    #[error(
+        "it would remove {removed} of the {previous} prefixes in force, more than the {limit_percent}% allowed"
+    )]
+    Shrinks {
+        removed: usize,
+        previous: usize,
+        limit_percent: u32,
+    },
 }
 
 /// Checks a new list against the one in force: not empty, and not removing more than
 /// `max_shrink` (a share, 0 to 1) of the previous list's prefixes.
-pub fn validate(new: &[EndpointSet], previous: Option<&[EndpointSet]>, max_shrink: f64) -> Result<(), Rejection> {
+pub fn validate(
+    new: &[EndpointSet],
+    previous: Option<&[EndpointSet]>,
+    max_shrink: f64,
+) -> Result<(), Rejection> {
     if new.is_empty() {
         return Err(Rejection::Empty);
     }
-    let prefixes = |sets: &[EndpointSet]| -> HashSet<IpNet> { sets.iter().flat_map(|s| s.ips.iter().copied()).collect() };
+    let prefixes = |sets: &[EndpointSet]| -> HashSet<IpNet> {
+        sets.iter().flat_map(|s| s.ips.iter().copied()).collect()
+    };
     if let Some(previous) = previous {
         let before = prefixes(previous);
         let after = prefixes(new);
@@ -87,9 +99,15 @@ impl Refresher {
                 let text = cache.endpoints.to_string();
                 match parse_endpoint_sets(&text, Source::Service) {
                     Ok(sets) => {
-                        let sets: Vec<EndpointSet> = sets.into_iter().filter(|s| client.config().keeps(s)).collect();
+                        let sets: Vec<EndpointSet> = sets
+                            .into_iter()
+                            .filter(|s| client.config().keeps(s))
+                            .collect();
                         tracing::info!(version = %cache.version, fetched_at = %cache.fetched_at, sets = sets.len(), "using the cached endpoint list");
-                        Some(Accepted { version: cache.version, sets })
+                        Some(Accepted {
+                            version: cache.version,
+                            sets,
+                        })
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "the cached endpoint list does not parse; ignoring it");
@@ -107,7 +125,12 @@ impl Refresher {
                 None
             }
         };
-        Refresher { client, state, max_shrink, accepted }
+        Refresher {
+            client,
+            state,
+            max_shrink,
+            accepted,
+        }
     }
 
     /// The list in force.
@@ -122,15 +145,25 @@ impl Refresher {
             return Ok(Poll::Unchanged(version));
         }
         let list = self.client.endpoints().await?;
-        validate(&list.sets, self.accepted.as_ref().map(|a| a.sets.as_slice()), self.max_shrink)
-            .map_err(|reason| RefreshError::Rejected { version: version.clone(), reason })?;
+        validate(
+            &list.sets,
+            self.accepted.as_ref().map(|a| a.sets.as_slice()),
+            self.max_shrink,
+        )
+        .map_err(|reason| RefreshError::Rejected {
+            version: version.clone(),
+            reason,
+        })?;
         self.state.save_cache(&CachedResponse {
             instance: self.client.config().instance.as_str().into(),
             version: version.clone(),
             fetched_at: now_rfc3339(),
             endpoints: list.body,
         })?;
-        let accepted = Accepted { version, sets: list.sets };
+        let accepted = Accepted {
+            version,
+            sets: list.sets,
+        };
         self.accepted = Some(accepted.clone());
         Ok(Poll::Updated(accepted))
     }
@@ -148,11 +181,27 @@ mod tests {
     #[test]
     fn empty_lists_and_big_shrinks_are_rejected() {
         assert_eq!(validate(&[], None, 0.5), Err(Rejection::Empty));
-        let before = sets(&["192.0.2.0/26", "192.0.2.64/26", "192.0.2.128/26", "192.0.2.192/26"]);
-        assert_eq!(validate(&sets(&["192.0.2.0/26", "192.0.2.64/26"]), Some(&before), 0.5), Ok(()));
+        let before = sets(&[
+            "192.0.2.0/26",
+            "192.0.2.64/26",
+            "192.0.2.128/26",
+            "192.0.2.192/26",
+        ]);
+        assert_eq!(
+            validate(
+                &sets(&["192.0.2.0/26", "192.0.2.64/26"]),
+                Some(&before),
+                0.5
+            ),
+            Ok(())
+        );
         assert_eq!(
             validate(&sets(&["192.0.2.0/26"]), Some(&before), 0.5),
-            Err(Rejection::Shrinks { removed: 3, previous: 4, limit_percent: 50 })
+            Err(Rejection::Shrinks {
+                removed: 3,
+                previous: 4,
+                limit_percent: 50
+            })
         );
         assert_eq!(validate(&sets(&["192.0.2.0/26"]), None, 0.5), Ok(()));
     }

@@ -73,8 +73,13 @@ impl StateDir {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|source| StateError::Io { dir: dir.display().to_string(), source })?;
-        Ok(StateDir { dir: dir.to_path_buf() })
+            .map_err(|source| StateError::Io {
+                dir: dir.display().to_string(),
+                source,
+            })?;
+        Ok(StateDir {
+            dir: dir.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -82,7 +87,10 @@ impl StateDir {
     }
 
     fn io(&self) -> impl Fn(std::io::Error) -> StateError + '_ {
-        |source| StateError::Io { dir: self.dir.display().to_string(), source }
+        |source| StateError::Io {
+            dir: self.dir.display().to_string(),
+            source,
+        }
     }
 
     /// Replaces `name` with `bytes`: temp file, fsync, rename, fsync the directory.
@@ -90,8 +98,11 @@ impl StateDir {
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(self.io())?;
         tmp.write_all(bytes).map_err(self.io())?;
         tmp.as_file().sync_all().map_err(self.io())?;
-        tmp.persist(self.dir.join(name)).map_err(|e| self.io()(e.error))?;
-        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(self.io())
+        tmp.persist(self.dir.join(name))
+            .map_err(|e| self.io()(e.error))?;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(self.io())
     }
 
     fn read(&self, name: &str) -> Result<Option<String>, StateError> {
@@ -107,7 +118,10 @@ impl StateDir {
         if let Some(text) = self.read(CLIENT_ID_FILE)? {
             match text.trim().parse() {
                 Ok(id) => return Ok(id),
-                Err(_) => tracing::warn!(file = CLIENT_ID_FILE, "not a GUID; generating a new client request id"),
+                Err(_) => tracing::warn!(
+                    file = CLIENT_ID_FILE,
+                    "not a GUID; generating a new client request id"
+                ),
             }
         }
         let id = uuid::Uuid::new_v4();
@@ -131,7 +145,10 @@ impl StateDir {
         };
         serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| StateError::Corrupt { file: self.dir.join(CACHE_FILE).display().to_string(), message: e.to_string() })
+            .map_err(|e| StateError::Corrupt {
+                file: self.dir.join(CACHE_FILE).display().to_string(),
+                message: e.to_string(),
+            })
     }
 
     pub fn changes(&self) -> Result<Vec<ChangeRecord>, StateError> {
@@ -170,7 +187,13 @@ mod tests {
         let state = StateDir::open(&dir.path().join("state")).unwrap();
         let id = state.client_request_id().unwrap();
         assert_eq!(state.client_request_id().unwrap(), id);
-        assert_eq!(StateDir::open(state.path()).unwrap().client_request_id().unwrap(), id);
+        assert_eq!(
+            StateDir::open(state.path())
+                .unwrap()
+                .client_request_id()
+                .unwrap(),
+            id
+        );
     }
 
     #[test]
@@ -187,7 +210,10 @@ mod tests {
         state.save_cache(&cache).unwrap();
         assert_eq!(state.load_cache().unwrap(), Some(cache));
         std::fs::write(dir.path().join(CACHE_FILE), "{\"version\": ").unwrap();
-        assert!(matches!(state.load_cache(), Err(StateError::Corrupt { .. })));
+        assert!(matches!(
+            state.load_cache(),
+            Err(StateError::Corrupt { .. })
+        ));
     }
 
     #[test]
@@ -196,7 +222,14 @@ mod tests {
         let state = StateDir::open(dir.path()).unwrap();
         for i in 0..105 {
             state
-                .record_change(ChangeRecord { at: now_rfc3339(), cause: format!("test {i}"), added: i, removed: 0, changed: 0, per_set: vec![] })
+                .record_change(ChangeRecord {
+                    at: now_rfc3339(),
+                    cause: format!("test {i}"),
+                    added: i,
+                    removed: 0,
+                    changed: 0,
+                    per_set: vec![],
+                })
                 .unwrap();
         }
         let all = state.changes().unwrap();

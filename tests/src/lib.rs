@@ -1,6 +1,7 @@
 //! Helpers for the tests that need root: frames built byte by byte, fixtures, a root check.
 
 pub mod frames;
+pub mod http;
 pub mod netns;
 
 use intune_ctl::{

@@ -32,7 +32,9 @@ pub fn run(args: &ChangesArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut table = Table::new();
-    table.load_preset(UTF8_BORDERS_ONLY).set_header(["when", "cause", "change"]);
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_header(["when", "cause", "change"]);
     for c in shown {
         table.add_row([c.at.clone(), c.cause.clone(), describe(c)]);
     }

@@ -48,8 +48,17 @@ impl RuleArgs {
         for file in &self.endpoints {
             files.extend(endpoints::read_file(file)?);
         }
-        let exclude_names = self.exclude.iter().filter(|e| e.parse::<IpNet>().is_err()).cloned().collect();
-        Ok(Selection { builtin: !self.no_builtin, files, exclude_names })
+        let exclude_names = self
+            .exclude
+            .iter()
+            .filter(|e| e.parse::<IpNet>().is_err())
+            .cloned()
+            .collect();
+        Ok(Selection {
+            builtin: !self.no_builtin,
+            files,
+            exclude_names,
+        })
     }
 
     pub fn options(&self) -> anyhow::Result<RuleSetOptions> {
@@ -57,17 +66,28 @@ impl RuleArgs {
         for e in &self.exclude {
             match e.parse::<IpNet>() {
                 Ok(net) => exclude.push(net.trunc()),
-                Err(_) if e.contains('/') => anyhow::bail!("--exclude {e:?} is neither a prefix nor a host name"),
+                Err(_) if e.contains('/') => {
+                    anyhow::bail!("--exclude {e:?} is neither a prefix nor a host name")
+                }
                 Err(_) => {}
             }
         }
-        Ok(RuleSetOptions { port_only: self.peer_ports, exclude, ..RuleSetOptions::default() })
+        Ok(RuleSetOptions {
+            port_only: self.peer_ports,
+            exclude,
+            ..RuleSetOptions::default()
+        })
     }
 
     /// The effective endpoint sets (with `service`'s) and the rule set built from them.
-    pub fn build(&self, service: &[EndpointSet], previous: Option<&RuleSet>) -> anyhow::Result<(Vec<EndpointSet>, RuleSet)> {
+    pub fn build(
+        &self,
+        service: &[EndpointSet],
+        previous: Option<&RuleSet>,
+    ) -> anyhow::Result<(Vec<EndpointSet>, RuleSet)> {
         let sets = merge::effective(&self.selection()?, &builtin()?, service);
-        let rules = RuleSet::build(&sets, &self.options()?, previous).context("building the rule set")?;
+        let rules =
+            RuleSet::build(&sets, &self.options()?, previous).context("building the rule set")?;
         Ok((sets, rules))
     }
 }
@@ -123,7 +143,10 @@ fn parse_category(text: &str) -> Result<Category, String> {
 impl ServiceArgs {
     pub fn config(&self) -> anyhow::Result<ServiceConfig> {
         if !(0.0..=1.0).contains(&self.max_shrink) {
-            anyhow::bail!("--max-shrink {} is not a share between 0 and 1", self.max_shrink);
+            anyhow::bail!(
+                "--max-shrink {} is not a share between 0 and 1",
+                self.max_shrink
+            );
         }
         let cfg = ServiceConfig {
             base_url: self.service_url.clone(),

@@ -81,17 +81,30 @@ async fn fetch(service: &ServiceArgs) -> anyhow::Result<Vec<EndpointSet>> {
 
 /// The service's last accepted list from the cache, or nothing.
 pub fn cached_sets(service: &ServiceArgs) -> Vec<EndpointSet> {
-    let Ok(cfg) = service.config() else { return Vec::new() };
-    let Ok(state) = StateDir::open(&service.state_dir) else { return Vec::new() };
-    let id = state.client_request_id().unwrap_or_else(|_| uuid::Uuid::new_v4());
-    let Ok(client) = ServiceClient::new(cfg, id) else { return Vec::new() };
-    Refresher::new(client, state, service.max_shrink).accepted().map(|a| a.sets.clone()).unwrap_or_default()
+    let Ok(cfg) = service.config() else {
+        return Vec::new();
+    };
+    let Ok(state) = StateDir::open(&service.state_dir) else {
+        return Vec::new();
+    };
+    let id = state
+        .client_request_id()
+        .unwrap_or_else(|_| uuid::Uuid::new_v4());
+    let Ok(client) = ServiceClient::new(cfg, id) else {
+        return Vec::new();
+    };
+    Refresher::new(client, state, service.max_shrink)
+        .accepted()
+        .map(|a| a.sets.clone())
+        .unwrap_or_default()
 }
 
 fn print(sets: &[EndpointSet], args: &EndpointsArgs) -> anyhow::Result<()> {
     if args.ips || args.urls {
         let unique: BTreeSet<String> = if args.ips {
-            sets.iter().flat_map(|s| s.ips.iter().map(|n| n.to_string())).collect()
+            sets.iter()
+                .flat_map(|s| s.ips.iter().map(|n| n.to_string()))
+                .collect()
         } else {
             sets.iter().flat_map(|s| s.urls.iter().cloned()).collect()
         };
@@ -109,9 +122,9 @@ fn print(sets: &[EndpointSet], args: &EndpointsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut table = Table::new();
-    table
-        .load_preset(UTF8_BORDERS_ONLY)
-        .set_header(["id", "area", "category", "required", "source", "ports", "names", "prefixes", "notes"]);
+    table.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "id", "area", "category", "required", "source", "ports", "names", "prefixes", "notes",
+    ]);
     for s in sets {
         let mut notes = s.notes.clone();
         if notes.chars().count() > 60 {

@@ -27,13 +27,21 @@ struct Row {
 }
 
 pub fn run(args: &ListArgs) -> anyhow::Result<()> {
-    let cached = if args.service.no_service { Vec::new() } else { super::endpoints::cached_sets(&args.service) };
+    let cached = if args.service.no_service {
+        Vec::new()
+    } else {
+        super::endpoints::cached_sets(&args.service)
+    };
     let (_, rules) = args.rules.build(&cached, None)?;
     let rows: Vec<Row> = rules
         .rules
         .iter()
         .map(|r| {
-            let mut sources: Vec<String> = r.sets.iter().flat_map(|s| s.sources.iter().map(|x| x.to_string())).collect();
+            let mut sources: Vec<String> = r
+                .sets
+                .iter()
+                .flat_map(|s| s.sources.iter().map(|x| x.to_string()))
+                .collect();
             sources.sort();
             sources.dedup();
             Row {
@@ -53,10 +61,16 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut table = Table::new();
-    table.load_preset(UTF8_BORDERS_ONLY).set_header(["prefix", "ports", "endpoint sets", "source"]);
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_header(["prefix", "ports", "endpoint sets", "source"]);
     for r in rows {
         let sets: Vec<String> = r.endpoint_sets.iter().map(u32::to_string).collect();
-        let ports = if r.excluded { "excluded".to_string() } else { r.ports.to_string() };
+        let ports = if r.excluded {
+            "excluded".to_string()
+        } else {
+            r.ports.to_string()
+        };
         table.add_row([r.prefix, ports, sets.join(","), r.sources.join(",")]);
     }
     println!("{table}");

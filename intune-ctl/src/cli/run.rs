@@ -12,9 +12,9 @@ use crate::{
     datapath::{Datapath, V4Lookup, XdpChoice, bpffs},
     endpoints::EndpointSet,
     policy::Direction,
-    refresh::{Poll, RefreshError, Refresher},
     rules::{Rule, RuleSet},
-    state::{ChangeRecord, StateDir},
+    state::StateDir,
+    updater,
 };
 
 #[derive(Debug, clap::Args)]
@@ -64,7 +64,11 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     // Read every source before touching the kernel: bad input stops here.
     let mut refresher = args.service.refresher()?;
-    let cached: Vec<EndpointSet> = refresher.as_ref().and_then(|r| r.accepted()).map(|a| a.sets.clone()).unwrap_or_default();
+    let cached: Vec<EndpointSet> = refresher
+        .as_ref()
+        .and_then(|r| r.accepted())
+        .map(|a| a.sets.clone())
+        .unwrap_or_default();
     let (sets, rules) = args.rules.build(&cached, None)?;
     bpffs::ensure_mounted(&args.bpffs)
         .with_context(|| format!("mounting bpffs at {} (are you root?)", args.bpffs.display()))?;
@@ -85,7 +89,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     for (iface, dir) in &args.ifaces {
         let mode = dp.attach(iface, args.xdp_mode)?;
         let dir = dir.unwrap_or(policy.direction);
-        println!("attached to {iface} ({mode} XDP), mode {:?}, direction {dir:?}", policy.mode);
+        println!(
+            "attached to {iface} ({mode} XDP), mode {:?}, direction {dir:?}",
+            policy.mode
+        );
     }
     if let Some(r) = &refresher {
         let state = StateDir::open(&args.service.state_dir)?;
@@ -93,7 +100,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             Some(a) => format!("start (cached service version {})", a.version),
             None => "start".to_string(),
         };
-        record(&state, changes::summarize(None, &rules, &cause));
+        updater::record(&state, changes::summarize(None, &rules, &cause));
     }
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -106,7 +113,11 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             _ = ticker.tick() => print_counters(&dp)?,
             _ = tokio::time::sleep_until(next_poll), if refresher.is_some() => {
                 let Some(r) = refresher.as_mut() else { continue };
-                let wait = refresh(r, &args.rules, &args.service, &mut dp).await;
+                let state = StateDir::open(&args.service.state_dir).ok();
+                let build = |service: &[EndpointSet], previous: Option<&RuleSet>| {
+                    args.rules.build(service, previous).map(|(_, rules)| rules)
+                };
+                let wait = updater::refresh(r, &build, &mut dp, state.as_ref()).await;
                 next_poll = tokio::time::Instant::now() + wait.max(args.service.interval());
             }
             _ = tokio::signal::ctrl_c() => break,
@@ -118,52 +129,6 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     let names: Vec<&str> = args.ifaces.iter().map(|(name, _)| name.as_str()).collect();
     println!("detached from {}", names.join(", "));
     Ok(())
-}
-
-/// One version check; applies an accepted list. Returns how long the service asked to wait.
-async fn refresh(r: &mut Refresher, rule_args: &RuleArgs, service: &ServiceArgs, dp: &mut Datapath) -> Duration {
-    match r.poll().await {
-        Ok(Poll::Unchanged(version)) => {
-            tracing::info!(%version, "the endpoint list is unchanged");
-            Duration::ZERO
-        }
-        Ok(Poll::Updated(accepted)) => {
-            let cause = format!("service version {}", accepted.version);
-            match rule_args.build(&accepted.sets, dp.installed()) {
-                Ok((_, rules)) => {
-                    let change = changes::summarize(dp.installed(), &rules, &cause);
-                    match dp.apply(rules) {
-                        Ok(report) => {
-                            for (target, c) in &report.removed {
-                                tracing::info!(prefix = %target, packets = c.packets, bytes = c.bytes, "rule removed");
-                            }
-                            tracing::info!(version = %accepted.version, "applied the endpoint list: {}", changes::describe(&change));
-                            if let Ok(state) = StateDir::open(&service.state_dir) {
-                                record(&state, change);
-                            }
-                        }
-                        Err(e) => tracing::error!(error = %e, "applying the new endpoint list failed; the maps still allow what they allowed"),
-                    }
-                }
-                Err(e) => tracing::error!(error = format!("{e:#}"), "the new endpoint list does not make a rule set; keeping the one in force"),
-            }
-            Duration::ZERO
-        }
-        Err(e) => {
-            let wait = match &e {
-                RefreshError::Service(s) => s.wait().unwrap_or(Duration::ZERO),
-                _ => Duration::ZERO,
-            };
-            tracing::warn!(error = %e, "endpoint web service check failed; the list in force stays");
-            wait
-        }
-    }
-}
-
-fn record(state: &StateDir, change: ChangeRecord) {
-    if let Err(e) = state.record_change(change) {
-        tracing::warn!(error = %e, "recording the change");
-    }
 }
 
 fn nix_ifindex(iface: &str) -> u32 {

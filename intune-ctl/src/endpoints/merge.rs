@@ -13,7 +13,11 @@ pub struct Selection {
     pub exclude_names: Vec<String>,
 }
 
-pub fn effective(selection: &Selection, builtin: &[EndpointSet], service: &[EndpointSet]) -> Vec<EndpointSet> {
+pub fn effective(
+    selection: &Selection,
+    builtin: &[EndpointSet],
+    service: &[EndpointSet],
+) -> Vec<EndpointSet> {
     let excluded: Vec<String> = selection
         .exclude_names
         .iter()
@@ -40,12 +44,23 @@ mod tests {
     #[test]
     fn sources_add_up_and_excluded_names_go() {
         let builtin = parse_endpoint_sets(r#"[{"id": 1, "serviceArea": "MEM", "category": "Default", "urls": ["a.example", "b.example"]}]"#, Source::Builtin).unwrap();
-        let service = parse_endpoint_sets(r#"[{"id": 1, "serviceArea": "MEM", "category": "Default", "urls": ["c.example"]}]"#, Source::Service).unwrap();
-        let selection = Selection { builtin: true, files: vec![], exclude_names: vec!["B.example.".into()] };
+        let service = parse_endpoint_sets(
+            r#"[{"id": 1, "serviceArea": "MEM", "category": "Default", "urls": ["c.example"]}]"#,
+            Source::Service,
+        )
+        .unwrap();
+        let selection = Selection {
+            builtin: true,
+            files: vec![],
+            exclude_names: vec!["B.example.".into()],
+        };
         let all = effective(&selection, &builtin, &service);
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].urls, ["a.example"]);
-        assert_eq!((all[1].source, all[1].urls.clone()), (Source::Service, vec!["c.example".to_string()]));
+        assert_eq!(
+            (all[1].source, all[1].urls.clone()),
+            (Source::Service, vec!["c.example".to_string()])
+        );
         let none = effective(&Selection::default(), &builtin, &[]);
         assert!(none.is_empty());
     }

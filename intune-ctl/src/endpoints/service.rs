@@ -17,7 +17,17 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(3600);
 pub const RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
 
 /// The service's instances.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum Instance {
     #[default]
     Worldwide,
@@ -135,7 +145,10 @@ pub struct ServiceClient {
 }
 
 impl ServiceClient {
-    pub fn new(cfg: ServiceConfig, client_request_id: uuid::Uuid) -> Result<ServiceClient, ServiceError> {
+    pub fn new(
+        cfg: ServiceConfig,
+        client_request_id: uuid::Uuid,
+    ) -> Result<ServiceClient, ServiceError> {
         // rustls needs a crypto provider; installing twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
@@ -143,8 +156,15 @@ impl ServiceClient {
             .timeout(cfg.request_timeout)
             .user_agent(concat!("intune-ctl/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ServiceError::Http { url: cfg.base_url.clone(), message: error_chain(&e) })?;
-        Ok(ServiceClient { http, cfg, client_request_id })
+            .map_err(|e| ServiceError::Http {
+                url: cfg.base_url.clone(),
+                message: error_chain(&e),
+            })?;
+        Ok(ServiceClient {
+            http,
+            cfg,
+            client_request_id,
+        })
     }
 
     pub fn config(&self) -> &ServiceConfig {
@@ -166,7 +186,10 @@ impl ServiceClient {
         let body = self.get(&url).await?;
         serde_json::from_str::<VersionAnswer>(&body)
             .map(|v| v.latest)
-            .map_err(|e| ServiceError::Version { url, message: e.to_string() })
+            .map_err(|e| ServiceError::Version {
+                url,
+                message: e.to_string(),
+            })
     }
 
     /// The instance's endpoint sets, parsed, validated and filtered.
@@ -177,8 +200,12 @@ impl ServiceClient {
         }
         let url = self.url("endpoints", &query);
         let text = self.get(&url).await?;
-        let parse = |source| ServiceError::Parse { url: url.clone(), source };
-        let body: serde_json::Value = serde_json::from_str(&text).map_err(|e| parse(SchemaError::Json(e)))?;
+        let parse = |source| ServiceError::Parse {
+            url: url.clone(),
+            source,
+        };
+        let body: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| parse(SchemaError::Json(e)))?;
         let sets = parse_endpoint_sets(&text, Source::Service).map_err(parse)?;
         let sets = sets.into_iter().filter(|s| self.cfg.keeps(s)).collect();
         Ok(ServiceList { body, sets })
@@ -191,11 +218,16 @@ impl ServiceClient {
         loop {
             match self.get_once(url).await {
                 Ok(body) => return Ok(body),
-                Err(e @ (ServiceError::Http { .. } | ServiceError::Status { status: 500..=599, .. }))
-                    if attempt < self.cfg.attempts =>
-                {
+                Err(
+                    e @ (ServiceError::Http { .. }
+                    | ServiceError::Status {
+                        status: 500..=599, ..
+                    }),
+                ) if attempt < self.cfg.attempts => {
                     // Whole milliseconds: the log shows "2s 316ms", not nanoseconds.
-                    let jitter = Duration::from_millis((delay.as_millis() as f64 * rand::rng().random_range(0.0..0.5)) as u64);
+                    let jitter = Duration::from_millis(
+                        (delay.as_millis() as f64 * rand::rng().random_range(0.0..0.5)) as u64,
+                    );
                     tracing::warn!(error = %e, attempt, retry_in = %humantime::format_duration(delay + jitter), "endpoint web service request failed; retrying");
                     tokio::time::sleep(delay + jitter).await;
                     delay *= 2;
@@ -207,7 +239,10 @@ impl ServiceClient {
     }
 
     async fn get_once(&self, url: &str) -> Result<String, ServiceError> {
-        let http = |e: reqwest::Error| ServiceError::Http { url: url.to_string(), message: error_chain(&e.without_url()) };
+        let http = |e: reqwest::Error| ServiceError::Http {
+            url: url.to_string(),
+            message: error_chain(&e.without_url()),
+        };
         let response = self.http.get(url).send().await.map_err(http)?;
         let status = response.status().as_u16();
         if status == 429 {
@@ -218,10 +253,16 @@ impl ServiceClient {
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs)
                 .unwrap_or(RATE_LIMIT_WAIT);
-            return Err(ServiceError::RateLimited { url: url.to_string(), wait });
+            return Err(ServiceError::RateLimited {
+                url: url.to_string(),
+                wait,
+            });
         }
         if !(200..300).contains(&status) {
-            return Err(ServiceError::Status { url: url.to_string(), status });
+            return Err(ServiceError::Status {
+                url: url.to_string(),
+                status,
+            });
         }
         response.text().await.map_err(http)
     }
