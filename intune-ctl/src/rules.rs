@@ -4,7 +4,9 @@
 //! previous rule set keeps them for what is unchanged, so hit counters carry on, and never hands
 //! out an index the previous set still used, so a lookup in flight never sees one reused.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
+
+use rustc_hash::FxHashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use intune_common::{
@@ -13,7 +15,7 @@ use intune_common::{
 };
 use ipnet::IpNet;
 
-use crate::endpoints::{EndpointSet, Ports, Source};
+use crate::endpoints::{EndpointSet, Ports, Sources};
 
 /// What a rule matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,7 +39,7 @@ impl std::fmt::Display for Target {
 pub struct SetEntry {
     pub id: u32,
     /// Where the set came from (a set may come from several sources).
-    pub sources: BTreeSet<Source>,
+    pub sources: Sources,
     pub ports: Ports,
 }
 
@@ -106,8 +108,8 @@ pub struct RuleSet {
     pub port_sets: BTreeMap<u32, Ports>,
     /// The port-only rule's index, when there is one.
     pub port_only: Option<u32>,
-    by_target: HashMap<Target, usize>,
-    by_index: HashMap<u32, usize>,
+    by_target: FxHashMap<Target, usize>,
+    by_index: FxHashMap<u32, usize>,
     /// Prefix lengths in use, longest first, per family.
     v4_lens: Vec<u8>,
     v6_lens: Vec<u8>,
@@ -115,23 +117,32 @@ pub struct RuleSet {
 
 /// Hands out the lowest ids used neither by the previous rule set nor already.
 struct Ids {
-    taken: BTreeSet<u32>,
+    taken: Vec<bool>,
     next: u32,
 }
 
 impl Ids {
     fn new(previous: impl IntoIterator<Item = u32>) -> Ids {
-        Ids {
-            taken: previous.into_iter().collect(),
-            next: 0,
+        let mut taken = Vec::new();
+        for id in previous {
+            let i = id as usize;
+            if taken.len() <= i {
+                taken.resize(i + 1, false);
+            }
+            taken[i] = true;
         }
+        Ids { taken, next: 0 }
     }
 
     fn fresh(&mut self) -> u32 {
-        while self.taken.contains(&self.next) {
+        while self.taken.get(self.next as usize).copied().unwrap_or(false) {
             self.next += 1;
         }
-        self.taken.insert(self.next);
+        let i = self.next as usize;
+        if self.taken.len() <= i {
+            self.taken.resize(i + 1, false);
+        }
+        self.taken[i] = true;
         self.next
     }
 }
@@ -146,7 +157,7 @@ impl RuleSet {
     ) -> Result<RuleSet, RulesError> {
         let listed = Self::listed(sets, opts);
         let mut rs = RuleSet::default();
-        for (target, (excluded, sets)) in listed {
+        for (target, excluded, sets) in listed {
             rs.rules.push(Rule {
                 index: 0,
                 target,
@@ -178,18 +189,36 @@ impl RuleSet {
         rs.v4_lens = lens(false);
         rs.v6_lens = lens(true);
 
-        // Effective ports: the union over the covering prefixes.
-        for i in 0..rs.rules.len() {
-            let effective = match rs.rules[i].target {
-                Target::Prefix(net) if !rs.rules[i].excluded => rs
-                    .matching(net.addr(), net.prefix_len())
-                    .flat_map(|r| rs.rules[r].sets.iter())
-                    .fold(Ports::default(), |acc, s| acc.union(&s.ports)),
-                Target::Prefix(_) => Ports::default(),
-                Target::AnyAddress => rs.rules[i]
-                    .sets
+        // Effective ports: the union over the covering prefixes. Rules are sorted by network
+        // address, shorter prefix first, so the prefixes covering a rule are exactly those on a
+        // stack of the prefixes still open when it comes: one pass, no lookups.
+        let own = |r: &Rule| -> Ports {
+            match r.sets.as_slice() {
+                [one] => one.ports.clone(),
+                sets => sets
                     .iter()
                     .fold(Ports::default(), |acc, s| acc.union(&s.ports)),
+            }
+        };
+        let mut open: Vec<(IpNet, usize)> = Vec::new();
+        for i in 0..rs.rules.len() {
+            let effective = match rs.rules[i].target {
+                Target::Prefix(_) if rs.rules[i].excluded => Ports::default(),
+                Target::Prefix(net) => {
+                    while open.last().is_some_and(|(outer, _)| !outer.contains(&net)) {
+                        open.pop();
+                    }
+                    let mine = own(&rs.rules[i]);
+                    let effective = match open.last() {
+                        Some(&(_, parent)) if !rs.rules[parent].effective.is_empty() => {
+                            rs.rules[parent].effective.union(&mine)
+                        }
+                        _ => mine,
+                    };
+                    open.push((net, i));
+                    effective
+                }
+                Target::AnyAddress => own(&rs.rules[i]),
             };
             rs.rules[i].effective = effective;
         }
@@ -203,7 +232,7 @@ impl RuleSet {
         let previous_ports: HashMap<&Ports, u32> = previous
             .map(|p| p.port_sets.iter().map(|(id, ports)| (ports, *id)).collect())
             .unwrap_or_default();
-        let mut ids_of: HashMap<Ports, u32> = HashMap::new();
+        let mut ids_of: FxHashMap<Ports, u32> = FxHashMap::default();
         let mut rule_ids = Ids::new(
             previous
                 .into_iter()
@@ -253,45 +282,60 @@ impl RuleSet {
     }
 
     /// Target -> (excluded, sets), with excluded prefixes and nothing listed inside them.
-    fn listed(
-        sets: &[EndpointSet],
-        opts: &RuleSetOptions,
-    ) -> BTreeMap<Target, (bool, Vec<SetEntry>)> {
-        let mut listed: BTreeMap<Target, BTreeMap<u32, SetEntry>> = BTreeMap::new();
-        for set in sets {
-            let targets: Vec<Target> = if set.any_address {
-                if !opts.port_only {
-                    continue;
-                }
-                vec![Target::AnyAddress]
-            } else {
-                set.ips.iter().map(|n| Target::Prefix(*n)).collect()
-            };
-            for target in targets {
-                let entry = listed
-                    .entry(target)
-                    .or_default()
-                    .entry(set.id)
-                    .or_insert_with(|| SetEntry {
-                        id: set.id,
-                        sources: BTreeSet::new(),
-                        ports: Ports::default(),
-                    });
-                entry.sources.insert(set.source);
-                entry.ports = entry.ports.union(&set.ports);
-            }
-        }
+    /// (target, excluded, sets) sorted by target, with excluded prefixes and nothing listed
+    /// inside them. One sort instead of a map per prefix: this runs for every accepted list.
+    fn listed(sets: &[EndpointSet], opts: &RuleSetOptions) -> Vec<(Target, bool, Vec<SetEntry>)> {
         let excluded = |t: &Target| match t {
             Target::Prefix(n) => opts.exclude.iter().any(|x| x.contains(n)),
             Target::AnyAddress => false,
         };
-        let mut out: BTreeMap<Target, (bool, Vec<SetEntry>)> = listed
-            .into_iter()
-            .filter(|(t, _)| !excluded(t))
-            .map(|(t, s)| (t, (false, s.into_values().collect())))
-            .collect();
+        let mut claims: Vec<(Target, u32, &EndpointSet)> = Vec::new();
+        for set in sets {
+            if set.any_address {
+                if opts.port_only {
+                    claims.push((Target::AnyAddress, set.id, set));
+                }
+                continue;
+            }
+            claims.extend(
+                set.ips
+                    .iter()
+                    .map(|n| (Target::Prefix(*n), set.id, set))
+                    .filter(|(t, _, _)| !excluded(t)),
+            );
+        }
+        claims.sort_unstable_by_key(|&(t, id, _)| (t, id));
+        let mut out: Vec<(Target, bool, Vec<SetEntry>)> = Vec::new();
+        for (target, id, set) in claims {
+            if out.last().is_none_or(|(t, _, _)| *t != target) {
+                out.push((target, false, Vec::new()));
+            }
+            let Some((_, _, entries)) = out.last_mut() else {
+                continue;
+            };
+            match entries.last_mut() {
+                Some(e) if e.id == id => {
+                    e.sources.insert(set.source);
+                    e.ports = e.ports.union(&set.ports);
+                }
+                _ => {
+                    let mut sources = Sources::default();
+                    sources.insert(set.source);
+                    entries.push(SetEntry {
+                        id,
+                        sources,
+                        ports: set.ports.clone(),
+                    });
+                }
+            }
+        }
         for x in &opts.exclude {
-            out.insert(Target::Prefix(x.trunc()), (true, Vec::new()));
+            let target = Target::Prefix(x.trunc());
+            out.retain(|(t, _, _)| *t != target);
+            out.push((target, true, Vec::new()));
+        }
+        if !opts.exclude.is_empty() {
+            out.sort_by_key(|(t, _, _)| *t);
         }
         out
     }
@@ -421,7 +465,7 @@ impl RuleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoints::parse_endpoint_sets;
+    use crate::endpoints::{Source, parse_endpoint_sets};
     use intune_common::proto::{IPPROTO_TCP, IPPROTO_UDP};
 
     fn sets(json: &str) -> Vec<EndpointSet> {
@@ -529,7 +573,7 @@ mod tests {
             .unwrap();
         assert_eq!(r.sets.len(), 1);
         assert_eq!(
-            r.sets[0].sources.iter().copied().collect::<Vec<_>>(),
+            r.sets[0].sources.iter().collect::<Vec<_>>(),
             [Source::Service, Source::File]
         );
         assert_eq!(r.sets[0].ports.to_string(), "TCP 80,443");

@@ -19,7 +19,7 @@ const CHANGES_KEPT: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("state directory {dir}: {source}")]
+    #[error("state directory {dir}: {source}{}", if source.kind() == std::io::ErrorKind::PermissionDenied { " (are you root?)" } else { "" })]
     Io { dir: String, source: std::io::Error },
     #[error("{file} is corrupt: {message}")]
     Corrupt { file: String, message: String },

@@ -11,39 +11,151 @@ use ipnet::IpNet;
 
 use crate::rules::RuleSet;
 
-/// The three levels as the kernel holds them: `tbl24` and `tbl32` mirror the whole maps,
-/// unused chunks included, so a rebuild can write only what differs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct V4Table {
-    pub tbl16: Vec<u32>,
-    pub tbl24: Vec<u32>,
-    pub tbl32: Vec<u32>,
-    /// Chunk ids in use: by the address's top 16 bits (level 24) and top 24 bits (level 32).
-    chunks24: BTreeMap<u32, u32>,
-    chunks32: BTreeMap<u32, u32>,
+/// Entry writes, in the order they must reach the kernel: lower levels first, so that no
+/// entry ever points at a chunk not yet written.
+#[derive(Debug, Default)]
+pub struct Writes {
+    pub tbl32: Vec<(usize, u32)>,
+    pub tbl24: Vec<(usize, u32)>,
+    pub tbl16: Vec<(usize, u32)>,
+}
+
+impl Writes {
+    pub fn len(&self) -> usize {
+        self.tbl32.len() + self.tbl24.len() + self.tbl16.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 type Chunk = [u32; CHUNK_ENTRIES as usize];
+const CHUNK: usize = CHUNK_ENTRIES as usize;
+
+/// Chunk ids of one level: in use, free, and freed by the last update (reusable from the next
+/// one, so a lookup in flight never follows a pointer into a chunk being rewritten).
+#[derive(Clone, Debug, Default)]
+struct Ids {
+    in_use: BTreeMap<u32, u32>,
+    free: Vec<u32>,
+    quarantine: Vec<u32>,
+    high: u32,
+}
+
+/// The table as the kernel holds it, and what it was built from, so that an update recomputes
+/// and writes only the /16 regions a changed prefix touches.
+#[derive(Clone, Debug)]
+pub struct V4Table {
+    /// Mirrors of the three maps.
+    pub tbl16: Vec<u32>,
+    pub tbl24: Vec<u32>,
+    pub tbl32: Vec<u32>,
+    /// The prefixes in force: (network, length) -> leaf value (0 for an excluded prefix).
+    prefixes: BTreeMap<(u32, u8), u32>,
+    /// What the prefixes of /16 and shorter give each /16.
+    base16: Vec<u32>,
+    /// Chunks by the address's top 16 bits (level 24) and top 24 bits (level 32).
+    ids24: Ids,
+    ids32: Ids,
+}
+
+impl Default for V4Table {
+    fn default() -> Self {
+        V4Table {
+            tbl16: vec![0; TBL16_ENTRIES as usize],
+            tbl24: Vec::new(),
+            tbl32: Vec::new(),
+            prefixes: BTreeMap::new(),
+            base16: vec![0; TBL16_ENTRIES as usize],
+            ids24: Ids::default(),
+            ids32: Ids::default(),
+        }
+    }
+}
+
+/// One /16 as it should be: its level-24 chunk (when it holds longer prefixes) and the
+/// level-32 chunks under it.
+struct Region {
+    k16: u32,
+    c24: Option<Chunk>,
+    c32: BTreeMap<u32, Chunk>,
+}
 
 impl V4Table {
     pub fn chunks24(&self) -> usize {
-        self.chunks24.len()
+        self.ids24.in_use.len()
     }
 
     pub fn chunks32(&self) -> usize {
-        self.chunks32.len()
+        self.ids32.in_use.len()
     }
 
-    /// Compiles the table, or `None` when it needs more than `max_chunks` chunks on a level
-    /// or a rule or port set a leaf cannot name. Given the `previous` table, chunks covering the
-    /// same addresses keep their ids, and no id the previous table used is handed out anew: a
-    /// lookup in flight never follows a pointer into a chunk being rewritten.
-    pub fn compile(
-        rules: &RuleSet,
-        max_chunks: usize,
-        previous: Option<&V4Table>,
-    ) -> Option<V4Table> {
-        let mut prefixes: Vec<(u32, u8, u32)> = Vec::new();
+    /// Moves the table to the IPv4 prefixes of `rules` and returns the writes that take the
+    /// kernel there; `None`, leaving the table as it was, when it would need more than
+    /// `max_chunks` chunks on a level or a rule or port set a leaf cannot name.
+    pub fn update(&mut self, rules: &RuleSet, max_chunks: usize) -> Option<Writes> {
+        let prefixes = Self::prefixes_of(rules)?;
+        let mut affected: BTreeSet<u32> = BTreeSet::new();
+        let mut short_changed = false;
+        let mut touch = |&(addr, len): &(u32, u8)| {
+            if len > 16 {
+                affected.insert(addr >> 16);
+            } else {
+                short_changed = true;
+                let start = addr >> 16;
+                affected.extend(start..start + (1 << (16 - len)));
+            }
+        };
+        for (k, v) in &prefixes {
+            if self.prefixes.get(k) != Some(v) {
+                touch(k);
+            }
+        }
+        for k in self.prefixes.keys() {
+            if !prefixes.contains_key(k) {
+                touch(k);
+            }
+        }
+        let base16 = if short_changed {
+            Self::base_of(&prefixes)
+        } else {
+            self.base16.clone()
+        };
+        let regions: Vec<Region> = affected
+            .iter()
+            .map(|&k16| Self::region(&prefixes, &base16, k16))
+            .collect();
+
+        // Will the fresh chunks fit? Nothing changes before this is known.
+        let fresh24 = regions
+            .iter()
+            .filter(|r| r.c24.is_some() && !self.ids24.in_use.contains_key(&r.k16))
+            .count();
+        let fresh32 = regions
+            .iter()
+            .flat_map(|r| r.c32.keys())
+            .filter(|k24| !self.ids32.in_use.contains_key(k24))
+            .count();
+        if !fits(&self.ids24, fresh24, max_chunks) || !fits(&self.ids32, fresh32, max_chunks) {
+            return None;
+        }
+
+        for ids in [&mut self.ids24, &mut self.ids32] {
+            let released = std::mem::take(&mut ids.quarantine);
+            ids.free.extend(released);
+        }
+        let mut writes = Writes::default();
+        for region in regions {
+            self.commit(region, &base16, &mut writes);
+        }
+        self.prefixes = prefixes;
+        self.base16 = base16;
+        Some(writes)
+    }
+
+    fn prefixes_of(rules: &RuleSet) -> Option<BTreeMap<(u32, u8), u32>> {
+        let mut out = BTreeMap::new();
         for (net, r) in rules.lpm_entries() {
             if let IpNet::V4(n) = net {
                 // An excluded prefix paints "no prefix" over what covers it.
@@ -54,104 +166,139 @@ impl V4Table {
                 } else {
                     leaf(r.rule, r.port_set)
                 };
-                prefixes.push((u32::from(n.network()), n.prefix_len(), value));
+                out.insert((u32::from(n.network()), n.prefix_len()), value);
             }
         }
-        // Shorter prefixes first: longer ones paint over them, and every chunk is created
-        // after the shorter prefixes covering it are painted, so it inherits their value.
-        prefixes.sort_by_key(|&(_, len, _)| len);
-        let mut tbl16 = vec![0u32; TBL16_ENTRIES as usize];
-        let mut level24: BTreeMap<u32, Chunk> = BTreeMap::new();
-        let mut level32: BTreeMap<u32, Chunk> = BTreeMap::new();
-        for (addr, len, value) in prefixes {
-            let (k16, k24) = (addr >> 16, addr >> 8);
-            if len <= 16 {
-                let start = k16 as usize;
-                tbl16[start..start + (1 << (16 - len))].fill(value);
-                continue;
-            }
-            let c24 = level24
-                .entry(k16)
-                .or_insert([tbl16[k16 as usize]; CHUNK_ENTRIES as usize]);
-            let at24 = (k24 & 0xff) as usize;
+        Some(out)
+    }
+
+    /// Level 16 from the prefixes of /16 and shorter, shorter painted first.
+    fn base_of(prefixes: &BTreeMap<(u32, u8), u32>) -> Vec<u32> {
+        let mut short: Vec<(u32, u8, u32)> = prefixes
+            .iter()
+            .filter(|((_, len), _)| *len <= 16)
+            .map(|(&(a, l), &v)| (a, l, v))
+            .collect();
+        short.sort_by_key(|&(_, len, _)| len);
+        let mut base = vec![0u32; TBL16_ENTRIES as usize];
+        for (addr, len, value) in short {
+            let start = (addr >> 16) as usize;
+            base[start..start + (1 << (16 - len))].fill(value);
+        }
+        base
+    }
+
+    /// The /16 `k16` from its longer prefixes, shorter painted first over `base16`'s value.
+    fn region(prefixes: &BTreeMap<(u32, u8), u32>, base16: &[u32], k16: u32) -> Region {
+        let lo = (k16 << 16, 17u8);
+        let hi = ((k16 << 16) | 0xffff, 32u8);
+        let mut long: Vec<(u32, u8, u32)> = prefixes
+            .range(lo..=hi)
+            .filter(|((_, len), _)| *len > 16)
+            .map(|(&(a, l), &v)| (a, l, v))
+            .collect();
+        if long.is_empty() {
+            return Region {
+                k16,
+                c24: None,
+                c32: BTreeMap::new(),
+            };
+        }
+        long.sort_by_key(|&(_, len, _)| len);
+        let mut c24: Chunk = [base16[k16 as usize]; CHUNK];
+        let mut c32: BTreeMap<u32, Chunk> = BTreeMap::new();
+        for (addr, len, value) in long {
+            let at24 = ((addr >> 8) & 0xff) as usize;
             if len <= 24 {
                 c24[at24..at24 + (1 << (24 - len))].fill(value);
                 continue;
             }
             let inherited = c24[at24];
-            let c32 = level32
-                .entry(k24)
-                .or_insert([inherited; CHUNK_ENTRIES as usize]);
+            let chunk = c32.entry(addr >> 8).or_insert([inherited; CHUNK]);
             let at32 = (addr & 0xff) as usize;
-            c32[at32..at32 + (1 << (32 - len))].fill(value);
+            chunk[at32..at32 + (1 << (32 - len))].fill(value);
         }
-
-        let chunks24 = assign(&level24, previous.map(|p| &p.chunks24), max_chunks)?;
-        let chunks32 = assign(&level32, previous.map(|p| &p.chunks32), max_chunks)?;
-        for (k24, id) in &chunks32 {
-            if let Some(c24) = level24.get_mut(&(k24 >> 8)) {
-                c24[(k24 & 0xff) as usize] = chunk(*id);
-            }
+        Region {
+            k16,
+            c24: Some(c24),
+            c32,
         }
-        for (k16, id) in &chunks24 {
-            tbl16[*k16 as usize] = chunk(*id);
-        }
-        Some(V4Table {
-            tbl16,
-            tbl24: mirror(previous.map(|p| p.tbl24.as_slice()), &level24, &chunks24),
-            tbl32: mirror(previous.map(|p| p.tbl32.as_slice()), &level32, &chunks32),
-            chunks24,
-            chunks32,
-        })
     }
-}
 
-/// Chunk ids for `level`'s keys: the previous id where there was one, else the lowest id the
-/// previous table did not use.
-fn assign(
-    level: &BTreeMap<u32, Chunk>,
-    previous: Option<&BTreeMap<u32, u32>>,
-    max_chunks: usize,
-) -> Option<BTreeMap<u32, u32>> {
-    let mut taken: BTreeSet<u32> = previous
-        .map(|p| p.values().copied().collect())
-        .unwrap_or_default();
-    let mut next = 0;
-    let mut ids = BTreeMap::new();
-    for key in level.keys() {
-        let id = match previous.and_then(|p| p.get(key)) {
-            Some(id) => *id,
-            None => {
-                while taken.contains(&next) {
-                    next += 1;
-                }
-                taken.insert(next);
-                next
+    /// Puts one region in place in the mirrors, recording the entries that change.
+    fn commit(&mut self, region: Region, base16: &[u32], writes: &mut Writes) {
+        let Region { k16, c24, c32 } = region;
+        // Level-32 chunks of this /16 that are no longer needed.
+        let old32: Vec<u32> = self
+            .ids32
+            .in_use
+            .range((k16 << 8)..=((k16 << 8) | 0xff))
+            .map(|(k, _)| *k)
+            .collect();
+        for k24 in old32.into_iter().filter(|k| !c32.contains_key(k)) {
+            if let Some(id) = self.ids32.in_use.remove(&k24) {
+                self.ids32.quarantine.push(id);
             }
+        }
+        let Some(mut c24) = c24 else {
+            if let Some(id) = self.ids24.in_use.remove(&k16) {
+                self.ids24.quarantine.push(id);
+            }
+            set(
+                &mut self.tbl16,
+                k16 as usize,
+                base16[k16 as usize],
+                &mut writes.tbl16,
+            );
+            return;
         };
-        if id as usize >= max_chunks {
-            return None;
+        for (k24, content) in c32 {
+            let id = assign(&mut self.ids32, k24);
+            write_chunk(&mut self.tbl32, id, &content, &mut writes.tbl32);
+            c24[(k24 & 0xff) as usize] = chunk(id);
         }
-        ids.insert(*key, id);
+        let id = assign(&mut self.ids24, k16);
+        write_chunk(&mut self.tbl24, id, &c24, &mut writes.tbl24);
+        set(&mut self.tbl16, k16 as usize, chunk(id), &mut writes.tbl16);
     }
-    Some(ids)
 }
 
-/// The level as the kernel will hold it: what it held before, with the chunks in use rewritten.
-fn mirror(
-    previous: Option<&[u32]>,
-    level: &BTreeMap<u32, Chunk>,
-    ids: &BTreeMap<u32, u32>,
-) -> Vec<u32> {
-    let mut out = previous.map(<[u32]>::to_vec).unwrap_or_default();
-    for (key, id) in ids {
-        let at = *id as usize * CHUNK_ENTRIES as usize;
-        if out.len() < at + CHUNK_ENTRIES as usize {
-            out.resize(at + CHUNK_ENTRIES as usize, 0);
-        }
-        out[at..at + CHUNK_ENTRIES as usize].copy_from_slice(&level[key]);
+fn fits(ids: &Ids, fresh: usize, max_chunks: usize) -> bool {
+    let reusable = ids.free.len() + ids.quarantine.len();
+    fresh <= reusable || (ids.high as usize + fresh - reusable) <= max_chunks
+}
+
+/// The id of `key`'s chunk: the one it has, a free one, or a new one.
+fn assign(ids: &mut Ids, key: u32) -> u32 {
+    if let Some(id) = ids.in_use.get(&key) {
+        return *id;
     }
-    out
+    let id = ids.free.pop().unwrap_or_else(|| {
+        ids.high += 1;
+        ids.high - 1
+    });
+    ids.in_use.insert(key, id);
+    id
+}
+
+fn set(mirror: &mut Vec<u32>, index: usize, value: u32, writes: &mut Vec<(usize, u32)>) {
+    if mirror.len() <= index {
+        mirror.resize(index + 1, 0);
+    }
+    if mirror[index] != value {
+        mirror[index] = value;
+        writes.push((index, value));
+    }
+}
+
+fn write_chunk(mirror: &mut Vec<u32>, id: u32, content: &Chunk, writes: &mut Vec<(usize, u32)>) {
+    let at = id as usize * CHUNK;
+    if mirror.len() < at + CHUNK {
+        mirror.resize(at + CHUNK, 0);
+    }
+    for (i, &v) in content.iter().enumerate() {
+        set(mirror, at + i, v, writes);
+    }
 }
 
 #[cfg(test)]
@@ -218,43 +365,88 @@ mod tests {
             r#""10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/23", "10.1.2.128/25", "10.1.2.130/31", "10.1.2.131/32", "192.0.2.0/24", "0.0.0.0/1""#,
             None,
         );
-        let t = V4Table::compile(&rs, 16, None).unwrap();
+        let mut t = V4Table::default();
+        let writes = t.update(&rs, 16).unwrap();
         agrees(&t, &rs);
         assert_eq!((t.chunks24(), t.chunks32()), (2, 1));
+        assert!(!writes.is_empty());
         assert!(
-            V4Table::compile(&rs, 1, None).is_none(),
+            V4Table::default().update(&rs, 1).is_none(),
             "two chunks do not fit one"
         );
+        // Nothing changed, nothing to write.
+        assert!(t.update(&rs, 16).unwrap().is_empty());
     }
 
     #[test]
-    fn rebuilds_keep_chunk_ids_and_mirror_what_the_kernel_holds() {
+    fn updates_keep_chunk_ids_and_reuse_a_freed_one_only_an_update_later() {
         let first_rules = rules(r#""10.1.2.128/25", "192.0.2.0/24""#, None);
-        let first = V4Table::compile(&first_rules, 16, None).unwrap();
+        let mut t = V4Table::default();
+        t.update(&first_rules, 16).unwrap();
+        let before = t.clone();
         // 192.0.2.0/24 leaves (its chunk is freed), 10.9.9.0/24 arrives (a new chunk).
         let second_rules = rules(r#""10.1.2.128/25", "10.9.9.0/24""#, Some(&first_rules));
-        let second = V4Table::compile(&second_rules, 16, Some(&first)).unwrap();
-        agrees(&second, &second_rules);
+        let writes = t.update(&second_rules, 16).unwrap();
+        agrees(&t, &second_rules);
         assert_eq!(
-            first.chunks24[&0x0a01], second.chunks24[&0x0a01],
+            before.ids24.in_use[&0x0a01], t.ids24.in_use[&0x0a01],
             "the chunk for 10.1/16 keeps its id"
         );
-        let freed = first.chunks24[&0xc000];
-        let fresh = second.chunks24[&0x0a09];
+        let freed = before.ids24.in_use[&0xc000];
+        let fresh = t.ids24.in_use[&0x0a09];
         assert!(
-            !first.chunks24.values().any(|&id| id == fresh),
-            "a chunk id still in use was handed out"
+            !before.ids24.in_use.values().any(|&id| id == fresh),
+            "a chunk id in use was handed out"
+        );
+        // Only the regions touched were written: 10.1/16 was not.
+        assert!(
+            writes
+                .tbl16
+                .iter()
+                .all(|(i, _)| *i == 0xc000 || *i == 0x0a09),
+            "{:?}",
+            writes.tbl16
         );
         // The freed chunk's contents stay in the mirror: the kernel still holds them.
         let at = freed as usize * 256;
-        assert_eq!(first.tbl24[at..at + 256], second.tbl24[at..at + 256]);
-        // A third build may reuse the freed id.
+        assert_eq!(before.tbl24[at..at + 256], t.tbl24[at..at + 256]);
+        // The next update may reuse the freed id.
         let third_rules = rules(
             r#""10.1.2.128/25", "10.9.9.0/24", "172.16.5.0/24""#,
             Some(&second_rules),
         );
-        let third = V4Table::compile(&third_rules, 16, Some(&second)).unwrap();
-        agrees(&third, &third_rules);
-        assert_eq!(third.chunks24[&0xac10], freed);
+        t.update(&third_rules, 16).unwrap();
+        agrees(&t, &third_rules);
+        assert_eq!(t.ids24.in_use[&0xac10], freed);
+        // A /8 changing rewrites every /16 under it, and nothing else.
+        let fourth_rules = rules(
+            r#""10.1.2.128/25", "10.9.9.0/24", "172.16.5.0/24", "10.0.0.0/8""#,
+            Some(&third_rules),
+        );
+        let writes = t.update(&fourth_rules, 16).unwrap();
+        agrees(&t, &fourth_rules);
+        assert!(
+            writes
+                .tbl16
+                .iter()
+                .all(|(i, _)| (0x0a00..0x0b00).contains(i))
+        );
+    }
+
+    #[test]
+    fn an_update_that_does_not_fit_changes_nothing() {
+        let first_rules = rules(r#""10.1.2.0/24""#, None);
+        let mut t = V4Table::default();
+        t.update(&first_rules, 2).unwrap();
+        let before = t.clone();
+        let big = rules(
+            r#""10.1.2.0/24", "10.2.2.0/24", "10.3.2.0/24""#,
+            Some(&first_rules),
+        );
+        assert!(t.update(&big, 2).is_none());
+        assert_eq!(
+            (t.tbl16.clone(), t.tbl24.clone(), t.prefixes.clone()),
+            (before.tbl16, before.tbl24, before.prefixes)
+        );
     }
 }

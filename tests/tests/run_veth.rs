@@ -60,6 +60,9 @@ impl Running {
             "run",
             "--interval",
             "1",
+            "--no-service",
+            "--state-dir",
+            dir.path().to_str().unwrap(),
             "--endpoints",
             sets.to_str().unwrap(),
         ]);

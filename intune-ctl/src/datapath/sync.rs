@@ -68,6 +68,7 @@ impl Datapath {
     }
 
     fn apply_from(&mut self, old: &RuleSet, new: &RuleSet) -> Result<UpdateReport, DatapathError> {
+        let started = std::time::Instant::now();
         let mut report = UpdateReport::default();
         // 1. Port sets first: new entries may point at them.
         let mut port_sets =
@@ -92,8 +93,10 @@ impl Datapath {
             }
         }
         self.write_lpm(&upserts)?;
+        let tries = started.elapsed();
         // 3. The IPv4 table, lower levels first; then the config that may switch to it.
         self.update_v4_table(new)?;
+        let table = started.elapsed();
         self.write_config(self.config_for(new))?;
         // 4. Only now remove what left.
         let removed: Vec<&crate::rules::Rule> = old
@@ -111,6 +114,7 @@ impl Datapath {
             report.removed.push((rule.target, counter));
         }
         self.zero_rule_counters(removed.iter().map(|r| r.index))?;
+        tracing::debug!(?tries, ?table, total = ?started.elapsed(), upserts = upserts.len(), removed = removed.len(), "maps updated");
         Ok(report)
     }
 
@@ -154,12 +158,13 @@ impl Datapath {
         Ok(())
     }
 
-    /// Compiles the table against what the kernel holds and writes the entries that differ,
-    /// lower levels first, so no entry ever points at a chunk not yet written. When the table
-    /// does not fit, IPv4 moves to the trie (already up to date) and the table is left as is.
+    /// Updates the table's /16 regions that changed and writes their entries, lower levels
+    /// first. When the table does not fit, IPv4 moves to the trie (already up to date) and the
+    /// table is left as is.
     fn update_v4_table(&mut self, rules: &RuleSet) -> Result<(), DatapathError> {
         let chunks = self.capacity.v4_table_chunks as usize;
-        let Some(table) = V4Table::compile(rules, chunks, self.v4_table.as_ref()) else {
+        let table = self.v4_table.get_or_insert_with(V4Table::default);
+        let Some(writes) = table.update(rules, chunks) else {
             if self.v4_lookup == V4Lookup::Table {
                 tracing::warn!(
                     chunks,
@@ -169,22 +174,26 @@ impl Datapath {
             self.v4_lookup = V4Lookup::Trie;
             return Ok(());
         };
-        let empty = V4Table::default();
-        let old = self.v4_table.as_ref().unwrap_or(&empty);
-        let levels = [
-            (V4_TBL32, &table.tbl32, &old.tbl32),
-            (V4_TBL24, &table.tbl24, &old.tbl24),
-            (V4_TBL16, &table.tbl16, &old.tbl16),
-        ];
-        for (name, new, old) in levels {
-            let mut array = self.map_u32_array(name)?;
-            for (i, &e) in new.iter().enumerate() {
-                if old.get(i).copied().unwrap_or(0) != e {
-                    array.set(i, e);
-                }
+        if self.v4_maps.is_none() {
+            // Mapped once: the kernel maps the whole array at mmap time, which costs
+            // milliseconds for a large table.
+            self.v4_maps = Some([
+                self.map_u32_array(V4_TBL32)?,
+                self.map_u32_array(V4_TBL24)?,
+                self.map_u32_array(V4_TBL16)?,
+            ]);
+        }
+        let Some(maps) = self.v4_maps.as_mut() else {
+            return Err(DatapathError::Missing(V4_TBL16));
+        };
+        for (array, level) in maps
+            .iter_mut()
+            .zip([&writes.tbl32, &writes.tbl24, &writes.tbl16])
+        {
+            for &(i, e) in level {
+                array.set(i, e);
             }
         }
-        self.v4_table = Some(table);
         self.v4_lookup = V4Lookup::Table;
         Ok(())
     }

@@ -7,7 +7,9 @@ pub mod schema;
 pub mod service;
 
 pub use ports::Ports;
-pub use schema::{Category, EndpointSet, Origin, SchemaError, Source, parse_endpoint_sets};
+pub use schema::{
+    Category, EndpointSet, Origin, SchemaError, Source, Sources, parse_endpoint_sets,
+};
 
 use std::path::Path;
 

@@ -62,11 +62,27 @@ pub enum Origin {
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// The list built into the binary.
-    Builtin,
+    Builtin = 0,
     /// The Microsoft 365 endpoint web service.
-    Service,
+    Service = 1,
     /// A local endpoint file.
-    File,
+    File = 2,
+}
+
+/// A set of sources, without an allocation: a rule set holds one per prefix and set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Sources(u8);
+
+impl Sources {
+    pub fn insert(&mut self, source: Source) {
+        self.0 |= 1 << source as u8;
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Source> {
+        [Source::Builtin, Source::Service, Source::File]
+            .into_iter()
+            .filter(move |s| self.0 & (1 << *s as u8) != 0)
+    }
 }
 
 impl std::fmt::Display for Source {
