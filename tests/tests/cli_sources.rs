@@ -152,6 +152,16 @@ fn builtin_lists_and_the_effective_rule_set() {
         serde_json::json!(["builtin"])
     );
     assert_eq!(row("13.67.13.176/29")["excluded"], true);
+    assert_eq!(
+        row("198.51.100.0/24")["provenance"],
+        serde_json::json!([{"set": 5000, "sources": ["file"], "category": "Default", "required": false}])
+    );
+    assert_eq!(
+        row("13.67.13.176/28")["provenance"][0]["category"],
+        "Allow",
+        "set 163 is an Allow set in the article"
+    );
+    assert_eq!(row("13.67.13.176/28")["provenance"][0]["required"], true);
 
     let (code, _, stderr) = intune_ctl(&["list", "--no-service", "--exclude", "10.0.0.0/33"]);
     assert_eq!(code, 2);

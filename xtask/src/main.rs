@@ -2,6 +2,8 @@
 
 mod setup;
 
+use setup::Scope;
+
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, bail};
@@ -24,7 +26,7 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up, build in release mode, and run `intune-ctl run` with these arguments.
+    /// Install the build toolchain, build in release mode, and run `intune-ctl run` with these arguments.
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -48,13 +50,14 @@ fn main() -> ExitCode {
 
 fn run(task: Task) -> anyhow::Result<()> {
     match task {
-        Task::Setup => setup::setup(),
+        Task::Setup => setup::setup(Scope::Tests),
         Task::Test { args } => {
-            setup::setup()?;
+            setup::setup(Scope::Tests)?;
             cargo(&["test"], &args)
         }
         Task::Run { args } => {
-            setup::setup()?;
+            // A gateway gets the toolchain only: no test packages, no services.
+            setup::setup(Scope::Build)?;
             cargo(
                 &[
                     "run",
@@ -69,7 +72,7 @@ fn run(task: Task) -> anyhow::Result<()> {
             )
         }
         Task::Bench { args } => {
-            setup::setup()?;
+            setup::setup(Scope::Tests)?;
             cargo(
                 &[
                     "run",

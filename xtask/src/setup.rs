@@ -7,21 +7,34 @@ use anyhow::{Context as _, bail};
 
 const BPF_LINKER_VERSION: &str = "0.10.3";
 /// Debian packages the tests and the benchmark use. iproute2 and util-linux give `ip` and
-/// `nsenter`; xdp-tools gives xdp-filter's program for the benchmark.
+/// `nsenter`; xdp-tools gives xdp-filter's program for the benchmark; dnsmasq-base is the
+/// DNS server binary without the `dnsmasq` package's system service.
 const PACKAGES: &[&str] = &[
     "iproute2",
     "util-linux",
     "bpftool",
     "xdp-tools",
-    "dnsmasq",
+    "dnsmasq-base",
     "tcpdump",
     "nftables",
 ];
 
-pub fn setup() -> anyhow::Result<()> {
+/// What a task needs installed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The toolchain that builds the program: all a gateway running the filter gets.
+    Build,
+    /// The toolchain and the Debian packages the tests and the benchmark use.
+    Tests,
+}
+
+pub fn setup(scope: Scope) -> anyhow::Result<()> {
     nightly_rust_src()?;
     bpf_linker()?;
-    debian_packages()
+    if scope == Scope::Tests {
+        debian_packages()?;
+    }
+    Ok(())
 }
 
 fn output(cmd: &str, args: &[&str]) -> Option<String> {

@@ -2,10 +2,15 @@
 //! where they came from.
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use super::common::{RuleArgs, ServiceArgs};
-use crate::{endpoints::Ports, rules::Target};
+use crate::{
+    endpoints::{Category, Ports},
+    rules::Target,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
@@ -23,7 +28,30 @@ struct Row {
     ports: Ports,
     endpoint_sets: Vec<u32>,
     sources: Vec<String>,
+    /// Per endpoint set: where it came from, its category, whether it is required.
+    provenance: Vec<Provenance>,
     excluded: bool,
+}
+
+#[derive(Serialize)]
+struct Provenance {
+    set: u32,
+    sources: Vec<String>,
+    category: Option<Category>,
+    required: Option<bool>,
+}
+
+impl std::fmt::Display for Provenance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.set, self.sources.join("+"))?;
+        if let Some(category) = self.category {
+            write!(f, " {category:?}")?;
+        }
+        if self.required == Some(true) {
+            f.write_str(" required")?;
+        }
+        Ok(())
+    }
 }
 
 pub fn run(args: &ListArgs) -> anyhow::Result<()> {
@@ -32,7 +60,12 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
     } else {
         super::endpoints::cached_sets(&args.service)
     };
-    let (_, rules) = args.rules.build(&cached, None)?;
+    let (sets, rules) = args.rules.build(&cached, None)?;
+    // Sets of one id from several sources share category and required: the first tells.
+    let mut about: HashMap<u32, (Category, bool)> = HashMap::new();
+    for set in &sets {
+        about.entry(set.id).or_insert((set.category, set.required));
+    }
     let rows: Vec<Row> = rules
         .rules
         .iter()
@@ -44,6 +77,16 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
                 .collect();
             sources.sort();
             sources.dedup();
+            let provenance = r
+                .sets
+                .iter()
+                .map(|s| Provenance {
+                    set: s.id,
+                    sources: s.sources.iter().map(|x| x.to_string()).collect(),
+                    category: about.get(&s.id).map(|a| a.0),
+                    required: about.get(&s.id).map(|a| a.1),
+                })
+                .collect();
             Row {
                 prefix: match r.target {
                     Target::Prefix(n) => n.to_string(),
@@ -52,6 +95,7 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
                 ports: r.effective.clone(),
                 endpoint_sets: r.set_ids(),
                 sources,
+                provenance,
                 excluded: r.excluded,
             }
         })
@@ -61,17 +105,19 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut table = Table::new();
-    table
-        .load_preset(UTF8_BORDERS_ONLY)
-        .set_header(["prefix", "ports", "endpoint sets", "source"]);
+    table.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "prefix",
+        "ports",
+        "endpoint sets (source, category)",
+    ]);
     for r in rows {
-        let sets: Vec<String> = r.endpoint_sets.iter().map(u32::to_string).collect();
+        let sets: Vec<String> = r.provenance.iter().map(Provenance::to_string).collect();
         let ports = if r.excluded {
             "excluded".to_string()
         } else {
             r.ports.to_string()
         };
-        table.add_row([r.prefix, ports, sets.join(","), r.sources.join(",")]);
+        table.add_row([r.prefix, ports, sets.join("\n")]);
     }
     println!("{table}");
     Ok(())
