@@ -9,6 +9,7 @@ pub mod endpoints;
 pub mod policy;
 pub mod reference;
 pub mod refresh;
+pub mod resolve;
 pub mod rules;
 pub mod state;
 pub mod updater;

@@ -1,6 +1,7 @@
 //! Turns what the refresher accepted into the maps: rebuild the rule set with the one in force
 //! as its previous (indices stay), apply it hitlessly, log and record the change. A list that
-//! fails anywhere on the way leaves the rule set in force untouched.
+//! fails anywhere on the way leaves the rule set in force untouched. Names resolve the same
+//! way: the addresses that came and went rebuild the rule set, applied hitlessly too.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use crate::{
     datapath::Datapath,
     endpoints::EndpointSet,
     refresh::{Poll, RefreshError, Refresher},
+    resolve::{Step, Watcher},
     rules::RuleSet,
     state::{ChangeRecord, StateDir},
 };
@@ -41,19 +43,9 @@ pub async fn refresh(
                     return Duration::ZERO;
                 }
             };
-            let change = changes::summarize(dp.installed(), &rules, &cause);
-            match dp.apply(rules) {
-                Ok(report) => {
-                    for (target, c) in &report.removed {
-                        tracing::info!(prefix = %target, packets = c.packets, bytes = c.bytes, "rule removed");
-                    }
-                    tracing::info!(version = %accepted.version, "applied the endpoint list: {}", changes::describe(&change));
-                    if let Some(state) = state {
-                        record(state, change);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "applying the new endpoint list failed; the maps still allow what they allowed")
+            if let Some(change) = apply(dp, rules, &cause) {
+                if let Some(state) = state {
+                    record(state, change);
                 }
             }
             Duration::ZERO
@@ -67,6 +59,45 @@ pub async fn refresh(
             wait
         }
     }
+}
+
+/// Moves the maps to `rules` hitlessly and logs what changed; `None` when it failed (the maps
+/// still allow what they allowed).
+pub fn apply(dp: &mut Datapath, rules: RuleSet, cause: &str) -> Option<ChangeRecord> {
+    let change = changes::summarize(dp.installed(), &rules, cause);
+    match dp.apply(rules) {
+        Ok(report) => {
+            for (target, c) in &report.removed {
+                tracing::info!(prefix = %target, packets = c.packets, bytes = c.bytes, "rule removed");
+            }
+            tracing::info!(cause, "applied the endpoint list: {}", changes::describe(&change));
+            Some(change)
+        }
+        Err(e) => {
+            tracing::error!(cause, error = %e, "applying the new rule set failed; the maps still allow what they allowed");
+            None
+        }
+    }
+}
+
+/// Rebuilds the rule set with the watcher's addresses, given the rule set in force.
+pub type Rebuild<'a> = dyn Fn(&Watcher, Option<&RuleSet>) -> anyhow::Result<RuleSet> + 'a;
+
+/// One round of the names that are due; applies the addresses that came and went.
+pub async fn resolve(w: &mut Watcher, rebuild: &Rebuild<'_>, dp: &mut Datapath) -> Step {
+    let step = w.step(std::time::Instant::now()).await;
+    if step.changed() {
+        match rebuild(w, dp.installed()) {
+            Ok(rules) => {
+                apply(dp, rules, "DNS answers");
+            }
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "the resolved addresses do not make a rule set; keeping the one in force"
+            ),
+        }
+    }
+    step
 }
 
 pub fn record(state: &StateDir, change: ChangeRecord) {

@@ -1,5 +1,6 @@
 //! Helpers for the tests that need root: frames built byte by byte, fixtures, a root check.
 
+pub mod dns;
 pub mod frames;
 pub mod http;
 pub mod netns;

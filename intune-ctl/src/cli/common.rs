@@ -18,6 +18,7 @@ use crate::{
     },
     policy::{Direction, Mode, Policy},
     refresh::Refresher,
+    resolve::{Dns, DnsConfig, ScheduleConfig, Watcher},
     rules::{RuleSet, RuleSetOptions},
     state::{DEFAULT_STATE_DIR, StateDir},
 };
@@ -85,9 +86,26 @@ impl RuleArgs {
         service: &[EndpointSet],
         previous: Option<&RuleSet>,
     ) -> anyhow::Result<(Vec<EndpointSet>, RuleSet)> {
-        let sets = merge::effective(&self.selection()?, &builtin()?, service);
+        self.build_resolved(service, None, previous)
+    }
+
+    /// The effective endpoint sets with `service`'s.
+    pub fn effective(&self, service: &[EndpointSet]) -> anyhow::Result<Vec<EndpointSet>> {
+        Ok(merge::effective(&self.selection()?, &builtin()?, service))
+    }
+
+    /// As [`RuleArgs::build`], with the addresses the watcher holds for the listed names.
+    pub fn build_resolved(
+        &self,
+        service: &[EndpointSet],
+        watcher: Option<&Watcher>,
+        previous: Option<&RuleSet>,
+    ) -> anyhow::Result<(Vec<EndpointSet>, RuleSet)> {
+        let sets = self.effective(service)?;
+        let resolved = watcher.map(|w| w.resolved_sets(&sets)).unwrap_or_default();
+        let all = [&sets[..], &resolved[..]].concat();
         let rules =
-            RuleSet::build(&sets, &self.options()?, previous).context("building the rule set")?;
+            RuleSet::build(&all, &self.options()?, previous).context("building the rule set")?;
         Ok((sets, rules))
     }
 }
@@ -185,6 +203,73 @@ impl ServiceArgs {
     }
 }
 
+/// Resolving the listed names: where to ask, how often, how long addresses stay.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DnsArgs {
+    /// Resolver to look the listed names up with (repeatable; default: the system's, from
+    /// /etc/resolv.conf). Not the same as --dns-resolver, which says where devices may send DNS.
+    #[arg(long = "resolver", value_name = "ADDR:PORT", value_parser = parse_resolver)]
+    pub resolvers: Vec<std::net::SocketAddr>,
+    /// Do not resolve the listed names: match the listed prefixes only.
+    #[arg(long)]
+    pub no_resolve: bool,
+    /// Shortest time between lookups of a name, whatever its TTL.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub dns_min_ttl: Duration,
+    /// Longest time between lookups of a name, whatever its TTL.
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub dns_max_ttl: Duration,
+    /// How long an address stays after the TTL of the last answer that held it.
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub dns_grace: Duration,
+    /// How long one query waits for an answer.
+    #[arg(long, default_value = "3s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub dns_timeout: Duration,
+    /// Lookups started per second at most.
+    #[arg(long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub dns_rate: u32,
+}
+
+/// `ADDR:PORT`, or a bare address for port 53.
+fn parse_resolver(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{text:?} is not ADDR:PORT or an address"))
+}
+
+impl DnsArgs {
+    /// The watcher, or `None` with `--no-resolve`.
+    pub fn watcher(&self) -> anyhow::Result<Option<Watcher>> {
+        if self.no_resolve {
+            return Ok(None);
+        }
+        if self.dns_min_ttl > self.dns_max_ttl {
+            anyhow::bail!(
+                "--dns-min-ttl {} is longer than --dns-max-ttl {}",
+                humantime::format_duration(self.dns_min_ttl),
+                humantime::format_duration(self.dns_max_ttl)
+            );
+        }
+        let dns = Dns::new(&DnsConfig {
+            servers: self.resolvers.clone(),
+            timeout: self.dns_timeout.max(Duration::from_millis(100)),
+            ..DnsConfig::default()
+        })?;
+        Ok(Some(Watcher::new(
+            dns,
+            ScheduleConfig {
+                min_ttl: self.dns_min_ttl,
+                max_ttl: self.dns_max_ttl,
+                grace: self.dns_grace,
+                max_per_second: self.dns_rate,
+            },
+        )))
+    }
+}
+
 /// What the filter does with what it matched.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct PolicyArgs {
@@ -211,8 +296,13 @@ impl PolicyArgs {
 }
 
 /// Loads the program with room for `rules` and fills its maps.
-pub fn load_datapath(rules: &RuleSet, policy: &Policy, trace: bool) -> anyhow::Result<Datapath> {
-    let mut dp = Datapath::load(Capacity::for_prefixes(rules.index_bound()))
+pub fn load_datapath(
+    rules: &RuleSet,
+    policy: &Policy,
+    trace: bool,
+    headroom: usize,
+) -> anyhow::Result<Datapath> {
+    let mut dp = Datapath::load(Capacity::for_prefixes(rules.index_bound() + headroom))
         .context("loading the XDP program")?;
     dp.install(rules, policy, trace)
         .context("filling the program's maps")?;

@@ -5,6 +5,7 @@ pub mod classify;
 pub mod common;
 pub mod endpoints;
 pub mod list;
+pub mod resolve;
 pub mod run;
 
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     List(list::ListArgs),
     /// Print the last applied changes of the rule set.
     Changes(changes::ChangesArgs),
+    /// Resolve every exact name of the rule set once and print the answers.
+    Resolve(resolve::ResolveArgs),
 }
 
 /// Parses the command line, runs the command, reports an error with exit code 2.
@@ -54,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Endpoints(args) => block_on(endpoints::run(args)),
         Command::List(args) => list::run(args),
         Command::Changes(args) => changes::run(args),
+        Command::Resolve(args) => block_on(resolve::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,12 +6,13 @@ use anyhow::{Context as _, bail};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::common::{PolicyArgs, RuleArgs, ServiceArgs, load_datapath};
+use super::common::{DnsArgs, PolicyArgs, RuleArgs, ServiceArgs, load_datapath};
 use crate::{
     changes,
     datapath::{Datapath, V4Lookup, XdpChoice, bpffs},
     endpoints::EndpointSet,
     policy::Direction,
+    resolve::Watcher,
     rules::{Rule, RuleSet},
     state::StateDir,
     updater,
@@ -26,6 +27,8 @@ pub struct RunArgs {
     pub rules: RuleArgs,
     #[command(flatten)]
     pub service: ServiceArgs,
+    #[command(flatten)]
+    pub dns: DnsArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
     /// auto: native where the driver has it, else generic.
@@ -70,12 +73,18 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         .map(|a| a.sets.clone())
         .unwrap_or_default();
     let (sets, rules) = args.rules.build(&cached, None)?;
+    let mut watcher = args.dns.watcher()?;
+    if let Some(w) = watcher.as_mut() {
+        w.follow(&sets, std::time::Instant::now());
+    }
     bpffs::ensure_mounted(&args.bpffs)
         .with_context(|| format!("mounting bpffs at {} (are you root?)", args.bpffs.display()))?;
-    let mut dp = load_datapath(&rules, &policy, false)?;
-    let names: usize = sets.iter().map(|s| s.urls.len()).sum();
+    // Room for a few addresses per name beside the listed prefixes.
+    let exact_names = watcher.as_ref().map_or(0, |w| w.names().exact.len());
+    let mut dp = load_datapath(&rules, &policy, false, exact_names * 16)?;
+    let wildcards = watcher.as_ref().map_or(0, |w| w.names().wildcard.len());
     println!(
-        "loaded {} endpoint sets: {} prefixes in {} rules, {} port sets, IPv4 lookup by {}; {} names wait for the resolver",
+        "loaded {} endpoint sets: {} prefixes in {} rules, {} port sets, IPv4 lookup by {}; {} names to resolve, {} wildcard names",
         sets.len(),
         rules.prefix_count(),
         rules.rules.len(),
@@ -84,7 +93,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             V4Lookup::Table => "table",
             V4Lookup::Trie => "trie",
         },
-        names
+        exact_names,
+        wildcards
     );
     for (iface, dir) in &args.ifaces {
         let mode = dp.attach(iface, args.xdp_mode)?;
@@ -109,26 +119,56 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     // The first check comes at once; the next after the interval, or what a 429 asks.
     let mut next_poll = tokio::time::Instant::now();
     loop {
+        let resolve_at = watcher.as_ref().and_then(|w| w.next_wakeup());
         tokio::select! {
-            _ = ticker.tick() => print_counters(&dp)?,
+            _ = ticker.tick() => print_counters(&dp, watcher.as_ref())?,
             _ = tokio::time::sleep_until(next_poll), if refresher.is_some() => {
                 let Some(r) = refresher.as_mut() else { continue };
                 let state = StateDir::open(&args.service.state_dir).ok();
                 let build = |service: &[EndpointSet], previous: Option<&RuleSet>| {
-                    args.rules.build(service, previous).map(|(_, rules)| rules)
+                    args.rules.build_resolved(service, watcher.as_ref(), previous).map(|(_, rules)| rules)
                 };
                 let wait = updater::refresh(r, &build, &mut dp, state.as_ref()).await;
                 next_poll = tokio::time::Instant::now() + wait.max(args.service.interval());
+                // The new list may name other hosts: follow them.
+                if let Some(w) = watcher.as_mut() {
+                    let service = service_sets(refresher.as_ref());
+                    if let Ok(sets) = args.rules.effective(&service) {
+                        w.follow(&sets, std::time::Instant::now());
+                    }
+                }
+            }
+            _ = sleep_until_some(resolve_at), if resolve_at.is_some() => {
+                let Some(w) = watcher.as_mut() else { continue };
+                let service = service_sets(refresher.as_ref());
+                let rebuild = |w: &crate::resolve::Watcher, previous: Option<&RuleSet>| {
+                    args.rules.build_resolved(&service, Some(w), previous).map(|(_, rules)| rules)
+                };
+                updater::resolve(w, &rebuild, &mut dp).await;
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }
     }
-    print_counters(&dp)?;
+    print_counters(&dp, watcher.as_ref())?;
     dp.detach_all().context("detaching")?;
     let names: Vec<&str> = args.ifaces.iter().map(|(name, _)| name.as_str()).collect();
     println!("detached from {}", names.join(", "));
     Ok(())
+}
+
+/// The service's sets in force (the accepted list), or none.
+fn service_sets(refresher: Option<&crate::refresh::Refresher>) -> Vec<EndpointSet> {
+    refresher
+        .and_then(|r| r.accepted())
+        .map(|a| a.sets.clone())
+        .unwrap_or_default()
+}
+
+async fn sleep_until_some(at: Option<std::time::Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
 }
 
 fn nix_ifindex(iface: &str) -> u32 {
@@ -139,8 +179,9 @@ fn nix_ifindex(iface: &str) -> u32 {
     }
 }
 
-/// The outcome counters, then the rules with hits, most hits first.
-pub fn print_counters(dp: &Datapath) -> anyhow::Result<()> {
+/// The outcome counters, then the rules with hits, most hits first, with the names that
+/// resolved to each address.
+pub fn print_counters(dp: &Datapath, watcher: Option<&Watcher>) -> anyhow::Result<()> {
     let empty = RuleSet::default();
     let rules = dp.installed().unwrap_or(&empty);
     let mut table = Table::new();
@@ -170,15 +211,24 @@ pub fn print_counters(dp: &Datapath) -> anyhow::Result<()> {
     let mut table = Table::new();
     table.load_preset(UTF8_BORDERS_ONLY).set_header([
         "prefix",
+        "names",
         "endpoint sets",
         "ports",
         "packets",
         "bytes",
     ]);
+    let addresses = watcher.map(Watcher::addresses).unwrap_or_default();
     for (rule, c) in hits {
         let sets: Vec<String> = rule.sets.iter().map(|s| s.id.to_string()).collect();
+        let names = match rule.target {
+            crate::rules::Target::Prefix(net) if net.prefix_len() == net.max_prefix_len() => {
+                addresses.get(&net.addr()).map(|n| n.join(",")).unwrap_or_default()
+            }
+            _ => String::new(),
+        };
         table.add_row([
             rule.target.to_string(),
+            names,
             sets.join(","),
             rule.effective.to_string(),
             c.packets.to_string(),

@@ -67,6 +67,8 @@ pub enum Source {
     Service = 1,
     /// A local endpoint file.
     File = 2,
+    /// Addresses a listed name resolved to.
+    Dns = 3,
 }
 
 /// A set of sources, without an allocation: a rule set holds one per prefix and set.
@@ -79,7 +81,7 @@ impl Sources {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Source> {
-        [Source::Builtin, Source::Service, Source::File]
+        [Source::Builtin, Source::Service, Source::File, Source::Dns]
             .into_iter()
             .filter(move |s| self.0 & (1 << *s as u8) != 0)
     }
@@ -91,6 +93,7 @@ impl std::fmt::Display for Source {
             Source::Builtin => "builtin",
             Source::Service => "service",
             Source::File => "file",
+            Source::Dns => "dns",
         })
     }
 }

@@ -1,0 +1,132 @@
+//! `intune-ctl resolve`: every exact name of the rule set looked up once, with the daemon's
+//! own watcher (same lookups, same pacing), then printed.
+
+use std::time::Instant;
+
+use anyhow::bail;
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use serde::Serialize;
+
+use super::common::{DnsArgs, RuleArgs, ServiceArgs};
+use crate::resolve::NameReport;
+
+#[derive(Debug, clap::Args)]
+pub struct ResolveArgs {
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub dns: DnsArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    names: Vec<NameReport>,
+    /// Wildcard names and their sets: not resolvable ahead of time.
+    wildcards: Vec<Wildcard>,
+}
+
+#[derive(Serialize)]
+struct Wildcard {
+    name: String,
+    sets: Vec<u32>,
+}
+
+pub async fn run(args: &ResolveArgs) -> anyhow::Result<()> {
+    if args.dns.no_resolve {
+        bail!("--no-resolve leaves nothing for resolve to do");
+    }
+    let cached = if args.service.no_service {
+        Vec::new()
+    } else {
+        super::endpoints::cached_sets(&args.service)
+    };
+    let (sets, _) = args.rules.build(&cached, None)?;
+    let Some(mut watcher) = args.dns.watcher()? else {
+        return Ok(());
+    };
+    watcher.follow(&sets, Instant::now());
+    while !watcher.all_tried() {
+        if let Some(at) = watcher.next_wakeup() {
+            tokio::time::sleep_until(at.into()).await;
+        }
+        watcher.step(Instant::now()).await;
+    }
+    let report = Report {
+        names: watcher.report(),
+        wildcards: watcher
+            .names()
+            .wildcard
+            .iter()
+            .map(|(name, sets)| Wildcard {
+                name: name.clone(),
+                sets: sets.clone(),
+            })
+            .collect(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_tables(&report);
+    }
+    let answered = report
+        .names
+        .iter()
+        .any(|n| n.error.is_none() || n.error.as_deref() == Some("NXDOMAIN"));
+    if !report.names.is_empty() && !answered {
+        bail!(
+            "no name got an answer from {}",
+            resolvers_text(&args.dns.resolvers)
+        );
+    }
+    Ok(())
+}
+
+fn resolvers_text(resolvers: &[std::net::SocketAddr]) -> String {
+    if resolvers.is_empty() {
+        return "the system's resolvers".into();
+    }
+    let list: Vec<String> = resolvers.iter().map(ToString::to_string).collect();
+    list.join(", ")
+}
+
+fn print_tables(report: &Report) {
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "name",
+        "addresses",
+        "TTL",
+        "endpoint sets",
+        "CNAMEs / error",
+    ]);
+    for n in &report.names {
+        let addrs: Vec<String> = n.addrs.iter().map(ToString::to_string).collect();
+        let sets: Vec<String> = n.sets.iter().map(u32::to_string).collect();
+        let note = match &n.error {
+            Some(e) => e.clone(),
+            None => n.chain.join(" > "),
+        };
+        table.add_row([
+            n.name.clone(),
+            addrs.join("\n"),
+            n.ttl.map(|t| format!("{t}s")).unwrap_or_default(),
+            sets.join(","),
+            note,
+        ]);
+    }
+    println!("{table}");
+    if !report.wildcards.is_empty() {
+        let mut table = Table::new();
+        table
+            .load_preset(UTF8_BORDERS_ONLY)
+            .set_header(["wildcard name (not resolvable ahead of time)", "endpoint sets"]);
+        for w in &report.wildcards {
+            let sets: Vec<String> = w.sets.iter().map(u32::to_string).collect();
+            table.add_row([w.name.clone(), sets.join(",")]);
+        }
+        println!("{table}");
+    }
+}

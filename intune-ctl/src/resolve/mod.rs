@@ -1,0 +1,189 @@
+//! The listed names, resolved: a schedule driven by TTLs, lookups through hickory-resolver,
+//! and the answers turned into endpoint sets of /32 and /128 prefixes that the rule set takes
+//! like any other source. `intune-ctl resolve` and the daemon run the same [`Watcher`].
+
+pub mod lookup;
+pub mod names;
+pub mod schedule;
+
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Instant};
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+pub use lookup::{Answer, Dns, DnsConfig, LookupError};
+pub use names::Names;
+pub use schedule::{Schedule, ScheduleConfig};
+
+use crate::endpoints::{EndpointSet, Source};
+
+/// Follows the list's exact names and keeps their addresses.
+pub struct Watcher {
+    dns: Arc<Dns>,
+    schedule: Schedule,
+    names: Names,
+    /// Whether the last step found the resolver down (logged on the change only).
+    down: bool,
+}
+
+/// What changed in one step.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    pub lookups: usize,
+    pub added: usize,
+    pub expired: usize,
+}
+
+impl Step {
+    pub fn changed(&self) -> bool {
+        self.added + self.expired > 0
+    }
+}
+
+/// One name as `intune-ctl resolve` shows it.
+#[derive(Debug, Serialize)]
+pub struct NameReport {
+    pub name: String,
+    pub sets: Vec<u32>,
+    pub addrs: Vec<IpAddr>,
+    /// Seconds, as the last answer gave it.
+    pub ttl: Option<u64>,
+    pub chain: Vec<String>,
+    pub error: Option<String>,
+}
+
+impl Watcher {
+    pub fn new(dns: Dns, config: ScheduleConfig) -> Watcher {
+        Watcher {
+            dns: Arc::new(dns),
+            schedule: Schedule::new(config),
+            names: Names::default(),
+            down: false,
+        }
+    }
+
+    /// Takes the names of the effective list; returns whether addresses left with names.
+    pub fn follow(&mut self, sets: &[EndpointSet], now: Instant) -> bool {
+        self.names = Names::of(sets);
+        self.schedule.set_names(&self.names.exact, now)
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.schedule.next_wakeup()
+    }
+
+    /// Whether every name has had an answer or an error at least once.
+    pub fn all_tried(&self) -> bool {
+        self.schedule
+            .names()
+            .values()
+            .all(|s| s.ttl.is_some() || s.error.is_some())
+    }
+
+    /// Looks up the names that are due (concurrently), records the answers, expires what ran
+    /// out. Logs per name what failed and what came and went.
+    pub async fn step(&mut self, now: Instant) -> Step {
+        let due = self.schedule.take_due(now);
+        let mut step = Step {
+            lookups: due.len(),
+            ..Step::default()
+        };
+        let mut lookups = tokio::task::JoinSet::new();
+        for name in due {
+            let dns = Arc::clone(&self.dns);
+            lookups.spawn(async move {
+                let result = dns.resolve(&name).await;
+                (name, result)
+            });
+        }
+        while let Some(joined) = lookups.join_next().await {
+            let Ok((name, result)) = joined else { continue };
+            let error = result.as_ref().err().cloned();
+            let done = Instant::now();
+            let recorded = self.schedule.record(&name, result, done);
+            let retry_in = humantime::format_duration(recorded.retry_in).to_string();
+            match error {
+                None if !recorded.added.is_empty() => {
+                    tracing::info!(name, added = ?recorded.added, "name resolved to new addresses")
+                }
+                None => tracing::debug!(name, retry_in, "name resolved"),
+                Some(error) => {
+                    let kept = self.schedule.names().get(&name).map_or(0, |s| s.addrs.len());
+                    tracing::warn!(name, %error, retry_in, kept, "resolving failed; the name's addresses stay until their grace ends")
+                }
+            }
+            step.added += recorded.added.len();
+        }
+        let down = self.schedule.resolver_down();
+        if down != self.down {
+            if down {
+                tracing::warn!("no resolver answers: every resolved address stays until one does");
+            } else {
+                tracing::info!("the resolver answers again");
+            }
+            self.down = down;
+        }
+        for (name, addr) in self.schedule.expire(Instant::now().max(now)) {
+            tracing::info!(name, %addr, "address expired (TTL and grace passed since the last answer that held it)");
+            step.expired += 1;
+        }
+        step
+    }
+
+    /// The endpoint sets the answers make: per set that lists resolved names, the addresses
+    /// as /32 and /128 prefixes with the set's ports, category and required flag.
+    pub fn resolved_sets(&self, effective: &[EndpointSet]) -> Vec<EndpointSet> {
+        let states = self.schedule.names();
+        let mut out = Vec::new();
+        for set in effective {
+            let mut urls = Vec::new();
+            let mut ips: Vec<IpNet> = Vec::new();
+            for url in set.exact_urls() {
+                let name = url.trim_end_matches('.').to_ascii_lowercase();
+                let Some(state) = states.get(&name) else { continue };
+                if state.addrs.is_empty() {
+                    continue;
+                }
+                ips.extend(state.addrs.keys().map(|a| IpNet::from(*a)));
+                urls.push(name);
+            }
+            if ips.is_empty() {
+                continue;
+            }
+            ips.sort();
+            ips.dedup();
+            out.push(EndpointSet {
+                urls,
+                ips,
+                source: Source::Dns,
+                any_address: false,
+                ..set.clone()
+            });
+        }
+        out
+    }
+
+    /// Every address held, with the names that gave it.
+    pub fn addresses(&self) -> BTreeMap<IpAddr, Vec<&str>> {
+        self.schedule.addresses()
+    }
+
+    pub fn report(&self) -> Vec<NameReport> {
+        self.schedule
+            .names()
+            .iter()
+            .map(|(name, s)| NameReport {
+                name: name.clone(),
+                sets: s.sets.clone(),
+                addrs: s.addrs.keys().copied().collect(),
+                ttl: s.ttl.map(|t| t.as_secs()),
+                chain: s.chain.clone(),
+                error: s.error.as_ref().map(ToString::to_string),
+            })
+            .collect()
+    }
+}
