@@ -43,10 +43,8 @@ pub async fn refresh(
                     return Duration::ZERO;
                 }
             };
-            if let Some(change) = apply(dp, rules, &cause) {
-                if let Some(state) = state {
-                    record(state, change);
-                }
+            if let (Some(change), Some(state)) = (apply(dp, rules, &cause), state) {
+                record(state, change);
             }
             Duration::ZERO
         }
@@ -70,7 +68,11 @@ pub fn apply(dp: &mut Datapath, rules: RuleSet, cause: &str) -> Option<ChangeRec
             for (target, c) in &report.removed {
                 tracing::info!(prefix = %target, packets = c.packets, bytes = c.bytes, "rule removed");
             }
-            tracing::info!(cause, "applied the endpoint list: {}", changes::describe(&change));
+            tracing::info!(
+                cause,
+                "applied the endpoint list: {}",
+                changes::describe(&change)
+            );
             Some(change)
         }
         Err(e) => {

@@ -30,13 +30,20 @@ impl Dnsmasq {
                 .arg(format!("--port={port}"))
                 .args(["--listen-address=127.0.0.1", "--bind-interfaces"])
                 .args(["--no-resolv", "--no-hosts", "--user=root", "--local=/test/"])
-                .arg(format!("--addn-hosts={}", dir.path().join("hosts").display()))
+                .arg(format!(
+                    "--addn-hosts={}",
+                    dir.path().join("hosts").display()
+                ))
                 .arg(format!("--local-ttl={ttl}"))
                 .args(["--log-queries", "--cache-size=0"])
-                .arg(format!("--log-facility={}", dir.path().join("log").display()))
+                .arg(format!(
+                    "--log-facility={}",
+                    dir.path().join("log").display()
+                ))
                 .args(extra)
+                // Nobody reads these: a full pipe would stall dnsmasq.
                 .stdout(Stdio::null())
-                .stderr(Stdio::piped())
+                .stderr(Stdio::null())
                 .spawn()
                 .expect("dnsmasq is missing: run `cargo xtask setup`");
             let addr = SocketAddr::from(([127, 0, 0, 1], port));

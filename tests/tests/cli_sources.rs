@@ -129,7 +129,8 @@ fn builtin_lists_and_the_effective_rule_set() {
         "manage.microsoft.com",
     ]);
     assert_eq!(code, 0, "{stderr}");
-    let rows: Value = serde_json::from_str(&stdout).unwrap();
+    let list: Value = serde_json::from_str(&stdout).unwrap();
+    let rows = &list["rules"];
     let row = |p: &str| {
         rows.as_array()
             .unwrap()
@@ -162,6 +163,25 @@ fn builtin_lists_and_the_effective_rule_set() {
         "set 163 is an Allow set in the article"
     );
     assert_eq!(row("13.67.13.176/28")["provenance"][0]["required"], true);
+    let name = |n: &str| {
+        list["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("{n}"))
+    };
+    assert_eq!(name("*.manage.microsoft.com")["wildcard"], true);
+    assert_eq!(name("time.windows.com")["wildcard"], false);
+    assert!(
+        list["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["name"] != "manage.microsoft.com"),
+        "excluded names are not listed"
+    );
 
     let (code, _, stderr) = intune_ctl(&["list", "--no-service", "--exclude", "10.0.0.0/33"]);
     assert_eq!(code, 2);

@@ -61,6 +61,7 @@ impl Running {
             "--interval",
             "1",
             "--no-service",
+            "--no-resolve",
             "--state-dir",
             dir.path().to_str().unwrap(),
             "--endpoints",

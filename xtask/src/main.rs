@@ -73,6 +73,18 @@ fn run(task: Task) -> anyhow::Result<()> {
         }
         Task::Bench { args } => {
             setup::setup(Scope::Tests)?;
+            // The bench runs the real `intune-ctl` too: build it beside the bench.
+            cargo(
+                &[
+                    "build",
+                    "--release",
+                    "--quiet",
+                    "--package",
+                    "intune-tests",
+                    "--bins",
+                ],
+                &[],
+            )?;
             cargo(
                 &[
                     "run",

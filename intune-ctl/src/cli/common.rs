@@ -265,6 +265,7 @@ impl DnsArgs {
                 max_ttl: self.dns_max_ttl,
                 grace: self.dns_grace,
                 max_per_second: self.dns_rate,
+                max_backoff: Duration::from_secs(300).clamp(self.dns_min_ttl, self.dns_max_ttl),
             },
         )))
     }

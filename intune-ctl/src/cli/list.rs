@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::common::{RuleArgs, ServiceArgs};
 use crate::{
     endpoints::{Category, Ports},
+    resolve::Names,
     rules::Target,
 };
 
@@ -31,6 +32,21 @@ struct Row {
     /// Per endpoint set: where it came from, its category, whether it is required.
     provenance: Vec<Provenance>,
     excluded: bool,
+}
+
+/// What `list --json` prints.
+#[derive(Serialize)]
+struct List {
+    rules: Vec<Row>,
+    names: Vec<NameRow>,
+}
+
+#[derive(Serialize)]
+struct NameRow {
+    name: String,
+    endpoint_sets: Vec<u32>,
+    /// Has a `*`: cannot be resolved ahead of time.
+    wildcard: bool,
 }
 
 #[derive(Serialize)]
@@ -100,8 +116,24 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
             }
         })
         .collect();
+    let names = Names::of(&sets);
+    let name_rows: Vec<NameRow> = names
+        .exact
+        .iter()
+        .map(|(n, ids)| (n, ids, false))
+        .chain(names.wildcard.iter().map(|(n, ids)| (n, ids, true)))
+        .map(|(name, sets, wildcard)| NameRow {
+            name: name.clone(),
+            endpoint_sets: sets.clone(),
+            wildcard,
+        })
+        .collect();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        let list = List {
+            rules: rows,
+            names: name_rows,
+        };
+        println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
     let mut table = Table::new();
@@ -118,6 +150,20 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
             r.ports.to_string()
         };
         table.add_row([r.prefix, ports, sets.join("\n")]);
+    }
+    println!("{table}");
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_header(["name", "endpoint sets", "matched by"]);
+    for n in name_rows {
+        let sets: Vec<String> = n.endpoint_sets.iter().map(u32::to_string).collect();
+        let how = if n.wildcard {
+            "wildcard: not resolvable ahead of time"
+        } else {
+            "its addresses, resolved on a schedule"
+        };
+        table.add_row([n.name, sets.join(","), how.to_string()]);
     }
     println!("{table}");
     Ok(())

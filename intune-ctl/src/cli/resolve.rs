@@ -120,9 +120,10 @@ fn print_tables(report: &Report) {
     println!("{table}");
     if !report.wildcards.is_empty() {
         let mut table = Table::new();
-        table
-            .load_preset(UTF8_BORDERS_ONLY)
-            .set_header(["wildcard name (not resolvable ahead of time)", "endpoint sets"]);
+        table.load_preset(UTF8_BORDERS_ONLY).set_header([
+            "wildcard name (not resolvable ahead of time)",
+            "endpoint sets",
+        ]);
         for w in &report.wildcards {
             let sets: Vec<String> = w.sets.iter().map(u32::to_string).collect();
             table.add_row([w.name.clone(), sets.join(",")]);

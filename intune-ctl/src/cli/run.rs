@@ -79,9 +79,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     bpffs::ensure_mounted(&args.bpffs)
         .with_context(|| format!("mounting bpffs at {} (are you root?)", args.bpffs.display()))?;
-    // Room for a few addresses per name beside the listed prefixes.
+    // Room for a few addresses per name beside the listed prefixes; beyond it IPv4 falls
+    // back to the trie, slower but whole.
     let exact_names = watcher.as_ref().map_or(0, |w| w.names().exact.len());
-    let mut dp = load_datapath(&rules, &policy, false, exact_names * 16)?;
+    let mut dp = load_datapath(&rules, &policy, false, exact_names * 4)?;
     let wildcards = watcher.as_ref().map_or(0, |w| w.names().wildcard.len());
     println!(
         "loaded {} endpoint sets: {} prefixes in {} rules, {} port sets, IPv4 lookup by {}; {} names to resolve, {} wildcard names",
@@ -222,7 +223,10 @@ pub fn print_counters(dp: &Datapath, watcher: Option<&Watcher>) -> anyhow::Resul
         let sets: Vec<String> = rule.sets.iter().map(|s| s.id.to_string()).collect();
         let names = match rule.target {
             crate::rules::Target::Prefix(net) if net.prefix_len() == net.max_prefix_len() => {
-                addresses.get(&net.addr()).map(|n| n.join(",")).unwrap_or_default()
+                addresses
+                    .get(&net.addr())
+                    .map(|n| n.join(","))
+                    .unwrap_or_default()
             }
             _ => String::new(),
         };

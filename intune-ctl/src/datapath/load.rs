@@ -1,6 +1,5 @@
 //! Loading the embedded kernel program and attaching it to interfaces.
 
-use super::mmap::U32Array;
 use crate::{policy::Policy, rules::RuleSet, v4table::V4Table};
 use aya::{
     Ebpf, EbpfLoader,
@@ -122,8 +121,6 @@ pub struct Datapath {
     pub(crate) installed: Option<RuleSet>,
     /// What the kernel's IPv4 table holds.
     pub(crate) v4_table: Option<V4Table>,
-    /// The table's maps, mapped into memory: levels 32, 24, 16.
-    pub(crate) v4_maps: Option<[U32Array; 3]>,
     pub(crate) policy: Policy,
     pub(crate) trace: bool,
 }
@@ -147,7 +144,6 @@ impl Datapath {
             v4_lookup: V4Lookup::Trie,
             installed: None,
             v4_table: None,
-            v4_maps: None,
             policy: Policy::default(),
             trace: false,
         })

@@ -16,6 +16,10 @@ use crate::{
     v4table::V4Table,
 };
 
+/// Up to this many table entries are written one syscall each; more go through a mapping of
+/// the maps, which costs a millisecond or so to set up for a large table.
+const SYSCALL_WRITES: usize = 4096;
+
 pub(super) fn map_err(name: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }
 }
@@ -174,24 +178,27 @@ impl Datapath {
             self.v4_lookup = V4Lookup::Trie;
             return Ok(());
         };
-        if self.v4_maps.is_none() {
-            // Mapped once: the kernel maps the whole array at mmap time, which costs
-            // milliseconds for a large table.
-            self.v4_maps = Some([
-                self.map_u32_array(V4_TBL32)?,
-                self.map_u32_array(V4_TBL24)?,
-                self.map_u32_array(V4_TBL16)?,
-            ]);
-        }
-        let Some(maps) = self.v4_maps.as_mut() else {
-            return Err(DatapathError::Missing(V4_TBL16));
-        };
-        for (array, level) in maps
-            .iter_mut()
-            .zip([&writes.tbl32, &writes.tbl24, &writes.tbl16])
-        {
-            for &(i, e) in level {
-                array.set(i, e);
+        let levels = [
+            (V4_TBL32, &writes.tbl32),
+            (V4_TBL24, &writes.tbl24),
+            (V4_TBL16, &writes.tbl16),
+        ];
+        if writes.len() <= SYSCALL_WRITES {
+            for (name, level) in levels {
+                let mut array =
+                    Array::<_, u32>::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+                for &(i, e) in level {
+                    let index = u32::try_from(i).map_err(|_| DatapathError::Missing(name))?;
+                    array.set(index, e, 0).map_err(map_err(name))?;
+                }
+            }
+        } else {
+            // Mapped for this update only: a mapping of the whole table would stay resident.
+            for (name, level) in levels {
+                let mut array = self.map_u32_array(name)?;
+                for &(i, e) in level {
+                    array.set(i, e);
+                }
             }
         }
         self.v4_lookup = V4Lookup::Table;

@@ -68,7 +68,10 @@ pub enum LookupError {
 
 /// Seconds as a number in JSON.
 mod secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_secs())
     }
 }
@@ -118,21 +121,24 @@ impl Dns {
         match (v4, v6) {
             (Err(a), Err(b)) => Err(worse(a, b)),
             (a, b) => {
-                let mut answer = Answer {
-                    addrs: Vec::new(),
-                    ttl: Duration::MAX,
-                    chain: Vec::new(),
-                };
-                for family in [a, b].into_iter().flatten() {
-                    answer.addrs.extend(family.addrs);
-                    answer.ttl = answer.ttl.min(family.ttl);
-                    if answer.chain.len() < family.chain.len() {
-                        answer.chain = family.chain;
-                    }
-                }
-                answer.addrs.sort();
-                answer.addrs.dedup();
-                Ok(answer)
+                let families: Vec<Answer> = [a, b].into_iter().flatten().collect();
+                // The TTL of the addresses; a family with none (NODATA) only counts when
+                // neither has any: its negative TTL must not hasten the other's lookups.
+                let with_addrs = families.iter().filter(|f| !f.addrs.is_empty());
+                let ttl = with_addrs
+                    .map(|f| f.ttl)
+                    .min()
+                    .or_else(|| families.iter().map(|f| f.ttl).min())
+                    .unwrap_or_default();
+                let chain = families
+                    .iter()
+                    .map(|f| f.chain.clone())
+                    .max_by_key(Vec::len)
+                    .unwrap_or_default();
+                let mut addrs: Vec<IpAddr> = families.into_iter().flat_map(|f| f.addrs).collect();
+                addrs.sort();
+                addrs.dedup();
+                Ok(Answer { addrs, ttl, chain })
             }
         }
     }

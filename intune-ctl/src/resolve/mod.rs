@@ -112,7 +112,11 @@ impl Watcher {
                 }
                 None => tracing::debug!(name, retry_in, "name resolved"),
                 Some(error) => {
-                    let kept = self.schedule.names().get(&name).map_or(0, |s| s.addrs.len());
+                    let kept = self
+                        .schedule
+                        .names()
+                        .get(&name)
+                        .map_or(0, |s| s.addrs.len());
                     tracing::warn!(name, %error, retry_in, kept, "resolving failed; the name's addresses stay until their grace ends")
                 }
             }
@@ -144,7 +148,9 @@ impl Watcher {
             let mut ips: Vec<IpNet> = Vec::new();
             for url in set.exact_urls() {
                 let name = url.trim_end_matches('.').to_ascii_lowercase();
-                let Some(state) = states.get(&name) else { continue };
+                let Some(state) = states.get(&name) else {
+                    continue;
+                };
                 if state.addrs.is_empty() {
                     continue;
                 }
