@@ -42,9 +42,10 @@ pub enum DatapathError {
         mode: &'static str,
         source: ProgramError,
     },
-    #[error("mapping BPF map {name} into memory: {source}")]
-    Mmap {
+    #[error("writing BPF map {name} in a batch ({written} entries done): {source}")]
+    Batch {
         name: &'static str,
+        written: u32,
         source: std::io::Error,
     },
     #[error("pinning: {0}")]

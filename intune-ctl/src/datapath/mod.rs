@@ -1,10 +1,10 @@
 //! The kernel side as userspace sees it: load and attach the program, fill its maps, read its
 //! counters, run frames through it.
 
+pub mod batch;
 pub mod bpffs;
 pub mod counters;
 pub mod load;
-pub mod mmap;
 pub mod sync;
 pub mod testrun;
 

@@ -16,10 +16,6 @@ use crate::{
     v4table::V4Table,
 };
 
-/// Up to this many table entries are written one syscall each; more go through a mapping of
-/// the maps, which costs a millisecond or so to set up for a large table.
-const SYSCALL_WRITES: usize = 4096;
-
 pub(super) fn map_err(name: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }
 }
@@ -183,23 +179,9 @@ impl Datapath {
             (V4_TBL24, &writes.tbl24),
             (V4_TBL16, &writes.tbl16),
         ];
-        if writes.len() <= SYSCALL_WRITES {
-            for (name, level) in levels {
-                let mut array =
-                    Array::<_, u32>::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-                for &(i, e) in level {
-                    let index = u32::try_from(i).map_err(|_| DatapathError::Missing(name))?;
-                    array.set(index, e, 0).map_err(map_err(name))?;
-                }
-            }
-        } else {
-            // Mapped for this update only: a mapping of the whole table would stay resident.
-            for (name, level) in levels {
-                let mut array = self.map_u32_array(name)?;
-                for &(i, e) in level {
-                    array.set(i, e);
-                }
-            }
+        // Lower levels first: a chunk is whole before an upper entry links it.
+        for (name, level) in levels {
+            self.update_u32_array(name, level)?;
         }
         self.v4_lookup = V4Lookup::Table;
         Ok(())
