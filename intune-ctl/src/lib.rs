@@ -4,6 +4,7 @@
 pub mod capture;
 pub mod changes;
 pub mod cli;
+pub mod config;
 pub mod datapath;
 pub mod endpoints;
 pub mod policy;

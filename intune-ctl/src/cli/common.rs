@@ -149,7 +149,7 @@ pub struct ServiceArgs {
     pub service_timeout: u64,
 }
 
-fn parse_category(text: &str) -> Result<Category, String> {
+pub fn parse_category(text: &str) -> Result<Category, String> {
     match text.to_ascii_lowercase().as_str() {
         "optimize" => Ok(Category::Optimize),
         "allow" => Ok(Category::Allow),
@@ -231,7 +231,7 @@ pub struct DnsArgs {
 }
 
 /// `ADDR:PORT`, or a bare address for port 53.
-fn parse_resolver(text: &str) -> Result<std::net::SocketAddr, String> {
+pub fn parse_resolver(text: &str) -> Result<std::net::SocketAddr, String> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }

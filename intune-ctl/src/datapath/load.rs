@@ -42,6 +42,11 @@ pub enum DatapathError {
         mode: &'static str,
         source: ProgramError,
     },
+    #[error("mapping BPF map {name} into memory: {source}")]
+    Mmap {
+        name: &'static str,
+        source: std::io::Error,
+    },
     #[error("writing BPF map {name} in a batch ({written} entries done): {source}")]
     Batch {
         name: &'static str,
@@ -96,7 +101,8 @@ impl Capacity {
 }
 
 /// How to attach.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum XdpChoice {
     /// Native, falling back to generic when the driver has no XDP support.
     #[default]

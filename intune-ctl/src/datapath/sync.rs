@@ -16,6 +16,10 @@ use crate::{
     v4table::V4Table,
 };
 
+/// Up to this many table entries go in one BPF_MAP_UPDATE_BATCH call; more are stored through
+/// a mapping of the maps, whose set-up costs milliseconds but whose stores cost nothing.
+const BATCH_WRITES: usize = 65_536;
+
 pub(super) fn map_err(name: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }
 }
@@ -180,8 +184,19 @@ impl Datapath {
             (V4_TBL16, &writes.tbl16),
         ];
         // Lower levels first: a chunk is whole before an upper entry links it.
-        for (name, level) in levels {
-            self.update_u32_array(name, level)?;
+        if writes.len() <= BATCH_WRITES {
+            for (name, level) in levels {
+                self.update_u32_array(name, level)?;
+            }
+        } else {
+            // A bulk write (a first fill, a list replaced): plain stores through a mapping,
+            // dropped after, so the table is not resident in the daemon.
+            for (name, level) in levels {
+                let mut array = self.map_u32_array(name)?;
+                for &(i, e) in level {
+                    array.set(i, e);
+                }
+            }
         }
         self.v4_lookup = V4Lookup::Table;
         Ok(())

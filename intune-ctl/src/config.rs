@@ -1,0 +1,364 @@
+//! The daemon's TOML config (`/etc/intune-ctl/config.toml`). Every key has a default, so an
+//! empty file works; an unknown key or a bad value is an error naming the key and its line.
+//! Flags given on the command line override the file (see `cli::run`).
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+use crate::{
+    datapath::XdpChoice,
+    endpoints::service::{DEFAULT_URL, Instance},
+    policy::{Direction, Mode},
+    state::DEFAULT_STATE_DIR,
+};
+
+pub const DEFAULT_CONFIG: &str = "/etc/intune-ctl/config.toml";
+pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/intune";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    #[serde(rename = "interface")]
+    pub interfaces: Vec<Interface>,
+    pub policy: PolicyConfig,
+    pub sources: SourcesConfig,
+    pub dns: DnsConfig,
+    pub paths: PathsConfig,
+    pub metrics: MetricsConfig,
+    pub daemon: DaemonConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            interfaces: Vec::new(),
+            policy: PolicyConfig::default(),
+            sources: SourcesConfig::default(),
+            dns: DnsConfig::default(),
+            paths: PathsConfig::default(),
+            metrics: MetricsConfig::default(),
+            daemon: DaemonConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    pub name: String,
+    /// The policy's direction when absent.
+    #[serde(default)]
+    pub direction: Option<Direction>,
+    #[serde(default)]
+    pub xdp_mode: XdpChoice,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub mode: Mode,
+    /// Direction of interfaces that name none.
+    pub direction: Direction,
+    /// Enforce mode: DNS allowed only to these; empty = to any.
+    pub dns_resolvers: Vec<IpAddr>,
+    /// Allow Delivery Optimization peering (TCP 7680, UDP 3544) to any address.
+    pub peer_ports: bool,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            mode: Mode::Monitor,
+            direction: Direction::Dst,
+            dns_resolvers: Vec::new(),
+            peer_ports: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    pub builtin: bool,
+    pub service: bool,
+    pub service_url: String,
+    pub instance: Instance,
+    pub service_areas: Vec<String>,
+    /// Common sets kept: the article's Intune dependencies.
+    pub common_sets: Vec<u32>,
+    pub no_ipv6: bool,
+    /// Optimize, Allow, Default; empty = all.
+    pub categories: Vec<String>,
+    pub required_only: bool,
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// Share of the service's prefixes a new list may remove before it is rejected.
+    pub max_shrink: f64,
+    #[serde(with = "humantime_serde")]
+    pub service_timeout: Duration,
+    pub files: Vec<PathBuf>,
+    /// Prefixes and names never to allow.
+    pub exclude: Vec<String>,
+}
+
+impl Default for SourcesConfig {
+    fn default() -> Self {
+        SourcesConfig {
+            builtin: true,
+            service: true,
+            service_url: DEFAULT_URL.to_string(),
+            instance: Instance::Worldwide,
+            service_areas: vec!["MEM".into(), "Common".into()],
+            common_sets: vec![56, 59, 97, 150],
+            no_ipv6: false,
+            categories: Vec::new(),
+            required_only: false,
+            refresh_interval: Duration::from_secs(3600),
+            max_shrink: 0.5,
+            service_timeout: Duration::from_secs(30),
+            files: Vec::new(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Resolve the listed names at all.
+    pub enabled: bool,
+    /// `ADDR:PORT` or `ADDR`; empty = the system's.
+    pub resolvers: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub min_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Lookups started per second at most.
+    pub rate: u32,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            enabled: true,
+            resolvers: Vec::new(),
+            min_ttl: Duration::from_secs(30),
+            max_ttl: Duration::from_secs(3600),
+            grace: Duration::from_secs(600),
+            timeout: Duration::from_secs(3),
+            rate: 50,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathsConfig {
+    pub state_dir: PathBuf,
+    pub bpffs_dir: PathBuf,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig {
+            state_dir: DEFAULT_STATE_DIR.into(),
+            bpffs_dir: DEFAULT_BPFFS_DIR.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `ADDR:PORT` to serve Prometheus metrics on; empty = off.
+    pub listen: String,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Remove the filter when the daemon stops. Off: a gateway must not open up because a
+    /// daemon stopped.
+    pub detach_on_stop: bool,
+    /// How often the hit-counter table is printed.
+    #[serde(with = "humantime_serde")]
+    pub counters_interval: Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            detach_on_stop: false,
+            counters_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// Parses `text` read from `path`: errors name the key and the line.
+    pub fn parse(text: &str, path: &std::path::Path) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let config: Config = toml::from_str(text).map_err(|e| invalid(describe(&e, text)))?;
+        config.validate().map_err(invalid)?;
+        Ok(config)
+    }
+
+    pub fn read(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Checks what serde cannot: shares, ranges, names.
+    fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.sources.max_shrink) {
+            return Err(format!(
+                "sources.max_shrink = {} is not a share between 0 and 1",
+                self.sources.max_shrink
+            ));
+        }
+        if self.dns.min_ttl > self.dns.max_ttl {
+            return Err("dns.min_ttl is longer than dns.max_ttl".into());
+        }
+        if self.dns.rate == 0 {
+            return Err("dns.rate must be at least 1".into());
+        }
+        for (i, iface) in self.interfaces.iter().enumerate() {
+            if iface.name.is_empty() || iface.name.contains([':', '/', ' ']) {
+                return Err(format!(
+                    "interface[{i}].name = {:?} is not an interface name",
+                    iface.name
+                ));
+            }
+        }
+        for c in &self.sources.categories {
+            crate::cli::common::parse_category(c)
+                .map_err(|e| format!("sources.categories: {e}"))?;
+        }
+        for r in &self.dns.resolvers {
+            crate::cli::common::parse_resolver(r).map_err(|e| format!("dns.resolvers: {e}"))?;
+        }
+        if !self.metrics.listen.is_empty() {
+            self.metrics
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| {
+                    format!(
+                        "metrics.listen = {:?} is not ADDR:PORT",
+                        self.metrics.listen
+                    )
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// The toml error with its line number and the key it is about.
+fn describe(e: &toml::de::Error, text: &str) -> String {
+    let line = e.span().map(|s| {
+        text.as_bytes()[..s.start.min(text.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    });
+    let message = e.message().trim_end();
+    match line {
+        Some(line) => format!("line {line}: {message}"),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, std::path::Path::new("c.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_empty_file_is_the_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_documented_keys_parse() {
+        let c = parse(
+            r#"
+[[interface]]
+name = "eth1"
+direction = "src"
+xdp_mode = "generic"
+
+[policy]
+mode = "enforce"
+dns_resolvers = ["192.0.2.53"]
+
+[sources]
+builtin = true
+service = false
+service_url = "http://127.0.0.1:8080"
+instance = "USGovDoD"
+service_areas = ["MEM"]
+files = ["/etc/intune-ctl/extra.json"]
+exclude = ["203.0.113.0/24", "bad.example"]
+
+[dns]
+resolvers = ["127.0.0.1:5353"]
+min_ttl = "10s"
+max_ttl = "30m"
+grace = "5m"
+
+[paths]
+state_dir = "/tmp/s"
+bpffs_dir = "/sys/fs/bpf/x"
+
+[metrics]
+listen = "127.0.0.1:9469"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.interfaces[0].direction, Some(Direction::Src));
+        assert_eq!(c.interfaces[0].xdp_mode, XdpChoice::Generic);
+        assert_eq!(c.policy.mode, Mode::Enforce);
+        assert_eq!(c.sources.instance, Instance::UsGovDod);
+        assert_eq!(c.dns.grace, Duration::from_secs(300));
+        assert_eq!(c.paths.bpffs_dir, PathBuf::from("/sys/fs/bpf/x"));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let e = parse("[policy]\nmode = \"monitor\"\nmood = 1\n").unwrap_err();
+        assert!(e.contains("line 3") && e.contains("mood"), "{e}");
+        let e = parse("[policy]\nmode = \"lax\"\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("lax"), "{e}");
+        let e = parse("[dns]\ngrace = \"ten minutes\"\n").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        let e = parse("[sources]\nmax_shrink = 2.0\n").unwrap_err();
+        assert!(e.contains("sources.max_shrink"), "{e}");
+        let e = parse("[metrics]\nlisten = \"localhost\"\n").unwrap_err();
+        assert!(e.contains("metrics.listen"), "{e}");
+    }
+}
