@@ -67,7 +67,7 @@ impl Running {
             "--endpoints",
             sets.to_str().unwrap(),
         ]);
-        if !args.contains(&"--iface") {
+        if !args.contains(&"--iface") && !args.contains(&"--config") {
             cmd.args(["--iface", "g0"]);
         }
         let mut child = cmd
@@ -190,6 +190,49 @@ fn an_interface_can_match_return_traffic_only() {
     assert!(!connects(&t.dev, "198.51.100.1:443"));
     let (code, _) = run.terminate();
     assert_eq!(code, 0);
+}
+
+#[test]
+fn the_config_file_sets_the_daemon_up_and_flags_override_it() {
+    require_root!();
+    let t = topology("c");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[[interface]]\nname = \"g0\"\ndirection = \"src\"\nxdp_mode = \"generic\"\n\n[policy]\nmode = \"enforce\"\n",
+    )
+    .unwrap();
+    // The file says enforce; the flag says monitor, and wins. The rest comes from the file.
+    let run = Running::start(
+        &t.gw,
+        &["--config", config.to_str().unwrap(), "--mode", "monitor"],
+    );
+    let start = run.wait_for("attached to g0", 30);
+    assert!(
+        start.iter().any(|l| l.contains("generic XDP")
+            && l.contains("mode Monitor")
+            && l.contains("direction Src")),
+        "{start:?}"
+    );
+    assert!(connects(&t.dev, "192.0.2.2:8080"), "monitor passes");
+    let (code, _) = run.terminate();
+    assert_eq!(code, 0);
+
+    // A bad config stops the daemon before it touches anything: one line, exit 2.
+    std::fs::write(&config, "[policy]\nmode = \"lax\"\n").unwrap();
+    let out =
+        t.gw.command(env!("CARGO_BIN_EXE_intune-ctl-test"))
+            .args(["daemon", "--config", config.to_str().unwrap()])
+            .output()
+            .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 2") && stderr.contains("lax"),
+        "{stderr}"
+    );
+    assert!(!xdp_attached(&t.gw));
 }
 
 #[test]

@@ -1,16 +1,18 @@
 //! The command line: the command tree here, one file per subcommand.
 
 pub mod changes;
+pub mod check_config;
 pub mod classify;
 pub mod common;
 pub mod endpoints;
 pub mod list;
 pub mod resolve;
 pub mod run;
+pub mod settings;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// Loads and watches intune-xdp, the XDP filter that knows the Microsoft Intune endpoints.
 #[derive(Debug, Parser)]
@@ -24,8 +26,12 @@ struct Cli {
 enum Command {
     /// Run every frame of a capture through the real program and print what it decided.
     Classify(classify::ClassifyArgs),
-    /// Attach the filter to interfaces and print its hit counters until Ctrl-C or SIGTERM.
-    Run(run::RunArgs),
+    /// The filter daemon: attach to the interfaces, keep the rule set current, print hit
+    /// counters; reads /etc/intune-ctl/config.toml (or --config), flags override it.
+    #[command(visible_alias = "run")]
+    Daemon(run::RunArgs),
+    /// Validate a config file, its endpoint files and exclusions, without touching anything.
+    CheckConfig(check_config::CheckConfigArgs),
     /// Print the endpoint sets of one source, or the effective list.
     Endpoints(endpoints::EndpointsArgs),
     /// Print the effective rule set with each prefix's ports, endpoint sets and sources.
@@ -46,16 +52,21 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run(_)) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if !matches!(cli.command, Command::Daemon(_)) {
         // A command piped into `head` should end quietly when the pipe closes, as Unix tools
-        // do; `run` keeps Rust's default, since losing stdout must not stop a filter.
+        // do; the daemon keeps Rust's default, since losing stdout must not stop a filter.
         // SAFETY: setting a signal disposition to its default before any thread starts.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     let result = match &cli.command {
         Command::Classify(args) => classify::run(args),
-        Command::Run(args) => block_on(run::run(args)),
+        Command::Daemon(args) => {
+            let given = settings::Given(matches.subcommand_matches("daemon"));
+            block_on(run::run(args, &given))
+        }
+        Command::CheckConfig(args) => check_config::run(args),
         Command::Endpoints(args) => block_on(endpoints::run(args)),
         Command::List(args) => list::run(args),
         Command::Changes(args) => changes::run(args),

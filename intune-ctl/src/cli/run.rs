@@ -6,9 +6,13 @@ use anyhow::{Context as _, bail};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::common::{DnsArgs, PolicyArgs, RuleArgs, ServiceArgs, load_datapath};
+use super::{
+    common::{DnsArgs, PolicyArgs, RuleArgs, ServiceArgs, load_datapath},
+    settings::Given,
+};
 use crate::{
     changes,
+    config::DEFAULT_BPFFS_DIR,
     datapath::{Datapath, V4Lookup, XdpChoice, bpffs},
     endpoints::EndpointSet,
     policy::Direction,
@@ -18,11 +22,15 @@ use crate::{
     updater,
 };
 
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct RunArgs {
+    /// The config file; flags given here override it. Default: /etc/intune-ctl/config.toml
+    /// when it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Interface to attach to (repeatable); `IF:DIR` gives it its own direction (dst, src, both).
-    #[arg(long = "iface", value_name = "IF[:DIR]", required = true, value_parser = parse_iface)]
-    pub ifaces: Vec<(String, Option<Direction>)>,
+    #[arg(long = "iface", value_name = "IF[:DIR]", value_parser = parse_iface)]
+    pub ifaces: Vec<IfaceSpec>,
     #[command(flatten)]
     pub rules: RuleArgs,
     #[command(flatten)]
@@ -37,32 +45,56 @@ pub struct RunArgs {
     /// Seconds between hit-counter tables.
     #[arg(long, default_value_t = 5, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub interval: u64,
-    /// Where bpffs is (mounted when it is not).
-    #[arg(long, default_value = "/sys/fs/bpf", value_name = "DIR")]
-    pub bpffs: PathBuf,
+    /// Where the program, its maps and links are pinned (bpffs is mounted when missing).
+    #[arg(long, alias = "bpffs", default_value = DEFAULT_BPFFS_DIR, value_name = "DIR")]
+    pub bpffs_dir: PathBuf,
+    /// Serve Prometheus metrics on this address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Remove the filter when the daemon stops (by default it stays attached).
+    #[arg(long)]
+    pub detach_on_stop: bool,
+}
+
+/// One interface to attach to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IfaceSpec {
+    pub name: String,
+    pub direction: Option<Direction>,
+    /// The command's `--xdp-mode` when absent.
+    pub xdp_mode: Option<XdpChoice>,
 }
 
 /// `IF` or `IF:DIR`: an interface name cannot hold a colon.
-fn parse_iface(text: &str) -> Result<(String, Option<Direction>), String> {
-    match text.split_once(':') {
-        None => Ok((text.to_string(), None)),
+fn parse_iface(text: &str) -> Result<IfaceSpec, String> {
+    let (name, direction) = match text.split_once(':') {
+        None => (text, None),
         Some((name, dir)) => {
             let dir = <Direction as clap::ValueEnum>::from_str(dir, true)
                 .map_err(|_| format!("{dir:?} is not a direction (dst, src, both)"))?;
-            Ok((name.to_string(), Some(dir)))
+            (name, Some(dir))
         }
-    }
+    };
+    Ok(IfaceSpec {
+        name: name.to_string(),
+        direction,
+        xdp_mode: None,
+    })
 }
 
-pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
+pub async fn run(args: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
+    let args = &args.with_config(&args.read_config()?, given)?;
     let mut policy = args.policy.policy();
-    for (iface, dir) in &args.ifaces {
-        let ifindex = nix_ifindex(iface);
+    if args.ifaces.is_empty() {
+        bail!("no interface to attach to: give --iface IF or an [[interface]] in the config");
+    }
+    for iface in &args.ifaces {
+        let ifindex = nix_ifindex(&iface.name);
         if ifindex == 0 {
-            bail!("interface {iface} does not exist");
+            bail!("interface {} does not exist", iface.name);
         }
-        if let Some(dir) = dir {
-            policy.iface_directions.push((ifindex, *dir));
+        if let Some(dir) = iface.direction {
+            policy.iface_directions.push((ifindex, dir));
         }
     }
     // Read every source before touching the kernel: bad input stops here.
@@ -77,8 +109,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     if let Some(w) = watcher.as_mut() {
         w.follow(&sets, std::time::Instant::now());
     }
-    bpffs::ensure_mounted(&args.bpffs)
-        .with_context(|| format!("mounting bpffs at {} (are you root?)", args.bpffs.display()))?;
+    bpffs::ensure_dir(&args.bpffs_dir).with_context(|| {
+        format!(
+            "making the pin directory {} on bpffs (are you root?)",
+            args.bpffs_dir.display()
+        )
+    })?;
     // Room for a few addresses per name beside the listed prefixes; beyond it IPv4 falls
     // back to the trie, slower but whole.
     let exact_names = watcher.as_ref().map_or(0, |w| w.names().exact.len());
@@ -97,12 +133,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         exact_names,
         wildcards
     );
-    for (iface, dir) in &args.ifaces {
-        let mode = dp.attach(iface, args.xdp_mode)?;
-        let dir = dir.unwrap_or(policy.direction);
+    for iface in &args.ifaces {
+        let mode = dp.attach(&iface.name, iface.xdp_mode.unwrap_or(args.xdp_mode))?;
+        let dir = iface.direction.unwrap_or(policy.direction);
         println!(
-            "attached to {iface} ({mode} XDP), mode {:?}, direction {dir:?}",
-            policy.mode
+            "attached to {} ({mode} XDP), mode {:?}, direction {dir:?}",
+            iface.name, policy.mode
         );
     }
     if let Some(r) = &refresher {
@@ -153,7 +189,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     print_counters(&dp, watcher.as_ref())?;
     dp.detach_all().context("detaching")?;
-    let names: Vec<&str> = args.ifaces.iter().map(|(name, _)| name.as_str()).collect();
+    let names: Vec<&str> = args.ifaces.iter().map(|i| i.name.as_str()).collect();
     println!("detached from {}", names.join(", "));
     Ok(())
 }

@@ -1,0 +1,53 @@
+//! `intune-ctl check-config`: the example config and broken ones, checked offline.
+
+use std::process::Command;
+
+fn check(file: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_intune-ctl-test"))
+        .arg("check-config")
+        .arg(file)
+        .output()
+        .expect("run intune-ctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_example_config_checks() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/config.toml");
+    let (code, stdout, stderr) = check(&example);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(": ok; 1 interfaces, mode Monitor"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn broken_configs_name_the_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    for (text, expect) in [
+        ("[sources]\nbuiltin = true\nfiels = []\n", "line 3"),
+        ("[dns]\nmin_ttl = \"soon\"\n", "line 2"),
+        ("[[interface]]\nname = \"eth0:1\"\n", "interface[0].name"),
+        (
+            "[sources]\nfiles = [\"/nonexistent/extra.json\"]\n",
+            "/nonexistent/extra.json",
+        ),
+        ("[sources]\nexclude = [\"10.0.0.0/33\"]\n", "10.0.0.0/33"),
+        ("[policy\n", "line 1"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let (code, _, stderr) = check(&file);
+        assert_eq!(code, 2, "{text}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expect), "{text}: {stderr}");
+    }
+    let (code, _, stderr) = check(&dir.path().join("missing.toml"));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("missing.toml"), "{stderr}");
+}
