@@ -27,7 +27,7 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     #[serde(rename = "interface")]
@@ -38,20 +38,6 @@ pub struct Config {
     pub paths: PathsConfig,
     pub metrics: MetricsConfig,
     pub daemon: DaemonConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            interfaces: Vec::new(),
-            policy: PolicyConfig::default(),
-            sources: SourcesConfig::default(),
-            dns: DnsConfig::default(),
-            paths: PathsConfig::default(),
-            metrics: MetricsConfig::default(),
-            daemon: DaemonConfig::default(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
