@@ -358,6 +358,40 @@ impl RuleSet {
             })
     }
 
+    /// A rule set that knows only targets and their indices: what a restarted daemon reads
+    /// back, so that a rebuild against it keeps the indices (and the counters) rules had.
+    pub fn from_indices(entries: impl IntoIterator<Item = (Target, u32)>) -> RuleSet {
+        let mut rs = RuleSet {
+            rules: entries
+                .into_iter()
+                .map(|(target, index)| Rule {
+                    index,
+                    target,
+                    excluded: false,
+                    sets: Vec::new(),
+                    effective: Ports::default(),
+                    port_set: 0,
+                })
+                .collect(),
+            ..RuleSet::default()
+        };
+        rs.rules.sort_by_key(|r| r.target);
+        rs.rules.dedup_by_key(|r| r.target);
+        rs.by_target = rs
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.target, i))
+            .collect();
+        rs.by_index = rs
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.index, i))
+            .collect();
+        rs
+    }
+
     pub fn rule(&self, index: u32) -> Option<&Rule> {
         self.by_index.get(&index).map(|&i| &self.rules[i])
     }

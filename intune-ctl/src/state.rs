@@ -14,6 +14,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/intune-ctl";
 const CLIENT_ID_FILE: &str = "client-request-id";
 const CACHE_FILE: &str = "service-cache.json";
 const CHANGES_FILE: &str = "changes.json";
+const RULES_FILE: &str = "rules.json";
 /// Changes kept in the record.
 const CHANGES_KEPT: usize = 100;
 
@@ -55,6 +56,51 @@ pub struct SetChange {
     pub set: u32,
     pub added: usize,
     pub removed: usize,
+}
+
+/// One rule the maps hold, as recorded in the state directory.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InstalledRule {
+    pub index: u32,
+    /// A prefix, or "any" for the port-only rule.
+    pub prefix: String,
+    pub endpoint_sets: Vec<u32>,
+    pub sources: Vec<String>,
+    pub ports: String,
+    pub excluded: bool,
+}
+
+impl InstalledRule {
+    pub fn of(rules: &crate::rules::RuleSet) -> Vec<InstalledRule> {
+        rules
+            .rules
+            .iter()
+            .map(|r| {
+                let mut sources: Vec<String> = r
+                    .sets
+                    .iter()
+                    .flat_map(|s| s.sources.iter().map(|x| x.to_string()))
+                    .collect();
+                sources.sort();
+                sources.dedup();
+                InstalledRule {
+                    index: r.index,
+                    prefix: r.target.to_string(),
+                    endpoint_sets: r.set_ids(),
+                    sources,
+                    ports: r.effective.to_string(),
+                    excluded: r.excluded,
+                }
+            })
+            .collect()
+    }
+
+    pub fn target(&self) -> Option<crate::rules::Target> {
+        match self.prefix.as_str() {
+            "any" => Some(crate::rules::Target::AnyAddress),
+            p => p.parse().ok().map(crate::rules::Target::Prefix),
+        }
+    }
 }
 
 pub fn now_rfc3339() -> String {
@@ -147,6 +193,29 @@ impl StateDir {
             .map(Some)
             .map_err(|e| StateError::Corrupt {
                 file: self.dir.join(CACHE_FILE).display().to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Records the rules the maps hold, by kernel index: what a restarted daemon keeps the
+    /// indices (and counters) of, and what `stats` names the counters with.
+    pub fn save_rules(&self, rules: &[InstalledRule]) -> Result<(), StateError> {
+        let text = serde_json::to_vec(rules).map_err(|e| StateError::Corrupt {
+            file: RULES_FILE.into(),
+            message: e.to_string(),
+        })?;
+        self.write_atomic(RULES_FILE, &text)
+    }
+
+    /// The rules the maps held, or `None` when none were recorded.
+    pub fn load_rules(&self) -> Result<Option<Vec<InstalledRule>>, StateError> {
+        let Some(text) = self.read(RULES_FILE)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                file: self.dir.join(RULES_FILE).display().to_string(),
                 message: e.to_string(),
             })
     }

@@ -3,12 +3,18 @@
 
 use std::{
     io::{BufRead, BufReader},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    path::Path,
     process::{Child, Stdio},
-    sync::mpsc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        mpsc,
+    },
     time::Duration,
 };
 
+use intune_ctl::datapath::pins::Pins;
 use intune_tests::{
     TEST_SETS,
     netns::{Netns, veth},
@@ -48,6 +54,35 @@ struct Running {
     /// Holds the endpoint file while the command runs.
     _dir: tempfile::TempDir,
     lines: mpsc::Receiver<String>,
+    /// The test's own pin directory, removed when the test ends.
+    pins: Pins,
+    argv: Vec<String>,
+}
+
+fn spawn(gw: &Netns, argv: &[String]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = gw
+        .command(env!("CARGO_BIN_EXE_intune-ctl-test"))
+        .args(argv)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn intune-ctl run");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, lines)
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = self.pins.remove_all();
+    }
 }
 
 impl Running {
@@ -55,39 +90,53 @@ impl Running {
         let dir = tempfile::tempdir().expect("temp dir");
         let sets = dir.path().join("sets.json");
         std::fs::write(&sets, TEST_SETS).unwrap();
-        let mut cmd = gw.command(env!("CARGO_BIN_EXE_intune-ctl-test"));
-        cmd.args([
-            "run",
-            "--interval",
-            "1",
-            "--no-service",
-            "--no-resolve",
-            "--state-dir",
-            dir.path().to_str().unwrap(),
-            "--endpoints",
-            sets.to_str().unwrap(),
-        ]);
+        let pins = Pins::new(
+            Path::new("/sys/fs/bpf").join(
+                dir.path()
+                    .file_name()
+                    .expect("temp dir name")
+                    .to_string_lossy()
+                    .trim_start_matches('.'),
+            ),
+        );
+        let mut argv: Vec<String> = vec!["run".into(), "--bpffs-dir".into()];
+        argv.push(pins.dir().to_string_lossy().into_owned());
+        argv.extend(
+            [
+                "--interval",
+                "1",
+                "--no-service",
+                "--no-resolve",
+                "--state-dir",
+                dir.path().to_str().unwrap(),
+                "--endpoints",
+                sets.to_str().unwrap(),
+            ]
+            .map(String::from),
+        );
         if !args.contains(&"--iface") && !args.contains(&"--config") {
-            cmd.args(["--iface", "g0"]);
+            argv.extend(["--iface".into(), "g0".into()]);
         }
-        let mut child = cmd
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn intune-ctl run");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let (child, lines) = spawn(gw, &argv);
         Running {
             child,
             _dir: dir,
             lines,
+            pins,
+            argv,
         }
+    }
+
+    /// Starts the same command again (after the last one stopped or was killed).
+    fn restart(&mut self, gw: &Netns) {
+        let (child, lines) = spawn(gw, &self.argv);
+        self.child = child;
+        self.lines = lines;
+    }
+
+    fn state_dir(&self) -> &Path {
+        self._dir.path()
     }
 
     /// Output lines until one contains `needle`, or panics after `secs`.
@@ -112,7 +161,7 @@ impl Running {
         );
     }
 
-    fn terminate(mut self) -> (i32, Vec<String>) {
+    fn terminate(&mut self) -> (i32, Vec<String>) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().expect("wait");
@@ -134,7 +183,7 @@ fn enforce_on_a_veth_passes_intune_drops_the_rest_and_detaches_on_sigterm() {
         "reachable before the filter"
     );
 
-    let run = Running::start(&t.gw, &["--mode", "enforce"]);
+    let mut run = Running::start(&t.gw, &["--mode", "enforce", "--detach-on-stop"]);
     let start = run.wait_for("attached to g0", 30);
     assert!(start.iter().any(|l| l.contains("native XDP")), "{start:?}");
     assert!(xdp_attached(&t.gw));
@@ -164,7 +213,7 @@ fn enforce_on_a_veth_passes_intune_drops_the_rest_and_detaches_on_sigterm() {
 fn monitor_passes_everything_and_generic_mode_is_used_when_asked() {
     require_root!();
     let t = topology("m");
-    let run = Running::start(&t.gw, &["--xdp-mode", "generic"]);
+    let mut run = Running::start(&t.gw, &["--xdp-mode", "generic"]);
     let start = run.wait_for("attached to g0", 30);
     assert!(start.iter().any(|l| l.contains("generic XDP")), "{start:?}");
     assert!(connects(&t.dev, "192.0.2.2:8080"));
@@ -181,7 +230,7 @@ fn an_interface_can_match_return_traffic_only() {
     let t = topology("s");
     // Enforce, source direction on g0: the device's SYN to 198.51.100.1:443 has an Intune
     // destination, not source, so it is dropped.
-    let run = Running::start(&t.gw, &["--mode", "enforce", "--iface", "g0:src"]);
+    let mut run = Running::start(&t.gw, &["--mode", "enforce", "--iface", "g0:src"]);
     let start = run.wait_for("attached to g0", 30);
     assert!(
         start.iter().any(|l| l.contains("direction Src")),
@@ -204,7 +253,7 @@ fn the_config_file_sets_the_daemon_up_and_flags_override_it() {
     )
     .unwrap();
     // The file says enforce; the flag says monitor, and wins. The rest comes from the file.
-    let run = Running::start(
+    let mut run = Running::start(
         &t.gw,
         &["--config", config.to_str().unwrap(), "--mode", "monitor"],
     );
@@ -216,8 +265,17 @@ fn the_config_file_sets_the_daemon_up_and_flags_override_it() {
         "{start:?}"
     );
     assert!(connects(&t.dev, "192.0.2.2:8080"), "monitor passes");
-    let (code, _) = run.terminate();
+    let (code, rest) = run.terminate();
     assert_eq!(code, 0);
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("the filter stays attached to g0")),
+        "{rest:?}"
+    );
+    assert!(
+        xdp_attached(&t.gw),
+        "a stopped daemon leaves the filter in place"
+    );
 
     // A bad config stops the daemon before it touches anything: one line, exit 2.
     std::fs::write(&config, "[policy]\nmode = \"lax\"\n").unwrap();
@@ -232,7 +290,119 @@ fn the_config_file_sets_the_daemon_up_and_flags_override_it() {
         stderr.contains("line 2") && stderr.contains("lax"),
         "{stderr}"
     );
+    assert!(xdp_attached(&t.gw), "untouched");
+
+    // detach is the explicit way out: the link and every pin go.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_intune-ctl-test"))
+        .arg("detach")
+        .arg("--bpffs-dir")
+        .arg(run.pins.dir())
+        .output()
+        .expect("detach");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("detached from g0"));
     assert!(!xdp_attached(&t.gw));
+    assert!(!run.pins.dir().exists(), "no pins left");
+}
+
+/// The packets counted so far on the rule for `prefix`, read from the pinned counters with
+/// the index the daemon recorded.
+fn rule_packets(run: &Running, prefix: &str) -> u64 {
+    let state = intune_ctl::state::StateDir::open(run.state_dir()).expect("state dir");
+    let rules = state.load_rules().expect("rules").expect("recorded rules");
+    let index = rules
+        .iter()
+        .find(|r| r.prefix == prefix)
+        .unwrap_or_else(|| panic!("{prefix} recorded"))
+        .index;
+    let map = aya::maps::MapData::from_pin(run.pins.map(intune_common::maps::RULE_STATS))
+        .expect("pinned counters");
+    let stats = aya::maps::PerCpuArray::<_, intune_common::maps::Counter>::try_from(
+        aya::maps::Map::PerCpuArray(map),
+    )
+    .expect("per-CPU array");
+    stats
+        .get(&index, 0)
+        .expect("counter")
+        .iter()
+        .map(|c| c.packets)
+        .sum()
+}
+
+#[test]
+fn a_restart_keeps_filtering_and_counting_without_a_gap() {
+    require_root!();
+    let t = topology("r");
+    t.gw.ip(&["addr", "add", "198.51.100.129/32", "dev", "lo"]);
+    // UDP 123 to 198.51.100.129 is Intune (set 902); UDP 9999 is not.
+    let received = |addr: &'static str| {
+        let sock = t.gw.run(move || UdpSocket::bind(addr).expect("bind"));
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = Arc::clone(&count);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while sock.recv(&mut buf).is_ok() {
+                c.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        count
+    };
+    let allowed = received("198.51.100.129:123");
+    let other = received("198.51.100.1:9999");
+
+    let mut run = Running::start(&t.gw, &["--mode", "enforce"]);
+    run.wait_for("attached to g0 (native XDP)", 30);
+
+    // A steady flow of both across the whole restart.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let sender = {
+        let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
+        let sock = t.dev.run(|| UdpSocket::bind("192.0.2.1:0").expect("bind"));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let n = sent.fetch_add(1, Ordering::SeqCst);
+                let seq = (n as u32).to_be_bytes();
+                sock.send_to(&seq, "198.51.100.129:123").expect("send");
+                sock.send_to(&seq, "198.51.100.1:9999").expect("send");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rule_packets(&run, "198.51.100.128/28");
+    assert!(before > 0);
+
+    // kill -9: no clean-up at all. The pinned link keeps the program filtering.
+    run.child.kill().expect("kill -9");
+    run.child.wait().expect("wait");
+    assert!(xdp_attached(&t.gw), "still attached with the daemon dead");
+    std::thread::sleep(Duration::from_millis(200));
+    run.restart(&t.gw);
+    run.wait_for("attached to g0 (replaced the running program, no gap)", 30);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    sender.join().expect("sender");
+    std::thread::sleep(Duration::from_millis(200));
+
+    let sent = sent.load(Ordering::SeqCst);
+    assert_eq!(
+        allowed.load(Ordering::SeqCst),
+        sent,
+        "every Intune datagram got through the restart"
+    );
+    assert_eq!(
+        other.load(Ordering::SeqCst),
+        0,
+        "nothing else did, at any moment"
+    );
+    let after = rule_packets(&run, "198.51.100.128/28");
+    assert_eq!(
+        after, sent as u64,
+        "one count a datagram, across both programs"
+    );
+    let (code, _) = run.terminate();
+    assert_eq!(code, 0);
 }
 
 #[test]

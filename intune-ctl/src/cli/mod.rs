@@ -4,6 +4,7 @@ pub mod changes;
 pub mod check_config;
 pub mod classify;
 pub mod common;
+pub mod detach;
 pub mod endpoints;
 pub mod list;
 pub mod resolve;
@@ -30,6 +31,8 @@ enum Command {
     /// counters; reads /etc/intune-ctl/config.toml (or --config), flags override it.
     #[command(visible_alias = "run")]
     Daemon(run::RunArgs),
+    /// Remove the filter from interfaces (all by default) and its pins.
+    Detach(detach::DetachArgs),
     /// Validate a config file, its endpoint files and exclusions, without touching anything.
     CheckConfig(check_config::CheckConfigArgs),
     /// Print the endpoint sets of one source, or the effective list.
@@ -67,6 +70,7 @@ pub fn main() -> ExitCode {
             block_on(run::run(args, &given))
         }
         Command::CheckConfig(args) => check_config::run(args),
+        Command::Detach(args) => detach::run(args),
         Command::Endpoints(args) => block_on(endpoints::run(args)),
         Command::List(args) => list::run(args),
         Command::Changes(args) => changes::run(args),

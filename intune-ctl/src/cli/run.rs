@@ -7,18 +7,18 @@ use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::{
-    common::{DnsArgs, PolicyArgs, RuleArgs, ServiceArgs, load_datapath},
+    common::{DnsArgs, PolicyArgs, RuleArgs, ServiceArgs},
     settings::Given,
 };
 use crate::{
     changes,
     config::DEFAULT_BPFFS_DIR,
-    datapath::{Datapath, V4Lookup, XdpChoice, bpffs},
+    datapath::{Datapath, V4Lookup, XdpChoice, bpffs, load::Attached, pins::Pins},
     endpoints::EndpointSet,
     policy::Direction,
     resolve::Watcher,
     rules::{Rule, RuleSet},
-    state::StateDir,
+    state::{InstalledRule, StateDir},
     updater,
 };
 
@@ -83,6 +83,8 @@ fn parse_iface(text: &str) -> Result<IfaceSpec, String> {
 }
 
 pub async fn run(args: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
+    // Before anything is attached: a SIGTERM during start-up must stop cleanly too.
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let args = &args.with_config(&args.read_config()?, given)?;
     let mut policy = args.policy.policy();
     if args.ifaces.is_empty() {
@@ -104,7 +106,21 @@ pub async fn run(args: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
         .and_then(|r| r.accepted())
         .map(|a| a.sets.clone())
         .unwrap_or_default();
-    let (sets, rules) = args.rules.build(&cached, None)?;
+    let state = StateDir::open(&args.service.state_dir)?;
+    // The rules a previous daemon installed keep their indices: their counters carry on.
+    let previous = match state.load_rules() {
+        Ok(Some(installed)) => Some(RuleSet::from_indices(
+            installed
+                .iter()
+                .filter_map(|r| r.target().map(|t| (t, r.index))),
+        )),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the recorded rules; counters start over");
+            None
+        }
+    };
+    let (sets, rules) = args.rules.build(&cached, previous.as_ref())?;
     let mut watcher = args.dns.watcher()?;
     if let Some(w) = watcher.as_mut() {
         w.follow(&sets, std::time::Instant::now());
@@ -118,7 +134,11 @@ pub async fn run(args: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
     // Room for a few addresses per name beside the listed prefixes; beyond it IPv4 falls
     // back to the trie, slower but whole.
     let exact_names = watcher.as_ref().map_or(0, |w| w.names().exact.len());
-    let mut dp = load_datapath(&rules, &policy, false, exact_names * 4)?;
+    let pins = Pins::new(&args.bpffs_dir);
+    let mut dp = load_datapath_pinned(&rules, &policy, exact_names * 4, &pins)?;
+    if let Some(previous) = &previous {
+        forget_left_rules(&mut dp, previous, &rules)?;
+    }
     let wildcards = watcher.as_ref().map_or(0, |w| w.names().wildcard.len());
     println!(
         "loaded {} endpoint sets: {} prefixes in {} rules, {} port sets, IPv4 lookup by {}; {} names to resolve, {} wildcard names",
@@ -134,15 +154,28 @@ pub async fn run(args: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
         wildcards
     );
     for iface in &args.ifaces {
-        let mode = dp.attach(&iface.name, iface.xdp_mode.unwrap_or(args.xdp_mode))?;
+        let how =
+            match dp.attach_pinned(&iface.name, iface.xdp_mode.unwrap_or(args.xdp_mode), &pins)? {
+                Attached::New(mode) => format!("{mode} XDP"),
+                Attached::Replaced => "replaced the running program, no gap".to_string(),
+            };
         let dir = iface.direction.unwrap_or(policy.direction);
         println!(
-            "attached to {} ({mode} XDP), mode {:?}, direction {dir:?}",
+            "attached to {} ({how}), mode {:?}, direction {dir:?}",
             iface.name, policy.mode
         );
     }
+    for stale in pins.linked_ifaces() {
+        if !args.ifaces.iter().any(|i| i.name == stale) {
+            tracing::warn!(
+                iface = stale,
+                "still filtered by an earlier run's program; `intune-ctl detach --iface {stale}` removes it"
+            );
+        }
+    }
+    dp.pin_program_at(&pins).context("pinning the program")?;
+    remember(&state, &dp);
     if let Some(r) = &refresher {
-        let state = StateDir::open(&args.service.state_dir)?;
         let cause = match r.accepted() {
             Some(a) => format!("start (cached service version {})", a.version),
             None => "start".to_string(),
@@ -150,7 +183,6 @@ pub async fn run(args: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
         updater::record(&state, changes::summarize(None, &rules, &cause));
     }
 
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut ticker = tokio::time::interval(Duration::from_secs(args.interval));
     ticker.tick().await;
     // The first check comes at once; the next after the interval, or what a 429 asks.
@@ -166,6 +198,9 @@ pub async fn run(args: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
                     args.rules.build_resolved(service, watcher.as_ref(), previous).map(|(_, rules)| rules)
                 };
                 let wait = updater::refresh(r, &build, &mut dp, state.as_ref()).await;
+                if let Some(state) = &state {
+                    remember(state, &dp);
+                }
                 next_poll = tokio::time::Instant::now() + wait.max(args.service.interval());
                 // The new list may name other hosts: follow them.
                 if let Some(w) = watcher.as_mut() {
@@ -181,17 +216,70 @@ pub async fn run(args: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
                 let rebuild = |w: &crate::resolve::Watcher, previous: Option<&RuleSet>| {
                     args.rules.build_resolved(&service, Some(w), previous).map(|(_, rules)| rules)
                 };
-                updater::resolve(w, &rebuild, &mut dp).await;
+                if updater::resolve(w, &rebuild, &mut dp).await.changed() {
+                    remember(&state, &dp);
+                }
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }
     }
     print_counters(&dp, watcher.as_ref())?;
-    dp.detach_all().context("detaching")?;
     let names: Vec<&str> = args.ifaces.iter().map(|i| i.name.as_str()).collect();
-    println!("detached from {}", names.join(", "));
+    if args.detach_on_stop {
+        pins.remove_all()
+            .with_context(|| format!("removing the pins under {}", pins.dir().display()))?;
+        println!("detached from {}", names.join(", "));
+    } else {
+        println!(
+            "stopped; the filter stays attached to {} (`intune-ctl detach` removes it)",
+            names.join(", ")
+        );
+    }
     Ok(())
+}
+
+/// Loads the program with the counters a previous daemon pinned (or new pinned ones), room
+/// for `rules` and `headroom` more, and fills its maps.
+fn load_datapath_pinned(
+    rules: &RuleSet,
+    policy: &crate::policy::Policy,
+    headroom: usize,
+    pins: &Pins,
+) -> anyhow::Result<Datapath> {
+    let capacity = crate::datapath::Capacity::for_prefixes(rules.index_bound() + headroom);
+    let mut dp = Datapath::load_pinned(capacity, pins).context("loading the XDP program")?;
+    dp.install(rules, policy, false)
+        .context("filling the program's maps")?;
+    Ok(dp)
+}
+
+/// Rules a previous daemon had that this one does not: their hits are logged once and their
+/// counters zeroed, so a new rule given the index later starts from nothing.
+fn forget_left_rules(dp: &mut Datapath, previous: &RuleSet, rules: &RuleSet) -> anyhow::Result<()> {
+    let left: Vec<&Rule> = previous
+        .rules
+        .iter()
+        .filter(|r| rules.rule_by_target(&r.target).is_none())
+        .collect();
+    let counters = dp.rule_counters_of(left.iter().map(|r| r.index))?;
+    for (rule, c) in left.iter().zip(counters) {
+        if c.packets > 0 {
+            tracing::info!(prefix = %rule.target, packets = c.packets, bytes = c.bytes, "rule removed since the last run");
+        }
+    }
+    dp.zero_rule_counters(left.iter().map(|r| r.index))?;
+    Ok(())
+}
+
+/// Records the installed rules in the state directory (for a restart and for `stats`).
+fn remember(state: &StateDir, dp: &Datapath) {
+    if let Some(Err(e)) = dp
+        .installed()
+        .map(|rules| state.save_rules(&InstalledRule::of(rules)))
+    {
+        tracing::warn!(error = %e, "recording the installed rules");
+    }
 }
 
 /// The service's sets in force (the accepted list), or none.

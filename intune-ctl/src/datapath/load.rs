@@ -1,9 +1,16 @@
 //! Loading the embedded kernel program and attaching it to interfaces.
 
+use std::path::PathBuf;
+
+use super::pins::{Pins, SHARED_MAPS};
 use crate::{policy::Policy, rules::RuleSet, v4table::V4Table};
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{ProgramError, Xdp, XdpMode, links::LinkError},
+    programs::{
+        ProgramError, Xdp, XdpMode,
+        links::{FdLink, LinkError, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use intune_common::{
     maps::{
@@ -59,6 +66,10 @@ pub enum DatapathError {
     Cpus(std::io::Error),
     #[error("detaching: {0}")]
     Detach(#[from] LinkError),
+    #[error("the pinned XDP link: {0}")]
+    Link(LinkError),
+    #[error("the pin directory: {0}")]
+    Pins(std::io::Error),
 }
 
 /// Map sizes the program is loaded with.
@@ -120,6 +131,15 @@ pub enum V4Lookup {
     Trie,
 }
 
+/// How a pinned attach went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attached {
+    /// A new link, in this mode ("native" or "generic").
+    New(&'static str),
+    /// The program replaced the one on an existing link (a restart): no gap.
+    Replaced,
+}
+
 pub struct Datapath {
     pub(crate) ebpf: Ebpf,
     pub(crate) capacity: Capacity,
@@ -135,9 +155,27 @@ pub struct Datapath {
 impl Datapath {
     /// Loads the program (not attached) with maps of the given capacity.
     pub fn load(capacity: Capacity) -> Result<Datapath, DatapathError> {
+        Self::load_inner(capacity, None)
+    }
+
+    /// As [`Datapath::load`], with the counter maps pinned under `pins` (re-used when a
+    /// previous daemon left them: its counts carry on).
+    pub fn load_pinned(capacity: Capacity, pins: &Pins) -> Result<Datapath, DatapathError> {
+        pins.prepare(capacity.rules).map_err(DatapathError::Pins)?;
+        Self::load_inner(capacity, Some(pins))
+    }
+
+    fn load_inner(capacity: Capacity, pins: Option<&Pins>) -> Result<Datapath, DatapathError> {
         // An array map needs at least one entry, even when the table is off.
         let chunk_entries = capacity.v4_table_chunks.max(1) * CHUNK_ENTRIES;
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        let paths: Vec<(&str, PathBuf)> = pins
+            .map(|p| SHARED_MAPS.iter().map(|m| (*m, p.map(m))).collect())
+            .unwrap_or_default();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader
             .map_max_entries(LPM_V4, capacity.prefixes_v4)
             .map_max_entries(LPM_V6, capacity.prefixes_v6)
             .map_max_entries(RULE_STATS, capacity.rules)
@@ -175,10 +213,61 @@ impl Datapath {
         iface: &str,
         choice: XdpChoice,
     ) -> Result<&'static str, DatapathError> {
+        self.attach_link(iface, choice).map(|(_, mode)| mode)
+    }
+
+    /// Attaches to `iface` through the link pinned for it, replacing the program there
+    /// atomically, or through a new link it pins. The link belongs to the pin, not to this
+    /// process: the filter stays when the daemon stops.
+    pub fn attach_pinned(
+        &mut self,
+        iface: &str,
+        choice: XdpChoice,
+        pins: &Pins,
+    ) -> Result<Attached, DatapathError> {
+        let path = pins.link(iface);
+        let prog = program_mut(&mut self.ebpf)?;
+        if let Ok(pinned) = PinnedLink::from_pin(&path) {
+            let link = XdpLink::try_from(FdLink::from(pinned)).map_err(DatapathError::Link)?;
+            let id = prog.attach_to_link(link)?;
+            // Hand the link back to its pin: dropping our handle must not detach it.
+            let _handle: FdLink = prog
+                .take_link(id)?
+                .try_into()
+                .map_err(DatapathError::Link)?;
+            return Ok(Attached::Replaced);
+        }
+        let (id, mode) = self.attach_link(iface, choice)?;
+        let prog = program_mut(&mut self.ebpf)?;
+        let link: FdLink = prog
+            .take_link(id)?
+            .try_into()
+            .map_err(DatapathError::Link)?;
+        link.pin(&path)?;
+        Ok(Attached::New(mode))
+    }
+
+    /// Pins the program at `pins`' program path, replacing a previous daemon's.
+    pub fn pin_program_at(&mut self, pins: &Pins) -> Result<(), DatapathError> {
+        let path = pins.program();
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(DatapathError::Pins(e));
+            }
+            _ => {}
+        }
+        self.pin_program(&path)
+    }
+
+    fn attach_link(
+        &mut self,
+        iface: &str,
+        choice: XdpChoice,
+    ) -> Result<(XdpLinkId, &'static str), DatapathError> {
         let prog = program_mut(&mut self.ebpf)?;
         let attempt = |prog: &mut Xdp, mode: XdpMode, name: &'static str| {
             prog.attach(iface, mode)
-                .map(|_| name)
+                .map(|id| (id, name))
                 .map_err(|source| match source {
                     ProgramError::UnknownInterface { .. } => {
                         DatapathError::NoInterface(iface.into())

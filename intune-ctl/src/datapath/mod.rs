@@ -6,6 +6,7 @@ pub mod bpffs;
 pub mod counters;
 pub mod load;
 pub mod mmap;
+pub mod pins;
 pub mod sync;
 pub mod testrun;
 

@@ -252,7 +252,7 @@ impl Datapath {
         array.get(&0, 0).map_err(map_err(CONFIG))
     }
 
-    fn zero_rule_counters(
+    pub fn zero_rule_counters(
         &mut self,
         indices: impl Iterator<Item = u32>,
     ) -> Result<(), DatapathError> {

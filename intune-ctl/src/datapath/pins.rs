@@ -1,0 +1,131 @@
+//! What the daemon leaves on bpffs so the filter outlives it: the counter maps (a restarted
+//! daemon counts on in them), one XDP link per interface (the filter stays attached; a new
+//! program replaces the old one through it atomically), and the program (the read-only
+//! commands test-run it against its live maps).
+//!
+//! ```text
+//! DIR/maps/RULE_STATS, DIR/maps/OUTCOME_STATS
+//! DIR/links/IFACE
+//! DIR/prog
+//! ```
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use aya::{
+    maps::MapData,
+    programs::links::{FdLink, PinnedLink},
+};
+use intune_common::maps::{OUTCOME_STATS, RULE_STATS};
+
+/// The maps shared by every program the daemon loads.
+pub const SHARED_MAPS: [&str; 2] = [RULE_STATS, OUTCOME_STATS];
+
+#[derive(Clone, Debug)]
+pub struct Pins {
+    dir: PathBuf,
+}
+
+impl Pins {
+    pub fn new(dir: impl Into<PathBuf>) -> Pins {
+        Pins { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.dir.join("maps").join(name)
+    }
+
+    pub fn link(&self, iface: &str) -> PathBuf {
+        self.dir.join("links").join(iface)
+    }
+
+    pub fn program(&self) -> PathBuf {
+        self.dir.join("prog")
+    }
+
+    /// Creates the directories; drops a pinned counter map too small for `rules` rules (its
+    /// counters start over, which is said in the log).
+    pub fn prepare(&self, rules: u32) -> io::Result<()> {
+        std::fs::create_dir_all(self.dir.join("maps"))?;
+        std::fs::create_dir_all(self.dir.join("links"))?;
+        let stats = self.map(RULE_STATS);
+        if let Ok(map) = MapData::from_pin(&stats) {
+            let entries = map.info().map(|i| i.max_entries()).unwrap_or(0);
+            if entries < rules {
+                tracing::warn!(
+                    entries,
+                    needed = rules,
+                    "the pinned rule counters are too small for this rule set; they start over"
+                );
+                std::fs::remove_file(&stats)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Interfaces with a pinned link.
+    pub fn linked_ifaces(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("links")) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Unpins `iface`'s link: with no process holding it, the filter leaves the interface.
+    /// Returns whether there was one, once the kernel has released it (it does so from a
+    /// work queue, a moment after the unpin).
+    pub fn remove_link(&self, iface: &str) -> io::Result<bool> {
+        let path = self.link(iface);
+        let id = PinnedLink::from_pin(&path)
+            .ok()
+            .and_then(|p| FdLink::from(p).info().ok())
+            .map(|info| info.id());
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if let Some(id) = id {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline
+                && aya::programs::loaded_links().any(|l| l.is_ok_and(|l| l.id() == id))
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Removes every pin and the directory: nothing of the filter stays.
+    pub fn remove_all(&self) -> io::Result<()> {
+        for iface in self.linked_ifaces() {
+            self.remove_link(&iface)?;
+        }
+        for path in SHARED_MAPS
+            .iter()
+            .map(|m| self.map(m))
+            .chain([self.program()])
+        {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        for sub in ["maps", "links", ""] {
+            let _ = std::fs::remove_dir(self.dir.join(sub));
+        }
+        Ok(())
+    }
+}
