@@ -10,6 +10,7 @@ pub mod list;
 pub mod resolve;
 pub mod run;
 pub mod settings;
+pub mod stats;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ enum Command {
     /// counters; reads /etc/intune-ctl/config.toml (or --config), flags override it.
     #[command(visible_alias = "run")]
     Daemon(run::RunArgs),
+    /// Hit counters of the running (or stopped) filter, from its pinned maps.
+    Stats(stats::StatsArgs),
     /// Remove the filter from interfaces (all by default) and its pins.
     Detach(detach::DetachArgs),
     /// Validate a config file, its endpoint files and exclusions, without touching anything.
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
         }
         Command::CheckConfig(args) => check_config::run(args),
         Command::Detach(args) => detach::run(args),
+        Command::Stats(args) => stats::run(args),
         Command::Endpoints(args) => block_on(endpoints::run(args)),
         Command::List(args) => list::run(args),
         Command::Changes(args) => changes::run(args),
