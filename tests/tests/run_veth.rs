@@ -405,6 +405,109 @@ fn a_restart_keeps_filtering_and_counting_without_a_gap() {
     assert_eq!(code, 0);
 }
 
+/// Runs `intune-ctl ARGS --bpffs-dir .. --state-dir ..` of `run` and parses its JSON.
+fn ctl_json(run: &Running, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_intune-ctl-test"))
+        .args(args)
+        .arg("--json")
+        .arg("--bpffs-dir")
+        .arg(run.pins.dir())
+        .arg("--state-dir")
+        .arg(run.state_dir())
+        .output()
+        .expect("intune-ctl");
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn stats_and_lookup_read_the_live_filter_and_lookup_counts_nothing() {
+    require_root!();
+    let t = topology("l");
+    let mut run = Running::start(&t.gw, &["--mode", "enforce"]);
+    run.wait_for("attached to g0", 30);
+    assert!(connects(&t.dev, "198.51.100.1:443"));
+    assert!(!connects(&t.dev, "192.0.2.2:8080"));
+
+    let stats = ctl_json(&run, &["stats"]);
+    assert!(
+        stats["outcomes"]["intune"]["packets"].as_u64().unwrap() >= 2,
+        "{stats}"
+    );
+    assert!(
+        stats["outcomes"]["dropped"]["packets"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    let rule = &stats["rules"][0];
+    assert_eq!(rule["prefix"], "198.51.100.0/24", "{stats}");
+    assert_eq!(rule["endpoint_sets"], serde_json::json!([901]));
+    assert_eq!(rule["source"], "file");
+    assert_eq!(
+        rule["packets"], stats["outcomes"]["intune"]["packets"],
+        "every Intune packet on that rule"
+    );
+
+    let pass = ctl_json(&run, &["lookup", "198.51.100.1", "--port", "443"]);
+    assert_eq!(pass["action"], "pass");
+    assert_eq!(pass["outcome"], "intune");
+    assert_eq!(pass["prefix"], "198.51.100.0/24");
+    let drop = ctl_json(&run, &["lookup", "198.51.100.1", "--port", "8443"]);
+    assert_eq!(
+        (drop["action"].as_str(), drop["outcome"].as_str()),
+        (Some("drop"), Some("dropped"))
+    );
+    let udp = ctl_json(
+        &run,
+        &[
+            "lookup",
+            "198.51.100.130",
+            "--proto",
+            "udp",
+            "--port",
+            "123",
+        ],
+    );
+    assert_eq!(udp["prefix"], "198.51.100.128/28", "{udp}");
+    assert_eq!(udp["endpoint_sets"], serde_json::json!([902]));
+    let ports = udp["ports"].as_str().unwrap();
+    assert!(
+        ports.contains("123") && ports.contains("443"),
+        "covering /24's ports too: {ports}"
+    );
+    let back = ctl_json(
+        &run,
+        &[
+            "lookup",
+            "198.51.100.1",
+            "--port",
+            "443",
+            "--direction",
+            "src",
+        ],
+    );
+    assert_eq!(
+        back["action"], "drop",
+        "the interface matches destinations only"
+    );
+
+    let again = ctl_json(&run, &["stats", "--by", "outcome"]);
+    // (Neighbour discovery on the veth may add infrastructure packets meanwhile.)
+    for outcome in ["intune", "dropped"] {
+        assert_eq!(
+            again["outcomes"][outcome], stats["outcomes"][outcome],
+            "lookups count nothing"
+        );
+    }
+    let by_set = ctl_json(&run, &["stats", "--by", "set"]);
+    assert_eq!(by_set["sets"][0]["set"], 901, "{by_set}");
+
+    // The daemon stops; the filter and its counters stay, and so does stats.
+    let (code, _) = run.terminate();
+    assert_eq!(code, 0);
+    let after = ctl_json(&run, &["stats", "--by", "outcome"]);
+    assert_eq!(after["outcomes"]["intune"], stats["outcomes"]["intune"]);
+}
+
 #[test]
 fn without_privilege_run_is_a_one_line_error() {
     require_root!();

@@ -7,6 +7,7 @@ pub mod common;
 pub mod detach;
 pub mod endpoints;
 pub mod list;
+pub mod lookup;
 pub mod resolve;
 pub mod run;
 pub mod settings;
@@ -34,6 +35,9 @@ enum Command {
     Daemon(run::RunArgs),
     /// Hit counters of the running (or stopped) filter, from its pinned maps.
     Stats(stats::StatsArgs),
+    /// What the running filter does with a packet to (or from) ADDRESS, asked of the real
+    /// program against the live maps.
+    Lookup(lookup::LookupArgs),
     /// Remove the filter from interfaces (all by default) and its pins.
     Detach(detach::DetachArgs),
     /// Validate a config file, its endpoint files and exclusions, without touching anything.
@@ -75,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config::run(args),
         Command::Detach(args) => detach::run(args),
         Command::Stats(args) => stats::run(args),
+        Command::Lookup(args) => lookup::run(args),
         Command::Endpoints(args) => block_on(endpoints::run(args)),
         Command::List(args) => list::run(args),
         Command::Changes(args) => changes::run(args),

@@ -174,6 +174,8 @@ pub async fn run(args: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
         }
     }
     dp.pin_program_at(&pins).context("pinning the program")?;
+    dp.pin_lookup_maps(&pins)
+        .context("pinning the lookup maps")?;
     remember(&state, &dp);
     if let Some(r) = &refresher {
         let cause = match r.accepted() {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::pins::{Pins, SHARED_MAPS};
+use super::pins::{LOOKUP_MAPS, Pins, SHARED_MAPS};
 use crate::{policy::Policy, rules::RuleSet, v4table::V4Table};
 use aya::{
     Ebpf, EbpfLoader,
@@ -166,8 +166,6 @@ impl Datapath {
     }
 
     fn load_inner(capacity: Capacity, pins: Option<&Pins>) -> Result<Datapath, DatapathError> {
-        // An array map needs at least one entry, even when the table is off.
-        let chunk_entries = capacity.v4_table_chunks.max(1) * CHUNK_ENTRIES;
         let mut loader = EbpfLoader::new();
         let paths: Vec<(&str, PathBuf)> = pins
             .map(|p| SHARED_MAPS.iter().map(|m| (*m, p.map(m))).collect())
@@ -175,6 +173,16 @@ impl Datapath {
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
+        Self::load_with(&mut loader, capacity)
+    }
+
+    /// Loads the program with `loader` (which may name pinned maps to re-use).
+    pub(crate) fn load_with(
+        loader: &mut EbpfLoader,
+        capacity: Capacity,
+    ) -> Result<Datapath, DatapathError> {
+        // An array map needs at least one entry, even when the table is off.
+        let chunk_entries = capacity.v4_table_chunks.max(1) * CHUNK_ENTRIES;
         let mut ebpf = loader
             .map_max_entries(LPM_V4, capacity.prefixes_v4)
             .map_max_entries(LPM_V6, capacity.prefixes_v6)
@@ -192,6 +200,25 @@ impl Datapath {
             policy: Policy::default(),
             trace: false,
         })
+    }
+
+    /// Pins the maps a decision reads, replacing a previous daemon's: `lookup` runs a copy of
+    /// the program against them.
+    pub fn pin_lookup_maps(&self, pins: &Pins) -> Result<(), DatapathError> {
+        for name in LOOKUP_MAPS {
+            let path = pins.map(name);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(DatapathError::Pins(e));
+                }
+                _ => {}
+            }
+            self.ebpf
+                .map(name)
+                .ok_or(DatapathError::Missing(name))?
+                .pin(&path)?;
+        }
+        Ok(())
     }
 
     /// How the program looks IPv4 up since the last `install`.

@@ -19,10 +19,27 @@ use aya::{
     maps::MapData,
     programs::links::{FdLink, PinnedLink},
 };
-use intune_common::maps::{OUTCOME_STATS, RULE_STATS};
+use intune_common::maps::{
+    CONFIG, DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, OUTCOME_STATS, PORT_SETS, RULE_STATS,
+    V4_TBL16, V4_TBL24, V4_TBL32,
+};
 
 /// The maps shared by every program the daemon loads.
 pub const SHARED_MAPS: [&str; 2] = [RULE_STATS, OUTCOME_STATS];
+
+/// The maps a decision reads: pinned by each daemon for its program, so `lookup` can ask a
+/// copy of the program against them (with counters of its own).
+pub const LOOKUP_MAPS: [&str; 9] = [
+    LPM_V4,
+    LPM_V6,
+    V4_TBL16,
+    V4_TBL24,
+    V4_TBL32,
+    PORT_SETS,
+    CONFIG,
+    IFACE_DIRECTION,
+    DNS_RESOLVERS,
+];
 
 #[derive(Clone, Debug)]
 pub struct Pins {
@@ -115,6 +132,7 @@ impl Pins {
         }
         for path in SHARED_MAPS
             .iter()
+            .chain(LOOKUP_MAPS.iter())
             .map(|m| self.map(m))
             .chain([self.program()])
         {
