@@ -509,6 +509,47 @@ fn stats_and_lookup_read_the_live_filter_and_lookup_counts_nothing() {
 }
 
 #[test]
+fn sighup_applies_a_good_config_and_rejects_a_broken_one() {
+    require_root!();
+    let t = topology("h");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let write = |mode: &str| {
+        std::fs::write(
+            &config,
+            format!("[[interface]]\nname = \"g0\"\n\n[policy]\nmode = \"{mode}\"\n"),
+        )
+        .unwrap()
+    };
+    write("monitor");
+    let mut run = Running::start(&t.gw, &["--config", config.to_str().unwrap()]);
+    run.wait_for("attached to g0", 30);
+    assert!(connects(&t.dev, "192.0.2.2:8080"), "monitor");
+
+    let hup = |run: &Running| {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(run.child.id() as i32, libc::SIGHUP) };
+    };
+    write("enforce");
+    hup(&run);
+    run.wait_for("reloaded the config", 10);
+    assert!(
+        !connects(&t.dev, "192.0.2.2:8080"),
+        "enforce after the reload"
+    );
+    assert!(connects(&t.dev, "198.51.100.1:443"));
+
+    write("lax");
+    hup(&run);
+    let lines = run.wait_for("the new config is rejected", 10);
+    assert!(lines.iter().any(|l| l.contains("lax")), "{lines:?}");
+    assert!(!connects(&t.dev, "192.0.2.2:8080"), "still enforcing");
+    assert!(connects(&t.dev, "198.51.100.1:443"));
+    let (code, _) = run.terminate();
+    assert_eq!(code, 0);
+}
+
+#[test]
 fn without_privilege_run_is_a_one_line_error() {
     require_root!();
     // setpriv drops to nobody with no capabilities: what an admin sees without sudo.

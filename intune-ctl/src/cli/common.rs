@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// Which endpoint sets make the rule set (the web service's list is added by [`ServiceArgs`]).
-#[derive(Clone, Debug, Default, clap::Args)]
+#[derive(Clone, Debug, Default, PartialEq, clap::Args)]
 pub struct RuleArgs {
     /// Extra endpoint sets, in the Microsoft 365 endpoint web service's JSON schema, added to
     /// the built-in list (repeatable).
@@ -111,7 +111,7 @@ impl RuleArgs {
 }
 
 /// The Microsoft 365 endpoint web service: where, what, how often.
-#[derive(Clone, Debug, clap::Args)]
+#[derive(Clone, Debug, PartialEq, clap::Args)]
 pub struct ServiceArgs {
     /// Do not use the endpoint web service.
     #[arg(long)]
@@ -204,7 +204,7 @@ impl ServiceArgs {
 }
 
 /// Resolving the listed names: where to ask, how often, how long addresses stay.
-#[derive(Clone, Debug, clap::Args)]
+#[derive(Clone, Debug, PartialEq, clap::Args)]
 pub struct DnsArgs {
     /// Resolver to look the listed names up with (repeatable; default: the system's, from
     /// /etc/resolv.conf). Not the same as --dns-resolver, which says where devices may send DNS.
@@ -272,7 +272,7 @@ impl DnsArgs {
 }
 
 /// What the filter does with what it matched.
-#[derive(Clone, Debug, Default, clap::Args)]
+#[derive(Clone, Debug, Default, PartialEq, clap::Args)]
 pub struct PolicyArgs {
     /// monitor: pass everything and count; enforce: drop what is neither Intune nor infrastructure.
     #[arg(long, value_enum, default_value_t)]

@@ -38,7 +38,7 @@ pub struct Probe {
 impl Probe {
     pub fn open(pins: &Pins) -> Result<Probe, DatapathError> {
         let rules = MapData::from_pin(pins.map(RULE_STATS))
-            .and_then(|m| m.info().map(|i| i.max_entries()).map_err(Into::into))
+            .and_then(|m| m.info().map(|i| i.max_entries()))
             .map_err(map_err(RULE_STATS))?;
         let paths: Vec<(&str, std::path::PathBuf)> =
             LOOKUP_MAPS.iter().map(|m| (*m, pins.map(m))).collect();

@@ -211,6 +211,38 @@ impl Datapath {
         config
     }
 
+    /// Moves the running program to `policy`: new resolvers and interface directions go in,
+    /// the config switches, entries the old policy had and this one has not leave last.
+    pub fn set_policy(&mut self, policy: &Policy) -> Result<(), DatapathError> {
+        let old = std::mem::replace(&mut self.policy, policy.clone());
+        self.write_policy()?;
+        if let Some(config) = self.installed.as_ref().map(|r| self.config_for(r)) {
+            self.write_config(config)?;
+        }
+        let keep_keys = self.policy.dns_resolver_keys();
+        let mut resolvers = HashMap::<_, [u8; 16], u8>::try_from(self.map_mut(DNS_RESOLVERS)?)
+            .map_err(map_err(DNS_RESOLVERS))?;
+        for key in old.dns_resolver_keys() {
+            if !keep_keys.contains(&key) {
+                resolvers.remove(&key).map_err(map_err(DNS_RESOLVERS))?;
+            }
+        }
+        let keep_ifaces: Vec<u32> = self
+            .policy
+            .iface_directions
+            .iter()
+            .map(|(i, _)| *i)
+            .collect();
+        let mut ifaces = HashMap::<_, u32, u32>::try_from(self.map_mut(IFACE_DIRECTION)?)
+            .map_err(map_err(IFACE_DIRECTION))?;
+        for (ifindex, _) in &old.iface_directions {
+            if !keep_ifaces.contains(ifindex) {
+                ifaces.remove(ifindex).map_err(map_err(IFACE_DIRECTION))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the resolvers and interface directions of the current policy.
     fn write_policy(&mut self) -> Result<(), DatapathError> {
         let keys = self.policy.dns_resolver_keys();

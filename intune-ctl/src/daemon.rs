@@ -1,0 +1,467 @@
+//! The daemon: start-up (config, rules into the maps, attach, READY), then one loop over the
+//! counter ticker, the web-service check, the resolver, the watchdog and the signals. SIGHUP
+//! re-reads the config and applies it whole or not at all.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    changes,
+    cli::{run::RunArgs, settings::Given},
+    datapath::{Capacity, Datapath, V4Lookup, bpffs, load::Attached, pins::Pins},
+    endpoints::EndpointSet,
+    policy::Policy,
+    refresh::Refresher,
+    resolve::Watcher,
+    rules::{Rule, RuleSet, Target},
+    state::{InstalledRule, StateDir},
+    updater,
+};
+
+/// Everything a running daemon holds.
+struct Daemon {
+    args: RunArgs,
+    dp: Datapath,
+    pins: Pins,
+    state: StateDir,
+    refresher: Option<Refresher>,
+    watcher: Option<Watcher>,
+    next_poll: tokio::time::Instant,
+}
+
+pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
+    // Before anything is attached: a signal during start-up must stop cleanly too.
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let args = base.with_config(&base.read_config()?, given)?;
+    let mut d = Daemon::start(args)?;
+    notify(&[NotifyState::Ready, NotifyState::Status(&d.status())]);
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut watchdog_tick =
+        tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| {
+            (w / 2).max(Duration::from_millis(100))
+        }));
+    let mut ticker = tokio::time::interval(Duration::from_secs(d.args.interval));
+    ticker.tick().await;
+    loop {
+        let resolve_at = d.watcher.as_ref().and_then(Watcher::next_wakeup);
+        tokio::select! {
+            _ = ticker.tick() => print_counters(&d.dp, d.watcher.as_ref())?,
+            _ = tokio::time::sleep_until(d.next_poll), if d.refresher.is_some() => {
+                d.refresh().await;
+                notify(&[NotifyState::Status(&d.status())]);
+            }
+            _ = sleep_until_some(resolve_at), if resolve_at.is_some() => d.resolve().await,
+            _ = watchdog_tick.tick(), if watchdog.is_some() => notify(&[NotifyState::Watchdog]),
+            _ = hup.recv() => {
+                notify(&[NotifyState::Reloading]);
+                let reloaded = base
+                    .read_config()
+                    .and_then(|c| base.with_config(&c, given))
+                    .and_then(|new| d.reload(new));
+                match reloaded {
+                    Ok(()) => println!("reloaded the config: {}", d.status()),
+                    Err(e) => {
+                        tracing::error!(error = format!("{e:#}"), "the new config is rejected; the old one keeps running");
+                        println!("the new config is rejected; the old one keeps running: {e:#}");
+                    }
+                }
+                notify(&[NotifyState::Ready, NotifyState::Status(&d.status())]);
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+    }
+    notify(&[NotifyState::Stopping]);
+    d.stop()
+}
+
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!(error = %e, "notifying systemd");
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// The policy of `args`, with per-interface directions by ifindex.
+fn policy_of(args: &RunArgs) -> anyhow::Result<Policy> {
+    let mut policy = args.policy.policy();
+    if args.ifaces.is_empty() {
+        bail!("no interface to attach to: give --iface IF or an [[interface]] in the config");
+    }
+    for iface in &args.ifaces {
+        let ifindex = ifindex(&iface.name);
+        if ifindex == 0 {
+            bail!("interface {} does not exist", iface.name);
+        }
+        if let Some(dir) = iface.direction {
+            policy.iface_directions.push((ifindex, dir));
+        }
+    }
+    Ok(policy)
+}
+
+fn ifindex(iface: &str) -> u32 {
+    match std::ffi::CString::new(iface) {
+        // SAFETY: a valid C string.
+        Ok(c) => unsafe { libc::if_nametoindex(c.as_ptr()) },
+        Err(_) => 0,
+    }
+}
+
+/// The rules a previous daemon recorded, as a rule set that keeps their indices.
+fn recorded_rules(state: &StateDir) -> Option<RuleSet> {
+    match state.load_rules() {
+        Ok(Some(installed)) => Some(RuleSet::from_indices(
+            installed
+                .iter()
+                .filter_map(|r| r.target().map(|t| (t, r.index))),
+        )),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the recorded rules; counters start over");
+            None
+        }
+    }
+}
+
+impl Daemon {
+    fn start(args: RunArgs) -> anyhow::Result<Daemon> {
+        let policy = policy_of(&args)?;
+        // Read every source before touching the kernel: bad input stops here.
+        let refresher = args.service.refresher()?;
+        let service = service_sets(refresher.as_ref());
+        let state = StateDir::open(&args.service.state_dir)?;
+        // The rules a previous daemon installed keep their indices: their counters carry on.
+        let previous = recorded_rules(&state);
+        let (sets, rules) = args.rules.build(&service, previous.as_ref())?;
+        let mut watcher = args.dns.watcher()?;
+        if let Some(w) = watcher.as_mut() {
+            w.follow(&sets, Instant::now());
+        }
+        bpffs::ensure_dir(&args.bpffs_dir).with_context(|| {
+            format!(
+                "making the pin directory {} on bpffs (are you root?)",
+                args.bpffs_dir.display()
+            )
+        })?;
+        let pins = Pins::new(&args.bpffs_dir);
+        // Room for a few addresses per name beside the listed prefixes; beyond it IPv4 falls
+        // back to the trie, slower but whole.
+        let exact_names = watcher.as_ref().map_or(0, |w| w.names().exact.len());
+        let capacity = Capacity::for_prefixes(rules.index_bound() + exact_names * 4);
+        let mut dp = Datapath::load_pinned(capacity, &pins).context("loading the XDP program")?;
+        dp.install(&rules, &policy, false)
+            .context("filling the program's maps")?;
+        if let Some(previous) = &previous {
+            forget_left_rules(&mut dp, previous, &rules)?;
+        }
+        let wildcards = watcher.as_ref().map_or(0, |w| w.names().wildcard.len());
+        println!(
+            "loaded {} endpoint sets: {} prefixes in {} rules, {} port sets, IPv4 lookup by {}; {} names to resolve, {} wildcard names",
+            sets.len(),
+            rules.prefix_count(),
+            rules.rules.len(),
+            rules.port_sets.len(),
+            match dp.v4_lookup() {
+                V4Lookup::Table => "table",
+                V4Lookup::Trie => "trie",
+            },
+            exact_names,
+            wildcards
+        );
+        let mut d = Daemon {
+            args,
+            dp,
+            pins,
+            state,
+            refresher,
+            watcher,
+            // The first check comes at once; the next after the interval, or what a 429 asks.
+            next_poll: tokio::time::Instant::now(),
+        };
+        let ifaces = d.args.ifaces.clone();
+        for iface in &ifaces {
+            d.attach(iface, &policy)?;
+        }
+        for stale in d.pins.linked_ifaces() {
+            if !d.args.ifaces.iter().any(|i| i.name == stale) {
+                tracing::warn!(
+                    iface = stale,
+                    "still filtered by an earlier run's program; `intune-ctl detach --iface {stale}` removes it"
+                );
+            }
+        }
+        d.dp.pin_program_at(&d.pins)
+            .context("pinning the program")?;
+        d.dp.pin_lookup_maps(&d.pins)
+            .context("pinning the lookup maps")?;
+        d.remember();
+        if let Some(r) = &d.refresher {
+            let cause = match r.accepted() {
+                Some(a) => format!("start (cached service version {})", a.version),
+                None => "start".to_string(),
+            };
+            updater::record(&d.state, changes::summarize(None, &rules, &cause));
+        }
+        Ok(d)
+    }
+
+    fn attach(
+        &mut self,
+        iface: &crate::cli::run::IfaceSpec,
+        policy: &Policy,
+    ) -> anyhow::Result<()> {
+        let choice = iface.xdp_mode.unwrap_or(self.args.xdp_mode);
+        let how = match self.dp.attach_pinned(&iface.name, choice, &self.pins)? {
+            Attached::New(mode) => format!("{mode} XDP"),
+            Attached::Replaced => "replaced the running program, no gap".to_string(),
+        };
+        let dir = iface.direction.unwrap_or(policy.direction);
+        println!(
+            "attached to {} ({how}), mode {:?}, direction {dir:?}",
+            iface.name, policy.mode
+        );
+        Ok(())
+    }
+
+    /// One line for systemd's STATUS.
+    fn status(&self) -> String {
+        let rules = self.dp.installed().map_or(0, |r| r.rules.len());
+        let version = self
+            .refresher
+            .as_ref()
+            .and_then(|r| r.accepted())
+            .map_or("none".to_string(), |a| a.version.clone());
+        let resolved = self.watcher.as_ref().map_or(0, |w| w.addresses().len());
+        format!(
+            "{} interfaces, {rules} rules, service version {version}, {resolved} resolved addresses",
+            self.args.ifaces.len()
+        )
+    }
+
+    async fn refresh(&mut self) {
+        let Some(r) = self.refresher.as_mut() else {
+            return;
+        };
+        let (rules, watcher) = (&self.args.rules, self.watcher.as_ref());
+        let build = |service: &[EndpointSet], previous: Option<&RuleSet>| {
+            rules
+                .build_resolved(service, watcher, previous)
+                .map(|(_, rules)| rules)
+        };
+        let wait = updater::refresh(r, &build, &mut self.dp, Some(&self.state)).await;
+        self.remember();
+        self.next_poll = tokio::time::Instant::now() + wait.max(self.args.service.interval());
+        // The new list may name other hosts: follow them.
+        let service = service_sets(self.refresher.as_ref());
+        if let (Some(w), Ok(sets)) = (self.watcher.as_mut(), self.args.rules.effective(&service)) {
+            w.follow(&sets, Instant::now());
+        }
+    }
+
+    async fn resolve(&mut self) {
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        let service = service_sets(self.refresher.as_ref());
+        let rules = &self.args.rules;
+        let rebuild = |w: &Watcher, previous: Option<&RuleSet>| {
+            rules
+                .build_resolved(&service, Some(w), previous)
+                .map(|(_, rules)| rules)
+        };
+        if updater::resolve(w, &rebuild, &mut self.dp).await.changed() {
+            self.remember();
+        }
+    }
+
+    /// Applies a new config whole, or nothing of it: everything that can fail is checked
+    /// (interfaces, sources, the rule set) before anything changes.
+    fn reload(&mut self, new: RunArgs) -> anyhow::Result<()> {
+        if new.bpffs_dir != self.args.bpffs_dir {
+            bail!("paths.bpffs_dir cannot change while the daemon runs; restart it");
+        }
+        let policy = policy_of(&new)?;
+        let refresher = if new.service != self.args.service {
+            new.service.refresher()?
+        } else {
+            self.refresher.take()
+        };
+        let watcher = if new.dns != self.args.dns {
+            new.dns.watcher()?
+        } else {
+            self.watcher.take()
+        };
+        let service = service_sets(refresher.as_ref());
+        let built = new.rules.effective(&service).and_then(|sets| {
+            new.rules
+                .build_resolved(&service, watcher.as_ref(), self.dp.installed())
+                .map(|(_, rules)| (sets, rules))
+        });
+        let (sets, rules) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                // Put back what was taken: the old config keeps running.
+                if new.service == self.args.service {
+                    self.refresher = refresher;
+                }
+                if new.dns == self.args.dns {
+                    self.watcher = watcher;
+                }
+                return Err(e);
+            }
+        };
+        // From here on: apply.
+        let service_changed = new.service != self.args.service;
+        self.refresher = refresher;
+        self.watcher = watcher;
+        for iface in &new.ifaces {
+            if !self.args.ifaces.iter().any(|i| i.name == iface.name) {
+                self.attach(iface, &policy)?;
+            }
+        }
+        self.dp.set_policy(&policy)?;
+        updater::apply(&mut self.dp, rules, "config reload");
+        for old in &self.args.ifaces {
+            if !new.ifaces.iter().any(|i| i.name == old.name) {
+                self.pins.remove_link(&old.name)?;
+                println!("detached from {} (no longer in the config)", old.name);
+            }
+        }
+        if let Some(w) = self.watcher.as_mut() {
+            w.follow(&sets, Instant::now());
+        }
+        if service_changed {
+            self.next_poll = tokio::time::Instant::now();
+        }
+        self.args = new;
+        self.remember();
+        tracing::info!("reloaded the config: {}", self.status());
+        Ok(())
+    }
+
+    fn stop(self) -> anyhow::Result<()> {
+        print_counters(&self.dp, self.watcher.as_ref())?;
+        let names: Vec<&str> = self.args.ifaces.iter().map(|i| i.name.as_str()).collect();
+        if self.args.detach_on_stop {
+            self.pins.remove_all().with_context(|| {
+                format!("removing the pins under {}", self.pins.dir().display())
+            })?;
+            println!("detached from {}", names.join(", "));
+        } else {
+            println!(
+                "stopped; the filter stays attached to {} (`intune-ctl detach` removes it)",
+                names.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// Records the installed rules in the state directory (for a restart and for `stats`).
+    fn remember(&self) {
+        if let Some(Err(e)) = self
+            .dp
+            .installed()
+            .map(|rules| self.state.save_rules(&InstalledRule::of(rules)))
+        {
+            tracing::warn!(error = %e, "recording the installed rules");
+        }
+    }
+}
+
+/// Rules a previous daemon had that this one does not: their hits are logged once and their
+/// counters zeroed, so a new rule given the index later starts from nothing.
+fn forget_left_rules(dp: &mut Datapath, previous: &RuleSet, rules: &RuleSet) -> anyhow::Result<()> {
+    let left: Vec<&Rule> = previous
+        .rules
+        .iter()
+        .filter(|r| rules.rule_by_target(&r.target).is_none())
+        .collect();
+    let counters = dp.rule_counters_of(left.iter().map(|r| r.index))?;
+    for (rule, c) in left.iter().zip(counters) {
+        if c.packets > 0 {
+            tracing::info!(prefix = %rule.target, packets = c.packets, bytes = c.bytes, "rule removed since the last run");
+        }
+    }
+    dp.zero_rule_counters(left.iter().map(|r| r.index))?;
+    Ok(())
+}
+
+/// The service's sets in force (the accepted list), or none.
+fn service_sets(refresher: Option<&Refresher>) -> Vec<EndpointSet> {
+    refresher
+        .and_then(|r| r.accepted())
+        .map(|a| a.sets.clone())
+        .unwrap_or_default()
+}
+
+/// The outcome counters, then the rules with hits, most hits first, with the names that
+/// resolved to each address.
+pub fn print_counters(dp: &Datapath, watcher: Option<&Watcher>) -> anyhow::Result<()> {
+    let empty = RuleSet::default();
+    let rules = dp.installed().unwrap_or(&empty);
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_header(["outcome", "packets", "bytes"]);
+    for (outcome, c) in dp.outcome_counters()? {
+        table.add_row([
+            outcome.counter_name().to_string(),
+            c.packets.to_string(),
+            c.bytes.to_string(),
+        ]);
+    }
+    println!("{table}");
+    let counters = dp.rule_counters_of(rules.rules.iter().map(|r| r.index))?;
+    let mut hits: Vec<(&Rule, _)> = rules
+        .rules
+        .iter()
+        .zip(counters)
+        .filter(|(_, c)| c.packets > 0)
+        .collect();
+    hits.sort_by_key(|(_, c)| std::cmp::Reverse(c.packets));
+    if hits.is_empty() {
+        println!("no rule hits yet");
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "prefix",
+        "names",
+        "endpoint sets",
+        "ports",
+        "packets",
+        "bytes",
+    ]);
+    let addresses = watcher.map(Watcher::addresses).unwrap_or_default();
+    for (rule, c) in hits {
+        let sets: Vec<String> = rule.sets.iter().map(|s| s.id.to_string()).collect();
+        let names = match rule.target {
+            Target::Prefix(net) if net.prefix_len() == net.max_prefix_len() => addresses
+                .get(&net.addr())
+                .map(|n| n.join(","))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        table.add_row([
+            rule.target.to_string(),
+            names,
+            sets.join(","),
+            rule.effective.to_string(),
+            c.packets.to_string(),
+            c.bytes.to_string(),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
