@@ -40,6 +40,15 @@ enum Command {
     Lookup(lookup::LookupArgs),
     /// Remove the filter from interfaces (all by default) and its pins.
     Detach(detach::DetachArgs),
+    /// Print the man page (roff), for packaging.
+    #[command(hide = true)]
+    Man,
+    /// Print shell completions, for packaging.
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Validate a config file, its endpoint files and exclusions, without touching anything.
     CheckConfig(check_config::CheckConfigArgs),
     /// Print the endpoint sets of one source, or the effective list.
@@ -71,6 +80,18 @@ pub fn main() -> ExitCode {
         }
         Command::CheckConfig(args) => check_config::run(args),
         Command::Detach(args) => detach::run(args),
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(Into::into),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "intune-ctl",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Stats(args) => stats::run(args),
         Command::Lookup(args) => lookup::run(args),
         Command::Endpoints(args) => block_on(endpoints::run(args)),

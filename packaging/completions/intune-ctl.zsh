@@ -1,0 +1,525 @@
+#compdef intune-ctl
+
+autoload -U is-at-least
+
+_intune-ctl() {
+    typeset -A opt_args
+    typeset -a _arguments_options
+    local ret=1
+
+    if is-at-least 5.2; then
+        _arguments_options=(-s -S -C)
+    else
+        _arguments_options=(-s -C)
+    fi
+
+    local context curcontext="$curcontext" state line
+    _arguments "${_arguments_options[@]}" : \
+'-h[Print help]' \
+'--help[Print help]' \
+'-V[Print version]' \
+'--version[Print version]' \
+":: :_intune-ctl_commands" \
+"*::: :->intune-ctl" \
+&& ret=0
+    case $state in
+    (intune-ctl)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:intune-ctl-command-$line[1]:"
+        case $line[1] in
+            (classify)
+_arguments "${_arguments_options[@]}" : \
+'--pcap=[Capture to classify (pcap or pcapng, Ethernet link type)]:FILE:_files' \
+'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
+'*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
+'--mode=[monitor\: pass everything and count; enforce\: drop what is neither Intune nor infrastructure]:MODE:((monitor\:"Pass everything, count"
+enforce\:"Pass Intune traffic and the infrastructure a network needs; drop the rest"))' \
+'--direction=[Which address is matched\: dst (traffic from devices), src (return traffic) or both]:DIRECTION:((dst\:"Match the destination\: traffic from devices to Intune"
+src\:"Match the source\: return traffic from Intune"
+both\:"Either"))' \
+'*--dns-resolver=[In enforce mode, allow DNS only to this resolver (repeatable; default\: any resolver)]:ADDRESS:_default' \
+'--no-builtin[Leave the built-in list out]' \
+'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
+'--json[One JSON object a frame, then one with the totals]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+&& ret=0
+;;
+(daemon)
+_arguments "${_arguments_options[@]}" : \
+'--config=[The config file; flags given here override it. Default\: /etc/intune-ctl/config.toml when it exists]:FILE:_files' \
+'*--iface=[Interface to attach to (repeatable); \`IF\:DIR\` gives it its own direction (dst, src, both)]:IF[:DIR]:_default' \
+'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
+'*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
+'--service-url=[]:URL:_default' \
+'--instance=[]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
+'*--service-area=[Service areas to ask for (repeatable)]:AREA:_default' \
+'*--common-set=[Common sets to keep\: the article'\''s Intune dependencies by default (repeatable)]:ID:_default' \
+'*--category=[Keep only sets of this category (repeatable)\: Optimize, Allow, Default]:CATEGORY:_default' \
+'--state-dir=[Where the client request id, the last-known-good cache and the change record live]:DIR:_files' \
+'--refresh-interval=[Seconds between version checks; at least 3600 against the real service]:SECONDS:_default' \
+'--max-shrink=[Share of the service'\''s prefixes a new list may remove before it is rejected]:SHARE:_default' \
+'--service-timeout=[Seconds a request may take, and to wait for a connection (a third of it)]:SECONDS:_default' \
+'*--resolver=[Resolver to look the listed names up with (repeatable; default\: the system'\''s, from /etc/resolv.conf). Not the same as --dns-resolver, which says where devices may send DNS]:ADDR:PORT:_default' \
+'--dns-min-ttl=[Shortest time between lookups of a name, whatever its TTL]:DURATION:_default' \
+'--dns-max-ttl=[Longest time between lookups of a name, whatever its TTL]:DURATION:_default' \
+'--dns-grace=[How long an address stays after the TTL of the last answer that held it]:DURATION:_default' \
+'--dns-timeout=[How long one query waits for an answer]:DURATION:_default' \
+'--dns-rate=[Lookups started per second at most]:N:_default' \
+'--mode=[monitor\: pass everything and count; enforce\: drop what is neither Intune nor infrastructure]:MODE:((monitor\:"Pass everything, count"
+enforce\:"Pass Intune traffic and the infrastructure a network needs; drop the rest"))' \
+'--direction=[Which address is matched\: dst (traffic from devices), src (return traffic) or both]:DIRECTION:((dst\:"Match the destination\: traffic from devices to Intune"
+src\:"Match the source\: return traffic from Intune"
+both\:"Either"))' \
+'*--dns-resolver=[In enforce mode, allow DNS only to this resolver (repeatable; default\: any resolver)]:ADDRESS:_default' \
+'--xdp-mode=[auto\: native where the driver has it, else generic]:XDP_MODE:((auto\:"Native, falling back to generic when the driver has no XDP support"
+native\:""
+generic\:""))' \
+'--interval=[Seconds between hit-counter tables]:SECONDS:_default' \
+'--bpffs-dir=[Where the program, its maps and links are pinned (bpffs is mounted when missing)]:DIR:_files' \
+'--metrics-listen=[Serve Prometheus metrics on this address]:ADDR:PORT:_default' \
+'--no-builtin[Leave the built-in list out]' \
+'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
+'--no-service[Do not use the endpoint web service]' \
+'--no-ipv6[Ask for IPv4 prefixes only]' \
+'--required-only[Keep only sets the service marks required]' \
+'--no-resolve[Do not resolve the listed names\: match the listed prefixes only]' \
+'--detach-on-stop[Remove the filter when the daemon stops (by default it stays attached)]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+&& ret=0
+;;
+(run)
+_arguments "${_arguments_options[@]}" : \
+'--config=[The config file; flags given here override it. Default\: /etc/intune-ctl/config.toml when it exists]:FILE:_files' \
+'*--iface=[Interface to attach to (repeatable); \`IF\:DIR\` gives it its own direction (dst, src, both)]:IF[:DIR]:_default' \
+'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
+'*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
+'--service-url=[]:URL:_default' \
+'--instance=[]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
+'*--service-area=[Service areas to ask for (repeatable)]:AREA:_default' \
+'*--common-set=[Common sets to keep\: the article'\''s Intune dependencies by default (repeatable)]:ID:_default' \
+'*--category=[Keep only sets of this category (repeatable)\: Optimize, Allow, Default]:CATEGORY:_default' \
+'--state-dir=[Where the client request id, the last-known-good cache and the change record live]:DIR:_files' \
+'--refresh-interval=[Seconds between version checks; at least 3600 against the real service]:SECONDS:_default' \
+'--max-shrink=[Share of the service'\''s prefixes a new list may remove before it is rejected]:SHARE:_default' \
+'--service-timeout=[Seconds a request may take, and to wait for a connection (a third of it)]:SECONDS:_default' \
+'*--resolver=[Resolver to look the listed names up with (repeatable; default\: the system'\''s, from /etc/resolv.conf). Not the same as --dns-resolver, which says where devices may send DNS]:ADDR:PORT:_default' \
+'--dns-min-ttl=[Shortest time between lookups of a name, whatever its TTL]:DURATION:_default' \
+'--dns-max-ttl=[Longest time between lookups of a name, whatever its TTL]:DURATION:_default' \
+'--dns-grace=[How long an address stays after the TTL of the last answer that held it]:DURATION:_default' \
+'--dns-timeout=[How long one query waits for an answer]:DURATION:_default' \
+'--dns-rate=[Lookups started per second at most]:N:_default' \
+'--mode=[monitor\: pass everything and count; enforce\: drop what is neither Intune nor infrastructure]:MODE:((monitor\:"Pass everything, count"
+enforce\:"Pass Intune traffic and the infrastructure a network needs; drop the rest"))' \
+'--direction=[Which address is matched\: dst (traffic from devices), src (return traffic) or both]:DIRECTION:((dst\:"Match the destination\: traffic from devices to Intune"
+src\:"Match the source\: return traffic from Intune"
+both\:"Either"))' \
+'*--dns-resolver=[In enforce mode, allow DNS only to this resolver (repeatable; default\: any resolver)]:ADDRESS:_default' \
+'--xdp-mode=[auto\: native where the driver has it, else generic]:XDP_MODE:((auto\:"Native, falling back to generic when the driver has no XDP support"
+native\:""
+generic\:""))' \
+'--interval=[Seconds between hit-counter tables]:SECONDS:_default' \
+'--bpffs-dir=[Where the program, its maps and links are pinned (bpffs is mounted when missing)]:DIR:_files' \
+'--metrics-listen=[Serve Prometheus metrics on this address]:ADDR:PORT:_default' \
+'--no-builtin[Leave the built-in list out]' \
+'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
+'--no-service[Do not use the endpoint web service]' \
+'--no-ipv6[Ask for IPv4 prefixes only]' \
+'--required-only[Keep only sets the service marks required]' \
+'--no-resolve[Do not resolve the listed names\: match the listed prefixes only]' \
+'--detach-on-stop[Remove the filter when the daemon stops (by default it stays attached)]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+&& ret=0
+;;
+(stats)
+_arguments "${_arguments_options[@]}" : \
+'--by=[]:BY:((prefix\:"Every rule with hits\: prefix or resolved address"
+set\:"Per endpoint set (a rule'\''s hits count for each set that lists it)"
+outcome\:"The outcome counters only"))' \
+'--watch=[Print again every SECONDS, with rates]:SECONDS:_default' \
+'--bpffs-dir=[]:DIR:_files' \
+'--state-dir=[]:DIR:_files' \
+'--json[]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+&& ret=0
+;;
+(lookup)
+_arguments "${_arguments_options[@]}" : \
+'--port=[]:PORT:_default' \
+'--proto=[]:PROTO:(tcp udp)' \
+'--direction=[]:DIRECTION:((dst\:"ADDRESS is the destination\: a device talking to it"
+src\:"ADDRESS is the source\: its answer coming back"))' \
+'--bpffs-dir=[]:DIR:_files' \
+'--state-dir=[]:DIR:_files' \
+'--json[]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+':address:_default' \
+&& ret=0
+;;
+(detach)
+_arguments "${_arguments_options[@]}" : \
+'*--iface=[Interface to detach from (repeatable; default\: every one)]:IF:_default' \
+'--bpffs-dir=[Where the daemon pinned the filter]:DIR:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(man)
+_arguments "${_arguments_options[@]}" : \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(completions)
+_arguments "${_arguments_options[@]}" : \
+'-h[Print help]' \
+'--help[Print help]' \
+':shell:(bash elvish fish powershell zsh)' \
+&& ret=0
+;;
+(check-config)
+_arguments "${_arguments_options[@]}" : \
+'-h[Print help]' \
+'--help[Print help]' \
+'::file -- The config file to check:_files' \
+&& ret=0
+;;
+(endpoints)
+_arguments "${_arguments_options[@]}" : \
+'--source=[]:SOURCE:((builtin\:""
+service\:"Fetch once from the web service (version, then endpoints)"
+file\:"The files given with --endpoints"
+effective\:"Built-in list, the service'\''s last accepted list (the cache; no request), files, less exclusions"))' \
+'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
+'*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
+'--service-url=[]:URL:_default' \
+'--instance=[]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
+'*--service-area=[Service areas to ask for (repeatable)]:AREA:_default' \
+'*--common-set=[Common sets to keep\: the article'\''s Intune dependencies by default (repeatable)]:ID:_default' \
+'*--category=[Keep only sets of this category (repeatable)\: Optimize, Allow, Default]:CATEGORY:_default' \
+'--state-dir=[Where the client request id, the last-known-good cache and the change record live]:DIR:_files' \
+'--refresh-interval=[Seconds between version checks; at least 3600 against the real service]:SECONDS:_default' \
+'--max-shrink=[Share of the service'\''s prefixes a new list may remove before it is rejected]:SHARE:_default' \
+'--service-timeout=[Seconds a request may take, and to wait for a connection (a third of it)]:SECONDS:_default' \
+'--no-builtin[Leave the built-in list out]' \
+'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
+'--no-service[Do not use the endpoint web service]' \
+'--no-ipv6[Ask for IPv4 prefixes only]' \
+'--required-only[Keep only sets the service marks required]' \
+'(--urls)--ips[The unique prefixes, one a line]' \
+'--urls[The unique names, one a line]' \
+'--json[]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+&& ret=0
+;;
+(list)
+_arguments "${_arguments_options[@]}" : \
+'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
+'*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
+'--service-url=[]:URL:_default' \
+'--instance=[]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
+'*--service-area=[Service areas to ask for (repeatable)]:AREA:_default' \
+'*--common-set=[Common sets to keep\: the article'\''s Intune dependencies by default (repeatable)]:ID:_default' \
+'*--category=[Keep only sets of this category (repeatable)\: Optimize, Allow, Default]:CATEGORY:_default' \
+'--state-dir=[Where the client request id, the last-known-good cache and the change record live]:DIR:_files' \
+'--refresh-interval=[Seconds between version checks; at least 3600 against the real service]:SECONDS:_default' \
+'--max-shrink=[Share of the service'\''s prefixes a new list may remove before it is rejected]:SHARE:_default' \
+'--service-timeout=[Seconds a request may take, and to wait for a connection (a third of it)]:SECONDS:_default' \
+'--no-builtin[Leave the built-in list out]' \
+'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
+'--no-service[Do not use the endpoint web service]' \
+'--no-ipv6[Ask for IPv4 prefixes only]' \
+'--required-only[Keep only sets the service marks required]' \
+'--json[]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(changes)
+_arguments "${_arguments_options[@]}" : \
+'--state-dir=[]:DIR:_files' \
+'--last=[How many of the newest changes to show]:N:_default' \
+'--json[]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(resolve)
+_arguments "${_arguments_options[@]}" : \
+'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
+'*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
+'--service-url=[]:URL:_default' \
+'--instance=[]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
+'*--service-area=[Service areas to ask for (repeatable)]:AREA:_default' \
+'*--common-set=[Common sets to keep\: the article'\''s Intune dependencies by default (repeatable)]:ID:_default' \
+'*--category=[Keep only sets of this category (repeatable)\: Optimize, Allow, Default]:CATEGORY:_default' \
+'--state-dir=[Where the client request id, the last-known-good cache and the change record live]:DIR:_files' \
+'--refresh-interval=[Seconds between version checks; at least 3600 against the real service]:SECONDS:_default' \
+'--max-shrink=[Share of the service'\''s prefixes a new list may remove before it is rejected]:SHARE:_default' \
+'--service-timeout=[Seconds a request may take, and to wait for a connection (a third of it)]:SECONDS:_default' \
+'*--resolver=[Resolver to look the listed names up with (repeatable; default\: the system'\''s, from /etc/resolv.conf). Not the same as --dns-resolver, which says where devices may send DNS]:ADDR:PORT:_default' \
+'--dns-min-ttl=[Shortest time between lookups of a name, whatever its TTL]:DURATION:_default' \
+'--dns-max-ttl=[Longest time between lookups of a name, whatever its TTL]:DURATION:_default' \
+'--dns-grace=[How long an address stays after the TTL of the last answer that held it]:DURATION:_default' \
+'--dns-timeout=[How long one query waits for an answer]:DURATION:_default' \
+'--dns-rate=[Lookups started per second at most]:N:_default' \
+'--no-builtin[Leave the built-in list out]' \
+'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
+'--no-service[Do not use the endpoint web service]' \
+'--no-ipv6[Ask for IPv4 prefixes only]' \
+'--required-only[Keep only sets the service marks required]' \
+'--no-resolve[Do not resolve the listed names\: match the listed prefixes only]' \
+'--json[]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_intune-ctl__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:intune-ctl-help-command-$line[1]:"
+        case $line[1] in
+            (classify)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(daemon)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(stats)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(lookup)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(detach)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(man)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(completions)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(check-config)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(endpoints)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(list)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(changes)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(resolve)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
+}
+
+(( $+functions[_intune-ctl_commands] )) ||
+_intune-ctl_commands() {
+    local commands; commands=(
+'classify:Run every frame of a capture through the real program and print what it decided' \
+'daemon:The filter daemon\: attach to the interfaces, keep the rule set current, print hit counters; reads /etc/intune-ctl/config.toml (or --config), flags override it' \
+'run:The filter daemon\: attach to the interfaces, keep the rule set current, print hit counters; reads /etc/intune-ctl/config.toml (or --config), flags override it' \
+'stats:Hit counters of the running (or stopped) filter, from its pinned maps' \
+'lookup:What the running filter does with a packet to (or from) ADDRESS, asked of the real program against the live maps' \
+'detach:Remove the filter from interfaces (all by default) and its pins' \
+'man:Print the man page (roff), for packaging' \
+'completions:Print shell completions, for packaging' \
+'check-config:Validate a config file, its endpoint files and exclusions, without touching anything' \
+'endpoints:Print the endpoint sets of one source, or the effective list' \
+'list:Print the effective rule set with each prefix'\''s ports, endpoint sets and sources' \
+'changes:Print the last applied changes of the rule set' \
+'resolve:Resolve every exact name of the rule set once and print the answers' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'intune-ctl commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__changes_commands] )) ||
+_intune-ctl__subcmd__changes_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl changes commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__check-config_commands] )) ||
+_intune-ctl__subcmd__check-config_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl check-config commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__classify_commands] )) ||
+_intune-ctl__subcmd__classify_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl classify commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__completions_commands] )) ||
+_intune-ctl__subcmd__completions_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl completions commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__daemon_commands] )) ||
+_intune-ctl__subcmd__daemon_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl daemon commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__detach_commands] )) ||
+_intune-ctl__subcmd__detach_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl detach commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__endpoints_commands] )) ||
+_intune-ctl__subcmd__endpoints_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl endpoints commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help_commands] )) ||
+_intune-ctl__subcmd__help_commands() {
+    local commands; commands=(
+'classify:Run every frame of a capture through the real program and print what it decided' \
+'daemon:The filter daemon\: attach to the interfaces, keep the rule set current, print hit counters; reads /etc/intune-ctl/config.toml (or --config), flags override it' \
+'stats:Hit counters of the running (or stopped) filter, from its pinned maps' \
+'lookup:What the running filter does with a packet to (or from) ADDRESS, asked of the real program against the live maps' \
+'detach:Remove the filter from interfaces (all by default) and its pins' \
+'man:Print the man page (roff), for packaging' \
+'completions:Print shell completions, for packaging' \
+'check-config:Validate a config file, its endpoint files and exclusions, without touching anything' \
+'endpoints:Print the endpoint sets of one source, or the effective list' \
+'list:Print the effective rule set with each prefix'\''s ports, endpoint sets and sources' \
+'changes:Print the last applied changes of the rule set' \
+'resolve:Resolve every exact name of the rule set once and print the answers' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'intune-ctl help commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help__subcmd__changes_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__changes_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help changes commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help__subcmd__check-config_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__check-config_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help check-config commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help__subcmd__classify_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__classify_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help classify commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help__subcmd__completions_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__completions_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help completions commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help__subcmd__daemon_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__daemon_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help daemon commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help__subcmd__detach_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__detach_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help detach commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help__subcmd__endpoints_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__endpoints_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help endpoints commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help__subcmd__help_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__help_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help help commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help__subcmd__list_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__list_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help list commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help__subcmd__lookup_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__lookup_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help lookup commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help__subcmd__man_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__man_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help man commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help__subcmd__resolve_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__resolve_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help resolve commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help__subcmd__stats_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__stats_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help stats commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__list_commands] )) ||
+_intune-ctl__subcmd__list_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl list commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__lookup_commands] )) ||
+_intune-ctl__subcmd__lookup_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl lookup commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__man_commands] )) ||
+_intune-ctl__subcmd__man_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl man commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__resolve_commands] )) ||
+_intune-ctl__subcmd__resolve_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl resolve commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__stats_commands] )) ||
+_intune-ctl__subcmd__stats_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl stats commands' commands "$@"
+}
+
+if [ "$funcstack[1]" = "_intune-ctl" ]; then
+    _intune-ctl "$@"
+else
+    compdef _intune-ctl intune-ctl
+fi
