@@ -38,7 +38,24 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let args = base.with_config(&base.read_config()?, given)?;
+    // Bound before anything is attached: a taken port is a start-up error.
+    let metrics = match args.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for metrics on {addr}"))?,
+        ),
+        None => None,
+    };
     let mut d = Daemon::start(args)?;
+    if let Some(listener) = metrics {
+        let registry = crate::metrics::registry(d.pins.clone(), d.args.service.state_dir.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(listener, registry).await {
+                tracing::error!(error = %e, "the metrics endpoint stopped");
+            }
+        });
+    }
     notify(&[NotifyState::Ready, NotifyState::Status(&d.status())]);
     let watchdog = sd_notify::watchdog_enabled();
     let mut watchdog_tick =
@@ -160,8 +177,10 @@ impl Daemon {
         let exact_names = watcher.as_ref().map_or(0, |w| w.names().exact.len());
         let capacity = Capacity::for_prefixes(rules.index_bound() + exact_names * 4);
         let mut dp = Datapath::load_pinned(capacity, &pins).context("loading the XDP program")?;
+        let started = Instant::now();
         dp.install(&rules, &policy, false)
             .context("filling the program's maps")?;
+        crate::metrics::daemon().map_update(started.elapsed());
         if let Some(previous) = &previous {
             forget_left_rules(&mut dp, previous, &rules)?;
         }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod endpoints;
+pub mod metrics;
 pub mod policy;
 pub mod reference;
 pub mod refresh;

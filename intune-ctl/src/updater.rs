@@ -26,7 +26,9 @@ pub async fn refresh(
     dp: &mut Datapath,
     state: Option<&StateDir>,
 ) -> Duration {
-    match r.poll().await {
+    let polled = r.poll().await;
+    crate::metrics::daemon().refreshed(polled.is_ok());
+    match polled {
         Ok(Poll::Unchanged(version)) => {
             tracing::info!(%version, "the endpoint list is unchanged");
             Duration::ZERO
@@ -63,7 +65,10 @@ pub async fn refresh(
 /// still allow what they allowed).
 pub fn apply(dp: &mut Datapath, rules: RuleSet, cause: &str) -> Option<ChangeRecord> {
     let change = changes::summarize(dp.installed(), &rules, cause);
-    match dp.apply(rules) {
+    let started = std::time::Instant::now();
+    let applied = dp.apply(rules);
+    crate::metrics::daemon().map_update(started.elapsed());
+    match applied {
         Ok(report) => {
             for (target, c) in &report.removed {
                 tracing::info!(prefix = %target, packets = c.packets, bytes = c.bytes, "rule removed");

@@ -424,12 +424,45 @@ fn ctl_json(run: &Running, args: &[&str]) -> serde_json::Value {
 fn stats_and_lookup_read_the_live_filter_and_lookup_counts_nothing() {
     require_root!();
     let t = topology("l");
-    let mut run = Running::start(&t.gw, &["--mode", "enforce"]);
+    let mut run = Running::start(
+        &t.gw,
+        &["--mode", "enforce", "--metrics-listen", "127.0.0.1:9469"],
+    );
     run.wait_for("attached to g0", 30);
     assert!(connects(&t.dev, "198.51.100.1:443"));
     assert!(!connects(&t.dev, "192.0.2.2:8080"));
 
     let stats = ctl_json(&run, &["stats"]);
+    let metrics = t.gw.run(|| {
+        let mut s = TcpStream::connect("127.0.0.1:9469").expect("metrics endpoint");
+        std::io::Write::write_all(&mut s, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+        text
+    });
+    let metric = |line_start: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line_start))
+            .unwrap_or_else(|| panic!("{line_start} in {metrics}"))
+            .trim()
+            .parse::<f64>()
+            .unwrap() as u64
+    };
+    assert!(
+        metrics.starts_with("HTTP/1.0 200") || metrics.starts_with("HTTP/1.1 200"),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric("intune_xdp_outcome_packets_total{outcome=\"intune\"}"),
+        stats["outcomes"]["intune"]["packets"].as_u64().unwrap()
+    );
+    assert_eq!(
+        metric("intune_xdp_set_packets_total{set=\"901\"}"),
+        stats["rules"][0]["packets"].as_u64().unwrap()
+    );
+    assert!(metric("intune_xdp_rules{source=\"file\"}") >= 3);
+    assert!(metric("intune_xdp_map_update_duration_seconds_count") >= 1);
     assert!(
         stats["outcomes"]["intune"]["packets"].as_u64().unwrap() >= 2,
         "{stats}"

@@ -103,6 +103,7 @@ impl Watcher {
         while let Some(joined) = lookups.join_next().await {
             let Ok((name, result)) = joined else { continue };
             let error = result.as_ref().err().cloned();
+            crate::metrics::daemon().looked_up(matches!(error, None | Some(LookupError::NxDomain)));
             let done = Instant::now();
             let recorded = self.schedule.record(&name, result, done);
             let retry_in = humantime::format_duration(recorded.retry_in).to_string();

@@ -1,0 +1,292 @@
+//! Prometheus metrics: the kernel's counters read from the pinned maps on each scrape (per
+//! outcome, per endpoint set, rules per source), and what the daemon did (refreshes, lookups,
+//! map updates), served in the text format on `[metrics] listen`.
+
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use http_body_util::Full;
+use hyper::{Request, Response, body::Bytes, service::service_fn};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::{
+    datapath::{counters::PinnedCounters, pins::Pins},
+    state::StateDir,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+/// What the daemon records as it works; one per process.
+#[derive(Debug)]
+pub struct DaemonMetrics {
+    pub refreshes: Family<ResultLabel, Counter>,
+    pub refresh_last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub lookups: Family<ResultLabel, Counter>,
+    pub resolver_last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub map_update_seconds: Histogram,
+}
+
+/// The process's daemon metrics.
+pub fn daemon() -> &'static DaemonMetrics {
+    static METRICS: OnceLock<DaemonMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| DaemonMetrics {
+        refreshes: Family::default(),
+        refresh_last_success: Gauge::default(),
+        lookups: Family::default(),
+        resolver_last_success: Gauge::default(),
+        // 100 µs .. ~3 s.
+        map_update_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+    })
+}
+
+fn now_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+impl DaemonMetrics {
+    pub fn refreshed(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.refreshes.get_or_create(&ResultLabel { result }).inc();
+        if ok {
+            self.refresh_last_success.set(now_seconds());
+        }
+    }
+
+    pub fn looked_up(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.lookups.get_or_create(&ResultLabel { result }).inc();
+        if ok {
+            self.resolver_last_success.set(now_seconds());
+        }
+    }
+
+    pub fn map_update(&self, took: Duration) {
+        self.map_update_seconds.observe(took.as_secs_f64());
+    }
+}
+
+/// The kernel's counters and the rule set, read at scrape time.
+#[derive(Debug)]
+struct MapCollector {
+    pins: Pins,
+    state_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SetLabel {
+    set: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: String,
+}
+
+impl MapCollector {
+    fn family<L: EncodeLabelSet, M: EncodeMetric>(
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        rows: impl IntoIterator<Item = (L, M)>,
+        metric_type: prometheus_client::metrics::MetricType,
+    ) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+        for (labels, metric) in rows {
+            metric.encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Collector for MapCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(counters) = PinnedCounters::open(&self.pins) else {
+            return Ok(());
+        };
+        let counter = prometheus_client::metrics::MetricType::Counter;
+        let gauge = prometheus_client::metrics::MetricType::Gauge;
+        if let Ok(outcomes) = counters.outcomes() {
+            let rows = |bytes: bool| {
+                outcomes.iter().map(move |(o, c)| {
+                    (
+                        OutcomeLabel {
+                            outcome: o.counter_name(),
+                        },
+                        ConstCounter::new(if bytes { c.bytes } else { c.packets }),
+                    )
+                })
+            };
+            Self::family(
+                &mut encoder,
+                "intune_xdp_outcome_packets",
+                "Frames per outcome.",
+                rows(false),
+                counter,
+            )?;
+            Self::family(
+                &mut encoder,
+                "intune_xdp_outcome_bytes",
+                "Bytes per outcome.",
+                rows(true),
+                counter,
+            )?;
+        }
+        let rules = StateDir::open(&self.state_dir)
+            .ok()
+            .and_then(|s| s.load_rules().ok().flatten())
+            .unwrap_or_default();
+        let Ok(hits) = counters.rules_of(rules.iter().map(|r| r.index)) else {
+            return Ok(());
+        };
+        let mut sets: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        let mut sources: BTreeMap<String, i64> = BTreeMap::new();
+        for (rule, c) in rules.iter().zip(hits) {
+            for id in &rule.endpoint_sets {
+                let e = sets.entry(*id).or_default();
+                e.0 += c.packets;
+                e.1 += c.bytes;
+            }
+            for source in &rule.sources {
+                *sources.entry(source.clone()).or_default() += 1;
+            }
+        }
+        let per_set = |bytes: bool| {
+            sets.iter().map(move |(set, (p, b))| {
+                (
+                    SetLabel { set: *set },
+                    ConstCounter::new(if bytes { *b } else { *p }),
+                )
+            })
+        };
+        Self::family(
+            &mut encoder,
+            "intune_xdp_set_packets",
+            "Frames credited to rules of each endpoint set.",
+            per_set(false),
+            counter,
+        )?;
+        Self::family(
+            &mut encoder,
+            "intune_xdp_set_bytes",
+            "Bytes credited to rules of each endpoint set.",
+            per_set(true),
+            counter,
+        )?;
+        Self::family(
+            &mut encoder,
+            "intune_xdp_rules",
+            "Rules in force per source (a rule from several sources counts for each).",
+            sources
+                .into_iter()
+                .map(|(source, n)| (SourceLabel { source }, ConstGauge::new(n))),
+            gauge,
+        )?;
+        Ok(())
+    }
+}
+
+/// The registry a daemon serves.
+pub fn registry(pins: Pins, state_dir: PathBuf) -> Registry {
+    let mut registry = Registry::default();
+    let d = daemon();
+    registry.register(
+        "intune_xdp_refreshes",
+        "Endpoint web service checks, by result.",
+        d.refreshes.clone(),
+    );
+    registry.register(
+        "intune_xdp_refresh_last_success_timestamp_seconds",
+        "When a web service check last succeeded.",
+        d.refresh_last_success.clone(),
+    );
+    registry.register(
+        "intune_xdp_resolver_lookups",
+        "Name lookups, by result.",
+        d.lookups.clone(),
+    );
+    registry.register(
+        "intune_xdp_resolver_last_success_timestamp_seconds",
+        "When a name lookup last got an answer.",
+        d.resolver_last_success.clone(),
+    );
+    registry.register(
+        "intune_xdp_map_update_duration_seconds",
+        "Time to move the kernel maps to a new rule set.",
+        d.map_update_seconds.clone(),
+    );
+    registry.register_collector(Box::new(MapCollector { pins, state_dir }));
+    registry
+}
+
+/// Serves `registry` at `/metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, registry: Registry) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving metrics at /metrics");
+    }
+    let registry = Arc::new(registry);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let registry = Arc::clone(&registry);
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let registry = Arc::clone(&registry);
+                async move { Ok::<_, Infallible>(answer(&req, &registry)) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await
+            {
+                tracing::debug!(error = %e, "metrics connection");
+            }
+        });
+    }
+}
+
+fn answer(req: &Request<hyper::body::Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
+    let reply = |status: u16, content_type: &str, body: String| {
+        Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_default()
+    };
+    if req.method() != hyper::Method::GET || req.uri().path() != "/metrics" {
+        return reply(404, "text/plain", "only GET /metrics is served\n".into());
+    }
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, registry) {
+        Ok(()) => reply(
+            200,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            text,
+        ),
+        Err(_) => reply(500, "text/plain", "encoding the metrics failed\n".into()),
+    }
+}
