@@ -158,6 +158,7 @@ impl Default for DnsConfig {
 pub struct PathsConfig {
     pub state_dir: PathBuf,
     pub bpffs_dir: PathBuf,
+    pub control_socket: PathBuf,
 }
 
 impl Default for PathsConfig {
@@ -165,6 +166,7 @@ impl Default for PathsConfig {
         PathsConfig {
             state_dir: DEFAULT_STATE_DIR.into(),
             bpffs_dir: DEFAULT_BPFFS_DIR.into(),
+            control_socket: crate::control::DEFAULT_SOCKET.into(),
         }
     }
 }

@@ -31,6 +31,11 @@ struct Daemon {
     refresher: Option<Refresher>,
     watcher: Option<Watcher>,
     next_poll: tokio::time::Instant,
+    started: Instant,
+    /// How each interface was attached.
+    attached: Vec<(String, String)>,
+    /// When the web service was last checked, and what came of it.
+    last_refresh: Option<(Instant, String, String)>,
 }
 
 pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
@@ -47,6 +52,15 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // Settled before the socket is bound: a bad interface touches nothing.
+    policy_of(&args)?;
+    let control_path = args.control_socket.clone();
+    let control = crate::control::bind(&control_path).with_context(|| {
+        format!(
+            "binding the control socket {} (are you root?)",
+            control_path.display()
+        )
+    })?;
     let mut d = Daemon::start(args)?;
     if let Some(listener) = metrics {
         let registry = crate::metrics::registry(d.pins.clone(), d.args.service.state_dir.clone());
@@ -74,6 +88,18 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
             }
             _ = sleep_until_some(resolve_at), if resolve_at.is_some() => d.resolve().await,
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify(&[NotifyState::Watchdog]),
+            accepted = control.accept() => {
+                if let Ok((mut stream, _)) = accepted {
+                    let answer = match crate::control::read_request(&mut stream).await {
+                        Ok(crate::control::Request::Status) => d.status_json(),
+                        Ok(crate::control::Request::Refresh) => d.refresh_now().await,
+                        Err(e) => serde_json::json!({"error": format!("{e:#}")}),
+                    };
+                    if let Err(e) = crate::control::write_answer(&mut stream, &answer).await {
+                        tracing::debug!(error = %e, "answering on the control socket");
+                    }
+                }
+            }
             _ = hup.recv() => {
                 notify(&[NotifyState::Reloading]);
                 let reloaded = base
@@ -94,6 +120,7 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
         }
     }
     notify(&[NotifyState::Stopping]);
+    let _ = std::fs::remove_file(&control_path);
     d.stop()
 }
 
@@ -207,6 +234,9 @@ impl Daemon {
             watcher,
             // The first check comes at once; the next after the interval, or what a 429 asks.
             next_poll: tokio::time::Instant::now(),
+            started: Instant::now(),
+            attached: Vec::new(),
+            last_refresh: None,
         };
         let ifaces = d.args.ifaces.clone();
         for iface in &ifaces {
@@ -250,6 +280,8 @@ impl Daemon {
             "attached to {} ({how}), mode {:?}, direction {dir:?}",
             iface.name, policy.mode
         );
+        self.attached.retain(|(name, _)| *name != iface.name);
+        self.attached.push((iface.name.clone(), how));
         Ok(())
     }
 
@@ -278,9 +310,10 @@ impl Daemon {
                 .build_resolved(service, watcher, previous)
                 .map(|(_, rules)| rules)
         };
-        let wait = updater::refresh(r, &build, &mut self.dp, Some(&self.state)).await;
+        let done = updater::refresh(r, &build, &mut self.dp, Some(&self.state)).await;
         self.remember();
-        self.next_poll = tokio::time::Instant::now() + wait.max(self.args.service.interval());
+        self.next_poll = tokio::time::Instant::now() + done.wait.max(self.args.service.interval());
+        self.last_refresh = Some((Instant::now(), crate::state::now_rfc3339(), done.outcome));
         // The new list may name other hosts: follow them.
         let service = service_sets(self.refresher.as_ref());
         if let (Some(w), Ok(sets)) = (self.watcher.as_mut(), self.args.rules.effective(&service)) {
@@ -302,6 +335,94 @@ impl Daemon {
         if updater::resolve(w, &rebuild, &mut self.dp).await.changed() {
             self.remember();
         }
+    }
+
+    /// An admin's `refresh`: the web service now (unless the documented hourly limit forbids
+    /// it), and every name looked up again.
+    async fn refresh_now(&mut self) -> serde_json::Value {
+        if let Some(w) = self.watcher.as_mut() {
+            w.all_due(Instant::now());
+        }
+        let service = match &self.refresher {
+            None => "off".to_string(),
+            Some(r) => {
+                let limited = r.client().config().is_default_url()
+                    && self.last_refresh.as_ref().is_some_and(|(at, _, _)| {
+                        at.elapsed() < crate::endpoints::service::MIN_INTERVAL
+                    });
+                if limited {
+                    "not checked: the endpoint web service allows one check an hour".to_string()
+                } else {
+                    self.refresh().await;
+                    self.last_refresh
+                        .as_ref()
+                        .map_or(String::new(), |(_, _, o)| o.clone())
+                }
+            }
+        };
+        serde_json::json!({
+            "service": service,
+            "names": self.watcher.as_ref().map_or(0, |w| w.names().exact.len()),
+            "status": self.status(),
+        })
+    }
+
+    /// What `intune-ctl status` shows.
+    fn status_json(&self) -> serde_json::Value {
+        let mut by_source: std::collections::BTreeMap<String, usize> = Default::default();
+        if let Some(rules) = self.dp.installed() {
+            for r in InstalledRule::of(rules) {
+                for s in r.sources {
+                    *by_source.entry(s).or_default() += 1;
+                }
+            }
+        }
+        let interfaces: Vec<serde_json::Value> = self
+            .args
+            .ifaces
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "name": i.name,
+                    "direction": i.direction.unwrap_or(self.args.policy.direction),
+                    "attached": self.attached.iter().find(|(n, _)| *n == i.name).map(|(_, how)| how),
+                })
+            })
+            .collect();
+        let service = self.refresher.as_ref().map(|r| {
+            serde_json::json!({
+                "url": r.client().config().base_url,
+                "version": r.accepted().map(|a| a.version.clone()),
+                "last_check": self.last_refresh.as_ref().map(|(_, at, outcome)| serde_json::json!({"at": at, "outcome": outcome})),
+                "next_check_in_seconds": self.next_poll.saturating_duration_since(tokio::time::Instant::now()).as_secs(),
+            })
+        });
+        let resolver = self.watcher.as_ref().map(|w| {
+            serde_json::json!({
+                "names": w.names().exact.len(),
+                "resolved_addresses": w.addresses().len(),
+                "failing": w.failing(),
+                "down": w.resolver_down(),
+            })
+        });
+        let wildcards: Vec<&String> = self
+            .watcher
+            .as_ref()
+            .map(|w| w.names().wildcard.keys().collect())
+            .unwrap_or_default();
+        serde_json::json!({
+            "daemon": "running",
+            "pid": std::process::id(),
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "interfaces": interfaces,
+            "mode": self.args.policy.mode,
+            "dns_resolvers": self.args.policy.dns_resolvers,
+            "rules": self.dp.installed().map_or(0, |r| r.rules.len()),
+            "rules_by_source": by_source,
+            "service": service,
+            "resolver": resolver,
+            "wildcards": wildcards,
+        })
     }
 
     /// Applies a new config whole, or nothing of it: everything that can fail is checked

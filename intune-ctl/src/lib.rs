@@ -5,6 +5,7 @@ pub mod capture;
 pub mod changes;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod endpoints;

@@ -134,6 +134,10 @@ impl Refresher {
     }
 
     /// The list in force.
+    pub fn client(&self) -> &ServiceClient {
+        &self.client
+    }
+
     pub fn accepted(&self) -> Option<&Accepted> {
         self.accepted.as_ref()
     }

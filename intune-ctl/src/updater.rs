@@ -18,20 +18,32 @@ use crate::{
 /// Builds the effective rule set from the service's sets (and whatever else is configured).
 pub type Build<'a> = dyn Fn(&[EndpointSet], Option<&RuleSet>) -> anyhow::Result<RuleSet> + 'a;
 
-/// One version check; applies an accepted list. Returns how long the service asked to wait
-/// before the next check (zero when it asked nothing).
+/// What one check did.
+#[derive(Clone, Debug)]
+pub struct Refreshed {
+    /// How long the service asked to wait before the next check (zero when it asked nothing).
+    pub wait: Duration,
+    /// One line: unchanged, applied, or why not.
+    pub outcome: String,
+}
+
+/// One version check; applies an accepted list.
 pub async fn refresh(
     r: &mut Refresher,
     build: &Build<'_>,
     dp: &mut Datapath,
     state: Option<&StateDir>,
-) -> Duration {
+) -> Refreshed {
     let polled = r.poll().await;
     crate::metrics::daemon().refreshed(polled.is_ok());
+    let done = |outcome: String| Refreshed {
+        wait: Duration::ZERO,
+        outcome,
+    };
     match polled {
         Ok(Poll::Unchanged(version)) => {
             tracing::info!(%version, "the endpoint list is unchanged");
-            Duration::ZERO
+            done(format!("version {version} unchanged"))
         }
         Ok(Poll::Updated(accepted)) => {
             let cause = format!("service version {}", accepted.version);
@@ -42,13 +54,19 @@ pub async fn refresh(
                         error = format!("{e:#}"),
                         "the new endpoint list does not make a rule set; keeping the one in force"
                     );
-                    return Duration::ZERO;
+                    return done(format!("{cause} not applied: {e:#}"));
                 }
             };
-            if let (Some(change), Some(state)) = (apply(dp, rules, &cause), state) {
-                record(state, change);
+            match apply(dp, rules, &cause) {
+                Some(change) => {
+                    let outcome = format!("{cause} applied: {}", changes::describe(&change));
+                    if let Some(state) = state {
+                        record(state, change);
+                    }
+                    done(outcome)
+                }
+                None => done(format!("{cause} not applied: the map update failed")),
             }
-            Duration::ZERO
         }
         Err(e) => {
             let wait = match &e {
@@ -56,7 +74,10 @@ pub async fn refresh(
                 _ => Duration::ZERO,
             };
             tracing::warn!(error = %e, "endpoint web service check failed; the list in force stays");
-            wait
+            Refreshed {
+                wait,
+                outcome: format!("failed: {e}"),
+            }
         }
     }
 }

@@ -49,6 +49,9 @@ _intune__ctl() {
             intune__ctl,man)
                 cmd="intune__ctl__subcmd__man"
                 ;;
+            intune__ctl,refresh)
+                cmd="intune__ctl__subcmd__refresh"
+                ;;
             intune__ctl,resolve)
                 cmd="intune__ctl__subcmd__resolve"
                 ;;
@@ -57,6 +60,9 @@ _intune__ctl() {
                 ;;
             intune__ctl,stats)
                 cmd="intune__ctl__subcmd__stats"
+                ;;
+            intune__ctl,status)
+                cmd="intune__ctl__subcmd__status"
                 ;;
             intune__ctl__subcmd__help,changes)
                 cmd="intune__ctl__subcmd__help__subcmd__changes"
@@ -91,11 +97,17 @@ _intune__ctl() {
             intune__ctl__subcmd__help,man)
                 cmd="intune__ctl__subcmd__help__subcmd__man"
                 ;;
+            intune__ctl__subcmd__help,refresh)
+                cmd="intune__ctl__subcmd__help__subcmd__refresh"
+                ;;
             intune__ctl__subcmd__help,resolve)
                 cmd="intune__ctl__subcmd__help__subcmd__resolve"
                 ;;
             intune__ctl__subcmd__help,stats)
                 cmd="intune__ctl__subcmd__help__subcmd__stats"
+                ;;
+            intune__ctl__subcmd__help,status)
+                cmd="intune__ctl__subcmd__help__subcmd__status"
                 ;;
             *)
                 ;;
@@ -104,7 +116,7 @@ _intune__ctl() {
 
     case "${cmd}" in
         intune__ctl)
-            opts="-h -V --help --version classify daemon run stats lookup detach man completions check-config endpoints list changes resolve help"
+            opts="-h -V --help --version classify daemon run status refresh stats lookup detach man completions check-config endpoints list changes resolve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -206,7 +218,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__daemon)
-            opts="-h --config --iface --endpoints --no-builtin --exclude --peer-ports --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --mode --direction --dns-resolver --xdp-mode --interval --bpffs-dir --metrics-listen --detach-on-stop --help"
+            opts="-h --config --iface --endpoints --no-builtin --exclude --peer-ports --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --mode --direction --dns-resolver --xdp-mode --interval --bpffs-dir --control-socket --metrics-listen --detach-on-stop --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -312,6 +324,10 @@ _intune__ctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --control-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --metrics-listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -408,7 +424,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__help)
-            opts="classify daemon stats lookup detach man completions check-config endpoints list changes resolve help"
+            opts="classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -575,6 +591,20 @@ _intune__ctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        intune__subcmd__ctl__subcmd__help__subcmd__refresh)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         intune__subcmd__ctl__subcmd__help__subcmd__resolve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -590,6 +620,20 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__help__subcmd__stats)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        intune__subcmd__ctl__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -709,6 +753,24 @@ _intune__ctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        intune__subcmd__ctl__subcmd__refresh)
+            opts="-h --json --control-socket --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --control-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         intune__subcmd__ctl__subcmd__resolve)
             opts="-h --endpoints --no-builtin --exclude --peer-ports --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -803,6 +865,32 @@ _intune__ctl() {
                     return 0
                     ;;
                 --watch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        intune__subcmd__ctl__subcmd__status)
+            opts="-h --json --control-socket --bpffs-dir --state-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --control-socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

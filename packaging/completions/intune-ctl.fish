@@ -29,6 +29,8 @@ complete -c intune-ctl -n "__fish_intune_ctl_needs_command" -s V -l version -d '
 complete -c intune-ctl -n "__fish_intune_ctl_needs_command" -f -a "classify" -d 'Run every frame of a capture through the real program and print what it decided'
 complete -c intune-ctl -n "__fish_intune_ctl_needs_command" -f -a "daemon" -d 'The filter daemon: attach to the interfaces, keep the rule set current, print hit counters; reads /etc/intune-ctl/config.toml (or --config), flags override it'
 complete -c intune-ctl -n "__fish_intune_ctl_needs_command" -f -a "run" -d 'The filter daemon: attach to the interfaces, keep the rule set current, print hit counters; reads /etc/intune-ctl/config.toml (or --config), flags override it'
+complete -c intune-ctl -n "__fish_intune_ctl_needs_command" -f -a "status" -d 'The daemon\'s state: interfaces, mode, rules per source, last refresh, resolver'
+complete -c intune-ctl -n "__fish_intune_ctl_needs_command" -f -a "refresh" -d 'Ask the daemon to check the web service and look the names up again now'
 complete -c intune-ctl -n "__fish_intune_ctl_needs_command" -f -a "stats" -d 'Hit counters of the running (or stopped) filter, from its pinned maps'
 complete -c intune-ctl -n "__fish_intune_ctl_needs_command" -f -a "lookup" -d 'What the running filter does with a packet to (or from) ADDRESS, asked of the real program against the live maps'
 complete -c intune-ctl -n "__fish_intune_ctl_needs_command" -f -a "detach" -d 'Remove the filter from interfaces (all by default) and its pins'
@@ -86,6 +88,7 @@ native\t''
 generic\t''"
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l interval -d 'Seconds between hit-counter tables' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l bpffs-dir -d 'Where the program, its maps and links are pinned (bpffs is mounted when missing)' -r -F
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l control-socket -d 'The control socket `status` and `refresh` talk to' -r -F
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l metrics-listen -d 'Serve Prometheus metrics on this address' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l no-builtin -d 'Leave the built-in list out'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l peer-ports -d 'Also allow the port-only sets for any address (Delivery Optimization peering: TCP 7680, UDP 3544)'
@@ -128,6 +131,7 @@ native\t''
 generic\t''"
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l interval -d 'Seconds between hit-counter tables' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l bpffs-dir -d 'Where the program, its maps and links are pinned (bpffs is mounted when missing)' -r -F
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l control-socket -d 'The control socket `status` and `refresh` talk to' -r -F
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l metrics-listen -d 'Serve Prometheus metrics on this address' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l no-builtin -d 'Leave the built-in list out'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l peer-ports -d 'Also allow the port-only sets for any address (Delivery Optimization peering: TCP 7680, UDP 3544)'
@@ -137,6 +141,14 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l required-o
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l no-resolve -d 'Do not resolve the listed names: match the listed prefixes only'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l detach-on-stop -d 'Remove the filter when the daemon stops (by default it stays attached)'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand status" -l control-socket -r -F
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand status" -l bpffs-dir -r -F
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand status" -l state-dir -r -F
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand status" -l json
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand status" -s h -l help -d 'Print help'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand refresh" -l control-socket -r -F
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand refresh" -l json
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand refresh" -s h -l help -d 'Print help'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand stats" -l by -r -f -a "prefix\t'Every rule with hits: prefix or resolved address'
 set\t'Per endpoint set (a rule\'s hits count for each set that lists it)'
 outcome\t'The outcome counters only'"
@@ -240,16 +252,18 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l requir
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l no-resolve -d 'Do not resolve the listed names: match the listed prefixes only'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l json
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -s h -l help -d 'Print help'
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "classify" -d 'Run every frame of a capture through the real program and print what it decided'
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "daemon" -d 'The filter daemon: attach to the interfaces, keep the rule set current, print hit counters; reads /etc/intune-ctl/config.toml (or --config), flags override it'
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "stats" -d 'Hit counters of the running (or stopped) filter, from its pinned maps'
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "lookup" -d 'What the running filter does with a packet to (or from) ADDRESS, asked of the real program against the live maps'
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "detach" -d 'Remove the filter from interfaces (all by default) and its pins'
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "man" -d 'Print the man page (roff), for packaging'
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "completions" -d 'Print shell completions, for packaging'
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "check-config" -d 'Validate a config file, its endpoint files and exclusions, without touching anything'
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "endpoints" -d 'Print the endpoint sets of one source, or the effective list'
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "list" -d 'Print the effective rule set with each prefix\'s ports, endpoint sets and sources'
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "changes" -d 'Print the last applied changes of the rule set'
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "resolve" -d 'Resolve every exact name of the rule set once and print the answers'
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "classify" -d 'Run every frame of a capture through the real program and print what it decided'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "daemon" -d 'The filter daemon: attach to the interfaces, keep the rule set current, print hit counters; reads /etc/intune-ctl/config.toml (or --config), flags override it'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "status" -d 'The daemon\'s state: interfaces, mode, rules per source, last refresh, resolver'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "refresh" -d 'Ask the daemon to check the web service and look the names up again now'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "stats" -d 'Hit counters of the running (or stopped) filter, from its pinned maps'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "lookup" -d 'What the running filter does with a packet to (or from) ADDRESS, asked of the real program against the live maps'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "detach" -d 'Remove the filter from interfaces (all by default) and its pins'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "man" -d 'Print the man page (roff), for packaging'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "completions" -d 'Print shell completions, for packaging'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "check-config" -d 'Validate a config file, its endpoint files and exclusions, without touching anything'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "endpoints" -d 'Print the endpoint sets of one source, or the effective list'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "list" -d 'Print the effective rule set with each prefix\'s ports, endpoint sets and sources'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "changes" -d 'Print the last applied changes of the rule set'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "resolve" -d 'Resolve every exact name of the rule set once and print the answers'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -78,6 +78,7 @@ native\:""
 generic\:""))' \
 '--interval=[Seconds between hit-counter tables]:SECONDS:_default' \
 '--bpffs-dir=[Where the program, its maps and links are pinned (bpffs is mounted when missing)]:DIR:_files' \
+'--control-socket=[The control socket \`status\` and \`refresh\` talk to]:PATH:_files' \
 '--metrics-listen=[Serve Prometheus metrics on this address]:ADDR:PORT:_default' \
 '--no-builtin[Leave the built-in list out]' \
 '--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
@@ -122,6 +123,7 @@ native\:""
 generic\:""))' \
 '--interval=[Seconds between hit-counter tables]:SECONDS:_default' \
 '--bpffs-dir=[Where the program, its maps and links are pinned (bpffs is mounted when missing)]:DIR:_files' \
+'--control-socket=[The control socket \`status\` and \`refresh\` talk to]:PATH:_files' \
 '--metrics-listen=[Serve Prometheus metrics on this address]:ADDR:PORT:_default' \
 '--no-builtin[Leave the built-in list out]' \
 '--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
@@ -132,6 +134,24 @@ generic\:""))' \
 '--detach-on-stop[Remove the filter when the daemon stops (by default it stays attached)]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
+&& ret=0
+;;
+(status)
+_arguments "${_arguments_options[@]}" : \
+'--control-socket=[]:PATH:_files' \
+'--bpffs-dir=[]:DIR:_files' \
+'--state-dir=[]:DIR:_files' \
+'--json[]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(refresh)
+_arguments "${_arguments_options[@]}" : \
+'--control-socket=[]:PATH:_files' \
+'--json[]' \
+'-h[Print help]' \
+'--help[Print help]' \
 && ret=0
 ;;
 (stats)
@@ -300,6 +320,14 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(status)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(refresh)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (stats)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -359,6 +387,8 @@ _intune-ctl_commands() {
 'classify:Run every frame of a capture through the real program and print what it decided' \
 'daemon:The filter daemon\: attach to the interfaces, keep the rule set current, print hit counters; reads /etc/intune-ctl/config.toml (or --config), flags override it' \
 'run:The filter daemon\: attach to the interfaces, keep the rule set current, print hit counters; reads /etc/intune-ctl/config.toml (or --config), flags override it' \
+'status:The daemon'\''s state\: interfaces, mode, rules per source, last refresh, resolver' \
+'refresh:Ask the daemon to check the web service and look the names up again now' \
 'stats:Hit counters of the running (or stopped) filter, from its pinned maps' \
 'lookup:What the running filter does with a packet to (or from) ADDRESS, asked of the real program against the live maps' \
 'detach:Remove the filter from interfaces (all by default) and its pins' \
@@ -413,6 +443,8 @@ _intune-ctl__subcmd__help_commands() {
     local commands; commands=(
 'classify:Run every frame of a capture through the real program and print what it decided' \
 'daemon:The filter daemon\: attach to the interfaces, keep the rule set current, print hit counters; reads /etc/intune-ctl/config.toml (or --config), flags override it' \
+'status:The daemon'\''s state\: interfaces, mode, rules per source, last refresh, resolver' \
+'refresh:Ask the daemon to check the web service and look the names up again now' \
 'stats:Hit counters of the running (or stopped) filter, from its pinned maps' \
 'lookup:What the running filter does with a packet to (or from) ADDRESS, asked of the real program against the live maps' \
 'detach:Remove the filter from interfaces (all by default) and its pins' \
@@ -482,6 +514,11 @@ _intune-ctl__subcmd__help__subcmd__man_commands() {
     local commands; commands=()
     _describe -t commands 'intune-ctl help man commands' commands "$@"
 }
+(( $+functions[_intune-ctl__subcmd__help__subcmd__refresh_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__refresh_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help refresh commands' commands "$@"
+}
 (( $+functions[_intune-ctl__subcmd__help__subcmd__resolve_commands] )) ||
 _intune-ctl__subcmd__help__subcmd__resolve_commands() {
     local commands; commands=()
@@ -491,6 +528,11 @@ _intune-ctl__subcmd__help__subcmd__resolve_commands() {
 _intune-ctl__subcmd__help__subcmd__stats_commands() {
     local commands; commands=()
     _describe -t commands 'intune-ctl help stats commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help__subcmd__status_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__status_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help status commands' commands "$@"
 }
 (( $+functions[_intune-ctl__subcmd__list_commands] )) ||
 _intune-ctl__subcmd__list_commands() {
@@ -507,6 +549,11 @@ _intune-ctl__subcmd__man_commands() {
     local commands; commands=()
     _describe -t commands 'intune-ctl man commands' commands "$@"
 }
+(( $+functions[_intune-ctl__subcmd__refresh_commands] )) ||
+_intune-ctl__subcmd__refresh_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl refresh commands' commands "$@"
+}
 (( $+functions[_intune-ctl__subcmd__resolve_commands] )) ||
 _intune-ctl__subcmd__resolve_commands() {
     local commands; commands=()
@@ -516,6 +563,11 @@ _intune-ctl__subcmd__resolve_commands() {
 _intune-ctl__subcmd__stats_commands() {
     local commands; commands=()
     _describe -t commands 'intune-ctl stats commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__status_commands] )) ||
+_intune-ctl__subcmd__status_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl status commands' commands "$@"
 }
 
 if [ "$funcstack[1]" = "_intune-ctl" ]; then

@@ -101,6 +101,13 @@ impl Running {
         );
         let mut argv: Vec<String> = vec!["run".into(), "--bpffs-dir".into()];
         argv.push(pins.dir().to_string_lossy().into_owned());
+        argv.push("--control-socket".into());
+        argv.push(
+            dir.path()
+                .join("control.sock")
+                .to_string_lossy()
+                .into_owned(),
+        );
         argv.extend(
             [
                 "--interval",
@@ -534,11 +541,44 @@ fn stats_and_lookup_read_the_live_filter_and_lookup_counts_nothing() {
     let by_set = ctl_json(&run, &["stats", "--by", "set"]);
     assert_eq!(by_set["sets"][0]["set"], 901, "{by_set}");
 
+    let socket = run.state_dir().join("control.sock");
+    let ctl_socket = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_intune-ctl-test"))
+            .args(args)
+            .arg("--json")
+            .arg("--control-socket")
+            .arg(&socket)
+            .output()
+            .expect("intune-ctl");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    let status = ctl_socket(&["status"]);
+    assert_eq!(status["daemon"], "running", "{status}");
+    assert_eq!(status["interfaces"][0]["name"], "g0");
+    assert_eq!(status["interfaces"][0]["attached"], "native XDP");
+    assert_eq!(status["mode"], "enforce");
+    assert!(
+        status["rules_by_source"]["file"].as_u64().unwrap() >= 3,
+        "{status}"
+    );
+    assert!(status["service"].is_null(), "--no-service");
+    let refreshed = ctl_socket(&["refresh"]);
+    assert_eq!(refreshed["service"], "off", "{refreshed}");
+
     // The daemon stops; the filter and its counters stay, and so does stats.
     let (code, _) = run.terminate();
     assert_eq!(code, 0);
     let after = ctl_json(&run, &["stats", "--by", "outcome"]);
     assert_eq!(after["outcomes"]["intune"], stats["outcomes"]["intune"]);
+    let bpffs = run.pins.dir().to_string_lossy().into_owned();
+    let state = run.state_dir().to_string_lossy().into_owned();
+    let status = ctl_socket(&["status", "--bpffs-dir", &bpffs, "--state-dir", &state]);
+    assert_eq!(status["daemon"], "not running");
+    assert_eq!(
+        status["interfaces"][0]["name"], "g0",
+        "still attached, from its pin"
+    );
 }
 
 #[test]

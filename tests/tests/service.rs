@@ -141,6 +141,7 @@ impl Rig {
         } = self;
         tracing::subscriber::with_default(logs.subscriber(), || {
             rt.block_on(updater::refresh(refresher, &build, dp, Some(state)))
+                .wait
         })
     }
 

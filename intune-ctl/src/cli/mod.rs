@@ -8,10 +8,12 @@ pub mod detach;
 pub mod endpoints;
 pub mod list;
 pub mod lookup;
+pub mod refresh;
 pub mod resolve;
 pub mod run;
 pub mod settings;
 pub mod stats;
+pub mod status;
 
 use std::process::ExitCode;
 
@@ -33,6 +35,10 @@ enum Command {
     /// counters; reads /etc/intune-ctl/config.toml (or --config), flags override it.
     #[command(visible_alias = "run")]
     Daemon(run::RunArgs),
+    /// The daemon's state: interfaces, mode, rules per source, last refresh, resolver.
+    Status(status::StatusArgs),
+    /// Ask the daemon to check the web service and look the names up again now.
+    Refresh(refresh::RefreshArgs),
     /// Hit counters of the running (or stopped) filter, from its pinned maps.
     Stats(stats::StatsArgs),
     /// What the running filter does with a packet to (or from) ADDRESS, asked of the real
@@ -93,6 +99,8 @@ pub fn main() -> ExitCode {
             Ok(())
         }
         Command::Stats(args) => stats::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Refresh(args) => refresh::run(args),
         Command::Lookup(args) => lookup::run(args),
         Command::Endpoints(args) => block_on(endpoints::run(args)),
         Command::List(args) => list::run(args),

@@ -34,6 +34,9 @@ pub struct RunArgs {
     /// Where the program, its maps and links are pinned (bpffs is mounted when missing).
     #[arg(long, alias = "bpffs", default_value = DEFAULT_BPFFS_DIR, value_name = "DIR")]
     pub bpffs_dir: PathBuf,
+    /// The control socket `status` and `refresh` talk to.
+    #[arg(long, default_value = crate::control::DEFAULT_SOCKET, value_name = "PATH")]
+    pub control_socket: PathBuf,
     /// Serve Prometheus metrics on this address.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<std::net::SocketAddr>,

@@ -142,6 +142,11 @@ impl RunArgs {
         );
         from_config!("bpffs_dir", a.bpffs_dir, c.paths.bpffs_dir.clone());
         from_config!(
+            "control_socket",
+            a.control_socket,
+            c.paths.control_socket.clone()
+        );
+        from_config!(
             "metrics_listen",
             a.metrics_listen,
             match c.metrics.listen.as_str() {

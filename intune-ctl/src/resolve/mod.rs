@@ -72,6 +72,25 @@ impl Watcher {
         &self.names
     }
 
+    /// Looks every name up again, soon (paced).
+    pub fn all_due(&mut self, now: Instant) {
+        self.schedule.all_due(now);
+    }
+
+    /// Names whose last lookup failed.
+    pub fn failing(&self) -> Vec<&str> {
+        self.schedule
+            .names()
+            .iter()
+            .filter(|(_, s)| s.error.is_some())
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    pub fn resolver_down(&self) -> bool {
+        self.schedule.resolver_down()
+    }
+
     pub fn next_wakeup(&self) -> Option<Instant> {
         self.schedule.next_wakeup()
     }

@@ -167,6 +167,15 @@ impl Schedule {
         taken
     }
 
+    /// Every name not out is due now (an admin's `refresh`); pacing still applies.
+    pub fn all_due(&mut self, now: Instant) {
+        for state in self.names.values_mut() {
+            if state.due.is_some() {
+                state.due = Some(now);
+            }
+        }
+    }
+
     /// Records a lookup's result for `name`.
     pub fn record(
         &mut self,
