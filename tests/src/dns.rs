@@ -1,6 +1,7 @@
 //! Real DNS servers on loopback for the tests: dnsmasq from Debian, answering from a hosts file
 //! it re-reads on SIGHUP, and a tiny upstream that answers every query with SERVFAIL.
 
+use crate::netns::Netns;
 use std::{
     net::{SocketAddr, UdpSocket},
     path::PathBuf,
@@ -20,11 +21,17 @@ impl Dnsmasq {
     /// further dnsmasq options (`--cname=…`, `--address=/name/`, `--server=/name/addr#port`).
     /// Panics when dnsmasq is not installed: `cargo xtask setup` installs it.
     pub fn start(hosts: &str, ttl: u32, extra: &[String]) -> Dnsmasq {
+        Self::start_in(None, hosts, ttl, extra)
+    }
+
+    /// As [`Dnsmasq::start`], inside `ns` (on its loopback) when given.
+    pub fn start_in(ns: Option<&Netns>, hosts: &str, ttl: u32, extra: &[String]) -> Dnsmasq {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("hosts"), hosts).expect("hosts file");
         for _ in 0..20 {
             let port = free_udp_port();
-            let mut child = Command::new("dnsmasq")
+            let mut child = ns
+                .map_or_else(|| Command::new("dnsmasq"), |ns| ns.command("dnsmasq"))
                 .arg("--no-daemon")
                 .arg("--conf-file=/dev/null")
                 .arg(format!("--port={port}"))
@@ -53,7 +60,11 @@ impl Dnsmasq {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
-                if answers(addr) {
+                let up = match ns {
+                    Some(ns) => ns.run(move || answers(addr)),
+                    None => answers(addr),
+                };
+                if up {
                     return Dnsmasq { child, addr, dir };
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -111,6 +122,7 @@ impl Drop for Dnsmasq {
     }
 }
 
+/// A port free in the root namespace; a fresh namespace has all of them free.
 fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
