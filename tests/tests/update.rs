@@ -84,8 +84,10 @@ fn updates_leave_no_gap_keep_counters_and_report_removed_rules() {
     )));
     dp.pin_program(&pin.0).expect("pin");
     let stream = Xdp::from_pin(&pin.0, XdpAttachType::Interface).expect("program from pin");
-    // Allowed before and after: inside the /24, inside the nested /28, IPv6.
+    // Allowed before and after: inside the /24 (.200 under no nested prefix of either set, so
+    // its hits land on the /24 whichever set is in force), inside the nested /28, IPv6.
     let frames: Vec<Vec<u8>> = [
+        Frame::tcp(dev, "198.51.100.200", 40000, 443),
         Frame::tcp(dev, "198.51.100.7", 40000, 443),
         Frame::tcp(dev, "198.51.100.36", 40000, 443),
         Frame::tcp(dev, "198.51.100.130", 40000, 80),

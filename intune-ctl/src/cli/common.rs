@@ -76,7 +76,9 @@ impl RuleArgs {
         Ok(RuleSetOptions {
             port_only: self.peer_ports,
             exclude,
-            ..RuleSetOptions::default()
+            // The program is loaded with room for what the rule set needs (see
+            // `Capacity::for_prefixes`): as many rules as the IPv4 trie can hold.
+            max_rules: intune_common::maps::MAX_PREFIXES_V4 as usize,
         })
     }
 

@@ -20,15 +20,15 @@ const IFACE: &str = "ixb-dns0";
 const PEER: &str = "ixb-dns1";
 
 /// A veth pair (kernels may lack the dummy driver), deleted however the bench ends.
-struct Veth;
+pub struct Veth(&'static str);
 
 impl Veth {
-    fn create() -> anyhow::Result<Veth> {
-        let _ = Command::new("ip").args(["link", "del", IFACE]).status();
+    pub fn create(name: &'static str, peer: &str) -> anyhow::Result<Veth> {
+        let _ = Command::new("ip").args(["link", "del", name]).status();
         for args in [
-            &["link", "add", IFACE, "type", "veth", "peer", "name", PEER][..],
-            &["link", "set", IFACE, "up"],
-            &["link", "set", PEER, "up"],
+            &["link", "add", name, "type", "veth", "peer", "name", peer][..],
+            &["link", "set", name, "up"],
+            &["link", "set", peer, "up"],
         ] {
             let ok = Command::new("ip")
                 .args(args)
@@ -38,18 +38,18 @@ impl Veth {
                 bail!("ip {} failed", args.join(" "));
             }
         }
-        Ok(Veth)
+        Ok(Veth(name))
     }
 }
 
 impl Drop for Veth {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", IFACE]).status();
+        let _ = Command::new("ip").args(["link", "del", self.0]).status();
     }
 }
 
 /// Stops the daemon however the bench ends.
-struct Daemon(Child);
+pub struct Daemon(pub Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -93,7 +93,7 @@ fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
 }
 
 /// A `/proc/PID/status` field in KiB.
-fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+pub fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -124,11 +124,16 @@ pub fn dns_scale(ctl: &Path, window: Duration) -> anyhow::Result<String> {
     let sets_path = dir.path().join("sets.json");
     std::fs::write(&sets_path, sets())?;
     let dns = Dnsmasq::start(&hosts(), TTL_SECS, &[]);
-    let _veth = Veth::create()?;
+    let _veth = Veth::create(IFACE, PEER)?;
     let log = dir.path().join("daemon.log");
     let daemon = Command::new(ctl)
         .args(["run", "--iface", IFACE, "--xdp-mode", "generic"])
         .args(["--no-service", "--no-builtin", "--interval", "3600"])
+        .arg("--bpffs-dir")
+        .arg(format!("/sys/fs/bpf/ixb-dns-{}", std::process::id()))
+        .arg("--control-socket")
+        .arg(dir.path().join("control.sock"))
+        .arg("--detach-on-stop")
         .arg("--endpoints")
         .arg(&sets_path)
         .arg("--state-dir")

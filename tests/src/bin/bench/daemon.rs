@@ -1,0 +1,148 @@
+//! The daemon as an admin meets it: the real `intune-ctl run` on a veth, timed from spawn to
+//! "attached" (built-in list only, and with a last-known-good cache of 10,000 prefixes), its
+//! resident memory with 10,000 rules, and `intune-ctl stats --json` against 100,000 rules.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use intune_ctl::state::{CachedResponse, StateDir, now_rfc3339};
+use rand::{SeedableRng, rngs::StdRng};
+
+use super::{
+    dns::{Daemon, Veth, status_kib},
+    random_v4, response,
+};
+
+const IFACE: &str = "ixb-dmn0";
+const PEER: &str = "ixb-dmn1";
+const RUNS: usize = 5;
+
+/// A state directory whose service cache holds `n` random IPv4 prefixes.
+fn state_with_cache(dir: &Path, n: usize) -> anyhow::Result<PathBuf> {
+    let state_dir = dir.join(format!("state-{n}"));
+    let state = StateDir::open(&state_dir)?;
+    if n > 0 {
+        let mut rng = StdRng::seed_from_u64(11);
+        let ips: Vec<String> = (0..n).map(|_| random_v4(&mut rng)).collect();
+        state.save_cache(&CachedResponse {
+            instance: "Worldwide".into(),
+            version: "2026112500".into(),
+            fetched_at: now_rfc3339(),
+            endpoints: serde_json::from_str(&response(&ips))?,
+        })?;
+    }
+    Ok(state_dir)
+}
+
+struct Started {
+    daemon: Daemon,
+    attached_after: Duration,
+    pins: PathBuf,
+}
+
+/// Starts the daemon with `state_dir`; returns once it printed "attached".
+fn start(ctl: &Path, state_dir: &Path, tag: &str) -> anyhow::Result<Started> {
+    let pins = PathBuf::from(format!("/sys/fs/bpf/ixb-{tag}-{}", std::process::id()));
+    let began = Instant::now();
+    let mut child = Command::new(ctl)
+        .args(["run", "--iface", IFACE, "--xdp-mode", "generic"])
+        .args(["--no-resolve", "--interval", "3600", "--detach-on-stop"])
+        // A service that is not there: its check runs after the attach, in the background.
+        .args(["--service-url", "http://127.0.0.1:9"])
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("--bpffs-dir")
+        .arg(&pins)
+        .arg("--control-socket")
+        .arg(state_dir.join("control.sock"))
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", ctl.display()))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let daemon = Daemon(child);
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.starts_with("attached to") => break,
+            Some(Ok(_)) => continue,
+            _ => bail!("the daemon ended before attaching"),
+        }
+    }
+    let attached_after = began.elapsed();
+    // Keep reading so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Started {
+        daemon,
+        attached_after,
+        pins,
+    })
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1e3)
+}
+
+/// The markdown rows: start-up, memory, stats latency.
+pub fn daemon_bench(ctl: &Path) -> anyhow::Result<String> {
+    let _veth = Veth::create(IFACE, PEER)?;
+    let dir = tempfile::tempdir()?;
+    let mut out = String::new();
+    for (label, n) in [("built-in list, no cache", 0), ("cache of 10,000 prefixes", 10_000)] {
+        let state = state_with_cache(dir.path(), n)?;
+        let mut times = Vec::new();
+        let mut rss = 0;
+        for _ in 0..RUNS {
+            let s = start(ctl, &state, "start")?;
+            times.push(s.attached_after);
+            std::thread::sleep(Duration::from_millis(500));
+            rss = status_kib(s.daemon.0.id(), "VmRSS:")?;
+            drop(s.daemon);
+            let _ = std::fs::remove_dir_all(&s.pins);
+        }
+        let t = median(times);
+        eprintln!("daemon start-up, {label}: attached after {t:.1?}, RSS {rss} KiB");
+        out.push_str(&format!(
+            "| start-up to attached, {label} | {} ms | RSS {:.1} MiB |\n",
+            ms(t),
+            rss as f64 / 1024.0
+        ));
+    }
+    let state = state_with_cache(dir.path(), 100_000)?;
+    let s = start(ctl, &state, "stats")?;
+    let mut times = Vec::new();
+    for _ in 0..RUNS {
+        let began = Instant::now();
+        let ok = Command::new(ctl)
+            .args(["stats", "--json", "--bpffs-dir"])
+            .arg(&s.pins)
+            .arg("--state-dir")
+            .arg(&state)
+            .stdout(Stdio::null())
+            .status()?;
+        if !ok.success() {
+            bail!("intune-ctl stats failed");
+        }
+        times.push(began.elapsed());
+    }
+    let t = median(times);
+    eprintln!("stats with 100,000 rules: {t:.1?}");
+    out.push_str(&format!(
+        "| `intune-ctl stats --json`, 100,000 rules | {} ms | |\n",
+        ms(t)
+    ));
+    drop(s.daemon);
+    let _ = std::fs::remove_dir_all(&s.pins);
+    Ok(out)
+}
