@@ -238,6 +238,8 @@ impl Daemon {
             attached: Vec::new(),
             last_refresh: None,
         };
+        // Recorded before the attach: whoever reads the counters then can name them.
+        d.remember();
         let ifaces = d.args.ifaces.clone();
         for iface in &ifaces {
             d.attach(iface, &policy)?;
@@ -254,7 +256,6 @@ impl Daemon {
             .context("pinning the program")?;
         d.dp.pin_lookup_maps(&d.pins)
             .context("pinning the lookup maps")?;
-        d.remember();
         release_freed_memory();
         if let Some(r) = &d.refresher {
             let cause = match r.accepted() {

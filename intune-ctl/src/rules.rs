@@ -67,6 +67,18 @@ impl Rule {
         }
     }
 
+    /// The sources of the sets that list this rule, sorted, once each.
+    pub fn sources(&self) -> Vec<String> {
+        let mut sources: Vec<String> = self
+            .sets
+            .iter()
+            .flat_map(|s| s.sources.iter().map(|x| x.to_string()))
+            .collect();
+        sources.sort();
+        sources.dedup();
+        sources
+    }
+
     pub fn set_ids(&self) -> Vec<u32> {
         self.sets.iter().map(|s| s.id).collect()
     }

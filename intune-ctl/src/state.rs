@@ -75,22 +75,13 @@ impl InstalledRule {
         rules
             .rules
             .iter()
-            .map(|r| {
-                let mut sources: Vec<String> = r
-                    .sets
-                    .iter()
-                    .flat_map(|s| s.sources.iter().map(|x| x.to_string()))
-                    .collect();
-                sources.sort();
-                sources.dedup();
-                InstalledRule {
-                    index: r.index,
-                    prefix: r.target.to_string(),
-                    endpoint_sets: r.set_ids(),
-                    sources,
-                    ports: r.effective.to_string(),
-                    excluded: r.excluded,
-                }
+            .map(|r| InstalledRule {
+                index: r.index,
+                prefix: r.target.to_string(),
+                endpoint_sets: r.set_ids(),
+                sources: r.sources(),
+                ports: r.effective.to_string(),
+                excluded: r.excluded,
             })
             .collect()
     }

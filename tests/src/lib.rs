@@ -12,6 +12,16 @@ use intune_ctl::{
     rules::{RuleSet, RuleSetOptions},
 };
 
+/// Runs `cmd` to the end: its exit code (-1 when killed), stdout and stderr.
+pub fn output(cmd: &mut std::process::Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run the command");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// True when running as root; otherwise says why the test is skipped.
 pub fn is_root(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.

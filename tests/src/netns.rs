@@ -64,6 +64,12 @@ impl Netns {
         .expect("thread in netns")
     }
 
+    /// Whether a TCP connection from this namespace to `to` opens within `timeout`.
+    pub fn connects(&self, to: &str, timeout: std::time::Duration) -> bool {
+        let to: std::net::SocketAddr = to.parse().expect("ADDR:PORT");
+        self.run(move || std::net::TcpStream::connect_timeout(&to, timeout).is_ok())
+    }
+
     /// Like [`Netns::run`], without waiting.
     pub fn spawn(&self, f: impl FnOnce() + Send + 'static) {
         let file = File::open(self.path()).expect("open netns");

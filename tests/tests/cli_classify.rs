@@ -60,15 +60,7 @@ fn write_pcapng(path: &Path, frames: &[Vec<u8>]) {
 }
 
 fn intune_ctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_intune-ctl-test"))
-        .args(args)
-        .output()
-        .expect("run intune-ctl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    intune_tests::output(Command::new(env!("CARGO_BIN_EXE_intune-ctl-test")).args(args))
 }
 
 fn json_lines(stdout: &str) -> Vec<Value> {

@@ -3,15 +3,10 @@
 use std::process::Command;
 
 fn check(file: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_intune-ctl-test"))
-        .arg("check-config")
-        .arg(file)
-        .output()
-        .expect("run intune-ctl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    intune_tests::output(
+        Command::new(env!("CARGO_BIN_EXE_intune-ctl-test"))
+            .arg("check-config")
+            .arg(file),
     )
 }
 

@@ -75,8 +75,7 @@ fn net() -> Net {
 }
 
 fn connects(ns: &Netns, to: &str) -> bool {
-    let to: SocketAddr = to.parse().unwrap();
-    ns.run(move || TcpStream::connect_timeout(&to, Duration::from_millis(1000)).is_ok())
+    ns.connects(to, Duration::from_millis(1000))
 }
 
 /// Counts datagrams arriving at `addr` in `ns`.

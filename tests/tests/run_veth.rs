@@ -45,8 +45,7 @@ fn topology(tag: &str) -> Topology {
 }
 
 fn connects(ns: &Netns, to: &str) -> bool {
-    let to: SocketAddr = to.parse().unwrap();
-    ns.run(move || TcpStream::connect_timeout(&to, Duration::from_millis(1500)).is_ok())
+    ns.connects(to, Duration::from_millis(1500))
 }
 
 struct Running {
@@ -60,9 +59,18 @@ struct Running {
 }
 
 fn spawn(gw: &Netns, argv: &[String]) -> (Child, mpsc::Receiver<String>) {
+    spawn_with(gw, argv, &[])
+}
+
+fn spawn_with(
+    gw: &Netns,
+    argv: &[String],
+    env: &[(&str, &str)],
+) -> (Child, mpsc::Receiver<String>) {
     let mut child = gw
         .command(env!("CARGO_BIN_EXE_intune-ctl-test"))
         .args(argv)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -620,6 +628,56 @@ fn sighup_applies_a_good_config_and_rejects_a_broken_one() {
     assert!(connects(&t.dev, "198.51.100.1:443"));
     let (code, _) = run.terminate();
     assert_eq!(code, 0);
+}
+
+#[test]
+fn systemd_hears_ready_status_and_the_watchdog() {
+    require_root!();
+    let t = topology("n");
+    // systemd's side of the notify protocol: a datagram socket named in NOTIFY_SOCKET.
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut run = Running::start(&t.gw, &[]);
+    run.wait_for("attached to g0", 30);
+    run.terminate();
+    // Again, under "systemd": the same command line with the notify environment.
+    let (child, lines) = spawn_with(
+        &t.gw,
+        &run.argv,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    run.child = child;
+    run.lines = lines;
+    let mut got = String::new();
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !(got.contains("READY=1") && got.matches("WATCHDOG=1").count() >= 2) {
+        assert!(std::time::Instant::now() < deadline, "{got}");
+        let n = sock.recv(&mut buf).expect("a notification");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        got.push('\n');
+    }
+    assert!(got.contains("STATUS=1 interfaces, "), "{got}");
+    let ready_at = got.find("READY=1").unwrap();
+    assert!(
+        got.find("WATCHDOG=1").unwrap() > ready_at,
+        "ready before the first watchdog ping: {got}"
+    );
+    run.terminate();
+    let mut rest = String::new();
+    while let Ok(n) = sock.recv(&mut buf) {
+        rest.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if rest.contains("STOPPING=1") {
+            break;
+        }
+    }
+    assert!(rest.contains("STOPPING=1"), "{rest}");
 }
 
 #[test]

@@ -86,13 +86,7 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
         .rules
         .iter()
         .map(|r| {
-            let mut sources: Vec<String> = r
-                .sets
-                .iter()
-                .flat_map(|s| s.sources.iter().map(|x| x.to_string()))
-                .collect();
-            sources.sort();
-            sources.dedup();
+            let sources = r.sources();
             let provenance = r
                 .sets
                 .iter()

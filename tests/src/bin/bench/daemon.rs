@@ -99,7 +99,10 @@ pub fn daemon_bench(ctl: &Path) -> anyhow::Result<String> {
     let _veth = Veth::create(IFACE, PEER)?;
     let dir = tempfile::tempdir()?;
     let mut out = String::new();
-    for (label, n) in [("built-in list, no cache", 0), ("cache of 10,000 prefixes", 10_000)] {
+    for (label, n) in [
+        ("built-in list, no cache", 0),
+        ("cache of 10,000 prefixes", 10_000),
+    ] {
         let state = state_with_cache(dir.path(), n)?;
         let mut times = Vec::new();
         let mut rss = 0;
@@ -121,20 +124,31 @@ pub fn daemon_bench(ctl: &Path) -> anyhow::Result<String> {
     }
     let state = state_with_cache(dir.path(), 100_000)?;
     let s = start(ctl, &state, "stats")?;
+    // The daemon records its rules just after it attached: stats names counters with them.
+    let recorded = Instant::now();
+    while !state.join("rules.json").exists() {
+        if recorded.elapsed() > Duration::from_secs(30) {
+            bail!("the daemon never recorded its rules");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
     let mut times = Vec::new();
     for _ in 0..RUNS {
         let began = Instant::now();
-        let ok = Command::new(ctl)
+        let out = Command::new(ctl)
             .args(["stats", "--json", "--bpffs-dir"])
             .arg(&s.pins)
             .arg("--state-dir")
             .arg(&state)
-            .stdout(Stdio::null())
-            .status()?;
-        if !ok.success() {
-            bail!("intune-ctl stats failed");
-        }
+            .output()?;
         times.push(began.elapsed());
+        if !out.status.success() {
+            bail!(
+                "intune-ctl stats failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
     let t = median(times);
     eprintln!("stats with 100,000 rules: {t:.1?}");
