@@ -36,6 +36,8 @@ struct Daemon {
     attached: Vec<(String, String)>,
     /// When the web service was last checked, and what came of it.
     last_refresh: Option<(Instant, String, String)>,
+    /// When the resolved addresses were last recorded for `list`.
+    resolved_saved: Option<Instant>,
 }
 
 pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
@@ -237,6 +239,7 @@ impl Daemon {
             started: Instant::now(),
             attached: Vec::new(),
             last_refresh: None,
+            resolved_saved: None,
         };
         // Recorded before the attach: whoever reads the counters then can name them.
         d.remember();
@@ -334,8 +337,22 @@ impl Daemon {
                 .build_resolved(&service, Some(w), previous)
                 .map(|(_, rules)| rules)
         };
-        if updater::resolve(w, &rebuild, &mut self.dp).await.changed() {
+        let step = updater::resolve(w, &rebuild, &mut self.dp).await;
+        if step.changed() {
             self.remember();
+        }
+        // Expiries move with every answer: recorded when something came or went, else at
+        // most every half minute (each write is an fsync).
+        let stale = self
+            .resolved_saved
+            .is_none_or(|at| at.elapsed() > Duration::from_secs(30));
+        if step.changed() || (step.lookups > 0 && stale) {
+            if let Some(w) = &self.watcher {
+                if let Err(e) = self.state.save_resolved(&w.held()) {
+                    tracing::warn!(error = %e, "recording the resolved addresses");
+                }
+            }
+            self.resolved_saved = Some(Instant::now());
         }
     }
 

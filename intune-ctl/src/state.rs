@@ -15,6 +15,7 @@ const CLIENT_ID_FILE: &str = "client-request-id";
 const CACHE_FILE: &str = "service-cache.json";
 const CHANGES_FILE: &str = "changes.json";
 const RULES_FILE: &str = "rules.json";
+const RESOLVED_FILE: &str = "resolved.json";
 /// Changes kept in the record.
 const CHANGES_KEPT: usize = 100;
 
@@ -56,6 +57,16 @@ pub struct SetChange {
     pub set: u32,
     pub added: usize,
     pub removed: usize,
+}
+
+/// One address a listed name resolved to, as the daemon records it for `list`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResolvedAddress {
+    pub address: std::net::IpAddr,
+    pub name: String,
+    pub endpoint_sets: Vec<u32>,
+    /// RFC 3339: when the address leaves unless an answer holds it again.
+    pub expires_at: String,
 }
 
 /// One rule the maps hold, as recorded in the state directory.
@@ -196,6 +207,25 @@ impl StateDir {
             message: e.to_string(),
         })?;
         self.write_atomic(RULES_FILE, &text)
+    }
+
+    pub fn save_resolved(&self, held: &[ResolvedAddress]) -> Result<(), StateError> {
+        let text = serde_json::to_vec(held).map_err(|e| StateError::Corrupt {
+            file: RESOLVED_FILE.into(),
+            message: e.to_string(),
+        })?;
+        self.write_atomic(RESOLVED_FILE, &text)
+    }
+
+    /// The resolved addresses the daemon last recorded (none when it resolves nothing).
+    pub fn load_resolved(&self) -> Result<Vec<ResolvedAddress>, StateError> {
+        let Some(text) = self.read(RESOLVED_FILE)? else {
+            return Ok(Vec::new());
+        };
+        serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+            file: self.dir.join(RESOLVED_FILE).display().to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// The rules the maps held, or `None` when none were recorded.

@@ -296,6 +296,30 @@ listen = "127.0.0.1:9470"
     assert!(metric(&m, "intune_xdp_refreshes_total{result=\"success\"}") >= 1);
     assert!(metric(&m, "intune_xdp_resolver_lookups_total{result=\"success\"}") >= 1);
 
+    // list: the rule set from the cached service list, and the addresses the daemon resolved.
+    let list = ctl(&[
+        "list",
+        "--no-builtin",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let listed = list["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["prefix"] == "198.51.100.10/32")
+        .cloned()
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(listed["sources"], serde_json::json!(["service"]));
+    let resolved = &list["resolved"][0];
+    assert_eq!(resolved["address"], "203.0.113.10", "{list}");
+    assert_eq!(resolved["name"], "app.e2e.test");
+    assert_eq!(resolved["endpoint_sets"], serde_json::json!([900]));
+    assert!(
+        resolved["expires_at"].as_str().unwrap().starts_with("20"),
+        "{resolved}"
+    );
+
     let status = ctl(&["status", "--control-socket", socket.to_str().unwrap()]);
     assert_eq!(status["service"]["version"], "2026112500", "{status}");
     assert_eq!(status["resolver"]["resolved_addresses"], 1);

@@ -11,6 +11,7 @@ use crate::{
     endpoints::{Category, Ports},
     resolve::Names,
     rules::Target,
+    state::{ResolvedAddress, StateDir},
 };
 
 #[derive(Debug, clap::Args)]
@@ -39,6 +40,8 @@ struct Row {
 struct List {
     rules: Vec<Row>,
     names: Vec<NameRow>,
+    /// The addresses the daemon resolved the names to, with their expiry (from its state).
+    resolved: Vec<ResolvedAddress>,
 }
 
 #[derive(Serialize)]
@@ -122,10 +125,15 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
             wildcard,
         })
         .collect();
+    let resolved = StateDir::open(&args.service.state_dir)
+        .ok()
+        .and_then(|s| s.load_resolved().ok())
+        .unwrap_or_default();
     if args.json {
         let list = List {
             rules: rows,
             names: name_rows,
+            resolved,
         };
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
@@ -160,5 +168,19 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
         table.add_row([n.name, sets.join(","), how.to_string()]);
     }
     println!("{table}");
+    if !resolved.is_empty() {
+        let mut table = Table::new();
+        table.load_preset(UTF8_BORDERS_ONLY).set_header([
+            "resolved address",
+            "name",
+            "endpoint sets",
+            "expires",
+        ]);
+        for r in resolved {
+            let sets: Vec<String> = r.endpoint_sets.iter().map(u32::to_string).collect();
+            table.add_row([r.address.to_string(), r.name, sets.join(","), r.expires_at]);
+        }
+        println!("{table}");
+    }
     Ok(())
 }

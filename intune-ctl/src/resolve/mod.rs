@@ -198,6 +198,27 @@ impl Watcher {
         self.schedule.addresses()
     }
 
+    /// Every address held: the name that gave it, its sets, and when it leaves unless an
+    /// answer holds it again.
+    pub fn held(&self) -> Vec<crate::state::ResolvedAddress> {
+        let now = Instant::now();
+        let wall = std::time::SystemTime::now();
+        let mut out = Vec::new();
+        for (name, s) in self.schedule.names() {
+            for (addr, until) in &s.addrs {
+                let expires = wall + until.saturating_duration_since(now);
+                out.push(crate::state::ResolvedAddress {
+                    address: *addr,
+                    name: name.clone(),
+                    endpoint_sets: s.sets.clone(),
+                    expires_at: humantime::format_rfc3339_seconds(expires).to_string(),
+                });
+            }
+        }
+        out.sort_by(|a, b| (a.address, &a.name).cmp(&(b.address, &b.name)));
+        out
+    }
+
     pub fn report(&self) -> Vec<NameReport> {
         self.schedule
             .names()
