@@ -347,10 +347,12 @@ impl Daemon {
             .resolved_saved
             .is_none_or(|at| at.elapsed() > Duration::from_secs(30));
         if step.changed() || (step.lookups > 0 && stale) {
-            if let Some(w) = &self.watcher {
-                if let Err(e) = self.state.save_resolved(&w.held()) {
-                    tracing::warn!(error = %e, "recording the resolved addresses");
-                }
+            if let Some(Err(e)) = self
+                .watcher
+                .as_ref()
+                .map(|w| self.state.save_resolved(&w.held()))
+            {
+                tracing::warn!(error = %e, "recording the resolved addresses");
             }
             self.resolved_saved = Some(Instant::now());
         }
