@@ -70,6 +70,28 @@ impl Netns {
         self.run(move || std::net::TcpStream::connect_timeout(&to, timeout).is_ok())
     }
 
+    /// A UDP socket bound to `addr` in this namespace and the number of datagrams it has
+    /// received so far, counted on a thread of its own.
+    pub fn udp_counter(
+        &self,
+        addr: &'static str,
+    ) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        };
+        let sock = self.run(move || std::net::UdpSocket::bind(addr).expect("bind"));
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = Arc::clone(&count);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while sock.recv(&mut buf).is_ok() {
+                c.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        count
+    }
+
     /// Like [`Netns::run`], without waiting.
     pub fn spawn(&self, f: impl FnOnce() + Send + 'static) {
         let file = File::open(self.path()).expect("open netns");

@@ -11,11 +11,7 @@ use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     process::{Child, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-        mpsc,
-    },
+    sync::{atomic::Ordering, mpsc},
     time::{Duration, Instant},
 };
 
@@ -76,20 +72,6 @@ fn net() -> Net {
 
 fn connects(ns: &Netns, to: &str) -> bool {
     ns.connects(to, Duration::from_millis(1000))
-}
-
-/// Counts datagrams arriving at `addr` in `ns`.
-fn udp_counter(ns: &Netns, addr: &'static str) -> Arc<AtomicUsize> {
-    let sock = ns.run(move || UdpSocket::bind(addr).expect("bind"));
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = Arc::clone(&count);
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 64];
-        while sock.recv(&mut buf).is_ok() {
-            c.fetch_add(1, Ordering::SeqCst);
-        }
-    });
-    count
 }
 
 fn send_udp(ns: &Netns, to: &'static str, n: usize) {
@@ -166,8 +148,8 @@ fn the_daemon_filters_counts_and_reports_end_to_end() {
     svc.set_version(Answer::ok(version_body("2026112500")));
     svc.set_endpoints(Answer::ok(LIST));
     let dns = Dnsmasq::start_in(Some(&n.gw), "203.0.113.10 app.e2e.test\n", 60, &[]);
-    let allowed_udp = udp_counter(&n.srv, "198.51.100.10:123");
-    let other_udp = udp_counter(&n.srv, "198.51.100.10:5000");
+    let allowed_udp = n.srv.udp_counter("198.51.100.10:123");
+    let other_udp = n.srv.udp_counter("198.51.100.10:5000");
 
     let dir = tempfile::tempdir().unwrap();
     let pins = Pins::new(format!("/sys/fs/bpf/ixt-e2e-{}", std::process::id()));

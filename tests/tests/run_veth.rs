@@ -350,20 +350,8 @@ fn a_restart_keeps_filtering_and_counting_without_a_gap() {
     let t = topology("r");
     t.gw.ip(&["addr", "add", "198.51.100.129/32", "dev", "lo"]);
     // UDP 123 to 198.51.100.129 is Intune (set 902); UDP 9999 is not.
-    let received = |addr: &'static str| {
-        let sock = t.gw.run(move || UdpSocket::bind(addr).expect("bind"));
-        let count = Arc::new(AtomicUsize::new(0));
-        let c = Arc::clone(&count);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            while sock.recv(&mut buf).is_ok() {
-                c.fetch_add(1, Ordering::SeqCst);
-            }
-        });
-        count
-    };
-    let allowed = received("198.51.100.129:123");
-    let other = received("198.51.100.1:9999");
+    let allowed = t.gw.udp_counter("198.51.100.129:123");
+    let other = t.gw.udp_counter("198.51.100.1:9999");
 
     let mut run = Running::start(&t.gw, &["--mode", "enforce"]);
     run.wait_for("attached to g0 (native XDP)", 30);
