@@ -241,8 +241,13 @@ impl Daemon {
             last_refresh: None,
             resolved_saved: None,
         };
-        // Recorded before the attach: whoever reads the counters then can name them.
+        // Recorded and pinned before the attach: once a filter is on an interface, `stats`
+        // can name its counters and `lookup` can ask its maps.
         d.remember();
+        d.dp.pin_program_at(&d.pins)
+            .context("pinning the program")?;
+        d.dp.pin_lookup_maps(&d.pins)
+            .context("pinning the lookup maps")?;
         let ifaces = d.args.ifaces.clone();
         for iface in &ifaces {
             d.attach(iface, &policy)?;
@@ -255,10 +260,6 @@ impl Daemon {
                 );
             }
         }
-        d.dp.pin_program_at(&d.pins)
-            .context("pinning the program")?;
-        d.dp.pin_lookup_maps(&d.pins)
-            .context("pinning the lookup maps")?;
         release_freed_memory();
         if let Some(r) = &d.refresher {
             let cause = match r.accepted() {
