@@ -73,11 +73,19 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
         });
     }
     notify(&[NotifyState::Ready, NotifyState::Status(&d.status())]);
-    let watchdog = sd_notify::watchdog_enabled();
-    let mut watchdog_tick =
-        tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| {
-            (w / 2).max(Duration::from_millis(100))
-        }));
+    // The watchdog is fed from a task of its own: a web-service check may legitimately take
+    // minutes of retries, and systemd must not kill a gateway's filter for that. It still
+    // catches a daemon whose runtime has died or hung.
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        let period = (period / 2).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                notify(&[NotifyState::Watchdog]);
+            }
+        });
+    }
     let mut ticker = tokio::time::interval(Duration::from_secs(d.args.interval));
     ticker.tick().await;
     loop {
@@ -89,7 +97,6 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
                 notify(&[NotifyState::Status(&d.status())]);
             }
             _ = sleep_until_some(resolve_at), if resolve_at.is_some() => d.resolve().await,
-            _ = watchdog_tick.tick(), if watchdog.is_some() => notify(&[NotifyState::Watchdog]),
             accepted = control.accept() => {
                 if let Ok((mut stream, _)) = accepted {
                     let answer = match crate::control::read_request(&mut stream).await {
