@@ -22,9 +22,10 @@ pub enum Request {
     Refresh,
 }
 
-/// Binds the socket: the directory made private, a stale socket replaced, the socket 0600.
+/// Binds the socket: its directory created private when missing (an existing one is left as
+/// it is), a stale socket replaced, the socket 0600.
 pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
         std::fs::create_dir_all(dir)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
