@@ -45,6 +45,20 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let args = base.with_config(&base.read_config()?, given)?;
+    // Settled before the socket is bound: a bad interface touches nothing.
+    policy_of(&args)?;
+    let control_path = args.control_socket.clone();
+    let control = crate::control::bind(&control_path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            " (are you root?)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!(
+            "binding the control socket {}{hint}: {e}",
+            control_path.display()
+        )
+    })?;
     // Bound before anything is attached: a taken port is a start-up error.
     let metrics = match args.metrics_listen {
         Some(addr) => Some(
@@ -54,15 +68,6 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    // Settled before the socket is bound: a bad interface touches nothing.
-    policy_of(&args)?;
-    let control_path = args.control_socket.clone();
-    let control = crate::control::bind(&control_path).with_context(|| {
-        format!(
-            "binding the control socket {} (are you root?)",
-            control_path.display()
-        )
-    })?;
     let mut d = Daemon::start(args)?;
     if let Some(listener) = metrics {
         let registry = crate::metrics::registry(d.pins.clone(), d.args.service.state_dir.clone());

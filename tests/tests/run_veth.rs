@@ -562,6 +562,22 @@ fn stats_and_lookup_read_the_live_filter_and_lookup_counts_nothing() {
     let refreshed = ctl_socket(&["refresh"]);
     assert_eq!(refreshed["service"], "off", "{refreshed}");
 
+    // A second daemon on the same socket refuses to start, before touching anything.
+    let (code, _, stderr) = intune_tests::output(
+        t.gw.command(env!("CARGO_BIN_EXE_intune-ctl-test"))
+            .args(&run.argv),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("another intune-ctl daemon answers"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ctl_socket(&["status"])["daemon"],
+        "running",
+        "the first one still answers"
+    );
+
     // The daemon stops; the filter and its counters stay, and so does stats.
     let (code, _) = run.terminate();
     assert_eq!(code, 0);
