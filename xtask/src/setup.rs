@@ -8,10 +8,13 @@ use anyhow::{Context as _, bail};
 const BPF_LINKER_VERSION: &str = "0.10.3";
 /// Debian packages the tests and the benchmark use. iproute2 and util-linux give `ip` and
 /// `nsenter`; xdp-tools gives xdp-filter's program for the benchmark; dnsmasq-base is the
-/// DNS server binary without the `dnsmasq` package's system service.
+/// DNS server binary without the `dnsmasq` package's system service; systemd gives
+/// `systemd-analyze` for the unit's test; procps gives `sysctl`.
 const PACKAGES: &[&str] = &[
     "iproute2",
     "util-linux",
+    "systemd",
+    "procps",
     "bpftool",
     "xdp-tools",
     "dnsmasq-base",
