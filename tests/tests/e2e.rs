@@ -84,6 +84,15 @@ fn send_udp(ns: &Netns, to: &'static str, n: usize) {
     std::thread::sleep(Duration::from_millis(200));
 }
 
+/// Removes the test's pins however it ends.
+struct PinsGuard(Pins);
+
+impl Drop for PinsGuard {
+    fn drop(&mut self) {
+        let _ = self.0.remove_all();
+    }
+}
+
 struct Daemon {
     child: Child,
     lines: mpsc::Receiver<String>,
@@ -152,7 +161,11 @@ fn the_daemon_filters_counts_and_reports_end_to_end() {
     let other_udp = n.srv.udp_counter("198.51.100.10:5000");
 
     let dir = tempfile::tempdir().unwrap();
-    let pins = Pins::new(format!("/sys/fs/bpf/ixt-e2e-{}", std::process::id()));
+    let pins = PinsGuard(Pins::new(format!(
+        "/sys/fs/bpf/ixt-e2e-{}",
+        std::process::id()
+    )));
+    let pins = &pins.0;
     let state = dir.path().join("state");
     let socket = dir.path().join("control.sock");
     let config = dir.path().join("config.toml");
