@@ -43,14 +43,14 @@ struct Ids {
     high: u32,
 }
 
-/// The table as the kernel holds it, and what it was built from, so that an update recomputes
-/// and writes only the /16 regions a changed prefix touches.
+/// What the kernel's table was built from, so that an update recomputes and writes only the
+/// /16 regions a changed prefix touches. Only level 16 is mirrored (256 KiB); a chunk's old
+/// contents are recomputed from the old prefixes when needed, so the daemon does not hold a
+/// copy of every chunk (16 MiB for 10,000 prefixes spread over the address space).
 #[derive(Clone, Debug)]
 pub struct V4Table {
-    /// Mirrors of the three maps.
+    /// Mirror of level 16.
     pub tbl16: Vec<u32>,
-    pub tbl24: Vec<u32>,
-    pub tbl32: Vec<u32>,
     /// The prefixes in force: (network, length) -> leaf value (0 for an excluded prefix).
     prefixes: BTreeMap<(u32, u8), u32>,
     /// What the prefixes of /16 and shorter give each /16.
@@ -64,8 +64,6 @@ impl Default for V4Table {
     fn default() -> Self {
         V4Table {
             tbl16: vec![0; TBL16_ENTRIES as usize],
-            tbl24: Vec::new(),
-            tbl32: Vec::new(),
             prefixes: BTreeMap::new(),
             base16: vec![0; TBL16_ENTRIES as usize],
             ids24: Ids::default(),
@@ -225,18 +223,28 @@ impl V4Table {
         }
     }
 
-    /// Puts one region in place in the mirrors, recording the entries that change.
+    /// Puts one region in place, recording the entries that change: against what the old
+    /// prefixes gave where a chunk keeps its id, whole where a chunk is fresh.
     fn commit(&mut self, region: Region, base16: &[u32], writes: &mut Writes) {
         let Region { k16, c24, c32 } = region;
-        // Level-32 chunks of this /16 that are no longer needed.
-        let old32: Vec<u32> = self
+        // The region as the kernel holds it now: the old prefixes with the old chunk ids.
+        let old = Self::region(&self.prefixes, &self.base16, k16);
+        let old_id24 = self.ids24.in_use.get(&k16).copied();
+        let old_ids32: BTreeMap<u32, u32> = self
             .ids32
             .in_use
             .range((k16 << 8)..=((k16 << 8) | 0xff))
-            .map(|(k, _)| *k)
+            .map(|(k, id)| (*k, *id))
             .collect();
-        for k24 in old32.into_iter().filter(|k| !c32.contains_key(k)) {
-            if let Some(id) = self.ids32.in_use.remove(&k24) {
+        let old_c24 = old.c24.map(|mut c| {
+            for (k24, id) in &old_ids32 {
+                c[(k24 & 0xff) as usize] = chunk(*id);
+            }
+            c
+        });
+        // Level-32 chunks of this /16 that are no longer needed.
+        for k24 in old_ids32.keys().filter(|k| !c32.contains_key(k)) {
+            if let Some(id) = self.ids32.in_use.remove(k24) {
                 self.ids32.quarantine.push(id);
             }
         }
@@ -254,11 +262,15 @@ impl V4Table {
         };
         for (k24, content) in c32 {
             let id = assign(&mut self.ids32, k24);
-            write_chunk(&mut self.tbl32, id, &content, &mut writes.tbl32);
+            let before = (old_ids32.get(&k24) == Some(&id))
+                .then(|| old.c32.get(&k24))
+                .flatten();
+            write_chunk(id, before, &content, &mut writes.tbl32);
             c24[(k24 & 0xff) as usize] = chunk(id);
         }
         let id = assign(&mut self.ids24, k16);
-        write_chunk(&mut self.tbl24, id, &c24, &mut writes.tbl24);
+        let before = (old_id24 == Some(id)).then_some(old_c24.as_ref()).flatten();
+        write_chunk(id, before, &c24, &mut writes.tbl24);
         set(&mut self.tbl16, k16 as usize, chunk(id), &mut writes.tbl16);
     }
 }
@@ -291,13 +303,13 @@ fn set(mirror: &mut Vec<u32>, index: usize, value: u32, writes: &mut Vec<(usize,
     }
 }
 
-fn write_chunk(mirror: &mut Vec<u32>, id: u32, content: &Chunk, writes: &mut Vec<(usize, u32)>) {
+/// The entries of chunk `id` that differ from `before` (all of them for a fresh chunk).
+fn write_chunk(id: u32, before: Option<&Chunk>, content: &Chunk, writes: &mut Vec<(usize, u32)>) {
     let at = id as usize * CHUNK;
-    if mirror.len() < at + CHUNK {
-        mirror.resize(at + CHUNK, 0);
-    }
     for (i, &v) in content.iter().enumerate() {
-        set(mirror, at + i, v, writes);
+        if before.is_none_or(|b| b[i] != v) {
+            writes.push((at + i, v));
+        }
     }
 }
 
@@ -313,15 +325,56 @@ mod tests {
         rules::RuleSetOptions,
     };
 
-    fn lookup(t: &V4Table, a: u32) -> Option<u32> {
-        let mut e = t.tbl16[(a >> 16) as usize];
-        if e & CHUNK_FLAG != 0 {
-            e = t.tbl24[(((e & !CHUNK_FLAG) << 8) | ((a >> 8) & 0xff)) as usize];
+    /// The kernel's three arrays, as the writes leave them.
+    #[derive(Clone, Default, PartialEq, Debug)]
+    struct Kernel {
+        tbl16: Vec<u32>,
+        tbl24: Vec<u32>,
+        tbl32: Vec<u32>,
+    }
+
+    impl Kernel {
+        fn apply(&mut self, writes: &Writes) {
+            for (array, level) in [
+                (&mut self.tbl32, &writes.tbl32),
+                (&mut self.tbl24, &writes.tbl24),
+                (&mut self.tbl16, &writes.tbl16),
+            ] {
+                for &(i, v) in level {
+                    if array.len() <= i {
+                        array.resize(i + 1, 0);
+                    }
+                    array[i] = v;
+                }
+            }
         }
-        if e & CHUNK_FLAG != 0 {
-            e = t.tbl32[(((e & !CHUNK_FLAG) << 8) | (a & 0xff)) as usize];
+
+        fn get(array: &[u32], i: u32) -> u32 {
+            array.get(i as usize).copied().unwrap_or(0)
         }
-        decode_leaf(e).map(|r| r.rule)
+
+        fn lookup(&self, a: u32) -> Option<u32> {
+            let mut e = Self::get(&self.tbl16, a >> 16);
+            if e & CHUNK_FLAG != 0 {
+                e = Self::get(&self.tbl24, ((e & !CHUNK_FLAG) << 8) | ((a >> 8) & 0xff));
+            }
+            if e & CHUNK_FLAG != 0 {
+                e = Self::get(&self.tbl32, ((e & !CHUNK_FLAG) << 8) | (a & 0xff));
+            }
+            decode_leaf(e).map(|r| r.rule)
+        }
+    }
+
+    /// Every probe, plus addresses all over the changed regions, as the rule set says.
+    fn agrees_everywhere(k: &Kernel, rules: &RuleSet) {
+        for p in PROBES {
+            let a: Ipv4Addr = p.parse().unwrap();
+            let want = rules
+                .lookup(IpAddr::V4(a))
+                .filter(|r| !r.excluded)
+                .map(|r| r.index);
+            assert_eq!(k.lookup(u32::from(a)), want, "{p}");
+        }
     }
 
     fn rules(ips: &str, previous: Option<&RuleSet>) -> RuleSet {
@@ -348,17 +401,6 @@ mod tests {
         "10.9.9.9",
     ];
 
-    fn agrees(t: &V4Table, rules: &RuleSet) {
-        for p in PROBES {
-            let a: Ipv4Addr = p.parse().unwrap();
-            let want = rules
-                .lookup(IpAddr::V4(a))
-                .filter(|r| !r.excluded)
-                .map(|r| r.index);
-            assert_eq!(lookup(t, u32::from(a)), want, "{p}");
-        }
-    }
-
     #[test]
     fn every_address_gets_its_most_specific_prefix() {
         let rs = rules(
@@ -366,8 +408,10 @@ mod tests {
             None,
         );
         let mut t = V4Table::default();
+        let mut k = Kernel::default();
         let writes = t.update(&rs, 16).unwrap();
-        agrees(&t, &rs);
+        k.apply(&writes);
+        agrees_everywhere(&k, &rs);
         assert_eq!((t.chunks24(), t.chunks32()), (2, 1));
         assert!(!writes.is_empty());
         assert!(
@@ -382,12 +426,14 @@ mod tests {
     fn updates_keep_chunk_ids_and_reuse_a_freed_one_only_an_update_later() {
         let first_rules = rules(r#""10.1.2.128/25", "192.0.2.0/24""#, None);
         let mut t = V4Table::default();
-        t.update(&first_rules, 16).unwrap();
+        let mut k = Kernel::default();
+        k.apply(&t.update(&first_rules, 16).unwrap());
         let before = t.clone();
         // 192.0.2.0/24 leaves (its chunk is freed), 10.9.9.0/24 arrives (a new chunk).
         let second_rules = rules(r#""10.1.2.128/25", "10.9.9.0/24""#, Some(&first_rules));
         let writes = t.update(&second_rules, 16).unwrap();
-        agrees(&t, &second_rules);
+        k.apply(&writes);
+        agrees_everywhere(&k, &second_rules);
         assert_eq!(
             before.ids24.in_use[&0x0a01], t.ids24.in_use[&0x0a01],
             "the chunk for 10.1/16 keeps its id"
@@ -407,16 +453,21 @@ mod tests {
             "{:?}",
             writes.tbl16
         );
-        // The freed chunk's contents stay in the mirror: the kernel still holds them.
+        // The freed chunk is not written: the kernel keeps its contents for lookups in flight.
         let at = freed as usize * 256;
-        assert_eq!(before.tbl24[at..at + 256], t.tbl24[at..at + 256]);
-        // The next update may reuse the freed id.
+        assert!(
+            writes
+                .tbl24
+                .iter()
+                .all(|(i, _)| !(at..at + 256).contains(i))
+        );
+        // The next update may reuse the freed id, and writes it whole.
         let third_rules = rules(
             r#""10.1.2.128/25", "10.9.9.0/24", "172.16.5.0/24""#,
             Some(&second_rules),
         );
-        t.update(&third_rules, 16).unwrap();
-        agrees(&t, &third_rules);
+        k.apply(&t.update(&third_rules, 16).unwrap());
+        agrees_everywhere(&k, &third_rules);
         assert_eq!(t.ids24.in_use[&0xac10], freed);
         // A /8 changing rewrites every /16 under it, and nothing else.
         let fourth_rules = rules(
@@ -424,7 +475,8 @@ mod tests {
             Some(&third_rules),
         );
         let writes = t.update(&fourth_rules, 16).unwrap();
-        agrees(&t, &fourth_rules);
+        k.apply(&writes);
+        agrees_everywhere(&k, &fourth_rules);
         assert!(
             writes
                 .tbl16
@@ -445,8 +497,54 @@ mod tests {
         );
         assert!(t.update(&big, 2).is_none());
         assert_eq!(
-            (t.tbl16.clone(), t.tbl24.clone(), t.prefixes.clone()),
-            (before.tbl16, before.tbl24, before.prefixes)
+            (t.tbl16.clone(), t.prefixes.clone()),
+            (before.tbl16, before.prefixes)
         );
+    }
+
+    /// Many random updates in a crowded corner of the address space: the kernel the writes
+    /// build answers every address as the rule set does, round after round.
+    #[test]
+    fn random_updates_keep_the_kernel_right() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(5);
+        let base = u32::from(Ipv4Addr::new(10, 0, 0, 0));
+        let random_prefix = |rng: &mut StdRng| {
+            let len = rng.random_range(12..=32u8);
+            let addr = base | (rng.random::<u32>() & 0x000f_ffff);
+            let net = ipnet::Ipv4Net::new(Ipv4Addr::from(addr), len)
+                .unwrap()
+                .trunc();
+            format!("\"{net}\"")
+        };
+        let mut current: Vec<String> = (0..40).map(|_| random_prefix(&mut rng)).collect();
+        let mut t = V4Table::default();
+        let mut k = Kernel::default();
+        let mut previous: Option<RuleSet> = None;
+        for round in 0..60 {
+            // Drop a few, add a few.
+            for _ in 0..rng.random_range(0..6) {
+                if !current.is_empty() {
+                    let i = rng.random_range(0..current.len());
+                    current.swap_remove(i);
+                }
+            }
+            for _ in 0..rng.random_range(0..6) {
+                current.push(random_prefix(&mut rng));
+            }
+            current.sort();
+            current.dedup();
+            let rs = rules(&current.join(","), previous.as_ref());
+            k.apply(&t.update(&rs, 4096).expect("fits"));
+            for _ in 0..2000 {
+                let a = base | (rng.random::<u32>() & 0x000f_ffff);
+                let want = rs
+                    .lookup(IpAddr::V4(Ipv4Addr::from(a)))
+                    .filter(|r| !r.excluded)
+                    .map(|r| r.index);
+                assert_eq!(k.lookup(a), want, "round {round}, {}", Ipv4Addr::from(a));
+            }
+            previous = Some(rs);
+        }
     }
 }
