@@ -32,6 +32,8 @@ impl Writes {
 
 type Chunk = [u32; CHUNK_ENTRIES as usize];
 const CHUNK: usize = CHUNK_ENTRIES as usize;
+/// What the kernel holds in a chunk never handed out: array maps start zeroed.
+const ZERO: Chunk = [0; CHUNK];
 
 /// Chunk ids of one level: in use, free, and freed by the last update (reusable from the next
 /// one, so a lookup in flight never follows a pointer into a chunk being rewritten).
@@ -41,6 +43,54 @@ struct Ids {
     free: Vec<u32>,
     quarantine: Vec<u32>,
     high: u32,
+    /// What freed chunks still hold in the kernel, so that re-using one writes only what
+    /// differs (kept for up to [`PARKED_MAX`] chunks).
+    parked: BTreeMap<u32, Box<Chunk>>,
+}
+
+/// Freed chunks whose contents are remembered: 4 MiB at most.
+const PARKED_MAX: usize = 4096;
+
+impl Ids {
+    /// Frees `id`, which the kernel holds with `content`.
+    fn release(&mut self, id: u32, content: Option<Chunk>) {
+        self.quarantine.push(id);
+        if let Some(content) = content.filter(|_| self.parked.len() < PARKED_MAX) {
+            self.parked.insert(id, Box::new(content));
+        }
+    }
+
+    /// The id of `key`'s chunk and what the kernel holds in it, when known: the chunk it has
+    /// (`kept`, its old contents come from the old prefixes), a freed one, or a new one (zeros).
+    fn assign(&mut self, key: u32) -> (u32, Held) {
+        if let Some(id) = self.in_use.get(&key) {
+            return (*id, Held::Kept);
+        }
+        let (id, held) = match self.free.pop() {
+            Some(id) => (
+                id,
+                self.parked.remove(&id).map_or(Held::Unknown, Held::Parked),
+            ),
+            None => {
+                self.high += 1;
+                (self.high - 1, Held::Zeros)
+            }
+        };
+        self.in_use.insert(key, id);
+        (id, held)
+    }
+}
+
+/// What the kernel holds in a chunk about to be written.
+enum Held {
+    /// The key's own chunk: what the old prefixes gave.
+    Kept,
+    /// A chunk never handed out: zeros.
+    Zeros,
+    /// A freed chunk with its remembered contents.
+    Parked(Box<Chunk>),
+    /// A freed chunk whose contents were not kept: write it whole.
+    Unknown,
 }
 
 /// What the kernel's table was built from, so that an update recomputes and writes only the
@@ -223,13 +273,12 @@ impl V4Table {
         }
     }
 
-    /// Puts one region in place, recording the entries that change: against what the old
-    /// prefixes gave where a chunk keeps its id, whole where a chunk is fresh.
+    /// Puts one region in place, recording the entries that change: against what the kernel
+    /// holds in each chunk (see [`Held`]).
     fn commit(&mut self, region: Region, base16: &[u32], writes: &mut Writes) {
         let Region { k16, c24, c32 } = region;
         // The region as the kernel holds it now: the old prefixes with the old chunk ids.
         let old = Self::region(&self.prefixes, &self.base16, k16);
-        let old_id24 = self.ids24.in_use.get(&k16).copied();
         let old_ids32: BTreeMap<u32, u32> = self
             .ids32
             .in_use
@@ -245,12 +294,12 @@ impl V4Table {
         // Level-32 chunks of this /16 that are no longer needed.
         for k24 in old_ids32.keys().filter(|k| !c32.contains_key(k)) {
             if let Some(id) = self.ids32.in_use.remove(k24) {
-                self.ids32.quarantine.push(id);
+                self.ids32.release(id, old.c32.get(k24).copied());
             }
         }
         let Some(mut c24) = c24 else {
             if let Some(id) = self.ids24.in_use.remove(&k16) {
-                self.ids24.quarantine.push(id);
+                self.ids24.release(id, old_c24);
             }
             set(
                 &mut self.tbl16,
@@ -261,16 +310,12 @@ impl V4Table {
             return;
         };
         for (k24, content) in c32 {
-            let id = assign(&mut self.ids32, k24);
-            let before = (old_ids32.get(&k24) == Some(&id))
-                .then(|| old.c32.get(&k24))
-                .flatten();
-            write_chunk(id, before, &content, &mut writes.tbl32);
+            let (id, held) = self.ids32.assign(k24);
+            write_chunk(id, held, old.c32.get(&k24), &content, &mut writes.tbl32);
             c24[(k24 & 0xff) as usize] = chunk(id);
         }
-        let id = assign(&mut self.ids24, k16);
-        let before = (old_id24 == Some(id)).then_some(old_c24.as_ref()).flatten();
-        write_chunk(id, before, &c24, &mut writes.tbl24);
+        let (id, held) = self.ids24.assign(k16);
+        write_chunk(id, held, old_c24.as_ref(), &c24, &mut writes.tbl24);
         set(&mut self.tbl16, k16 as usize, chunk(id), &mut writes.tbl16);
     }
 }
@@ -278,19 +323,6 @@ impl V4Table {
 fn fits(ids: &Ids, fresh: usize, max_chunks: usize) -> bool {
     let reusable = ids.free.len() + ids.quarantine.len();
     fresh <= reusable || (ids.high as usize + fresh - reusable) <= max_chunks
-}
-
-/// The id of `key`'s chunk: the one it has, a free one, or a new one.
-fn assign(ids: &mut Ids, key: u32) -> u32 {
-    if let Some(id) = ids.in_use.get(&key) {
-        return *id;
-    }
-    let id = ids.free.pop().unwrap_or_else(|| {
-        ids.high += 1;
-        ids.high - 1
-    });
-    ids.in_use.insert(key, id);
-    id
 }
 
 fn set(mirror: &mut Vec<u32>, index: usize, value: u32, writes: &mut Vec<(usize, u32)>) {
@@ -303,8 +335,21 @@ fn set(mirror: &mut Vec<u32>, index: usize, value: u32, writes: &mut Vec<(usize,
     }
 }
 
-/// The entries of chunk `id` that differ from `before` (all of them for a fresh chunk).
-fn write_chunk(id: u32, before: Option<&Chunk>, content: &Chunk, writes: &mut Vec<(usize, u32)>) {
+/// The entries of chunk `id` that differ from what the kernel holds in it (`kept`: the old
+/// prefixes' contents of the key's own chunk).
+fn write_chunk(
+    id: u32,
+    held: Held,
+    kept: Option<&Chunk>,
+    content: &Chunk,
+    writes: &mut Vec<(usize, u32)>,
+) {
+    let before: Option<&Chunk> = match &held {
+        Held::Kept => kept,
+        Held::Zeros => Some(&ZERO),
+        Held::Parked(c) => Some(c),
+        Held::Unknown => None,
+    };
     let at = id as usize * CHUNK;
     for (i, &v) in content.iter().enumerate() {
         if before.is_none_or(|b| b[i] != v) {
