@@ -293,7 +293,6 @@ impl RuleSet {
         Ok(rs)
     }
 
-    /// Target -> (excluded, sets), with excluded prefixes and nothing listed inside them.
     /// (target, excluded, sets) sorted by target, with excluded prefixes and nothing listed
     /// inside them. One sort instead of a map per prefix: this runs for every accepted list.
     fn listed(sets: &[EndpointSet], opts: &RuleSetOptions) -> Vec<(Target, bool, Vec<SetEntry>)> {
