@@ -2,13 +2,21 @@
 //! empty file works; an unknown key or a bad value is an error naming the key and its line.
 //! Flags given on the command line override the file (see `cli::run`).
 
-use std::{net::IpAddr, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use serde::Deserialize;
 
 use crate::{
+    cli::common::{parse_category, parse_resolver},
     datapath::XdpChoice,
-    endpoints::service::{DEFAULT_URL, Instance},
+    endpoints::{
+        Category,
+        service::{Instance, MIN_INTERVAL, ServiceConfig},
+    },
     policy::{Direction, Mode},
     state::DEFAULT_STATE_DIR,
 };
@@ -86,7 +94,8 @@ pub struct SourcesConfig {
     pub common_sets: Vec<u32>,
     pub no_ipv6: bool,
     /// Optimize, Allow, Default; empty = all.
-    pub categories: Vec<String>,
+    #[serde(deserialize_with = "categories")]
+    pub categories: Vec<Category>,
     pub required_only: bool,
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
@@ -100,20 +109,22 @@ pub struct SourcesConfig {
 }
 
 impl Default for SourcesConfig {
+    /// The web service's settings default as the client's do.
     fn default() -> Self {
+        let service = ServiceConfig::default();
         SourcesConfig {
             builtin: true,
             service: true,
-            service_url: DEFAULT_URL.to_string(),
-            instance: Instance::Worldwide,
-            service_areas: vec!["MEM".into(), "Common".into()],
-            common_sets: vec![56, 59, 97, 150],
-            no_ipv6: false,
-            categories: Vec::new(),
-            required_only: false,
-            refresh_interval: Duration::from_secs(3600),
+            service_url: service.base_url,
+            instance: service.instance,
+            service_areas: service.service_areas,
+            common_sets: service.common_sets,
+            no_ipv6: service.no_ipv6,
+            categories: service.categories,
+            required_only: service.required_only,
+            refresh_interval: MIN_INTERVAL,
             max_shrink: 0.5,
-            service_timeout: Duration::from_secs(30),
+            service_timeout: service.request_timeout,
             files: Vec::new(),
             exclude: Vec::new(),
         }
@@ -126,7 +137,8 @@ pub struct DnsConfig {
     /// Resolve the listed names at all.
     pub enabled: bool,
     /// `ADDR:PORT` or `ADDR`; empty = the system's.
-    pub resolvers: Vec<String>,
+    #[serde(deserialize_with = "resolvers")]
+    pub resolvers: Vec<SocketAddr>,
     #[serde(with = "humantime_serde")]
     pub min_ttl: Duration,
     #[serde(with = "humantime_serde")]
@@ -175,7 +187,8 @@ impl Default for PathsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// `ADDR:PORT` to serve Prometheus metrics on; empty = off.
-    pub listen: String,
+    #[serde(deserialize_with = "listen")]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -240,25 +253,37 @@ impl Config {
                 ));
             }
         }
-        for c in &self.sources.categories {
-            crate::cli::common::parse_category(c)
-                .map_err(|e| format!("sources.categories: {e}"))?;
-        }
-        for r in &self.dns.resolvers {
-            crate::cli::common::parse_resolver(r).map_err(|e| format!("dns.resolvers: {e}"))?;
-        }
-        if !self.metrics.listen.is_empty() {
-            self.metrics
-                .listen
-                .parse::<std::net::SocketAddr>()
-                .map_err(|_| {
-                    format!(
-                        "metrics.listen = {:?} is not ADDR:PORT",
-                        self.metrics.listen
-                    )
-                })?;
-        }
         Ok(())
+    }
+}
+
+/// Category names, checked as they are read (the error gets the key's line).
+fn categories<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Category>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|t| {
+            parse_category(t)
+                .map_err(|e| serde::de::Error::custom(format!("sources.categories: {e}")))
+        })
+        .collect()
+}
+
+fn resolvers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|t| {
+            parse_resolver(t).map_err(|e| serde::de::Error::custom(format!("dns.resolvers: {e}")))
+        })
+        .collect()
+}
+
+/// `ADDR:PORT`, or "" for off.
+fn listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    match String::deserialize(d)?.as_str() {
+        "" => Ok(None),
+        text => text.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("metrics.listen = {text:?} is not ADDR:PORT"))
+        }),
     }
 }
 

@@ -44,7 +44,7 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
     // Before anything is attached: a signal during start-up must stop cleanly too.
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let args = base.with_config(&base.read_config()?, given)?;
+    let args = base.with_config(&base.read_config()?, given);
     // Settled before the socket is bound: a bad interface touches nothing.
     policy_of(&args)?;
     let control_path = args.control_socket.clone();
@@ -118,7 +118,7 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
                 notify(&[NotifyState::Reloading]);
                 let reloaded = base
                     .read_config()
-                    .and_then(|c| base.with_config(&c, given))
+                    .map(|c| base.with_config(&c, given))
                     .and_then(|new| d.reload(new));
                 match reloaded {
                     Ok(()) => println!("reloaded the config: {}", d.status()),

@@ -18,7 +18,7 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<()> {
         &<RunArgs as clap::Args>::augment_args(clap::Command::new("check"))
             .get_matches_from(["check"]),
     )?;
-    let settings = base.with_config(&config, &Given(None))?;
+    let settings = base.with_config(&config, &Given(None));
     // The service's list is not fetched: the rule set from the other sources must build.
     let (sets, rules) = settings.rules.build(&[], None)?;
     let names: usize = sets.iter().map(|s| s.urls.len()).sum();

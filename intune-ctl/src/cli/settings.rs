@@ -3,13 +3,9 @@
 
 use std::{path::Path, time::Duration};
 
-use anyhow::Context as _;
 use clap::parser::{ArgMatches, ValueSource};
 
-use super::{
-    common::{parse_category, parse_resolver},
-    run::{IfaceSpec, RunArgs},
-};
+use super::run::{IfaceSpec, RunArgs};
 use crate::config::{Config, DEFAULT_CONFIG};
 
 /// Which flags were typed on the command line.
@@ -38,7 +34,7 @@ impl RunArgs {
     }
 
     /// These arguments with every setting not given on the command line taken from `config`.
-    pub fn with_config(&self, config: &Config, given: &Given) -> anyhow::Result<RunArgs> {
+    pub fn with_config(&self, config: &Config, given: &Given) -> RunArgs {
         let mut a = self.clone();
         let c = config;
         macro_rules! from_config {
@@ -85,12 +81,7 @@ impl RunArgs {
         from_config!(
             "categories",
             a.service.categories,
-            c.sources
-                .categories
-                .iter()
-                .map(|t| parse_category(t).map_err(anyhow::Error::msg))
-                .collect::<anyhow::Result<_>>()
-                .context("sources.categories")?
+            c.sources.categories.clone()
         );
         from_config!(
             "required_only",
@@ -109,16 +100,7 @@ impl RunArgs {
             a.service.service_timeout,
             c.sources.service_timeout.as_secs()
         );
-        from_config!(
-            "resolvers",
-            a.dns.resolvers,
-            c.dns
-                .resolvers
-                .iter()
-                .map(|r| parse_resolver(r).map_err(anyhow::Error::msg))
-                .collect::<anyhow::Result<_>>()
-                .context("dns.resolvers")?
-        );
+        from_config!("resolvers", a.dns.resolvers, c.dns.resolvers.clone());
         from_config!("no_resolve", a.dns.no_resolve, !c.dns.enabled);
         from_config!("dns_min_ttl", a.dns.dns_min_ttl, c.dns.min_ttl);
         from_config!("dns_max_ttl", a.dns.dns_max_ttl, c.dns.max_ttl);
@@ -146,15 +128,8 @@ impl RunArgs {
             a.control_socket,
             c.paths.control_socket.clone()
         );
-        from_config!(
-            "metrics_listen",
-            a.metrics_listen,
-            match c.metrics.listen.as_str() {
-                "" => None,
-                text => Some(text.parse().context("metrics.listen")?),
-            }
-        );
+        from_config!("metrics_listen", a.metrics_listen, c.metrics.listen);
         from_config!("detach_on_stop", a.detach_on_stop, c.daemon.detach_on_stop);
-        Ok(a)
+        a
     }
 }
