@@ -46,7 +46,7 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let args = base.with_config(&base.read_config()?, given);
     // Settled before the socket is bound: a bad interface touches nothing.
-    policy_of(&args)?;
+    let policy = policy_of(&args)?;
     let control_path = args.control_socket.clone();
     let control = crate::control::bind(&control_path).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
@@ -68,7 +68,7 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let mut d = Daemon::start(args)?;
+    let mut d = Daemon::start(args, policy)?;
     if let Some(listener) = metrics {
         let registry = crate::metrics::registry(d.pins.clone(), d.args.service.state_dir.clone());
         tokio::spawn(async move {
@@ -193,15 +193,14 @@ fn recorded_rules(state: &StateDir) -> Option<RuleSet> {
 }
 
 impl Daemon {
-    fn start(args: RunArgs) -> anyhow::Result<Daemon> {
-        let policy = policy_of(&args)?;
+    fn start(args: RunArgs, policy: Policy) -> anyhow::Result<Daemon> {
         // Read every source before touching the kernel: bad input stops here.
         let refresher = args.service.refresher()?;
         let service = service_sets(refresher.as_ref());
         let state = StateDir::open(&args.service.state_dir)?;
         // The rules a previous daemon installed keep their indices: their counters carry on.
         let previous = recorded_rules(&state);
-        let (sets, rules) = args.rules.build(&service, previous.as_ref())?;
+        let (sets, rules) = args.rules.build(service, previous.as_ref())?;
         let mut watcher = args.dns.watcher()?;
         if let Some(w) = watcher.as_mut() {
             w.follow(&sets, Instant::now());
@@ -334,7 +333,7 @@ impl Daemon {
         self.last_refresh = Some((Instant::now(), crate::state::now_rfc3339(), done.outcome));
         // The new list may name other hosts: follow them.
         let service = service_sets(self.refresher.as_ref());
-        if let (Some(w), Ok(sets)) = (self.watcher.as_mut(), self.args.rules.effective(&service)) {
+        if let (Some(w), Ok(sets)) = (self.watcher.as_mut(), self.args.rules.effective(service)) {
             w.follow(&sets, Instant::now());
         }
     }
@@ -347,7 +346,7 @@ impl Daemon {
         let rules = &self.args.rules;
         let rebuild = |w: &Watcher, previous: Option<&RuleSet>| {
             rules
-                .build_resolved(&service, Some(w), previous)
+                .build_resolved(service, Some(w), previous)
                 .map(|(_, rules)| rules)
         };
         let step = updater::resolve(w, &rebuild, &mut self.dp).await;
@@ -477,9 +476,9 @@ impl Daemon {
             self.watcher.take()
         };
         let service = service_sets(refresher.as_ref());
-        let built = new.rules.effective(&service).and_then(|sets| {
+        let built = new.rules.effective(service).and_then(|sets| {
             new.rules
-                .build_resolved(&service, watcher.as_ref(), self.dp.installed())
+                .build_resolved(service, watcher.as_ref(), self.dp.installed())
                 .map(|(_, rules)| (sets, rules))
         });
         let (sets, rules) = match built {
@@ -582,11 +581,10 @@ fn forget_left_rules(dp: &mut Datapath, previous: &RuleSet, rules: &RuleSet) -> 
 }
 
 /// The service's sets in force (the accepted list), or none.
-fn service_sets(refresher: Option<&Refresher>) -> Vec<EndpointSet> {
+fn service_sets(refresher: Option<&Refresher>) -> &[EndpointSet] {
     refresher
         .and_then(|r| r.accepted())
-        .map(|a| a.sets.clone())
-        .unwrap_or_default()
+        .map_or(&[], |a| &a.sets)
 }
 
 /// The outcome counters, then the rules with hits, most hits first, with the names that
