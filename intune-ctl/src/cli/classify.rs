@@ -49,7 +49,7 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<()> {
     let frames = read_frames(&args.pcap)?;
     let (_, rules) = args.rules.build(&[], None)?;
     let policy = args.policy.policy();
-    let dp = load_datapath(&rules, &policy, true, 0)?;
+    let dp = load_datapath(&rules, &policy, true)?;
     let mut totals: BTreeMap<&'static str, u64> = BTreeMap::new();
     if !args.json {
         println!(

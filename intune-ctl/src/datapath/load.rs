@@ -64,8 +64,6 @@ pub enum DatapathError {
     Pin(#[from] aya::pin::PinError),
     #[error("counting CPUs: {0}")]
     Cpus(std::io::Error),
-    #[error("detaching: {0}")]
-    Detach(#[from] LinkError),
     #[error("the pinned XDP link: {0}")]
     Link(LinkError),
     #[error("the pin directory: {0}")]
@@ -234,15 +232,6 @@ impl Datapath {
             .map_err(DatapathError::Program)
     }
 
-    /// Attaches to `iface`; returns the mode it got ("native" or "generic").
-    pub fn attach(
-        &mut self,
-        iface: &str,
-        choice: XdpChoice,
-    ) -> Result<&'static str, DatapathError> {
-        self.attach_link(iface, choice).map(|(_, mode)| mode)
-    }
-
     /// Attaches to `iface` through the link pinned for it, replacing the program there
     /// atomically, or through a new link it pins. The link belongs to the pin, not to this
     /// process: the filter stays when the daemon stops.
@@ -325,14 +314,6 @@ impl Datapath {
     /// Pins the program at `path` on a bpffs, where another handle can find it.
     pub fn pin_program(&mut self, path: &std::path::Path) -> Result<(), DatapathError> {
         program_mut(&mut self.ebpf)?.pin(path)?;
-        Ok(())
-    }
-
-    /// Detaches from every interface this process attached to.
-    pub fn detach_all(&mut self) -> Result<(), DatapathError> {
-        // Dropping the program's links detaches them; do it explicitly so errors surface.
-        let prog = program_mut(&mut self.ebpf)?;
-        prog.unload()?;
         Ok(())
     }
 }
