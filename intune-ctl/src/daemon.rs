@@ -403,11 +403,9 @@ impl Daemon {
     /// What `intune-ctl status` shows.
     fn status_json(&self) -> serde_json::Value {
         let mut by_source: std::collections::BTreeMap<String, usize> = Default::default();
-        if let Some(rules) = self.dp.installed() {
-            for r in InstalledRule::of(rules) {
-                for s in r.sources {
-                    *by_source.entry(s).or_default() += 1;
-                }
+        for rule in self.dp.installed().map_or(&[][..], |r| &r.rules) {
+            for s in rule.sources() {
+                *by_source.entry(s).or_default() += 1;
             }
         }
         let interfaces: Vec<serde_json::Value> = self
