@@ -6,7 +6,7 @@
 //! The differential test runs both on the same frames.
 
 use crate::{
-    maps::{Config, DIR_DST, DIR_SRC, MODE_ENFORCE, NO_RULE, PortSet, RuleRef},
+    maps::{Config, DIR_DST, DIR_SRC, MODE_ENFORCE, NO_PORT, NO_RULE, PortSet, RuleRef, port_key},
     outcome::{Outcome, verdict},
     proto::*,
 };
@@ -94,6 +94,9 @@ pub struct Decision {
     pub verdict: u32,
     /// The rule credited, or [`NO_RULE`].
     pub rule: u32,
+    /// The [`port_key`] of the port the rule matched on, or [`NO_PORT`] (no rule, or a later
+    /// fragment, which matches on its address alone).
+    pub port_key: u32,
 }
 
 /// The direction in force on an interface.
@@ -116,45 +119,73 @@ pub fn decide<T: Tables>(
     direction: u32,
     tables: &T,
 ) -> Decision {
-    let (outcome, rule) = match kind {
-        FrameKind::NotIp => (Outcome::NotIp, NO_RULE),
-        FrameKind::Malformed => (Outcome::Malformed, NO_RULE),
+    let (outcome, rule, port_key) = match kind {
+        FrameKind::NotIp => (Outcome::NotIp, NO_RULE, NO_PORT),
+        FrameKind::Malformed => (Outcome::Malformed, NO_RULE, NO_PORT),
         FrameKind::Ip => decide_ip(pkt, cfg, direction, tables),
     };
     Decision {
         outcome,
         verdict: verdict(outcome, cfg.mode),
         rule,
+        port_key,
     }
 }
 
+/// Outcome, rule credited and the key of the port it matched on.
 #[inline(always)]
-fn decide_ip<T: Tables>(pkt: &IpPacket, cfg: &Config, direction: u32, t: &T) -> (Outcome, u32) {
+fn decide_ip<T: Tables>(
+    pkt: &IpPacket,
+    cfg: &Config,
+    direction: u32,
+    t: &T,
+) -> (Outcome, u32, u32) {
     if direction & DIR_DST != 0
         && let Some(rule) = match_address(pkt, &pkt.dst, pkt.dport, t)
     {
-        return (Outcome::Intune, rule);
+        return (Outcome::Intune, rule, matched_port(pkt, pkt.dport));
     }
     if direction & DIR_SRC != 0
         && let Some(rule) = match_address(pkt, &pkt.src, pkt.sport, t)
     {
-        return (Outcome::Intune, rule);
+        return (Outcome::Intune, rule, matched_port(pkt, pkt.sport));
     }
     if cfg.flags & Config::FLAG_PORT_ONLY != 0
         && pkt.has_ports
         && let Some(ports) = t.port_set(cfg.port_only_set)
-        && ((direction & DIR_DST != 0 && ports.allows(pkt.l4, pkt.dport))
-            || (direction & DIR_SRC != 0 && ports.allows(pkt.l4, pkt.sport)))
     {
-        return (Outcome::Intune, cfg.port_only_rule);
+        if direction & DIR_DST != 0 && ports.allows(pkt.l4, pkt.dport) {
+            return (
+                Outcome::Intune,
+                cfg.port_only_rule,
+                port_key(pkt.l4, pkt.dport),
+            );
+        }
+        if direction & DIR_SRC != 0 && ports.allows(pkt.l4, pkt.sport) {
+            return (
+                Outcome::Intune,
+                cfg.port_only_rule,
+                port_key(pkt.l4, pkt.sport),
+            );
+        }
     }
     if is_infrastructure(pkt, cfg, t) {
-        return (Outcome::Infrastructure, NO_RULE);
+        return (Outcome::Infrastructure, NO_RULE, NO_PORT);
     }
     if cfg.mode == MODE_ENFORCE {
-        (Outcome::Dropped, NO_RULE)
+        (Outcome::Dropped, NO_RULE, NO_PORT)
     } else {
-        (Outcome::UnmatchedPassed, NO_RULE)
+        (Outcome::UnmatchedPassed, NO_RULE, NO_PORT)
+    }
+}
+
+/// The key of the port an address match was made on: none for a later fragment.
+#[inline(always)]
+fn matched_port(pkt: &IpPacket, port: u16) -> u32 {
+    if pkt.has_ports {
+        port_key(pkt.l4, port)
+    } else {
+        NO_PORT
     }
 }
 
@@ -467,13 +498,13 @@ mod tests {
         let t = tables();
         let hit = classify(&tcp4(443), 1, &cfg(MODE_ENFORCE), &t);
         assert_eq!(
-            (hit.outcome, hit.verdict, hit.rule),
-            (Outcome::Intune, XDP_PASS, 7)
+            (hit.outcome, hit.verdict, hit.rule, hit.port_key),
+            (Outcome::Intune, XDP_PASS, 7, 443)
         );
         let miss = classify(&tcp4(22), 1, &cfg(MODE_ENFORCE), &t);
         assert_eq!(
-            (miss.outcome, miss.verdict, miss.rule),
-            (Outcome::Dropped, XDP_DROP, NO_RULE)
+            (miss.outcome, miss.verdict, miss.rule, miss.port_key),
+            (Outcome::Dropped, XDP_DROP, NO_RULE, NO_PORT)
         );
         let monitored = classify(&tcp4(22), 1, &cfg(MODE_MONITOR), &t);
         assert_eq!(

@@ -17,6 +17,15 @@ pub const PORT_SETS: &str = "PORT_SETS";
 pub const RULE_STATS: &str = "RULE_STATS";
 /// Per-CPU array of [`Counter`], indexed by [`crate::outcome::Outcome`].
 pub const OUTCOME_STATS: &str = "OUTCOME_STATS";
+/// Array of u32 indexed by [`port_key`]: the port's slot in `PORT_STATS`, 0 for a port
+/// without one (counted in [`OTHER_PORTS_SLOT`]).
+pub const PORT_SLOTS: &str = "PORT_SLOTS";
+/// Per-CPU array of [`Counter`], indexed by port slot: Intune hits by the port that matched.
+pub const PORT_STATS: &str = "PORT_STATS";
+/// Array of u32 indexed by port slot: the [`port_key`] + 1 the slot counts for, 0 when free.
+/// Only userspace reads it: a restarted daemon keeps the slots (and their counts), and `stats`
+/// names them while the daemon is down.
+pub const PORT_SLOT_KEYS: &str = "PORT_SLOT_KEYS";
 /// Array with one [`Config`].
 pub const CONFIG: &str = "CONFIG";
 /// Hash of ifindex (u32) -> direction bits, consulted when [`Config::FLAG_PER_IFACE`] is set.
@@ -36,6 +45,33 @@ pub const MAX_PORT_SETS: u32 = 64;
 pub const V4_TABLE_CHUNKS: u32 = 256;
 pub const MAX_IFACES: u32 = 256;
 pub const MAX_DNS_RESOLVERS: u32 = 64;
+/// Entries of `PORT_SLOTS`: every TCP port, then every UDP port.
+pub const PORT_KEYS: u32 = 2 * 65536;
+/// Slots of `PORT_STATS`, the first for ports without a slot of their own: far more than the
+/// Intune list names (six ports), few enough to cost 16 KiB a CPU.
+pub const MAX_PORT_SLOTS: u32 = 1024;
+pub const OTHER_PORTS_SLOT: u32 = 0;
+/// Port key of a decision that matched no port (a later fragment, or no match).
+pub const NO_PORT: u32 = u32::MAX;
+
+/// The index of a TCP or UDP port in `PORT_SLOTS`.
+#[inline(always)]
+pub fn port_key(l4: u8, port: u16) -> u32 {
+    match l4 {
+        crate::proto::IPPROTO_UDP => 65536 + port as u32,
+        _ => port as u32,
+    }
+}
+
+/// The protocol and port of a [`port_key`].
+pub fn key_port(key: u32) -> (u8, u16) {
+    let proto = if key >= 65536 {
+        crate::proto::IPPROTO_UDP
+    } else {
+        crate::proto::IPPROTO_TCP
+    };
+    (proto, (key & 0xffff) as u16)
+}
 
 /// Rule index that means "no rule" in a [`Trace`].
 pub const NO_RULE: u32 = u32::MAX;
@@ -157,6 +193,8 @@ pub struct Trace {
     pub verdict: u32,
     /// The rule credited, or [`NO_RULE`].
     pub rule: u32,
+    /// The [`port_key`] of the port that matched, or [`NO_PORT`].
+    pub port_key: u32,
 }
 
 #[cfg(feature = "user")]

@@ -27,6 +27,15 @@ pub const IPPROTO_DSTOPTS: u8 = 60;
 /// IPv6 extension headers skipped before the transport header; one more makes a frame malformed.
 pub const MAX_IPV6_EXT_HEADERS: usize = 6;
 
+/// "tcp", "udp", or "other".
+pub const fn l4_name(l4: u8) -> &'static str {
+    match l4 {
+        IPPROTO_TCP => "tcp",
+        IPPROTO_UDP => "udp",
+        _ => "other",
+    }
+}
+
 pub const TCP_MIN_HLEN: usize = 20;
 pub const UDP_HLEN: usize = 8;
 /// ICMP and ICMPv6: type, code, checksum.

@@ -24,6 +24,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use intune_common::proto::l4_name;
+
 use crate::{
     datapath::{counters::PinnedCounters, pins::Pins},
     state::StateDir,
@@ -103,6 +105,13 @@ struct SetLabel {
     set: u32,
 }
 
+/// A port, or proto "other" and port 0 for the ports without a counter of their own.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PortLabel {
+    proto: &'static str,
+    port: u16,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabel {
     source: String,
@@ -153,6 +162,34 @@ impl Collector for MapCollector {
                 &mut encoder,
                 "intune_xdp_outcome_bytes",
                 "Bytes per outcome.",
+                rows(true),
+                counter,
+            )?;
+        }
+        if let Ok(ports) = counters.ports() {
+            let rows = |bytes: bool| {
+                ports.iter().map(move |p| {
+                    let (proto, port) = p
+                        .port
+                        .map_or(("other", 0), |(l4, port)| (l4_name(l4), port));
+                    let c = p.counter;
+                    (
+                        PortLabel { proto, port },
+                        ConstCounter::new(if bytes { c.bytes } else { c.packets }),
+                    )
+                })
+            };
+            Self::family(
+                &mut encoder,
+                "intune_xdp_port_packets",
+                "Intune frames per port they matched on.",
+                rows(false),
+                counter,
+            )?;
+            Self::family(
+                &mut encoder,
+                "intune_xdp_port_bytes",
+                "Intune bytes per port they matched on.",
                 rows(true),
                 counter,
             )?;

@@ -490,6 +490,13 @@ impl RuleSet {
         self.port_sets.iter().map(|(id, p)| (*id, p.to_port_set()))
     }
 
+    /// Every port some rule allows.
+    pub fn all_ports(&self) -> Ports {
+        self.port_sets
+            .values()
+            .fold(Ports::default(), |acc, p| acc.union(p))
+    }
+
     /// One more than the highest rule index: the counters worth reading.
     pub fn index_bound(&self) -> usize {
         self.rules

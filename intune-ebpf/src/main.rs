@@ -15,13 +15,13 @@ use core::mem::MaybeUninit;
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use intune_common::{
     classify::{Decision, IpPacket, decide, direction},
-    maps::{Config, Counter, NO_RULE, Trace},
+    maps::{Config, Counter, NO_PORT, NO_RULE, OTHER_PORTS_SLOT, Trace},
     outcome::XDP_PASS,
 };
 
 use crate::{
     lookup::MapTables,
-    maps::{CONFIG, OUTCOME_STATS, RULE_STATS, TRACE},
+    maps::{CONFIG, OUTCOME_STATS, PORT_SLOTS, PORT_STATS, RULE_STATS, TRACE},
 };
 
 #[xdp]
@@ -66,6 +66,13 @@ fn count(ctx: &XdpContext, d: &Decision) {
     if d.rule != NO_RULE {
         add(RULE_STATS.get_ptr_mut(d.rule), bytes);
     }
+    if d.port_key != NO_PORT {
+        let slot = PORT_SLOTS
+            .get(d.port_key)
+            .copied()
+            .unwrap_or(OTHER_PORTS_SLOT);
+        add(PORT_STATS.get_ptr_mut(slot), bytes);
+    }
 }
 
 #[inline(always)]
@@ -89,6 +96,7 @@ fn trace(d: &Decision) {
                 outcome: d.outcome as u32,
                 verdict: d.verdict,
                 rule: d.rule,
+                port_key: d.port_key,
             };
         }
     }

@@ -7,8 +7,9 @@ use aya_ebpf::{
 };
 use intune_common::{
     maps::{
-        Config, Counter, MAX_DNS_RESOLVERS, MAX_IFACES, MAX_PORT_SETS, MAX_PREFIXES_V4,
-        MAX_PREFIXES_V6, MAX_RULES, PortSet, RuleRef, Trace, V4_TABLE_CHUNKS,
+        Config, Counter, MAX_DNS_RESOLVERS, MAX_IFACES, MAX_PORT_SETS, MAX_PORT_SLOTS,
+        MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, PORT_KEYS, PortSet, RuleRef, Trace,
+        V4_TABLE_CHUNKS,
     },
     outcome::OUTCOME_COUNT,
     v4table::{CHUNK_ENTRIES, TBL16_ENTRIES},
@@ -40,6 +41,16 @@ pub static RULE_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_
 
 #[map]
 pub static OUTCOME_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(OUTCOME_COUNT, 0);
+
+#[map]
+pub static PORT_SLOTS: Array<u32> = Array::with_max_entries(PORT_KEYS, 0);
+
+#[map]
+pub static PORT_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_PORT_SLOTS, 0);
+
+// Not read here: userspace's record of what each port slot counts (see intune_common::maps).
+#[map]
+pub static PORT_SLOT_KEYS: Array<u32> = Array::with_max_entries(MAX_PORT_SLOTS, 0);
 
 #[map]
 pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);

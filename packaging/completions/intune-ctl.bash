@@ -861,7 +861,7 @@ _intune__ctl() {
             fi
             case "${prev}" in
                 --by)
-                    COMPREPLY=($(compgen -W "prefix set outcome" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "prefix set port outcome" -- "${cur}"))
                     return 0
                     ;;
                 --watch)

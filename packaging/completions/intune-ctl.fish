@@ -151,6 +151,7 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand refresh" -l json
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand refresh" -s h -l help -d 'Print help'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand stats" -l by -r -f -a "prefix\t'Every rule with hits: prefix or resolved address'
 set\t'Per endpoint set (a rule\'s hits count for each set that lists it)'
+port\t'Per port that Intune traffic matched on (ports beyond the counters count as "other")'
 outcome\t'The outcome counters only'"
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand stats" -l watch -d 'Print again every SECONDS, with rates' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand stats" -l bpffs-dir -r -F

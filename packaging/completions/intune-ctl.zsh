@@ -158,6 +158,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '--by=[]:BY:((prefix\:"Every rule with hits\: prefix or resolved address"
 set\:"Per endpoint set (a rule'\''s hits count for each set that lists it)"
+port\:"Per port that Intune traffic matched on (ports beyond the counters count as "other")"
 outcome\:"The outcome counters only"))' \
 '--watch=[Print again every SECONDS, with rates]:SECONDS:_default' \
 '--bpffs-dir=[]:DIR:_files' \

@@ -3,11 +3,16 @@
 
 use intune_common::{
     classify::Decision,
-    maps::NO_RULE,
+    maps::{NO_PORT, NO_RULE, key_port},
     outcome::{Outcome, XDP_DROP, XDP_PASS},
+};
+use intune_common::{
+    maps::MAX_PORT_SLOTS,
+    proto::{IPPROTO_TCP, IPPROTO_UDP},
 };
 use intune_ctl::{
     datapath::Datapath,
+    endpoints::{Source, parse_endpoint_sets},
     policy::{Direction, Mode, Policy},
     reference::ReferenceTables,
     rules::RuleSet,
@@ -63,6 +68,7 @@ impl Case {
             .dp
             .rule_counters(self.rules.index_bound())
             .expect("rule counters");
+        let ports_before = self.dp.port_counters().expect("port counters");
         let d = self.dp.run_frame(frame).expect("test run");
         let reference = ReferenceTables::new(&self.rules, &self.policy).classify(frame, 1);
         assert_eq!(
@@ -95,6 +101,33 @@ impl Case {
                 after.bytes - before.bytes,
                 if hit { frame.len() as u64 } else { 0 },
                 "rule {i} bytes"
+            );
+        }
+        // The port the rule matched on is counted on its slot, or with the other ports when
+        // it has none; nothing else moves.
+        let ports_after = self.dp.port_counters().expect("port counters");
+        let credited = (d.port_key != NO_PORT).then(|| {
+            let port = Some(key_port(d.port_key));
+            if ports_after.iter().any(|p| p.port == port) {
+                port
+            } else {
+                None
+            }
+        });
+        for (before, after) in ports_before.iter().zip(ports_after.iter()) {
+            assert_eq!(before.port, after.port);
+            let hit = credited == Some(after.port);
+            assert_eq!(
+                after.counter.packets - before.counter.packets,
+                u64::from(hit),
+                "port {:?} packets",
+                after.port
+            );
+            assert_eq!(
+                after.counter.bytes - before.counter.bytes,
+                if hit { frame.len() as u64 } else { 0 },
+                "port {:?} bytes",
+                after.port
             );
         }
         d
@@ -160,6 +193,75 @@ fn ipv4_hit_on_an_allowed_port_is_intune() {
         XDP_DROP,
         None,
     );
+}
+
+#[test]
+fn hits_are_counted_per_port_with_ports_beyond_the_counters_together() {
+    require_root!();
+    let ranges = |tcp: &str| {
+        let json = format!(
+            r#"[{{"id": 1, "serviceArea": "MEM", "category": "Allow", "required": true,
+                 "ips": ["198.51.100.0/24"], "tcpPorts": "{tcp}", "udpPorts": "123"}}]"#
+        );
+        parse_endpoint_sets(&json, Source::File).expect("sets parse")
+    };
+    let policy = Policy {
+        mode: Mode::Enforce,
+        ..Policy::default()
+    };
+    let rules = rule_set(&ranges("443,1000-2999"), false);
+    let mut c = Case {
+        dp: load(&rules, &policy),
+        rules,
+        policy,
+    };
+    let tcp = |port| Frame::tcp(DEV, "198.51.100.7", 40000, port);
+    let slotted = |c: &Case| -> Vec<Option<(u8, u16)>> {
+        let ports = c.dp.port_counters().expect("port counters");
+        ports.iter().map(|p| p.port).collect()
+    };
+    let ports = slotted(&c);
+    assert_eq!(ports.len() as u32, MAX_PORT_SLOTS, "every slot in use");
+    assert!(ports.contains(&Some((IPPROTO_TCP, 443))));
+    assert!(ports.contains(&Some((IPPROTO_UDP, 123))));
+    assert!(
+        !ports.contains(&Some((IPPROTO_TCP, 2999))),
+        "beyond the slots"
+    );
+    for port in [443, 1000, 2999, 2999] {
+        c.expect(
+            &tcp(port),
+            Outcome::Intune,
+            XDP_PASS,
+            Some("198.51.100.0/24"),
+        );
+    }
+    c.expect(
+        &Frame::udp(DEV, "198.51.100.7", 40000, 123),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("198.51.100.0/24"),
+    );
+    let other = c.dp.port_counters().expect("port counters")[0];
+    assert_eq!((other.port, other.counter.packets), (None, 2));
+    // The range leaves: its ports give their counters back, 443 and 123 keep counting.
+    let next = RuleSet::build(&ranges("443"), &Default::default(), Some(&c.rules))
+        .expect("rule set builds");
+    c.dp.apply(next.clone()).expect("update");
+    c.rules = next;
+    assert_eq!(
+        slotted(&c),
+        vec![None, Some((IPPROTO_TCP, 443)), Some((IPPROTO_UDP, 123))]
+    );
+    let counts = c.dp.port_counters().expect("port counters");
+    assert_eq!(counts[1].counter.packets, 1, "443 counts on");
+    c.expect(
+        &tcp(443),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("198.51.100.0/24"),
+    );
+    c.expect(&tcp(1000), Outcome::Dropped, XDP_DROP, None);
 }
 
 #[test]

@@ -279,10 +279,33 @@ listen = "127.0.0.1:9470"
         "{stats}"
     );
 
+    // By port: the 10 datagrams on UDP 123, the rest of the Intune hits on TCP 443.
+    let ports = st(&["stats", "--by", "port"]);
+    let port = |proto: &str, number: u64| {
+        ports["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["proto"] == proto && p["port"] == number)
+            .and_then(|p| p["packets"].as_u64())
+            .unwrap_or_else(|| panic!("{proto}/{number} in {ports}"))
+    };
+    let intune = by_prefix["packets"].as_u64().unwrap() + by_name["packets"].as_u64().unwrap();
+    assert_eq!(port("udp", 123), 10, "{ports}");
+    assert_eq!(port("tcp", 443), intune - 10, "{ports}");
+    assert_eq!(ports["ports"].as_array().unwrap().len(), 2, "{ports}");
+
     let m = metrics(&n.gw);
     assert_eq!(
+        metric(
+            &m,
+            "intune_xdp_port_packets_total{proto=\"udp\",port=\"123\"}"
+        ),
+        10
+    );
+    assert_eq!(
         metric(&m, "intune_xdp_set_packets_total{set=\"900\"}"),
-        by_prefix["packets"].as_u64().unwrap() + by_name["packets"].as_u64().unwrap()
+        intune
     );
     assert_eq!(
         metric(&m, "intune_xdp_outcome_packets_total{outcome=\"dropped\"}"),

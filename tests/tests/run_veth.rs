@@ -404,6 +404,13 @@ fn a_restart_keeps_filtering_and_counting_without_a_gap() {
         after, sent as u64,
         "one count a datagram, across both programs"
     );
+    // The port counters carry on too: the new daemon found the slots the old one left.
+    let ports = ctl_json(&run, &["stats", "--by", "port"]);
+    assert_eq!(
+        ports["ports"],
+        serde_json::json!([{"proto": "udp", "port": 123, "packets": sent, "bytes": sent as u64 * 46}]),
+        "{ports}"
+    );
     let (code, _) = run.terminate();
     assert_eq!(code, 0);
 }

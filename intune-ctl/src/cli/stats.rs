@@ -22,6 +22,8 @@ pub enum By {
     Prefix,
     /// Per endpoint set (a rule's hits count for each set that lists it).
     Set,
+    /// Per port that Intune traffic matched on (ports beyond the counters count as "other").
+    Port,
     /// The outcome counters only.
     Outcome,
 }
@@ -70,6 +72,24 @@ struct SetRow {
     hits: Hits,
 }
 
+#[derive(Debug, Serialize)]
+struct PortRow {
+    /// "tcp" or "udp"; none for the row of ports without a counter of their own.
+    proto: Option<&'static str>,
+    port: Option<u16>,
+    #[serde(flatten)]
+    hits: Hits,
+}
+
+impl PortRow {
+    fn label(&self) -> String {
+        match (self.proto, self.port) {
+            (Some(proto), Some(port)) => format!("{proto}/{port}"),
+            _ => "other".into(),
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 struct Snapshot {
     outcomes: BTreeMap<String, Hits>,
@@ -77,6 +97,8 @@ struct Snapshot {
     rules: Vec<RuleRow>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     sets: Vec<SetRow>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<PortRow>,
 }
 
 pub fn run(args: &StatsArgs) -> anyhow::Result<()> {
@@ -130,8 +152,13 @@ fn snapshot(
             .collect(),
         ..Snapshot::default()
     };
-    if by == By::Outcome {
-        return Ok(snap);
+    match by {
+        By::Outcome => return Ok(snap),
+        By::Port => {
+            snap.ports = port_rows(counters)?;
+            return Ok(snap);
+        }
+        By::Prefix | By::Set => {}
     }
     let counts = counters.rules_of(rules.iter().map(|r| r.index))?;
     let mut hit: Vec<(&InstalledRule, Counter)> = rules
@@ -179,9 +206,25 @@ fn snapshot(
             rows.sort_by_key(|r| (std::cmp::Reverse(r.hits.packets), r.set));
             snap.sets = rows;
         }
-        By::Outcome => {}
+        By::Outcome | By::Port => {}
     }
     Ok(snap)
+}
+
+/// Ports with hits, most hit first.
+fn port_rows(counters: &PinnedCounters) -> anyhow::Result<Vec<PortRow>> {
+    let mut rows: Vec<PortRow> = counters
+        .ports()?
+        .into_iter()
+        .filter(|p| p.counter.packets > 0)
+        .map(|p| PortRow {
+            proto: p.port.map(|(l4, _)| intune_common::proto::l4_name(l4)),
+            port: p.port.map(|(_, port)| port),
+            hits: hits(p.counter),
+        })
+        .collect();
+    rows.sort_by_key(|r| (std::cmp::Reverse(r.hits.packets), r.proto.is_none(), r.port));
+    Ok(rows)
 }
 
 fn add_rates(snap: &mut Snapshot, prev: &Snapshot, secs: f64) {
@@ -206,6 +249,15 @@ fn add_rates(snap: &mut Snapshot, prev: &Snapshot, secs: f64) {
         rate(
             &mut s.hits,
             prev.sets.iter().find(|p| p.set == s.set).map(|p| &p.hits),
+        );
+    }
+    for p in &mut snap.ports {
+        rate(
+            &mut p.hits,
+            prev.ports
+                .iter()
+                .find(|q| (q.proto, q.port) == (p.proto, p.port))
+                .map(|q| &q.hits),
         );
     }
 }
@@ -281,6 +333,17 @@ fn print_tables(snap: &Snapshot, watch: bool) {
                 s.prefixes_hit.to_string(),
             ];
             row.extend(cells(&s.hits, watch));
+            t.add_row(row);
+        }
+        println!("{t}");
+    }
+    if !snap.ports.is_empty() {
+        let mut t = Table::new();
+        t.load_preset(UTF8_BORDERS_ONLY)
+            .set_header(header(&["port"], watch));
+        for p in &snap.ports {
+            let mut row = vec![p.label()];
+            row.extend(cells(&p.hits, watch));
             t.add_row(row);
         }
         println!("{t}");

@@ -3,11 +3,21 @@
 
 use aya::maps::{Map, MapData, PerCpuArray};
 use intune_common::{
-    maps::{Counter, OUTCOME_STATS, RULE_STATS},
+    maps::{
+        Counter, OTHER_PORTS_SLOT, OUTCOME_STATS, PORT_SLOT_KEYS, PORT_STATS, RULE_STATS, key_port,
+    },
     outcome::Outcome,
 };
 
-use super::{Datapath, DatapathError, pins::Pins, sync::map_err};
+use super::{Datapath, DatapathError, pins::Pins, ports::slot_records, sync::map_err};
+
+/// Hits on one port, or on the ports without a counter of their own (`port` is `None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortHits {
+    /// Protocol number and port.
+    pub port: Option<(u8, u16)>,
+    pub counter: Counter,
+}
 
 fn sum(values: impl IntoIterator<Item = Counter>) -> Counter {
     values.into_iter().fold(Counter::default(), |a, c| Counter {
@@ -41,6 +51,21 @@ fn rules_in(
         .collect()
 }
 
+fn ports_in(stats: &Map, slot_keys: &Map) -> Result<Vec<PortHits>, DatapathError> {
+    let array = PerCpuArray::<_, Counter>::try_from(stats).map_err(map_err(PORT_STATS))?;
+    slot_records(slot_keys)?
+        .into_iter()
+        .filter(|&(slot, record)| slot == OTHER_PORTS_SLOT || record != 0)
+        .map(|(slot, record)| {
+            let per_cpu = array.get(&slot, 0).map_err(map_err(PORT_STATS))?;
+            Ok(PortHits {
+                port: (slot != OTHER_PORTS_SLOT).then(|| key_port(record - 1)),
+                counter: sum(per_cpu.iter().copied()),
+            })
+        })
+        .collect()
+}
+
 impl Datapath {
     /// Packets and bytes per outcome.
     pub fn outcome_counters(&self) -> Result<Vec<(Outcome, Counter)>, DatapathError> {
@@ -67,25 +92,35 @@ impl Datapath {
             .ok_or(DatapathError::Missing(RULE_STATS))?;
         rules_in(map, indices)
     }
+
+    /// Intune hits per port with a counter, and on the other ports together.
+    pub fn port_counters(&self) -> Result<Vec<PortHits>, DatapathError> {
+        let map = |name| self.ebpf.map(name).ok_or(DatapathError::Missing(name));
+        ports_in(map(PORT_STATS)?, map(PORT_SLOT_KEYS)?)
+    }
 }
 
 /// The counter maps a daemon pinned, opened without it.
 pub struct PinnedCounters {
     outcomes: Map,
     rules: Map,
+    ports: Map,
+    port_slot_keys: Map,
 }
 
 impl PinnedCounters {
     pub fn open(pins: &Pins) -> Result<PinnedCounters, DatapathError> {
-        let open = |name: &'static str| {
-            MapData::from_pin(pins.map(name))
-                .map(Map::PerCpuArray)
-                .map_err(map_err(name))
-        };
+        let open = |name: &'static str| MapData::from_pin(pins.map(name)).map_err(map_err(name));
         Ok(PinnedCounters {
-            outcomes: open(OUTCOME_STATS)?,
-            rules: open(RULE_STATS)?,
+            outcomes: Map::PerCpuArray(open(OUTCOME_STATS)?),
+            rules: Map::PerCpuArray(open(RULE_STATS)?),
+            ports: Map::PerCpuArray(open(PORT_STATS)?),
+            port_slot_keys: Map::Array(open(PORT_SLOT_KEYS)?),
         })
+    }
+
+    pub fn ports(&self) -> Result<Vec<PortHits>, DatapathError> {
+        ports_in(&self.ports, &self.port_slot_keys)
     }
 
     pub fn outcomes(&self) -> Result<Vec<(Outcome, Counter)>, DatapathError> {

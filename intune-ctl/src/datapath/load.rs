@@ -148,6 +148,8 @@ pub struct Datapath {
     pub(crate) v4_table: Option<V4Table>,
     pub(crate) policy: Policy,
     pub(crate) trace: bool,
+    /// Which port each port counter counts; read from the maps at the first update.
+    pub(crate) port_slots: Option<super::ports::PortSlots>,
 }
 
 impl Datapath {
@@ -197,6 +199,7 @@ impl Datapath {
             v4_table: None,
             policy: Policy::default(),
             trace: false,
+            port_slots: None,
         })
     }
 

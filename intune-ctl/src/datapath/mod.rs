@@ -7,6 +7,7 @@ pub mod counters;
 pub mod load;
 pub mod mmap;
 pub mod pins;
+pub mod ports;
 pub mod probe;
 pub mod sync;
 pub mod testrun;

@@ -4,7 +4,7 @@
 //! commands test-run it against its live maps).
 //!
 //! ```text
-//! DIR/maps/RULE_STATS, DIR/maps/OUTCOME_STATS
+//! DIR/maps/RULE_STATS, DIR/maps/OUTCOME_STATS, DIR/maps/PORT_{STATS,SLOTS,SLOT_KEYS}
 //! DIR/links/IFACE
 //! DIR/prog
 //! ```
@@ -20,12 +20,19 @@ use aya::{
     programs::links::{FdLink, PinnedLink},
 };
 use intune_common::maps::{
-    CONFIG, DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, OUTCOME_STATS, PORT_SETS, RULE_STATS,
-    V4_TBL16, V4_TBL24, V4_TBL32,
+    CONFIG, DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, OUTCOME_STATS, PORT_SETS,
+    PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS, RULE_STATS, V4_TBL16, V4_TBL24, V4_TBL32,
 };
 
-/// The maps shared by every program the daemon loads.
-pub const SHARED_MAPS: [&str; 2] = [RULE_STATS, OUTCOME_STATS];
+/// The maps shared by every program the daemon loads: the counters, and the port slots that
+/// say which port each port counter counts.
+pub const SHARED_MAPS: [&str; 5] = [
+    RULE_STATS,
+    OUTCOME_STATS,
+    PORT_STATS,
+    PORT_SLOTS,
+    PORT_SLOT_KEYS,
+];
 
 /// The maps a decision reads: pinned by each daemon for its program, so `lookup` can ask a
 /// copy of the program against them (with counters of its own).

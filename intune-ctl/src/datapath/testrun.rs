@@ -51,6 +51,7 @@ impl Datapath {
                 .ok_or(TestRunError::BadOutcome(trace.outcome))?,
             verdict: result.return_value,
             rule: trace.rule,
+            port_key: trace.port_key,
         })
     }
 
