@@ -69,6 +69,12 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
         None => None,
     };
     let mut d = Daemon::start(args, policy)?;
+    if let Some(log) =
+        d.dp.kernel_log()
+            .context("reading the kernel program's log")?
+    {
+        tokio::spawn(log.forward());
+    }
     if let Some(listener) = metrics {
         let registry = crate::metrics::registry(d.pins.clone(), d.args.service.state_dir.clone());
         tokio::spawn(async move {

@@ -59,29 +59,41 @@ struct Running {
 }
 
 fn spawn(gw: &Netns, argv: &[String]) -> (Child, mpsc::Receiver<String>) {
-    spawn_with(gw, argv, &[])
+    spawn_with(gw, argv, &[], false)
 }
 
+/// Runs `argv` in `gw` with `env`; its output lines (the log's too, with `with_log`) arrive on
+/// the receiver.
 fn spawn_with(
     gw: &Netns,
     argv: &[String],
     env: &[(&str, &str)],
+    with_log: bool,
 ) -> (Child, mpsc::Receiver<String>) {
     let mut child = gw
         .command(env!("CARGO_BIN_EXE_intune-ctl-test"))
         .args(argv)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(if with_log {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
         .spawn()
         .expect("spawn intune-ctl run");
-    let stdout = child.stdout.take().unwrap();
     let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let forward = |out: Box<dyn std::io::Read + Send>, tx: mpsc::Sender<String>| {
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    };
+    forward(Box::new(child.stdout.take().unwrap()), tx.clone());
+    if let Some(stderr) = child.stderr.take() {
+        forward(Box::new(stderr), tx);
+    }
     (child, lines)
 }
 
@@ -662,6 +674,7 @@ fn systemd_hears_ready_status_and_the_watchdog() {
             ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
             ("WATCHDOG_USEC", "400000"),
         ],
+        false,
     );
     run.child = child;
     run.lines = lines;
@@ -689,6 +702,40 @@ fn systemd_hears_ready_status_and_the_watchdog() {
         }
     }
     assert!(rest.contains("STOPPING=1"), "{rest}");
+}
+
+#[test]
+fn the_kernel_program_logs_its_decisions_at_debug_level_only() {
+    require_root!();
+    let t = topology("k");
+    let mut run = Running::start(&t.gw, &["--mode", "enforce"]);
+    run.wait_for("attached to g0", 30);
+    run.terminate();
+    let decision = "pass intune rule ";
+    for (filter, logged) in [("info", false), ("info,intune_xdp::kernel=debug", true)] {
+        let (child, lines) = spawn_with(&t.gw, &run.argv, &[("RUST_LOG", filter)], true);
+        run.child = child;
+        run.lines = lines;
+        run.wait_for("attached to g0", 30);
+        assert!(connects(&t.dev, "198.51.100.1:443"));
+        assert!(!connects(&t.dev, "198.51.100.1:8443"));
+        if logged {
+            let seen = run.wait_for(decision, 10);
+            assert!(
+                seen.iter()
+                    .any(|l| l.contains(": tcp 192.0.2.1:") && l.ends_with("-> 198.51.100.1:443")),
+                "{seen:?}"
+            );
+            run.wait_for("drop dropped rule -1: tcp 192.0.2.1:", 10);
+        }
+        let (code, rest) = run.terminate();
+        assert_eq!(code, 0);
+        let kernel: Vec<&String> = rest.iter().filter(|l| l.contains(" rule ")).collect();
+        assert!(
+            logged || kernel.is_empty(),
+            "logged at {filter}: {kernel:?}"
+        );
+    }
 }
 
 #[test]

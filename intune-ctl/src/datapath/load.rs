@@ -68,6 +68,8 @@ pub enum DatapathError {
     Link(LinkError),
     #[error("the pin directory: {0}")]
     Pins(std::io::Error),
+    #[error("the kernel program's log: {0}")]
+    KernelLog(String),
 }
 
 /// Map sizes the program is loaded with.
@@ -150,6 +152,8 @@ pub struct Datapath {
     pub(crate) trace: bool,
     /// Which port each port counter counts; read from the maps at the first update.
     pub(crate) port_slots: Option<super::ports::PortSlots>,
+    /// The program was loaded with its debug log on.
+    pub(crate) kernel_log_on: bool,
 }
 
 impl Datapath {
@@ -183,7 +187,9 @@ impl Datapath {
     ) -> Result<Datapath, DatapathError> {
         // An array map needs at least one entry, even when the table is off.
         let chunk_entries = capacity.v4_table_chunks.max(1) * CHUNK_ENTRIES;
+        let log_level = super::kernel_log::level();
         let mut ebpf = loader
+            .override_global(aya_log::LEVEL, log_level, true)
             .map_max_entries(LPM_V4, capacity.prefixes_v4)
             .map_max_entries(LPM_V6, capacity.prefixes_v6)
             .map_max_entries(RULE_STATS, capacity.rules)
@@ -200,6 +206,7 @@ impl Datapath {
             policy: Policy::default(),
             trace: false,
             port_slots: None,
+            kernel_log_on: *log_level != 0,
         })
     }
 

@@ -1,0 +1,79 @@
+//! The kernel program's log: it records each decision with aya-log at debug level only, and
+//! the records are forwarded to `tracing` under the target `intune_xdp::kernel`. The level is
+//! fixed as the program loads, from the daemon's log filter (`RUST_LOG=info,intune_xdp::kernel=debug`
+//! turns it on); with it off the verifier drops the logging code and it costs nothing.
+
+use aya_log::EbpfLogger;
+use tokio::io::unix::AsyncFd;
+
+use super::{Datapath, DatapathError};
+
+pub const TARGET: &str = "intune_xdp::kernel";
+
+// Statics: the loader borrows the value for as long as it lives.
+static OFF: u8 = 0;
+static DEBUG: u8 = aya_log::Level::Debug as u8;
+
+/// The aya-log level to load the program with: debug when the log filter lets the kernel's
+/// debug records through, else off.
+pub(super) fn level() -> &'static u8 {
+    if tracing::enabled!(target: TARGET, tracing::Level::DEBUG) {
+        &DEBUG
+    } else {
+        &OFF
+    }
+}
+
+/// Hands aya-log's records (already formatted) to `tracing`.
+struct Forward;
+
+impl log::Log for Forward {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        tracing::debug!(target: TARGET, "{}", record.args());
+    }
+
+    fn flush(&self) {}
+}
+
+/// The reader of the program's log ring buffer.
+pub struct KernelLog(EbpfLogger<Forward>);
+
+impl KernelLog {
+    /// Forwards records as they arrive, until the task is dropped.
+    pub async fn forward(self) {
+        // SAFETY: the logger owns its ring buffer's descriptor for as long as it lives and
+        // always answers with that one.
+        let registered =
+            unsafe { AsyncFd::register_with_interest(self.0, tokio::io::Interest::READABLE) };
+        let mut fd = match registered {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::warn!(error = %e, "the kernel program's log cannot be read");
+                return;
+            }
+        };
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return;
+            };
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    }
+}
+
+impl Datapath {
+    /// The program's log reader, when it was loaded with its log on.
+    pub fn kernel_log(&mut self) -> Result<Option<KernelLog>, DatapathError> {
+        if !self.kernel_log_on {
+            return Ok(None);
+        }
+        EbpfLogger::init_with_logger(&mut self.ebpf, Forward)
+            .map(|l| Some(KernelLog(l)))
+            .map_err(|e| DatapathError::KernelLog(e.to_string()))
+    }
+}
