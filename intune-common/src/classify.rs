@@ -84,6 +84,8 @@ pub trait Tables {
     fn port_set(&self, id: u32) -> Option<&PortSet>;
     /// `addr` is IPv6, or IPv4 mapped (`::ffff:a.b.c.d`).
     fn is_dns_resolver(&self, addr: &[u8; 16]) -> bool;
+    /// An address learned from a DNS answer; `addr` as for `is_dns_resolver`.
+    fn lookup_learned(&self, addr: &[u8; 16]) -> Option<RuleRef>;
     fn iface_direction(&self, ifindex: u32) -> Option<u32>;
 }
 
@@ -141,12 +143,12 @@ fn decide_ip<T: Tables>(
     t: &T,
 ) -> (Outcome, u32, u32) {
     if direction & DIR_DST != 0
-        && let Some(rule) = match_address(pkt, &pkt.dst, pkt.dport, t)
+        && let Some(rule) = match_address(pkt, cfg, &pkt.dst, pkt.dport, t)
     {
         return (Outcome::Intune, rule, matched_port(pkt, pkt.dport));
     }
     if direction & DIR_SRC != 0
-        && let Some(rule) = match_address(pkt, &pkt.src, pkt.sport, t)
+        && let Some(rule) = match_address(pkt, cfg, &pkt.src, pkt.sport, t)
     {
         return (Outcome::Intune, rule, matched_port(pkt, pkt.sport));
     }
@@ -190,18 +192,44 @@ fn matched_port(pkt: &IpPacket, port: u16) -> u32 {
 }
 
 /// The rule an address (and port) of the packet hits: any port of a later fragment, else the
-/// port must be in the most specific prefix's effective port set.
+/// port must be in the most specific prefix's effective port set, or in the ports of the name
+/// the address was learned under.
 #[inline(always)]
-fn match_address<T: Tables>(pkt: &IpPacket, addr: &[u8; 16], port: u16, t: &T) -> Option<u32> {
-    let hit = if pkt.is_v6 {
+fn match_address<T: Tables>(
+    pkt: &IpPacket,
+    cfg: &Config,
+    addr: &[u8; 16],
+    port: u16,
+    t: &T,
+) -> Option<u32> {
+    let listed = if pkt.is_v6 {
         t.lookup_v6(addr)
     } else {
         t.lookup_v4(&[addr[0], addr[1], addr[2], addr[3]])
-    }?;
-    // An excluded prefix: never Intune, not even a later fragment.
-    if hit.rule == NO_RULE {
+    };
+    if let Some(hit) = listed {
+        // An excluded prefix: never Intune, not even a learned address or a later fragment.
+        if hit.rule == NO_RULE {
+            return None;
+        }
+        if let Some(rule) = allowed(pkt, hit, port, t) {
+            return Some(rule);
+        }
+    }
+    if cfg.flags & Config::FLAG_LEARNED == 0 {
         return None;
     }
+    let learned = if pkt.is_v6 {
+        t.lookup_learned(addr)
+    } else {
+        t.lookup_learned(&v4_mapped(addr))
+    }?;
+    allowed(pkt, learned, port, t)
+}
+
+/// The rule of `hit`, if the packet's port is one it allows (a later fragment has none to check).
+#[inline(always)]
+fn allowed<T: Tables>(pkt: &IpPacket, hit: RuleRef, port: u16, t: &T) -> Option<u32> {
     if pkt.later_fragment {
         return Some(hit.rule);
     }
@@ -444,6 +472,9 @@ mod tests {
         }
         fn is_dns_resolver(&self, _: &[u8; 16]) -> bool {
             false
+        }
+        fn lookup_learned(&self, _: &[u8; 16]) -> Option<RuleRef> {
+            None
         }
         fn iface_direction(&self, _: u32) -> Option<u32> {
             None

@@ -3,6 +3,7 @@
 #![no_std]
 
 pub mod classify;
+pub mod learn;
 pub mod maps;
 pub mod outcome;
 pub mod proto;

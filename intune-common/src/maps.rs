@@ -181,6 +181,8 @@ impl Config {
     pub const FLAG_PER_IFACE: u32 = 8;
     /// Look IPv4 addresses up in the LPM trie: the table did not fit its maps.
     pub const FLAG_V4_TRIE: u32 = 16;
+    /// Addresses learned from DNS answers (the `LEARNED` map) count as Intune too.
+    pub const FLAG_LEARNED: u32 = 32;
 }
 
 /// The last decision, for callers of BPF_PROG_TEST_RUN.

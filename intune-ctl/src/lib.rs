@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod endpoints;
+pub mod learn;
 pub mod metrics;
 pub mod policy;
 pub mod reference;

@@ -16,6 +16,7 @@ pub struct ReferenceTables<'a> {
     bitmaps: HashMap<u32, PortSet>,
     resolvers: HashSet<[u8; 16]>,
     iface: HashMap<u32, u32>,
+    learned: HashMap<[u8; 16], RuleRef>,
     config: Config,
 }
 
@@ -30,8 +31,16 @@ impl<'a> ReferenceTables<'a> {
                 .iter()
                 .map(|(i, d)| (*i, d.bits()))
                 .collect(),
+            learned: HashMap::new(),
             config: policy.config(rules, false),
         }
+    }
+
+    /// With these learned addresses (keys as the kernel's `LEARNED` map has them) in force.
+    pub fn with_learned(mut self, learned: HashMap<[u8; 16], RuleRef>) -> Self {
+        self.learned = learned;
+        self.config.flags |= Config::FLAG_LEARNED;
+        self
     }
 
     /// What the kernel program decides for `frame` arriving on `ifindex`.
@@ -63,5 +72,9 @@ impl Tables for ReferenceTables<'_> {
 
     fn iface_direction(&self, ifindex: u32) -> Option<u32> {
         self.iface.get(&ifindex).copied()
+    }
+
+    fn lookup_learned(&self, addr: &[u8; 16]) -> Option<RuleRef> {
+        self.learned.get(addr).copied()
     }
 }

@@ -8,7 +8,8 @@ use intune_common::{
 };
 
 use crate::maps::{
-    DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, PORT_SETS, V4_TBL16, V4_TBL24, V4_TBL32,
+    DNS_RESOLVERS, IFACE_DIRECTION, LEARNED, LPM_V4, LPM_V6, PORT_SETS, V4_TBL16, V4_TBL24,
+    V4_TBL32,
 };
 
 pub struct MapTables {
@@ -47,6 +48,12 @@ impl Tables for MapTables {
     fn is_dns_resolver(&self, addr: &[u8; 16]) -> bool {
         // SAFETY: only the entry's presence is used, never its value.
         unsafe { DNS_RESOLVERS.get(addr).is_some() }
+    }
+
+    #[inline(always)]
+    fn lookup_learned(&self, addr: &[u8; 16]) -> Option<RuleRef> {
+        // SAFETY: copied out at once; userspace writes an entry whole.
+        unsafe { LEARNED.get(addr).copied() }
     }
 
     #[inline(always)]

@@ -6,6 +6,7 @@
 // The panic handler and license.
 use intune_ebpf as _;
 
+mod capture;
 mod lookup;
 mod maps;
 mod parse;

@@ -3,9 +3,10 @@
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use intune_common::{
+    learn::{DNS_RING_BYTES, MAX_LEARNED},
     maps::{
         Config, Counter, MAX_DNS_RESOLVERS, MAX_IFACES, MAX_PORT_SETS, MAX_PORT_SLOTS,
         MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, PORT_KEYS, PortSet, RuleRef, Trace,
@@ -60,6 +61,12 @@ pub static IFACE_DIRECTION: HashMap<u32, u32> = HashMap::with_max_entries(MAX_IF
 
 #[map]
 pub static DNS_RESOLVERS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(MAX_DNS_RESOLVERS, 0);
+
+#[map]
+pub static LEARNED: HashMap<[u8; 16], RuleRef> = HashMap::with_max_entries(MAX_LEARNED, 0);
+
+#[map]
+pub static DNS_EVENTS: RingBuf = RingBuf::with_byte_size(DNS_RING_BYTES, 0);
 
 #[map]
 pub static TRACE: Array<Trace> = Array::with_max_entries(1, 0);

@@ -1,0 +1,227 @@
+//! Reading one DNS response: the addresses it gives for an endpoint name. The question name,
+//! and each name of the CNAME chain the answer section follows from it, is matched against the
+//! patterns; the A and AAAA records at the end of the chain (from the first matching name on)
+//! are learned under that name.
+
+use std::net::IpAddr;
+
+use hickory_proto::{
+    op::{Message, MessageType, OpCode, ResponseCode},
+    rr::RData,
+};
+
+use super::patterns::{Pattern, Patterns, normalize};
+
+/// CNAME steps followed at most: real chains have two or three.
+const MAX_CHAIN: usize = 16;
+
+/// An address an answer gives for an endpoint name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Learned<'p> {
+    pub address: IpAddr,
+    /// The smallest TTL on the way from the matched name to the address.
+    pub ttl: u32,
+    /// The name the device asked for.
+    pub asked: String,
+    pub pattern: &'p Pattern,
+}
+
+/// Why an answer taught nothing.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Unlearned {
+    #[error("not a DNS message: {0}")]
+    Malformed(String),
+    #[error("not a response to a query")]
+    NotAResponse,
+    #[error("the response is an error ({0})")]
+    Failed(String),
+    #[error("the response has no question")]
+    NoQuestion,
+    /// A fine answer, for no endpoint name.
+    #[error("no endpoint name in the answer")]
+    NoMatch,
+}
+
+/// The endpoint addresses in `message`, or why there are none.
+pub fn learn<'p>(message: &[u8], patterns: &'p Patterns) -> Result<Vec<Learned<'p>>, Unlearned> {
+    let msg = Message::from_vec(message).map_err(|e| Unlearned::Malformed(e.to_string()))?;
+    if msg.metadata.message_type != MessageType::Response || msg.metadata.op_code != OpCode::Query {
+        return Err(Unlearned::NotAResponse);
+    }
+    if msg.metadata.response_code != ResponseCode::NoError {
+        return Err(Unlearned::Failed(msg.metadata.response_code.to_string()));
+    }
+    let question = msg.queries.first().ok_or(Unlearned::NoQuestion)?;
+    let asked = normalize(&question.name.to_ascii());
+    let owner = |r: &hickory_proto::rr::Record| normalize(&r.name.to_ascii());
+
+    // The chain from the question: (name, TTL of the CNAME that led to it).
+    let mut chain: Vec<(String, u32)> = vec![(asked.clone(), u32::MAX)];
+    while chain.len() <= MAX_CHAIN {
+        let (current, _) = &chain[chain.len() - 1];
+        let next = msg.answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(target) if owner(r) == *current => {
+                Some((normalize(&target.0.to_ascii()), r.ttl))
+            }
+            _ => None,
+        });
+        match next {
+            Some(step) if !chain.iter().any(|(n, _)| *n == step.0) => chain.push(step),
+            _ => break,
+        }
+    }
+    let Some((from, pattern)) = chain
+        .iter()
+        .enumerate()
+        .find_map(|(i, (name, _))| patterns.find(name).map(|p| (i, p)))
+    else {
+        return Err(Unlearned::NoMatch);
+    };
+    // The CNAME TTLs after the matched name bound what the addresses may be kept for.
+    let mut learned = Vec::new();
+    for (i, (name, _)) in chain.iter().enumerate().skip(from) {
+        let via = chain[from + 1..=i]
+            .iter()
+            .map(|(_, ttl)| *ttl)
+            .min()
+            .unwrap_or(u32::MAX);
+        for r in msg.answers.iter().filter(|r| owner(r) == *name) {
+            let address = match &r.data {
+                RData::A(a) => IpAddr::V4(a.0),
+                RData::AAAA(a) => IpAddr::V6(a.0),
+                _ => continue,
+            };
+            learned.push(Learned {
+                address,
+                ttl: r.ttl.min(via),
+                asked: asked.clone(),
+                pattern,
+            });
+        }
+    }
+    Ok(learned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoints::{Source, parse_endpoint_sets};
+    use hickory_proto::{
+        op::Query,
+        rr::{
+            Name, Record, RecordType,
+            rdata::{A, AAAA, CNAME},
+        },
+    };
+
+    fn patterns() -> Patterns {
+        let sets = parse_endpoint_sets(
+            r#"[{"id": 7, "serviceArea": "MEM", "category": "Allow", "tcpPorts": "443",
+                 "urls": ["*.manage.microsoft.com", "exact.example"]}]"#,
+            Source::File,
+        )
+        .unwrap();
+        Patterns::of(&sets)
+    }
+
+    fn name(n: &str) -> Name {
+        Name::from_ascii(n).unwrap()
+    }
+
+    fn response(asked: &str, answers: Vec<Record>) -> Vec<u8> {
+        let mut m = Message::response(7, OpCode::Query);
+        m.add_query(Query::query(name(asked), RecordType::A));
+        m.add_answers(answers);
+        m.to_vec().unwrap()
+    }
+
+    fn a(owner: &str, ttl: u32, addr: &str) -> Record {
+        Record::from_rdata(name(owner), ttl, RData::A(A(addr.parse().unwrap())))
+    }
+
+    fn cname(owner: &str, ttl: u32, target: &str) -> Record {
+        Record::from_rdata(name(owner), ttl, RData::CNAME(CNAME(name(target))))
+    }
+
+    #[test]
+    fn a_cname_chain_is_learned_under_the_intune_name() {
+        let p = patterns();
+        let msg = response(
+            "X.Manage.Microsoft.com.",
+            vec![
+                cname("x.manage.microsoft.com.", 300, "edge.cdn.example."),
+                cname("edge.cdn.example.", 60, "node.cdn.example."),
+                a("node.cdn.example.", 120, "198.51.100.20"),
+                a("node.cdn.example.", 20, "198.51.100.21"),
+                a("unrelated.example.", 120, "203.0.113.1"),
+            ],
+        );
+        let got = learn(&msg, &p).unwrap();
+        let addrs: Vec<(String, u32)> =
+            got.iter().map(|l| (l.address.to_string(), l.ttl)).collect();
+        assert_eq!(
+            addrs,
+            [("198.51.100.20".into(), 60), ("198.51.100.21".into(), 20)]
+        );
+        assert_eq!(got[0].asked, "x.manage.microsoft.com");
+        assert_eq!(got[0].pattern.name, "*.manage.microsoft.com");
+        assert_eq!(got[0].pattern.sets, [7]);
+    }
+
+    #[test]
+    fn aaaa_and_exact_names_are_learned_and_others_are_not() {
+        let p = patterns();
+        let v6 = Record::from_rdata(
+            name("exact.example."),
+            30,
+            RData::AAAA(AAAA("2001:db8::7".parse().unwrap())),
+        );
+        let got = learn(&response("exact.example.", vec![v6]), &p).unwrap();
+        assert_eq!(got[0].address.to_string(), "2001:db8::7");
+        assert_eq!(
+            learn(
+                &response("other.example.", vec![a("other.example.", 30, "192.0.2.9")]),
+                &p
+            ),
+            Err(Unlearned::NoMatch)
+        );
+        // A record for the Intune name in an answer to another question teaches nothing.
+        let smuggled = response(
+            "other.example.",
+            vec![a("x.manage.microsoft.com.", 30, "192.0.2.9")],
+        );
+        assert_eq!(learn(&smuggled, &p), Err(Unlearned::NoMatch));
+    }
+
+    #[test]
+    fn cname_loops_end() {
+        let p = patterns();
+        let msg = response(
+            "a.manage.microsoft.com.",
+            vec![
+                cname("a.manage.microsoft.com.", 30, "b.example."),
+                cname("b.example.", 30, "a.manage.microsoft.com."),
+            ],
+        );
+        assert_eq!(learn(&msg, &p), Ok(vec![]));
+    }
+
+    #[test]
+    fn queries_errors_and_garbage_are_told_apart() {
+        let p = patterns();
+        let mut q = Message::query();
+        q.add_query(Query::query(name("x.manage.microsoft.com."), RecordType::A));
+        assert_eq!(
+            learn(&q.to_vec().unwrap(), &p),
+            Err(Unlearned::NotAResponse)
+        );
+        let mut nx = Message::response(1, OpCode::Query);
+        nx.metadata.response_code = ResponseCode::NXDomain;
+        nx.add_query(Query::query(name("x.manage.microsoft.com."), RecordType::A));
+        assert!(matches!(
+            learn(&nx.to_vec().unwrap(), &p),
+            Err(Unlearned::Failed(_))
+        ));
+        assert!(matches!(learn(&[0u8; 5], &p), Err(Unlearned::Malformed(_))));
+    }
+}

@@ -1,0 +1,4 @@
+//! Learning the addresses of endpoint names from the DNS answers that cross the gateway.
+
+pub mod answer;
+pub mod patterns;
