@@ -149,6 +149,13 @@ pub struct DnsConfig {
     pub timeout: Duration,
     /// Lookups started per second at most.
     pub rate: u32,
+    /// Learn the addresses of endpoint names (wildcards too) from the DNS answers that leave
+    /// through the filtered interfaces towards devices.
+    pub learn_from_dns: bool,
+    /// Resolvers whose answers are learned from; empty = any.
+    pub learn_trusted: Vec<std::net::IpAddr>,
+    /// Learned addresses kept at most; the least recently seen goes first.
+    pub learn_max: u32,
 }
 
 impl Default for DnsConfig {
@@ -161,6 +168,9 @@ impl Default for DnsConfig {
             grace: Duration::from_secs(600),
             timeout: Duration::from_secs(3),
             rate: 50,
+            learn_from_dns: false,
+            learn_trusted: Vec::new(),
+            learn_max: intune_common::learn::MAX_LEARNED,
         }
     }
 }

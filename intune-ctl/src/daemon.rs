@@ -14,6 +14,10 @@ use crate::{
     cli::{run::RunArgs, settings::Given},
     datapath::{Capacity, Datapath, V4Lookup, bpffs, load::Attached, pins::Pins},
     endpoints::EndpointSet,
+    learn::{
+        learner::{Learner, Settings, View},
+        patterns::Patterns,
+    },
     policy::Policy,
     refresh::Refresher,
     resolve::Watcher,
@@ -38,6 +42,8 @@ struct Daemon {
     last_refresh: Option<(Instant, String, String)>,
     /// When the resolved addresses were last recorded for `list`.
     resolved_saved: Option<Instant>,
+    /// Learning from DNS answers, when configured.
+    learner: Option<Learner>,
 }
 
 pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
@@ -221,7 +227,14 @@ impl Daemon {
         // Room for a few addresses per name beside the listed prefixes; beyond it IPv4 falls
         // back to the trie, slower but whole.
         let exact_names = watcher.as_ref().map_or(0, |w| w.names().exact.len());
-        let capacity = Capacity::for_prefixes(rules.index_bound() + exact_names * 4);
+        let capacity = Capacity {
+            learned: if args.dns.learn_from_dns {
+                args.dns.learn_max
+            } else {
+                0
+            },
+            ..Capacity::for_prefixes(rules.index_bound() + exact_names * 4)
+        };
         let mut dp = Datapath::load_pinned(capacity, &pins).context("loading the XDP program")?;
         let started = Instant::now();
         dp.install(&rules, &policy, false)
@@ -257,6 +270,7 @@ impl Daemon {
             attached: Vec::new(),
             last_refresh: None,
             resolved_saved: None,
+            learner: None,
         };
         // Recorded and pinned before the attach: once a filter is on an interface, `stats`
         // can name its counters and `lookup` can ask its maps.
@@ -265,6 +279,9 @@ impl Daemon {
             .context("pinning the program")?;
         d.dp.pin_lookup_maps(&d.pins)
             .context("pinning the lookup maps")?;
+        if d.args.dns.learn_from_dns {
+            d.start_learning()?;
+        }
         let ifaces = d.args.ifaces.clone();
         for iface in &ifaces {
             d.attach(iface, &policy)?;
@@ -459,6 +476,7 @@ impl Daemon {
             "service": service,
             "resolver": resolver,
             "wildcards": wildcards,
+            "learning": self.learner.as_ref().map(|l| learning_json(&l.view())),
         })
     }
 
@@ -467,6 +485,14 @@ impl Daemon {
     fn reload(&mut self, new: RunArgs) -> anyhow::Result<()> {
         if new.bpffs_dir != self.args.bpffs_dir {
             bail!("paths.bpffs_dir cannot change while the daemon runs; restart it");
+        }
+        let (a, b) = (&new.dns, &self.args.dns);
+        if (a.learn_from_dns, a.learn_max, &a.learn_trusted)
+            != (b.learn_from_dns, b.learn_max, &b.learn_trusted)
+        {
+            bail!(
+                "dns.learn_from_dns, learn_max and learn_trusted cannot change while the daemon runs; restart it"
+            );
         }
         let policy = policy_of(&new)?;
         let refresher = if new.service != self.args.service {
@@ -544,7 +570,8 @@ impl Daemon {
         Ok(())
     }
 
-    /// Records the installed rules in the state directory (for a restart and for `stats`).
+    /// Records the installed rules in the state directory (for a restart and for `stats`),
+    /// and has the learner follow their names.
     fn remember(&self) {
         if let Some(Err(e)) = self
             .dp
@@ -553,7 +580,69 @@ impl Daemon {
         {
             tracing::warn!(error = %e, "recording the installed rules");
         }
+        if let (Some(learner), Some(rules)) = (&self.learner, self.dp.installed()) {
+            let service = service_sets(self.refresher.as_ref());
+            match self.args.rules.effective(service) {
+                Ok(sets) => learner.follow(Patterns::of(&sets), |p| rules.port_set_of(p)),
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "the names to learn"),
+            }
+        }
     }
+
+    /// The DNS capture on every interface, and the learner reading it.
+    fn start_learning(&mut self) -> anyhow::Result<()> {
+        let names: Vec<String> = self.args.ifaces.iter().map(|i| i.name.clone()).collect();
+        let maps = self
+            .dp
+            .start_learning(&names, &self.pins)
+            .context("starting the DNS capture")?;
+        let settings = Settings {
+            trusted: self.args.dns.learn_trusted.clone(),
+            grace: self.args.dns.dns_grace,
+            cap: self.args.dns.learn_max,
+            rule_base: self.dp.learned_rule_base(),
+        };
+        let state = StateDir::open(self.state.path())?;
+        self.learner =
+            Some(Learner::start(maps, settings, Some(state)).context("starting the learner")?);
+        println!(
+            "learning addresses from DNS answers on {}{}",
+            names.join(", "),
+            if self.args.dns.learn_trusted.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (from {})",
+                    self.args
+                        .dns
+                        .learn_trusted
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+        self.remember();
+        Ok(())
+    }
+}
+
+/// What `status` shows of the learner: counts, addresses held and the capture-to-map times.
+fn learning_json(v: &View) -> serde_json::Value {
+    let mut times: Vec<Duration> = v.latencies.iter().copied().collect();
+    times.sort_unstable();
+    let pct = |q: f64| {
+        times
+            .get(((times.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .map(|d| d.as_secs_f64() * 1e3)
+    };
+    serde_json::json!({
+        "addresses": v.held,
+        "max_addresses": v.cap,
+        "counts": v.counts,
+        "latency_ms": {"samples": times.len(), "p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)},
+    })
 }
 
 /// Hands the heap the start-up freed (parsed lists, the first fill's writes) back to the

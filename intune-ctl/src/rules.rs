@@ -271,6 +271,17 @@ impl RuleSet {
                 .map(|r| r.index)
                 .unwrap_or_else(|| rule_ids.fresh());
         }
+        // The ports of each endpoint name, for the addresses learned under it.
+        for pattern in crate::learn::patterns::Patterns::of(sets).all() {
+            if !pattern.ports.is_empty() && !ids_of.contains_key(&pattern.ports) {
+                let id = previous_ports
+                    .get(&pattern.ports)
+                    .copied()
+                    .unwrap_or_else(|| port_ids.fresh());
+                ids_of.insert(pattern.ports.clone(), id);
+                rs.port_sets.insert(id, pattern.ports.clone());
+            }
+        }
         let highest = rs
             .rules
             .iter()
@@ -488,6 +499,13 @@ impl RuleSet {
     /// The kernel's port-set bitmaps, by id.
     pub fn port_set_bitmaps(&self) -> impl Iterator<Item = (u32, PortSet)> + '_ {
         self.port_sets.iter().map(|(id, p)| (*id, p.to_port_set()))
+    }
+
+    /// The id of the port set holding exactly `ports`.
+    pub fn port_set_of(&self, ports: &Ports) -> Option<u32> {
+        self.port_sets
+            .iter()
+            .find_map(|(id, p)| (p == ports).then_some(*id))
     }
 
     /// Every port some rule allows.

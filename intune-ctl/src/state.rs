@@ -16,6 +16,7 @@ const CACHE_FILE: &str = "service-cache.json";
 const CHANGES_FILE: &str = "changes.json";
 const RULES_FILE: &str = "rules.json";
 const RESOLVED_FILE: &str = "resolved.json";
+const LEARNED_FILE: &str = "learned.json";
 /// Changes kept in the record.
 const CHANGES_KEPT: usize = 100;
 
@@ -69,6 +70,21 @@ pub struct ResolvedAddress {
     pub expires_at: String,
 }
 
+/// One address learned from a DNS answer, as the daemon records it for `list` and `stats`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LearnedAddress {
+    pub address: std::net::IpAddr,
+    /// The rule index its hits count under.
+    pub index: u32,
+    /// The name the device asked for.
+    pub asked: String,
+    /// The endpoint name (or wildcard) it matched.
+    pub pattern: String,
+    pub endpoint_sets: Vec<u32>,
+    /// RFC 3339: when the address leaves unless an answer gives it again.
+    pub expires_at: String,
+}
+
 /// One rule the maps hold, as recorded in the state directory.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InstalledRule {
@@ -97,6 +113,18 @@ impl InstalledRule {
             .collect()
     }
 
+    /// A learned address, as a rule of its own (source "learned").
+    pub fn learned(l: &LearnedAddress) -> InstalledRule {
+        InstalledRule {
+            index: l.index,
+            prefix: ipnet::IpNet::from(l.address).to_string(),
+            endpoint_sets: l.endpoint_sets.clone(),
+            sources: vec!["learned".into()],
+            ports: String::new(),
+            excluded: false,
+        }
+    }
+
     pub fn target(&self) -> Option<crate::rules::Target> {
         match self.prefix.as_str() {
             "any" => Some(crate::rules::Target::AnyAddress),
@@ -107,6 +135,11 @@ impl InstalledRule {
 
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// RFC 3339 time `after` from now.
+pub fn rfc3339_in(after: std::time::Duration) -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now() + after).to_string()
 }
 
 pub struct StateDir {
@@ -209,23 +242,41 @@ impl StateDir {
         self.write_atomic(RULES_FILE, &text)
     }
 
-    pub fn save_resolved(&self, held: &[ResolvedAddress]) -> Result<(), StateError> {
-        let text = serde_json::to_vec(held).map_err(|e| StateError::Corrupt {
-            file: RESOLVED_FILE.into(),
+    fn save_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StateError> {
+        let text = serde_json::to_vec(value).map_err(|e| StateError::Corrupt {
+            file: name.into(),
             message: e.to_string(),
         })?;
-        self.write_atomic(RESOLVED_FILE, &text)
+        self.write_atomic(name, &text)
+    }
+
+    /// The list in `name`; empty when there is no such file.
+    fn load_list<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Vec<T>, StateError> {
+        let Some(text) = self.read(name)? else {
+            return Ok(Vec::new());
+        };
+        serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+            file: self.dir.join(name).display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn save_resolved(&self, held: &[ResolvedAddress]) -> Result<(), StateError> {
+        self.save_json(RESOLVED_FILE, &held)
     }
 
     /// The resolved addresses the daemon last recorded (none when it resolves nothing).
     pub fn load_resolved(&self) -> Result<Vec<ResolvedAddress>, StateError> {
-        let Some(text) = self.read(RESOLVED_FILE)? else {
-            return Ok(Vec::new());
-        };
-        serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
-            file: self.dir.join(RESOLVED_FILE).display().to_string(),
-            message: e.to_string(),
-        })
+        self.load_list(RESOLVED_FILE)
+    }
+
+    pub fn save_learned(&self, learned: &[LearnedAddress]) -> Result<(), StateError> {
+        self.save_json(LEARNED_FILE, &learned)
+    }
+
+    /// The addresses the daemon last recorded as learned from DNS answers.
+    pub fn load_learned(&self) -> Result<Vec<LearnedAddress>, StateError> {
+        self.load_list(LEARNED_FILE)
     }
 
     /// The rules the maps held, or `None` when none were recorded.

@@ -3,7 +3,7 @@
 //! the addresses of the endpoint names in it. The packet itself is never changed or held.
 
 use aya_ebpf::{
-    bindings::TC_ACT_OK,
+    bindings::{BPF_RB_FORCE_WAKEUP, TC_ACT_OK},
     helpers::{bpf_ktime_get_ns, generated::bpf_skb_load_bytes},
     macros::classifier,
     programs::TcContext,
@@ -75,7 +75,8 @@ fn capture(ctx: &TcContext) {
         )
     };
     if copied == 0 {
-        entry.submit(0);
+        // Wake the learner now, not when the kernel sees fit: the device's SYN is coming.
+        entry.submit(BPF_RB_FORCE_WAKEUP as u64);
     } else {
         entry.discard(0);
     }

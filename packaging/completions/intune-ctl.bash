@@ -218,7 +218,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__daemon)
-            opts="-h --config --iface --endpoints --no-builtin --exclude --peer-ports --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --mode --direction --dns-resolver --xdp-mode --interval --bpffs-dir --control-socket --metrics-listen --detach-on-stop --help"
+            opts="-h --config --iface --endpoints --no-builtin --exclude --peer-ports --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --learn-from-dns --learn-trusted --learn-max --mode --direction --dns-resolver --xdp-mode --interval --bpffs-dir --control-socket --metrics-listen --detach-on-stop --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -297,6 +297,14 @@ _intune__ctl() {
                     return 0
                     ;;
                 --dns-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --learn-trusted)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --learn-max)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -772,7 +780,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__resolve)
-            opts="-h --endpoints --no-builtin --exclude --peer-ports --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --json --help"
+            opts="-h --endpoints --no-builtin --exclude --peer-ports --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --learn-from-dns --learn-trusted --learn-max --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -843,6 +851,14 @@ _intune__ctl() {
                     return 0
                     ;;
                 --dns-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --learn-trusted)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --learn-max)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -77,6 +77,8 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l dns-max
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l dns-grace -d 'How long an address stays after the TTL of the last answer that held it' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l dns-timeout -d 'How long one query waits for an answer' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l dns-rate -d 'Lookups started per second at most' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l learn-trusted -d 'Learn only from answers of this resolver (repeatable; default: any)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l learn-max -d 'Learned addresses kept at most; the least recently seen goes first' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l mode -d 'monitor: pass everything and count; enforce: drop what is neither Intune nor infrastructure' -r -f -a "monitor\t'Pass everything, count'
 enforce\t'Pass Intune traffic and the infrastructure a network needs; drop the rest'"
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l direction -d 'Which address is matched: dst (traffic from devices), src (return traffic) or both' -r -f -a "dst\t'Match the destination: traffic from devices to Intune'
@@ -96,6 +98,7 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l no-serv
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l no-ipv6 -d 'Ask for IPv4 prefixes only'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l required-only -d 'Keep only sets the service marks required'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l no-resolve -d 'Do not resolve the listed names: match the listed prefixes only'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l learn-from-dns -d 'Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic: off unless asked)'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l detach-on-stop -d 'Remove the filter when the daemon stops (by default it stays attached)'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l config -d 'The config file; flags given here override it. Default: /etc/intune-ctl/config.toml when it exists' -r -F
@@ -120,6 +123,8 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l dns-max-tt
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l dns-grace -d 'How long an address stays after the TTL of the last answer that held it' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l dns-timeout -d 'How long one query waits for an answer' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l dns-rate -d 'Lookups started per second at most' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l learn-trusted -d 'Learn only from answers of this resolver (repeatable; default: any)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l learn-max -d 'Learned addresses kept at most; the least recently seen goes first' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l mode -d 'monitor: pass everything and count; enforce: drop what is neither Intune nor infrastructure' -r -f -a "monitor\t'Pass everything, count'
 enforce\t'Pass Intune traffic and the infrastructure a network needs; drop the rest'"
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l direction -d 'Which address is matched: dst (traffic from devices), src (return traffic) or both' -r -f -a "dst\t'Match the destination: traffic from devices to Intune'
@@ -139,6 +144,7 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l no-service
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l no-ipv6 -d 'Ask for IPv4 prefixes only'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l required-only -d 'Keep only sets the service marks required'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l no-resolve -d 'Do not resolve the listed names: match the listed prefixes only'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l learn-from-dns -d 'Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic: off unless asked)'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l detach-on-stop -d 'Remove the filter when the daemon stops (by default it stays attached)'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand status" -l control-socket -r -F
@@ -245,12 +251,15 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l dns-ma
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l dns-grace -d 'How long an address stays after the TTL of the last answer that held it' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l dns-timeout -d 'How long one query waits for an answer' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l dns-rate -d 'Lookups started per second at most' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l learn-trusted -d 'Learn only from answers of this resolver (repeatable; default: any)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l learn-max -d 'Learned addresses kept at most; the least recently seen goes first' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l no-builtin -d 'Leave the built-in list out'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l peer-ports -d 'Also allow the port-only sets for any address (Delivery Optimization peering: TCP 7680, UDP 3544)'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l no-service -d 'Do not use the endpoint web service'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l no-ipv6 -d 'Ask for IPv4 prefixes only'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l required-only -d 'Keep only sets the service marks required'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l no-resolve -d 'Do not resolve the listed names: match the listed prefixes only'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l learn-from-dns -d 'Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic: off unless asked)'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l json
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -s h -l help -d 'Print help'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "classify" -d 'Run every frame of a capture through the real program and print what it decided'

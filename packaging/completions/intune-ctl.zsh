@@ -67,6 +67,8 @@ _arguments "${_arguments_options[@]}" : \
 '--dns-grace=[How long an address stays after the TTL of the last answer that held it]:DURATION:_default' \
 '--dns-timeout=[How long one query waits for an answer]:DURATION:_default' \
 '--dns-rate=[Lookups started per second at most]:N:_default' \
+'*--learn-trusted=[Learn only from answers of this resolver (repeatable; default\: any)]:ADDR:_default' \
+'--learn-max=[Learned addresses kept at most; the least recently seen goes first]:N:_default' \
 '--mode=[monitor\: pass everything and count; enforce\: drop what is neither Intune nor infrastructure]:MODE:((monitor\:"Pass everything, count"
 enforce\:"Pass Intune traffic and the infrastructure a network needs; drop the rest"))' \
 '--direction=[Which address is matched\: dst (traffic from devices), src (return traffic) or both]:DIRECTION:((dst\:"Match the destination\: traffic from devices to Intune"
@@ -86,6 +88,7 @@ generic\:""))' \
 '--no-ipv6[Ask for IPv4 prefixes only]' \
 '--required-only[Keep only sets the service marks required]' \
 '--no-resolve[Do not resolve the listed names\: match the listed prefixes only]' \
+'--learn-from-dns[Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic\: off unless asked)]' \
 '--detach-on-stop[Remove the filter when the daemon stops (by default it stays attached)]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
@@ -112,6 +115,8 @@ _arguments "${_arguments_options[@]}" : \
 '--dns-grace=[How long an address stays after the TTL of the last answer that held it]:DURATION:_default' \
 '--dns-timeout=[How long one query waits for an answer]:DURATION:_default' \
 '--dns-rate=[Lookups started per second at most]:N:_default' \
+'*--learn-trusted=[Learn only from answers of this resolver (repeatable; default\: any)]:ADDR:_default' \
+'--learn-max=[Learned addresses kept at most; the least recently seen goes first]:N:_default' \
 '--mode=[monitor\: pass everything and count; enforce\: drop what is neither Intune nor infrastructure]:MODE:((monitor\:"Pass everything, count"
 enforce\:"Pass Intune traffic and the infrastructure a network needs; drop the rest"))' \
 '--direction=[Which address is matched\: dst (traffic from devices), src (return traffic) or both]:DIRECTION:((dst\:"Match the destination\: traffic from devices to Intune"
@@ -131,6 +136,7 @@ generic\:""))' \
 '--no-ipv6[Ask for IPv4 prefixes only]' \
 '--required-only[Keep only sets the service marks required]' \
 '--no-resolve[Do not resolve the listed names\: match the listed prefixes only]' \
+'--learn-from-dns[Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic\: off unless asked)]' \
 '--detach-on-stop[Remove the filter when the daemon stops (by default it stays attached)]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
@@ -290,12 +296,15 @@ _arguments "${_arguments_options[@]}" : \
 '--dns-grace=[How long an address stays after the TTL of the last answer that held it]:DURATION:_default' \
 '--dns-timeout=[How long one query waits for an answer]:DURATION:_default' \
 '--dns-rate=[Lookups started per second at most]:N:_default' \
+'*--learn-trusted=[Learn only from answers of this resolver (repeatable; default\: any)]:ADDR:_default' \
+'--learn-max=[Learned addresses kept at most; the least recently seen goes first]:N:_default' \
 '--no-builtin[Leave the built-in list out]' \
 '--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
 '--no-service[Do not use the endpoint web service]' \
 '--no-ipv6[Ask for IPv4 prefixes only]' \
 '--required-only[Keep only sets the service marks required]' \
 '--no-resolve[Do not resolve the listed names\: match the listed prefixes only]' \
+'--learn-from-dns[Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic\: off unless asked)]' \
 '--json[]' \
 '-h[Print help]' \
 '--help[Print help]' \

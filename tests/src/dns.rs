@@ -26,16 +26,29 @@ impl Dnsmasq {
 
     /// As [`Dnsmasq::start`], inside `ns` (on its loopback) when given.
     pub fn start_in(ns: Option<&Netns>, hosts: &str, ttl: u32, extra: &[String]) -> Dnsmasq {
+        Self::start_on(ns, [127, 0, 0, 1].into(), None, hosts, ttl, extra)
+    }
+
+    /// As [`Dnsmasq::start_in`], listening on `ip` and `port` (a free one when `None`).
+    pub fn start_on(
+        ns: Option<&Netns>,
+        ip: std::net::IpAddr,
+        port: Option<u16>,
+        hosts: &str,
+        ttl: u32,
+        extra: &[String],
+    ) -> Dnsmasq {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("hosts"), hosts).expect("hosts file");
         for _ in 0..20 {
-            let port = free_udp_port();
+            let port = port.unwrap_or_else(free_udp_port);
             let mut child = ns
                 .map_or_else(|| Command::new("dnsmasq"), |ns| ns.command("dnsmasq"))
                 .arg("--no-daemon")
                 .arg("--conf-file=/dev/null")
                 .arg(format!("--port={port}"))
-                .args(["--listen-address=127.0.0.1", "--bind-interfaces"])
+                .arg(format!("--listen-address={ip}"))
+                .arg("--bind-interfaces")
                 .args(["--no-resolv", "--no-hosts", "--user=root", "--local=/test/"])
                 .arg(format!(
                     "--addn-hosts={}",
@@ -53,7 +66,7 @@ impl Dnsmasq {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("dnsmasq is missing: run `cargo xtask setup`");
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let addr = SocketAddr::new(ip, port);
             // Ready once it answers; an early exit means the port was taken meanwhile.
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
@@ -145,7 +158,7 @@ fn answers(addr: SocketAddr) -> bool {
 }
 
 /// A query for an A record, as a resolver sends it.
-fn query_bytes(id: u16, name: &str) -> Vec<u8> {
+pub fn query_bytes(id: u16, name: &str) -> Vec<u8> {
     let mut q = Vec::new();
     q.extend(id.to_be_bytes());
     q.extend([0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
@@ -202,4 +215,65 @@ fn question_end(msg: &[u8]) -> Option<usize> {
     }
     let end = i + 4;
     (end <= msg.len()).then_some(end)
+}
+
+/// DNS responses no parser should trust: garbage, huge counts, compression loops, names over
+/// 255 bytes, records cut short. Each claims to be a response (QR set) from port 53.
+pub fn hostile_answers() -> Vec<Vec<u8>> {
+    let header = |qd: u16, an: u16| {
+        let mut h = vec![0x13, 0x37, 0x81, 0x80];
+        h.extend(qd.to_be_bytes());
+        h.extend(an.to_be_bytes());
+        h.extend([0, 0, 0, 0]);
+        h
+    };
+    let mut out = Vec::new();
+    // Counts far beyond the data.
+    out.push(header(0xffff, 0xffff));
+    // A question name that points at itself.
+    let mut looped = header(1, 0);
+    looped.extend([0xc0, 0x0c, 0, 1, 0, 1]);
+    out.push(looped);
+    // Two pointers pointing at each other.
+    let mut pair = header(1, 1);
+    pair.extend([0xc0, 0x0e, 0xc0, 0x0c, 0, 1, 0, 1]);
+    out.push(pair);
+    // A name of 320 bytes in labels of 63.
+    let mut long = header(1, 0);
+    for _ in 0..5 {
+        long.push(63);
+        long.extend([b'a'; 63]);
+    }
+    long.extend([0, 0, 1, 0, 1]);
+    out.push(long);
+    // A label length running past the end.
+    let mut past = header(1, 0);
+    past.extend([60, b'x', b'y']);
+    out.push(past);
+    // A good question for an endpoint name, then an answer cut inside its address.
+    let mut cut = header(1, 1);
+    cut.extend(query_bytes(0, "app.wild.test")[12..].iter());
+    cut.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0]);
+    out.push(cut);
+    // An A record whose length says 200 bytes.
+    let mut long_rdata = header(1, 1);
+    long_rdata.extend(query_bytes(0, "app.wild.test")[12..].iter());
+    long_rdata.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 200, 203, 0, 113, 20]);
+    out.push(long_rdata);
+    // Header only, and less than a header.
+    out.push(header(0, 0)[..12].to_vec());
+    out.push(vec![0x81]);
+    // Pseudo-random bytes behind a response header.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for len in [20, 64, 300, 512, 1400] {
+        let mut p = header(1, 3);
+        while p.len() < len {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            p.push(seed as u8);
+        }
+        out.push(p);
+    }
+    out
 }

@@ -230,6 +230,16 @@ pub struct DnsArgs {
     /// Lookups started per second at most.
     #[arg(long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub dns_rate: u32,
+    /// Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving
+    /// through the filtered interfaces (reads device traffic: off unless asked).
+    #[arg(long)]
+    pub learn_from_dns: bool,
+    /// Learn only from answers of this resolver (repeatable; default: any).
+    #[arg(long, value_name = "ADDR")]
+    pub learn_trusted: Vec<std::net::IpAddr>,
+    /// Learned addresses kept at most; the least recently seen goes first.
+    #[arg(long, default_value_t = intune_common::learn::MAX_LEARNED, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub learn_max: u32,
 }
 
 /// `ADDR:PORT`, or a bare address for port 53.

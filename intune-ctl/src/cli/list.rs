@@ -11,7 +11,7 @@ use crate::{
     endpoints::{Category, Ports},
     resolve::Names,
     rules::Target,
-    state::{ResolvedAddress, StateDir},
+    state::{LearnedAddress, ResolvedAddress, StateDir},
 };
 
 #[derive(Debug, clap::Args)]
@@ -42,6 +42,8 @@ struct List {
     names: Vec<NameRow>,
     /// The addresses the daemon resolved the names to, with their expiry (from its state).
     resolved: Vec<ResolvedAddress>,
+    /// The addresses the daemon learned from DNS answers crossing the gateway.
+    learned: Vec<LearnedAddress>,
 }
 
 #[derive(Serialize)]
@@ -125,15 +127,21 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
             wildcard,
         })
         .collect();
-    let resolved = StateDir::open(&args.service.state_dir)
-        .ok()
+    let state = StateDir::open(&args.service.state_dir).ok();
+    let resolved = state
+        .as_ref()
         .and_then(|s| s.load_resolved().ok())
+        .unwrap_or_default();
+    let learned = state
+        .as_ref()
+        .and_then(|s| s.load_learned().ok())
         .unwrap_or_default();
     if args.json {
         let list = List {
             rules: rows,
             names: name_rows,
             resolved,
+            learned,
         };
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
@@ -179,6 +187,27 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
         for r in resolved {
             let sets: Vec<String> = r.endpoint_sets.iter().map(u32::to_string).collect();
             table.add_row([r.address.to_string(), r.name, sets.join(","), r.expires_at]);
+        }
+        println!("{table}");
+    }
+    if !learned.is_empty() {
+        let mut table = Table::new();
+        table.load_preset(UTF8_BORDERS_ONLY).set_header([
+            "learned address",
+            "asked for",
+            "endpoint name",
+            "endpoint sets",
+            "expires",
+        ]);
+        for l in learned {
+            let sets: Vec<String> = l.endpoint_sets.iter().map(u32::to_string).collect();
+            table.add_row([
+                l.address.to_string(),
+                l.asked,
+                l.pattern,
+                sets.join(","),
+                l.expires_at,
+            ]);
         }
         println!("{table}");
     }

@@ -107,6 +107,13 @@ impl RunArgs {
         from_config!("dns_grace", a.dns.dns_grace, c.dns.grace);
         from_config!("dns_timeout", a.dns.dns_timeout, c.dns.timeout);
         from_config!("dns_rate", a.dns.dns_rate, c.dns.rate);
+        from_config!("learn_from_dns", a.dns.learn_from_dns, c.dns.learn_from_dns);
+        from_config!(
+            "learn_trusted",
+            a.dns.learn_trusted,
+            c.dns.learn_trusted.clone()
+        );
+        from_config!("learn_max", a.dns.learn_max, c.dns.learn_max);
         from_config!("mode", a.policy.mode, c.policy.mode);
         from_config!("direction", a.policy.direction, c.policy.direction);
         from_config!(

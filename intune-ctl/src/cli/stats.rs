@@ -12,7 +12,7 @@ use crate::{
     config::DEFAULT_BPFFS_DIR,
     datapath::{counters::PinnedCounters, pins::Pins},
     endpoints::builtin::builtin,
-    state::{DEFAULT_STATE_DIR, InstalledRule, StateDir},
+    state::{DEFAULT_STATE_DIR, InstalledRule, LearnedAddress, StateDir},
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -59,6 +59,9 @@ struct RuleRow {
     prefix: String,
     endpoint_sets: Vec<u32>,
     source: String,
+    /// A learned address: the name the device asked for and the endpoint name it matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    learned_from: Option<String>,
     #[serde(flatten)]
     hits: Hits,
 }
@@ -113,8 +116,10 @@ pub fn run(args: &StatsArgs) -> anyhow::Result<()> {
     let mut previous: Option<Snapshot> = None;
     loop {
         // Re-read each time: the daemon records a new rule set as it applies one.
-        let rules = state.load_rules()?.unwrap_or_default();
-        let mut snap = snapshot(&counters, &rules, args.by)?;
+        let mut rules = state.load_rules()?.unwrap_or_default();
+        let learned = state.load_learned()?;
+        rules.extend(learned.iter().map(InstalledRule::learned));
+        let mut snap = snapshot(&counters, &rules, &learned, args.by)?;
         if let (Some(prev), Some(secs)) = (&previous, args.watch) {
             add_rates(&mut snap, prev, secs as f64);
         }
@@ -142,6 +147,7 @@ fn hits(c: Counter) -> Hits {
 fn snapshot(
     counters: &PinnedCounters,
     rules: &[InstalledRule],
+    learned: &[LearnedAddress],
     by: By,
 ) -> anyhow::Result<Snapshot> {
     let mut snap = Snapshot {
@@ -169,15 +175,18 @@ fn snapshot(
     hit.sort_by_key(|(r, c)| (std::cmp::Reverse(c.packets), r.index));
     match by {
         By::Prefix => {
-            snap.rules = hit
-                .into_iter()
-                .map(|(r, c)| RuleRow {
-                    prefix: r.prefix.clone(),
-                    endpoint_sets: r.endpoint_sets.clone(),
-                    source: r.sources.join("+"),
-                    hits: hits(c),
-                })
-                .collect();
+            snap.rules =
+                hit.into_iter()
+                    .map(|(r, c)| RuleRow {
+                        prefix: r.prefix.clone(),
+                        endpoint_sets: r.endpoint_sets.clone(),
+                        source: r.sources.join("+"),
+                        learned_from: learned.iter().find(|l| l.index == r.index).map(|l| {
+                            format!("{} ({}, until {})", l.asked, l.pattern, l.expires_at)
+                        }),
+                        hits: hits(c),
+                    })
+                    .collect();
         }
         By::Set => {
             let described: BTreeMap<u32, String> = builtin()
@@ -316,7 +325,11 @@ fn print_tables(snap: &Snapshot, watch: bool) {
             .set_header(header(&["prefix", "endpoint sets", "source"], watch));
         for r in &snap.rules {
             let sets: Vec<String> = r.endpoint_sets.iter().map(u32::to_string).collect();
-            let mut row = vec![r.prefix.clone(), sets.join(","), r.source.clone()];
+            let source = match &r.learned_from {
+                Some(from) => format!("{}: {from}", r.source),
+                None => r.source.clone(),
+            };
+            let mut row = vec![r.prefix.clone(), sets.join(","), source];
             row.extend(cells(&r.hits, watch));
             t.add_row(row);
         }

@@ -13,6 +13,7 @@ use aya::{
     },
 };
 use intune_common::{
+    learn::LEARNED,
     maps::{
         LPM_V4, LPM_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, RULE_STATS, V4_TABLE_CHUNKS,
         V4_TBL24, V4_TBL32,
@@ -80,6 +81,8 @@ pub struct Capacity {
     pub rules: u32,
     /// Chunks of each lower level of the IPv4 table; 0 leaves IPv4 to the trie.
     pub v4_table_chunks: u32,
+    /// Addresses learned from DNS answers, each with a rule counter after the rules'.
+    pub learned: u32,
 }
 
 impl Default for Capacity {
@@ -89,6 +92,7 @@ impl Default for Capacity {
             prefixes_v6: MAX_PREFIXES_V6,
             rules: MAX_RULES,
             v4_table_chunks: V4_TABLE_CHUNKS,
+            learned: 0,
         }
     }
 }
@@ -107,6 +111,7 @@ impl Capacity {
             prefixes_v6: d.prefixes_v6.max(need),
             rules: d.rules.max(need),
             v4_table_chunks: d.v4_table_chunks.max(need.min(Self::MAX_V4_TABLE_CHUNKS)),
+            learned: 0,
         }
     }
 }
@@ -154,6 +159,8 @@ pub struct Datapath {
     pub(crate) port_slots: Option<super::ports::PortSlots>,
     /// The program was loaded with its debug log on.
     pub(crate) kernel_log_on: bool,
+    /// Learned addresses count as Intune (the DNS capture runs).
+    pub(crate) learning: bool,
 }
 
 impl Datapath {
@@ -165,7 +172,8 @@ impl Datapath {
     /// As [`Datapath::load`], with the counter maps pinned under `pins` (re-used when a
     /// previous daemon left them: its counts carry on).
     pub fn load_pinned(capacity: Capacity, pins: &Pins) -> Result<Datapath, DatapathError> {
-        pins.prepare(capacity.rules).map_err(DatapathError::Pins)?;
+        pins.prepare(capacity.rules + capacity.learned)
+            .map_err(DatapathError::Pins)?;
         Self::load_inner(capacity, Some(pins))
     }
 
@@ -192,7 +200,8 @@ impl Datapath {
             .override_global(aya_log::LEVEL, log_level, true)
             .map_max_entries(LPM_V4, capacity.prefixes_v4)
             .map_max_entries(LPM_V6, capacity.prefixes_v6)
-            .map_max_entries(RULE_STATS, capacity.rules)
+            .map_max_entries(RULE_STATS, capacity.rules + capacity.learned)
+            .map_max_entries(LEARNED, capacity.learned.max(1))
             .map_max_entries(V4_TBL24, chunk_entries)
             .map_max_entries(V4_TBL32, chunk_entries)
             .load(PROGRAM)?;
@@ -207,6 +216,7 @@ impl Datapath {
             trace: false,
             port_slots: None,
             kernel_log_on: *log_level != 0,
+            learning: false,
         })
     }
 

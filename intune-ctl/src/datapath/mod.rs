@@ -5,6 +5,7 @@ pub mod batch;
 pub mod bpffs;
 pub mod counters;
 pub mod kernel_log;
+pub mod learning;
 pub mod load;
 pub mod mmap;
 pub mod pins;

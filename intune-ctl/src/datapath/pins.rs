@@ -19,9 +19,12 @@ use aya::{
     maps::MapData,
     programs::links::{FdLink, PinnedLink},
 };
-use intune_common::maps::{
-    CONFIG, DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, OUTCOME_STATS, PORT_SETS,
-    PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS, RULE_STATS, V4_TBL16, V4_TBL24, V4_TBL32,
+use intune_common::{
+    learn::LEARNED,
+    maps::{
+        CONFIG, DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, OUTCOME_STATS, PORT_SETS,
+        PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS, RULE_STATS, V4_TBL16, V4_TBL24, V4_TBL32,
+    },
 };
 
 /// The maps shared by every program the daemon loads: the counters, and the port slots that
@@ -36,7 +39,8 @@ pub const SHARED_MAPS: [&str; 5] = [
 
 /// The maps a decision reads: pinned by each daemon for its program, so `lookup` can ask a
 /// copy of the program against them (with counters of its own).
-pub const LOOKUP_MAPS: [&str; 9] = [
+pub const LOOKUP_MAPS: [&str; 10] = [
+    LEARNED,
     LPM_V4,
     LPM_V6,
     V4_TBL16,

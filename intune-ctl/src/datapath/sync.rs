@@ -205,10 +205,13 @@ impl Datapath {
     }
 
     /// The config for `rules` under the current policy and lookup mode.
-    fn config_for(&self, rules: &RuleSet) -> Config {
+    pub(super) fn config_for(&self, rules: &RuleSet) -> Config {
         let mut config = self.policy.config(rules, self.trace);
         if self.v4_lookup == V4Lookup::Trie {
             config.flags |= Config::FLAG_V4_TRIE;
+        }
+        if self.learning {
+            config.flags |= Config::FLAG_LEARNED;
         }
         config
     }

@@ -1,0 +1,423 @@
+//! The learning thread: reads the captured DNS responses from the ring buffer as they arrive,
+//! learns the endpoint addresses in them and writes them to the `LEARNED` map at once (a
+//! device sends its first SYN right after the answer), expires them after TTL plus grace,
+//! and records them for `list`, `stats`, `status` and the metrics. A thread of its own, not a
+//! task of the daemon's runtime: nothing the daemon does can hold an answer up.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsRawFd as _,
+    sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuValues, RingBuf};
+use intune_common::{
+    classify::v4_mapped,
+    learn::DnsEvent,
+    maps::{Counter, RuleRef},
+};
+use serde::Serialize;
+
+use super::{
+    answer::{Unlearned, learn},
+    patterns::Patterns,
+    table::{Lesson, Table, Write},
+};
+use crate::{
+    endpoints::Ports,
+    state::{LearnedAddress, StateDir},
+};
+
+/// How the learner works.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Resolvers whose answers are trusted; empty trusts any.
+    pub trusted: Vec<IpAddr>,
+    pub grace: Duration,
+    /// Learned addresses kept at most.
+    pub cap: u32,
+    /// The rule index of counter slot 0.
+    pub rule_base: u32,
+}
+
+/// The maps the learner works on, its own descriptors of the daemon's program's maps.
+pub struct Maps {
+    pub events: RingBuf<MapData>,
+    pub learned: BpfHashMap<MapData, [u8; 16], RuleRef>,
+    pub rule_stats: PerCpuArray<MapData, Counter>,
+}
+
+/// What the learner counted since it started.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct LearnCounts {
+    /// DNS responses captured.
+    pub answers: u64,
+    /// Responses from resolvers not trusted: ignored.
+    pub untrusted: u64,
+    /// Responses that are no DNS message, or were cut short by the capture.
+    pub malformed: u64,
+    /// Error responses (NXDOMAIN, SERVFAIL, ...).
+    pub failed: u64,
+    /// Good responses for no endpoint name.
+    pub not_matched: u64,
+    /// Addresses taken in (new or seen again).
+    pub learned: u64,
+    pub evicted: u64,
+    pub expired: u64,
+    /// Map writes that failed.
+    pub map_errors: u64,
+}
+
+/// What `status`, `list` and the metrics see of the learner.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    pub counts: LearnCounts,
+    pub held: usize,
+    pub cap: u32,
+    /// The latest capture-to-map times of answers that taught an address.
+    pub latencies: VecDeque<Duration>,
+}
+
+const LATENCIES_KEPT: usize = 4096;
+
+enum Control {
+    /// A new rule set: its names, and the port set id of each name's ports.
+    Patterns(Patterns, HashMap<Ports, u32>),
+}
+
+/// The running learner; stops when dropped.
+pub struct Learner {
+    tx: mpsc::Sender<Control>,
+    view: Arc<Mutex<View>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Learner {
+    pub fn start(
+        maps: Maps,
+        settings: Settings,
+        state: Option<StateDir>,
+    ) -> std::io::Result<Learner> {
+        let (tx, rx) = mpsc::channel();
+        let view = Arc::new(Mutex::new(View {
+            cap: settings.cap,
+            ..View::default()
+        }));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut work = Work {
+            table: Table::new(settings.cap),
+            settings,
+            maps,
+            patterns: Patterns::default(),
+            port_ids: HashMap::new(),
+            counts: LearnCounts::default(),
+            latencies: VecDeque::new(),
+            view: Arc::clone(&view),
+            state,
+            dirty: false,
+            saved: None,
+            cpus: aya::util::nr_cpus().map(|n| n.max(1)).unwrap_or(1),
+        };
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("intune-learn".into())
+            .spawn(move || work.run(&rx, &stopping))?;
+        Ok(Learner {
+            tx,
+            view,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Matches answers against the names of `patterns` from now on; `port_set_of` gives the
+    /// port set id the rule set holds for a name's ports.
+    pub fn follow(&self, patterns: Patterns, port_set_of: impl Fn(&Ports) -> Option<u32>) {
+        let ids = patterns
+            .all()
+            .iter()
+            .filter_map(|p| port_set_of(&p.ports).map(|id| (p.ports.clone(), id)))
+            .collect();
+        let _ = self.tx.send(Control::Patterns(patterns, ids));
+    }
+
+    pub fn view(&self) -> View {
+        self.view.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Learner {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Work {
+    table: Table,
+    settings: Settings,
+    maps: Maps,
+    patterns: Patterns,
+    port_ids: HashMap<Ports, u32>,
+    counts: LearnCounts,
+    latencies: VecDeque<Duration>,
+    view: Arc<Mutex<View>>,
+    state: Option<StateDir>,
+    /// The table changed since the state file was written.
+    dirty: bool,
+    saved: Option<Instant>,
+    cpus: usize,
+}
+
+/// Asks for a real-time priority: a learner woken by an answer must run before the device's
+/// SYN comes back. Without the privilege (CAP_SYS_NICE) it runs at normal priority.
+fn realtime() {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: sets this thread's own policy with a valid parameter.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        tracing::info!(
+            error = %std::io::Error::last_os_error(),
+            "the learner runs at normal priority"
+        );
+    }
+}
+
+/// Longest wait for an answer: how late a stop, a new rule set or an expiry is seen.
+const TICK: Duration = Duration::from_millis(200);
+
+impl Work {
+    fn run(&mut self, rx: &mpsc::Receiver<Control>, stop: &std::sync::atomic::AtomicBool) {
+        realtime();
+        self.zero_all();
+        let fd = self.maps.events.as_raw_fd();
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            while let Ok(Control::Patterns(patterns, ids)) = rx.try_recv() {
+                self.patterns = patterns;
+                self.port_ids = ids;
+                self.retarget();
+            }
+            let now = Instant::now();
+            let wait = self
+                .table
+                .next_expiry()
+                .map_or(TICK, |at| at.saturating_duration_since(now).min(TICK));
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the ring buffer's descriptor, which `self` owns.
+            unsafe { libc::poll(&mut pfd, 1, wait.as_millis().max(1) as i32) };
+            while let Some(ev) = self.next_event() {
+                self.answer(&ev);
+            }
+            let expired = self.table.expire(Instant::now());
+            if !expired.is_empty() {
+                self.counts.expired += expired.len() as u64;
+                self.write(&expired);
+            }
+            self.publish();
+        }
+        self.save();
+    }
+
+    /// The next captured response, copied out of the ring (which frees its room).
+    fn next_event(&mut self) -> Option<DnsEvent> {
+        loop {
+            let item = self.maps.events.next()?;
+            if item.len() >= size_of::<DnsEvent>() {
+                // SAFETY: a record the capture wrote whole (size checked); any bytes are a
+                // valid DnsEvent.
+                return Some(unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) });
+            }
+        }
+    }
+
+    fn answer(&mut self, ev: &DnsEvent) {
+        self.counts.answers += 1;
+        let resolver = if ev.is_v6 != 0 {
+            IpAddr::V6(Ipv6Addr::from(ev.src))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(ev.src[0], ev.src[1], ev.src[2], ev.src[3]))
+        };
+        if !self.settings.trusted.is_empty() && !self.settings.trusted.contains(&resolver) {
+            self.counts.untrusted += 1;
+            return;
+        }
+        let message = &ev.data[..usize::from(ev.len).min(ev.data.len())];
+        // Hostile input must never take the learner down: a panic in the parser counts as a
+        // malformed answer.
+        let lessons = std::panic::catch_unwind(|| {
+            learn(message, &self.patterns).map(|ls| {
+                ls.into_iter()
+                    .filter_map(|l| {
+                        Some(Lesson {
+                            address: l.address,
+                            asked: l.asked,
+                            pattern: l.pattern.name.clone(),
+                            sets: l.pattern.sets.clone(),
+                            port_set: *self.port_ids.get(&l.pattern.ports)?,
+                            keep: Duration::from_secs(u64::from(l.ttl)) + self.settings.grace,
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+        });
+        let lessons = match lessons {
+            Ok(Ok(l)) => l,
+            Ok(Err(Unlearned::NoMatch)) => {
+                self.counts.not_matched += 1;
+                return;
+            }
+            Ok(Err(Unlearned::Failed(_))) => {
+                self.counts.failed += 1;
+                return;
+            }
+            Ok(Err(_)) | Err(_) => {
+                self.counts.malformed += 1;
+                return;
+            }
+        };
+        if lessons.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for lesson in lessons {
+            self.counts.learned += 1;
+            let writes = self.table.learn(lesson, now);
+            self.write(&writes);
+        }
+        self.counts.evicted = self.table.evicted;
+        if let Some(took) = since_capture(ev.ktime_ns) {
+            if self.latencies.len() == LATENCIES_KEPT {
+                self.latencies.pop_front();
+            }
+            self.latencies.push_back(took);
+        }
+    }
+
+    fn retarget(&mut self) {
+        let (patterns, ids) = (&self.patterns, &self.port_ids);
+        let writes = self.table.retarget(|name| {
+            let p = patterns.all().iter().find(|p| p.name == name)?;
+            Some((p.sets.clone(), *ids.get(&p.ports)?))
+        });
+        self.write(&writes);
+    }
+
+    fn write(&mut self, writes: &[Write]) {
+        for w in writes {
+            let result = match *w {
+                // The slot's counter is zero already: zeroed when its last address left (or
+                // at start), so nothing but the map write stands between answer and SYN.
+                Write::Put {
+                    address,
+                    slot,
+                    port_set,
+                } => {
+                    let rule = self.settings.rule_base + slot;
+                    self.maps
+                        .learned
+                        .insert(key(address), RuleRef { rule, port_set }, 0)
+                }
+                Write::Delete { address, slot } => match self.maps.learned.remove(&key(address)) {
+                    Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                    other => other,
+                }
+                .and_then(|()| self.zero(self.settings.rule_base + slot)),
+            };
+            if let Err(e) = result {
+                self.counts.map_errors += 1;
+                tracing::warn!(error = %e, "writing a learned address to the kernel map");
+            }
+        }
+        self.dirty |= !writes.is_empty();
+    }
+
+    fn zero(&mut self, rule: u32) -> Result<(), aya::maps::MapError> {
+        let zeros = PerCpuValues::try_from(vec![Counter::default(); self.cpus])
+            .map_err(aya::maps::MapError::IoError)?;
+        self.maps.rule_stats.set(rule, zeros, 0)
+    }
+
+    /// Zeroes every learned counter: a previous daemon's addresses have left.
+    fn zero_all(&mut self) {
+        for slot in 0..self.settings.cap {
+            if let Err(e) = self.zero(self.settings.rule_base + slot) {
+                tracing::warn!(error = %e, "zeroing the learned addresses' counters");
+                return;
+            }
+        }
+    }
+
+    /// Hands the counts to the view; writes the state file at most once a second.
+    fn publish(&mut self) {
+        if let Ok(mut v) = self.view.lock() {
+            v.counts = self.counts.clone();
+            v.held = self.table.len();
+            v.latencies = self.latencies.clone();
+        }
+        if self.dirty
+            && self
+                .saved
+                .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            self.save();
+        }
+    }
+
+    fn save(&mut self) {
+        let Some(state) = &self.state else {
+            return;
+        };
+        let now = Instant::now();
+        let records: Vec<LearnedAddress> = self
+            .table
+            .entries()
+            .map(|e| LearnedAddress {
+                address: e.address,
+                index: self.settings.rule_base + e.slot,
+                asked: e.asked.clone(),
+                pattern: e.pattern.clone(),
+                endpoint_sets: e.sets.clone(),
+                expires_at: crate::state::rfc3339_in(e.expires.saturating_duration_since(now)),
+            })
+            .collect();
+        if let Err(e) = state.save_learned(&records) {
+            tracing::warn!(error = %e, "recording the learned addresses");
+        }
+        self.dirty = false;
+        self.saved = Some(now);
+    }
+}
+
+/// The map key of an address: IPv6, or IPv4 mapped.
+pub fn key(address: IpAddr) -> [u8; 16] {
+    match address {
+        IpAddr::V6(a) => a.octets(),
+        IpAddr::V4(a) => {
+            let mut k = [0u8; 16];
+            k[..4].copy_from_slice(&a.octets());
+            v4_mapped(&k)
+        }
+    }
+}
+
+/// Time since `ktime_ns` (CLOCK_MONOTONIC, as `bpf_ktime_get_ns` reads it).
+fn since_capture(ktime_ns: u64) -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+        return None;
+    }
+    let now = (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64;
+    now.checked_sub(ktime_ns).map(Duration::from_nanos)
+}

@@ -1,0 +1,276 @@
+//! The learned addresses: each with its name, sets, port set, counter slot and expiry, at most
+//! `cap` of them, the least recently seen evicted first. Pure bookkeeping: it says which map
+//! writes keep the kernel's `LEARNED` map equal to it.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+/// One learned address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub address: IpAddr,
+    /// Counter slot: the rule index is the learned base plus this.
+    pub slot: u32,
+    /// The name the device asked for, and the endpoint name it matched.
+    pub asked: String,
+    pub pattern: String,
+    pub sets: Vec<u32>,
+    pub port_set: u32,
+    pub expires: Instant,
+    /// When an answer last gave it (the order of eviction).
+    seen: u64,
+}
+
+/// What an answer taught about one address.
+#[derive(Clone, Debug)]
+pub struct Lesson {
+    pub address: IpAddr,
+    pub asked: String,
+    pub pattern: String,
+    pub sets: Vec<u32>,
+    pub port_set: u32,
+    /// TTL plus grace, from now.
+    pub keep: Duration,
+}
+
+/// A write to the kernel map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Insert or update.
+    Put {
+        address: IpAddr,
+        slot: u32,
+        port_set: u32,
+    },
+    /// Remove; the slot's counter is free for the next address.
+    Delete { address: IpAddr, slot: u32 },
+}
+
+#[derive(Debug)]
+pub struct Table {
+    cap: usize,
+    entries: HashMap<IpAddr, Entry>,
+    by_seen: BTreeMap<u64, IpAddr>,
+    free: Vec<u32>,
+    next_slot: u32,
+    clock: u64,
+    pub evicted: u64,
+}
+
+impl Table {
+    pub fn new(cap: u32) -> Table {
+        Table {
+            cap: cap as usize,
+            entries: HashMap::new(),
+            by_seen: BTreeMap::new(),
+            free: Vec::new(),
+            next_slot: 0,
+            clock: 0,
+            evicted: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// Takes in a lesson at `now`: a new address (evicting the least recently seen when full),
+    /// or a known one seen again (its expiry only moves later).
+    pub fn learn(&mut self, lesson: Lesson, now: Instant) -> Vec<Write> {
+        let mut writes = Vec::new();
+        if self.cap == 0 {
+            return writes;
+        }
+        self.clock += 1;
+        let expires = now + lesson.keep;
+        if let Some(e) = self.entries.get_mut(&lesson.address) {
+            self.by_seen.remove(&e.seen);
+            e.seen = self.clock;
+            self.by_seen.insert(e.seen, lesson.address);
+            e.expires = e.expires.max(expires);
+            e.asked = lesson.asked;
+            if e.port_set != lesson.port_set || e.pattern != lesson.pattern {
+                e.port_set = lesson.port_set;
+                e.pattern = lesson.pattern;
+                e.sets = lesson.sets;
+                writes.push(Write::Put {
+                    address: e.address,
+                    slot: e.slot,
+                    port_set: e.port_set,
+                });
+            }
+            return writes;
+        }
+        if self.entries.len() >= self.cap
+            && let Some((_, oldest)) = self.by_seen.pop_first()
+        {
+            self.evicted += 1;
+            writes.extend(self.remove(oldest));
+        }
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.next_slot += 1;
+            self.next_slot - 1
+        });
+        writes.push(Write::Put {
+            address: lesson.address,
+            slot,
+            port_set: lesson.port_set,
+        });
+        self.by_seen.insert(self.clock, lesson.address);
+        self.entries.insert(
+            lesson.address,
+            Entry {
+                address: lesson.address,
+                slot,
+                asked: lesson.asked,
+                pattern: lesson.pattern,
+                sets: lesson.sets,
+                port_set: lesson.port_set,
+                expires,
+                seen: self.clock,
+            },
+        );
+        writes
+    }
+
+    fn remove(&mut self, address: IpAddr) -> Option<Write> {
+        let e = self.entries.remove(&address)?;
+        self.by_seen.remove(&e.seen);
+        self.free.push(e.slot);
+        Some(Write::Delete {
+            address,
+            slot: e.slot,
+        })
+    }
+
+    /// Removes what expired by `now`.
+    pub fn expire(&mut self, now: Instant) -> Vec<Write> {
+        let gone: Vec<IpAddr> = self
+            .entries
+            .values()
+            .filter(|e| e.expires <= now)
+            .map(|e| e.address)
+            .collect();
+        gone.into_iter().filter_map(|a| self.remove(a)).collect()
+    }
+
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.entries.values().map(|e| e.expires).min()
+    }
+
+    /// Follows a new rule set: entries whose endpoint name left are removed; the others take
+    /// the name's new sets and port set (`of` answers both for a name, `None` when it left).
+    pub fn retarget(&mut self, of: impl Fn(&str) -> Option<(Vec<u32>, u32)>) -> Vec<Write> {
+        let mut writes = Vec::new();
+        let addresses: Vec<IpAddr> = self.entries.keys().copied().collect();
+        for address in addresses {
+            let Some(e) = self.entries.get_mut(&address) else {
+                continue;
+            };
+            match of(&e.pattern) {
+                None => writes.extend(self.remove(address)),
+                Some((sets, port_set)) => {
+                    e.sets = sets;
+                    if e.port_set != port_set {
+                        e.port_set = port_set;
+                        writes.push(Write::Put {
+                            address,
+                            slot: e.slot,
+                            port_set,
+                        });
+                    }
+                }
+            }
+        }
+        writes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lesson(addr: &str, keep: u64) -> Lesson {
+        Lesson {
+            address: addr.parse().unwrap(),
+            asked: "x.manage.microsoft.com".into(),
+            pattern: "*.manage.microsoft.com".into(),
+            sets: vec![1],
+            port_set: 3,
+            keep: Duration::from_secs(keep),
+        }
+    }
+
+    fn put(addr: &str, slot: u32) -> Write {
+        Write::Put {
+            address: addr.parse().unwrap(),
+            slot,
+            port_set: 3,
+        }
+    }
+
+    #[test]
+    fn new_addresses_get_slots_and_seen_again_only_extends() {
+        let now = Instant::now();
+        let mut t = Table::new(10);
+        assert_eq!(t.learn(lesson("192.0.2.1", 60), now), [put("192.0.2.1", 0)]);
+        assert_eq!(t.learn(lesson("192.0.2.2", 60), now), [put("192.0.2.2", 1)]);
+        assert_eq!(t.learn(lesson("192.0.2.1", 10), now), []);
+        assert_eq!(t.next_expiry(), Some(now + Duration::from_secs(60)));
+        assert_eq!(t.expire(now + Duration::from_secs(59)), []);
+        let gone = t.expire(now + Duration::from_secs(60));
+        assert_eq!(gone.len(), 2);
+        assert!(t.is_empty());
+        // Freed slots are handed out again.
+        let again = t.learn(lesson("192.0.2.3", 60), now);
+        assert!(matches!(again[..], [Write::Put { slot: 0 | 1, .. }]));
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_least_recently_seen() {
+        let now = Instant::now();
+        let mut t = Table::new(2);
+        t.learn(lesson("192.0.2.1", 60), now);
+        t.learn(lesson("192.0.2.2", 60), now);
+        t.learn(lesson("192.0.2.1", 60), now);
+        let w = t.learn(lesson("192.0.2.3", 60), now);
+        assert_eq!(
+            w,
+            [
+                Write::Delete {
+                    address: "192.0.2.2".parse().unwrap(),
+                    slot: 1
+                },
+                put("192.0.2.3", 1)
+            ]
+        );
+        assert_eq!((t.len(), t.evicted), (2, 1));
+    }
+
+    #[test]
+    fn a_new_rule_set_drops_names_that_left_and_moves_port_sets() {
+        let now = Instant::now();
+        let mut t = Table::new(10);
+        t.learn(lesson("192.0.2.1", 60), now);
+        let moved = t.retarget(|_| Some((vec![1, 2], 5)));
+        assert!(matches!(moved[..], [Write::Put { port_set: 5, .. }]));
+        assert_eq!(
+            t.retarget(|_| None),
+            [Write::Delete {
+                address: "192.0.2.1".parse().unwrap(),
+                slot: 0
+            }]
+        );
+    }
+}

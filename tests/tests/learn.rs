@@ -1,0 +1,346 @@
+//! Learning addresses from the DNS answers that cross the gateway: device, gateway (the daemon,
+//! enforce mode, learning on) and server (dnsmasq on port 53 answering wildcard names, with
+//! CNAME chains, and the "endpoints" the names lead to). Real queries and connections from the
+//! device. Needs root.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::{IpAddr, SocketAddr, TcpListener, UdpSocket},
+    process::{Child, Stdio},
+    sync::{atomic::Ordering, mpsc},
+    time::{Duration, Instant},
+};
+
+use hickory_proto::{op::Message, rr::RData};
+use intune_ctl::datapath::pins::Pins;
+use intune_tests::{
+    dns::{Dnsmasq, query_bytes},
+    netns::{Netns, veth},
+    output, require_root,
+};
+use serde_json::Value;
+
+const SETS: &str = r#"[
+  {"id": 950, "serviceArea": "MEM", "category": "Allow", "required": true,
+   "urls": ["*.wild.test"], "tcpPorts": "443"}
+]"#;
+
+/// DNS answers live 2 s; learned addresses 2 s more.
+const TTL: u32 = 2;
+const GRACE: &str = "2s";
+
+struct Net {
+    dev: Netns,
+    gw: Netns,
+    srv: Netns,
+    _dns: Dnsmasq,
+}
+
+/// dev 192.0.2.1 -- g0 [gw] s0 -- srv 198.51.100.10 (dnsmasq :53), 198.51.100.11 (a hostile
+/// "resolver"), and the names' addresses 203.0.113.20-22 on lo, TCP 443 open.
+fn net(tag: &str) -> Net {
+    let dev = Netns::new(&format!("ld{tag}"));
+    let gw = Netns::new(&format!("lg{tag}"));
+    let srv = Netns::new(&format!("ls{tag}"));
+    veth(&dev, "d0", &gw, "g0");
+    veth(&gw, "s0", &srv, "v0");
+    dev.ip(&["addr", "add", "192.0.2.1/24", "dev", "d0"]);
+    dev.ip(&["route", "add", "default", "via", "192.0.2.2"]);
+    gw.ip(&["addr", "add", "192.0.2.2/24", "dev", "g0"]);
+    gw.ip(&["addr", "add", "198.51.100.1/24", "dev", "s0"]);
+    gw.ip(&["route", "add", "203.0.113.0/24", "via", "198.51.100.10"]);
+    for a in ["198.51.100.10/24", "198.51.100.11/24"] {
+        srv.ip(&["addr", "add", a, "dev", "v0"]);
+    }
+    for a in ["203.0.113.20/32", "203.0.113.21/32", "203.0.113.22/32"] {
+        srv.ip(&["addr", "add", a, "dev", "lo"]);
+    }
+    srv.ip(&["route", "add", "default", "via", "198.51.100.1"]);
+    let fwd = gw
+        .command("sysctl")
+        .args(["-qw", "net.ipv4.ip_forward=1"])
+        .status()
+        .expect("sysctl");
+    assert!(fwd.success());
+    for a in ["203.0.113.20:443", "203.0.113.21:443", "203.0.113.22:443"] {
+        let addr: SocketAddr = a.parse().unwrap();
+        let listener = srv.run(move || TcpListener::bind(addr).expect("bind"));
+        std::thread::spawn(move || for _ in listener.incoming() {});
+    }
+    let hosts =
+        "203.0.113.20 edge.cdn.test\n203.0.113.21 direct.wild.test\n203.0.113.22 other.test\n";
+    let dns = Dnsmasq::start_on(
+        Some(&srv),
+        "198.51.100.10".parse().unwrap(),
+        Some(53),
+        hosts,
+        TTL,
+        &["--cname=app.wild.test,edge.cdn.test".to_string()],
+    );
+    Net {
+        dev,
+        gw,
+        srv,
+        _dns: dns,
+    }
+}
+
+/// Asks the server's dnsmasq for `name` from the device; the A record at the end of the answer.
+fn ask(dev: &Netns, name: &str) -> IpAddr {
+    let query = query_bytes(0x5151, name);
+    let answer = dev.run(move || {
+        let sock = UdpSocket::bind("192.0.2.1:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        sock.send_to(&query, "198.51.100.10:53").expect("send");
+        let mut buf = [0u8; 1500];
+        let n = sock.recv(&mut buf).expect("an answer");
+        buf[..n].to_vec()
+    });
+    let msg = Message::from_vec(&answer).expect("a DNS answer");
+    msg.answers
+        .iter()
+        .find_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no A record for {name}: {msg:?}"))
+}
+
+/// Connects once, within less than TCP's first SYN retransmission (1 s): success means the
+/// first SYN went through.
+fn first_syn_connects(dev: &Netns, to: IpAddr) -> bool {
+    dev.connects(&format!("{to}:443"), Duration::from_millis(800))
+}
+
+/// Connects, a retransmitted SYN allowed; says whether the first SYN made it.
+///
+/// The learner reads the answer in userspace, some 0.2-0.6 ms after it leaves (a thread's
+/// wake-up on this VM); a client a veth away sends its SYN sooner, so the first SYN often
+/// loses the race here. Learning in the capture program itself is what will win it.
+fn connects_after_answer(dev: &Netns, to: IpAddr) -> bool {
+    let start = Instant::now();
+    let ok = dev.connects(&format!("{to}:443"), Duration::from_secs(3));
+    let first = start.elapsed() < Duration::from_millis(900);
+    eprintln!("connect to {to}: {ok}, first SYN through: {first}");
+    ok
+}
+
+struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    pins: Pins,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(gw: &Netns, extra: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let sets = dir.path().join("sets.json");
+        std::fs::write(&sets, SETS).unwrap();
+        let pins = Pins::new(format!(
+            "/sys/fs/bpf/ixt-learn-{}-{}",
+            std::process::id(),
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches('.')
+        ));
+        let mut child = gw
+            .command(env!("CARGO_BIN_EXE_intune-ctl-test"))
+            .args([
+                "daemon",
+                "--iface",
+                "g0",
+                "--mode",
+                "enforce",
+                "--no-service",
+                "--no-resolve",
+            ])
+            .args(["--learn-from-dns", "--dns-grace", GRACE])
+            .arg("--endpoints")
+            .arg(&sets)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .arg("--bpffs-dir")
+            .arg(pins.dir())
+            .arg("--control-socket")
+            .arg(dir.path().join("control.sock"))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("daemon");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let d = Daemon {
+            child,
+            lines,
+            pins,
+            dir,
+        };
+        d.wait_for("attached to g0", 30);
+        d
+    }
+
+    fn wait_for(&self, needle: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("no {needle:?} in {secs}s: {seen:?}");
+    }
+
+    /// `intune-ctl ARGS --json --state-dir ..`, and `--bpffs-dir ..` unless it is `list`.
+    fn ctl(&self, args: &[&str]) -> Value {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_intune-ctl-test"));
+        cmd.args(args)
+            .arg("--json")
+            .arg("--state-dir")
+            .arg(self.dir.path());
+        if args[0] != "list" {
+            cmd.arg("--bpffs-dir").arg(self.pins.dir());
+        }
+        let (code, out, err) = output(&mut cmd);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    }
+
+    fn status(&self) -> Value {
+        let (code, out, err) = output(
+            std::process::Command::new(env!("CARGO_BIN_EXE_intune-ctl-test"))
+                .args(["status", "--json", "--control-socket"])
+                .arg(self.dir.path().join("control.sock")),
+        );
+        assert_eq!(code, 0, "status: {err}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    fn learned(&self) -> Value {
+        self.status()["learning"].clone()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = self.pins.remove_all();
+    }
+}
+
+#[test]
+fn answers_teach_wildcard_addresses_until_they_expire() {
+    require_root!();
+    let n = net("a");
+    let d = Daemon::start(&n.gw, &[]);
+
+    // Not asked yet: the address is no Intune address.
+    let edge: IpAddr = "203.0.113.20".parse().unwrap();
+    assert!(
+        !first_syn_connects(&n.dev, edge),
+        "unknown before the answer"
+    );
+
+    // Through a CNAME chain: app.wild.test -> edge.cdn.test -> 203.0.113.20.
+    assert_eq!(ask(&n.dev, "app.wild.test"), edge);
+    assert!(connects_after_answer(&n.dev, edge), "{}", d.learned());
+    let direct = ask(&n.dev, "direct.wild.test");
+    assert!(connects_after_answer(&n.dev, direct));
+    // A name of no endpoint set teaches nothing.
+    let other = ask(&n.dev, "other.test");
+    assert!(!first_syn_connects(&n.dev, other));
+    // Only the name's ports.
+    assert!(
+        !n.dev
+            .connects("203.0.113.20:8443", Duration::from_millis(300))
+    );
+
+    let learning = d.learned();
+    assert_eq!(learning["addresses"], 2, "{learning}");
+    assert!(
+        learning["counts"]["not_matched"].as_u64().unwrap() >= 1,
+        "{learning}"
+    );
+    eprintln!("learning: {learning}");
+
+    // list and lookup show them, with the wildcard and the name the device asked for.
+    std::thread::sleep(Duration::from_millis(1200));
+    let list = d.ctl(&["list", "--no-builtin"]);
+    let learned = list["learned"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{list}"));
+    let app = learned
+        .iter()
+        .find(|l| l["address"] == "203.0.113.20")
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(app["asked"], "app.wild.test");
+    assert_eq!(app["pattern"], "*.wild.test");
+    assert_eq!(app["endpoint_sets"], serde_json::json!([950]));
+    let verdict = d.ctl(&["lookup", "203.0.113.20", "--port", "443"]);
+    assert_eq!(verdict["action"], "pass", "{verdict}");
+    let stats = d.ctl(&["stats"]);
+    let hits = stats["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["prefix"] == "203.0.113.20/32")
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert_eq!(hits["source"], "learned");
+    assert!(hits["packets"].as_u64().unwrap() >= 2, "{stats}");
+
+    // TTL plus grace later, they are gone.
+    std::thread::sleep(Duration::from_secs(u64::from(TTL) + 2));
+    assert!(!first_syn_connects(&n.dev, edge), "expired");
+    assert_eq!(d.learned()["addresses"], 0);
+}
+
+#[test]
+fn untrusted_resolvers_and_hostile_answers_teach_nothing_and_pass_as_before() {
+    require_root!();
+    let n = net("b");
+    let d = Daemon::start(&n.gw, &["--learn-trusted", "198.51.100.99"]);
+    let edge = ask(&n.dev, "app.wild.test");
+    assert!(!first_syn_connects(&n.dev, edge), "an untrusted answer");
+    let learning = d.learned();
+    assert_eq!(learning["addresses"], 0, "{learning}");
+    assert!(learning["counts"]["untrusted"].as_u64().unwrap() >= 1);
+    drop(d);
+
+    // Anything from port 53 is read when every resolver is trusted: garbage must not hurt.
+    let d = Daemon::start(&n.gw, &[]);
+    let received = n.dev.udp_counter("192.0.2.1:5353");
+    let corpus = intune_tests::dns::hostile_answers();
+    let count = corpus.len();
+    n.srv.run(move || {
+        let sock = UdpSocket::bind("198.51.100.11:53").expect("bind :53");
+        for packet in &corpus {
+            sock.send_to(packet, "192.0.2.1:5353").expect("send");
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        received.load(Ordering::SeqCst),
+        count,
+        "every packet passed"
+    );
+    let learning = d.learned();
+    assert!(
+        learning["counts"]["malformed"].as_u64().unwrap() >= (count as u64) / 2,
+        "{learning}"
+    );
+    assert_eq!(learning["addresses"], 0, "{learning}");
+    // Still learning.
+    let edge = ask(&n.dev, "app.wild.test");
+    assert!(connects_after_answer(&n.dev, edge), "{}", d.learned());
+}
