@@ -4,6 +4,7 @@ pub mod dns;
 pub mod frames;
 pub mod http;
 pub mod netns;
+pub mod process;
 
 use intune_ctl::{
     datapath::{Capacity, Datapath, V4Lookup},

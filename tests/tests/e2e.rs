@@ -8,10 +8,10 @@
 //! ```
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     process::{Child, Stdio},
-    sync::{atomic::Ordering, mpsc},
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -20,6 +20,7 @@ use intune_tests::{
     dns::Dnsmasq,
     http::{Answer, FakeService, version_body},
     netns::{Netns, veth},
+    process::Lines,
     require_root,
 };
 use serde_json::Value;
@@ -95,21 +96,12 @@ impl Drop for PinsGuard {
 
 struct Daemon {
     child: Child,
-    lines: mpsc::Receiver<String>,
+    lines: Lines,
 }
 
 impl Daemon {
     fn wait_for(&self, needle: &str, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return,
-                Ok(line) => seen.push(line),
-                Err(_) => break,
-            }
-        }
-        panic!("no {needle:?} in {secs} s: {seen:#?}");
+        self.lines.wait_for(needle, secs)
     }
 }
 
@@ -216,13 +208,7 @@ listen = "127.0.0.1:9470"
             .stderr(Stdio::inherit())
             .spawn()
             .expect("daemon");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let lines = Lines::of(&mut child);
     let daemon = Daemon { child, lines };
     daemon.wait_for("attached to g0", 30);
 

@@ -4,10 +4,9 @@
 //! device. Needs root.
 
 use std::{
-    io::{BufRead, BufReader},
     net::{IpAddr, SocketAddr, TcpListener, UdpSocket},
     process::{Child, Stdio},
-    sync::{atomic::Ordering, mpsc},
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -16,7 +15,9 @@ use intune_ctl::datapath::pins::Pins;
 use intune_tests::{
     dns::{Dnsmasq, query_bytes},
     netns::{Netns, veth},
-    output, require_root,
+    output,
+    process::Lines,
+    require_root,
 };
 use serde_json::Value;
 
@@ -127,7 +128,7 @@ fn connects_after_answer(dev: &Netns, to: IpAddr) -> bool {
 
 struct Daemon {
     child: Child,
-    lines: mpsc::Receiver<String>,
+    lines: Lines,
     pins: Pins,
     dir: tempfile::TempDir,
 }
@@ -171,34 +172,15 @@ impl Daemon {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("daemon");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let lines = Lines::of(&mut child);
         let d = Daemon {
             child,
             lines,
             pins,
             dir,
         };
-        d.wait_for("attached to g0", 30);
+        d.lines.wait_for("attached to g0", 30);
         d
-    }
-
-    fn wait_for(&self, needle: &str, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return,
-                Ok(line) => seen.push(line),
-                Err(_) => break,
-            }
-        }
-        panic!("no {needle:?} in {secs}s: {seen:?}");
     }
 
     /// `intune-ctl ARGS --json --state-dir ..`, and `--bpffs-dir ..` unless it is `list`.

@@ -1,0 +1,39 @@
+//! A daemon's output, as the tests follow it.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::Child,
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+/// A child's stdout lines, read on a thread of their own (a full pipe would stall it).
+pub struct Lines(mpsc::Receiver<String>);
+
+impl Lines {
+    /// Takes `child`'s piped stdout.
+    pub fn of(child: &mut Child) -> Lines {
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Lines(rx)
+    }
+
+    /// Waits for a line with `needle`; panics after `secs` with the lines that came instead.
+    pub fn wait_for(&self, needle: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.0.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("no {needle:?} in {secs} s: {seen:#?}");
+    }
+}
