@@ -44,6 +44,11 @@ pub struct DaemonMetrics {
     pub lookups: Family<ResultLabel, Counter>,
     pub resolver_last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub map_update_seconds: Histogram,
+    /// Captured DNS answers by what came of them.
+    pub learn_answers: Family<ResultLabel, Counter>,
+    pub learned_addresses: Gauge,
+    pub learn_evicted: Counter,
+    pub learn_seconds: Histogram,
 }
 
 /// The process's daemon metrics.
@@ -56,6 +61,11 @@ pub fn daemon() -> &'static DaemonMetrics {
         resolver_last_success: Gauge::default(),
         // 100 µs .. ~3 s.
         map_update_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+        learn_answers: Family::default(),
+        learned_addresses: Gauge::default(),
+        learn_evicted: Counter::default(),
+        // 10 µs .. ~80 ms.
+        learn_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 14)),
     })
 }
 
@@ -276,6 +286,26 @@ pub fn registry(pins: Pins, state_dir: PathBuf) -> Registry {
         "intune_xdp_map_update_duration_seconds",
         "Time to move the kernel maps to a new rule set.",
         d.map_update_seconds.clone(),
+    );
+    registry.register(
+        "intune_xdp_learn_answers",
+        "Captured DNS answers, by what came of them.",
+        d.learn_answers.clone(),
+    );
+    registry.register(
+        "intune_xdp_learned_addresses",
+        "Addresses learned from DNS answers, held now.",
+        d.learned_addresses.clone(),
+    );
+    registry.register(
+        "intune_xdp_learn_evicted",
+        "Learned addresses evicted to make room (least recently seen first).",
+        d.learn_evicted.clone(),
+    );
+    registry.register(
+        "intune_xdp_learn_duration_seconds",
+        "From an answer's capture to its addresses in the map.",
+        d.learn_seconds.clone(),
     );
     registry.register_collector(Box::new(MapCollector { pins, state_dir }));
     registry

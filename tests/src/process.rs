@@ -1,4 +1,4 @@
-//! A daemon's output, as the tests follow it.
+//! A daemon's output and metrics, as the tests follow them.
 
 use std::{
     io::{BufRead, BufReader},
@@ -36,4 +36,26 @@ impl Lines {
         }
         panic!("no {needle:?} in {secs} s: {seen:#?}");
     }
+}
+
+/// The metrics text a daemon in `ns` serves on `addr`.
+pub fn scrape(ns: &crate::netns::Netns, addr: &'static str) -> String {
+    use std::io::{Read, Write};
+    ns.run(move || {
+        let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    })
+}
+
+/// The value of the sample `name` (with its labels) in a metrics text.
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("{name} in {text}"))
+        .trim()
+        .parse::<f64>()
+        .unwrap() as u64
 }

@@ -8,8 +8,7 @@
 //! ```
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{SocketAddr, TcpListener, UdpSocket},
     process::{Child, Stdio},
     sync::atomic::Ordering,
     time::{Duration, Instant},
@@ -20,7 +19,7 @@ use intune_tests::{
     dns::Dnsmasq,
     http::{Answer, FakeService, version_body},
     netns::{Netns, veth},
-    process::Lines,
+    process::{Lines, metric, scrape},
     require_root,
 };
 use serde_json::Value;
@@ -123,22 +122,7 @@ fn ctl(args: &[&str]) -> Value {
 }
 
 fn metrics(gw: &Netns) -> String {
-    gw.run(|| {
-        let mut s = TcpStream::connect("127.0.0.1:9470").expect("metrics endpoint");
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text
-    })
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .unwrap_or_else(|| panic!("{name} in {text}"))
-        .trim()
-        .parse::<f64>()
-        .unwrap() as u64
+    scrape(gw, "127.0.0.1:9470")
 }
 
 #[test]

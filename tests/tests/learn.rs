@@ -16,7 +16,7 @@ use intune_tests::{
     dns::{Dnsmasq, query_bytes},
     netns::{Netns, veth},
     output,
-    process::Lines,
+    process::{Lines, metric, scrape},
     require_root,
 };
 use serde_json::Value;
@@ -225,7 +225,7 @@ impl Drop for Daemon {
 fn answers_teach_wildcard_addresses_until_they_expire() {
     require_root!();
     let n = net("a");
-    let d = Daemon::start(&n.gw, &[]);
+    let d = Daemon::start(&n.gw, &["--metrics-listen", "127.0.0.1:9471"]);
 
     // Not asked yet: the address is no Intune address.
     let edge: IpAddr = "203.0.113.20".parse().unwrap();
@@ -255,6 +255,17 @@ fn answers_teach_wildcard_addresses_until_they_expire() {
         "{learning}"
     );
     eprintln!("learning: {learning}");
+    let m = scrape(&n.gw, "127.0.0.1:9471");
+    assert_eq!(
+        metric(&m, "intune_xdp_learn_answers_total{result=\"learned\"}"),
+        2
+    );
+    assert_eq!(
+        metric(&m, "intune_xdp_learn_answers_total{result=\"not_matched\"}"),
+        1
+    );
+    assert_eq!(metric(&m, "intune_xdp_learned_addresses "), 2);
+    assert_eq!(metric(&m, "intune_xdp_learn_duration_seconds_count "), 2);
 
     // list and lookup show them, with the wildcard and the name the device asked for.
     std::thread::sleep(Duration::from_millis(1200));

@@ -27,6 +27,7 @@ use super::{
 };
 use crate::{
     endpoints::Ports,
+    metrics::{self, ResultLabel},
     state::{LearnedAddress, StateDir},
 };
 
@@ -247,6 +248,12 @@ impl Work {
         };
         if !self.settings.trusted.is_empty() && !self.settings.trusted.contains(&resolver) {
             self.counts.untrusted += 1;
+            metrics::daemon()
+                .learn_answers
+                .get_or_create(&ResultLabel {
+                    result: "untrusted",
+                })
+                .inc();
             return;
         }
         let message = &ev.data[..usize::from(ev.len).min(ev.data.len())];
@@ -268,21 +275,25 @@ impl Work {
                     .collect::<Vec<_>>()
             })
         });
-        let lessons = match lessons {
-            Ok(Ok(l)) => l,
+        let (lessons, result) = match lessons {
+            Ok(Ok(l)) => (l, "learned"),
             Ok(Err(Unlearned::NoMatch)) => {
                 self.counts.not_matched += 1;
-                return;
+                (Vec::new(), "not_matched")
             }
             Ok(Err(Unlearned::Failed(_))) => {
                 self.counts.failed += 1;
-                return;
+                (Vec::new(), "failed")
             }
             Ok(Err(_)) | Err(_) => {
                 self.counts.malformed += 1;
-                return;
+                (Vec::new(), "malformed")
             }
         };
+        metrics::daemon()
+            .learn_answers
+            .get_or_create(&ResultLabel { result })
+            .inc();
         if lessons.is_empty() {
             return;
         }
@@ -292,8 +303,12 @@ impl Work {
             let writes = self.table.learn(lesson, now);
             self.write(&writes);
         }
+        let m = metrics::daemon();
+        m.learn_evicted
+            .inc_by(self.table.evicted - self.counts.evicted);
         self.counts.evicted = self.table.evicted;
         if let Some(took) = since_capture(ev.ktime_ns) {
+            m.learn_seconds.observe(took.as_secs_f64());
             if self.latencies.len() == LATENCIES_KEPT {
                 self.latencies.pop_front();
             }
@@ -360,6 +375,9 @@ impl Work {
         if let Ok(mut v) = self.view.lock() {
             v.counts = self.counts.clone();
             v.held = self.table.len();
+            metrics::daemon()
+                .learned_addresses
+                .set(self.table.len() as i64);
             v.latencies = self.latencies.clone();
         }
         if self.dirty
