@@ -1,12 +1,94 @@
 //! Learning addresses from the DNS answers that cross the gateway: what the capture program
 //! hands to userspace, and the map of learned addresses the classifier consults.
 
+/// Program array whose entry 0 is the capture's second program, `intune_dns_answers`.
+pub const DNS_TAIL: &str = "DNS_TAIL";
 /// Ring buffer of [`DnsEvent`]: DNS responses (UDP source port 53) leaving towards devices.
 pub const DNS_EVENTS: &str = "DNS_EVENTS";
 /// Hash of address (IPv6, or IPv4 mapped `::ffff:a.b.c.d`) -> [`crate::maps::RuleRef`]: the
 /// addresses learned from answers, consulted when the listed prefixes do not allow a packet
 /// and [`crate::maps::Config::FLAG_LEARNED`] is set.
 pub const LEARNED: &str = "LEARNED";
+
+/// Hash of name key (see [`name_key`]) -> port set id: the endpoint names the capture program
+/// learns from by itself, before the answer leaves, so that a device's first SYN finds its
+/// address. Exact names and leading wildcards (`*.rest`) only; userspace confirms each answer.
+pub const LEARN_NAMES: &str = "LEARN_NAMES";
+/// Hash of resolver address (as in `DNS_RESOLVERS`) -> 1: the resolvers whose answers the
+/// capture program learns from when [`crate::maps::Config::FLAG_LEARN_TRUSTED`] is set.
+pub const LEARN_TRUSTED: &str = "LEARN_TRUSTED";
+pub const MAX_LEARN_NAMES: u32 = 4096;
+pub const MAX_LEARN_TRUSTED: u32 = 64;
+/// The rule credited for an address the capture program learned and userspace has not yet
+/// confirmed (no counter of its own).
+pub const PROVISIONAL_RULE: u32 = u32::MAX - 1;
+
+/// Told apart in the key: an exact name, or the part of a wildcard after `*.`.
+pub const KEY_EXACT: u64 = 0x5a5a_0000_0000_0001;
+pub const KEY_SUFFIX: u64 = 0xa5a5_0000_0000_0002;
+
+/// A name's hash is a polynomial over its text, lower case, in wrapping u64 arithmetic:
+/// `h = h * B + byte` from the first character on. From the hash of the whole name, the hash
+/// of the text before a position and the length after it, the hash of the suffix from there
+/// follows without reading it again: that lets the kernel read a name once, from the front.
+const NAME_HASH_BASE: u64 = 0x0000_0100_0000_01b3;
+pub const NAME_HASH_START: u64 = 0;
+/// Labels of a question name the capture program reads at most (a power of two).
+pub const MAX_NAME_LABELS: usize = 16;
+/// Answer records it reads at most.
+pub const MAX_ANSWER_RECORDS: usize = 16;
+
+#[inline(always)]
+pub fn name_hash_push(h: u64, byte: u8) -> u64 {
+    let lower = if byte.is_ascii_uppercase() {
+        byte | 0x20
+    } else {
+        byte
+    };
+    h.wrapping_mul(NAME_HASH_BASE).wrapping_add(lower as u64)
+}
+
+/// The hash of the last `len` characters of a text whose hash is `whole`, when the text
+/// before them hashes to `before`.
+#[inline(always)]
+pub fn name_hash_suffix(whole: u64, before: u64, len: usize) -> u64 {
+    // BASE^len by squaring: eight rounds cover any name (len < 256).
+    let (mut power, mut base, mut e) = (1u64, NAME_HASH_BASE, len);
+    for _ in 0..8 {
+        if e & 1 != 0 {
+            power = power.wrapping_mul(base);
+        }
+        base = base.wrapping_mul(base);
+        e >>= 1;
+    }
+    whole.wrapping_sub(before.wrapping_mul(power))
+}
+
+/// The key of a name (labels joined by dots, no trailing dot) of `kind`.
+pub fn name_key(name: &str, kind: u64) -> u64 {
+    name.bytes().fold(NAME_HASH_START, name_hash_push) ^ kind
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suffix_hash_follows_from_the_whole_and_the_part_before() {
+        let name = "X.Manage.Microsoft.com";
+        let whole = name.bytes().fold(NAME_HASH_START, name_hash_push);
+        let before = "x.".bytes().fold(NAME_HASH_START, name_hash_push);
+        let suffix = name_hash_suffix(whole, before, "manage.microsoft.com".len());
+        assert_eq!(
+            suffix ^ KEY_SUFFIX,
+            name_key("manage.microsoft.com", KEY_SUFFIX)
+        );
+        assert_ne!(
+            suffix ^ KEY_SUFFIX,
+            name_key("manage.microsoft.co", KEY_SUFFIX)
+        );
+    }
+}
 
 /// Bytes of a DNS message the capture copies: a full answer over UDP on a 1500-byte link.
 pub const DNS_CAPTURE_BYTES: usize = 1472;

@@ -183,6 +183,8 @@ impl Config {
     pub const FLAG_V4_TRIE: u32 = 16;
     /// Addresses learned from DNS answers (the `LEARNED` map) count as Intune too.
     pub const FLAG_LEARNED: u32 = 32;
+    /// The capture program learns only from the resolvers in `LEARN_TRUSTED`.
+    pub const FLAG_LEARN_TRUSTED: u32 = 64;
 }
 
 /// The last decision, for callers of BPF_PROG_TEST_RUN.

@@ -594,7 +594,7 @@ impl Daemon {
         let names: Vec<String> = self.args.ifaces.iter().map(|i| i.name.clone()).collect();
         let maps = self
             .dp
-            .start_learning(&names, &self.pins)
+            .start_learning(&names, &self.args.dns.learn_trusted, &self.pins)
             .context("starting the DNS capture")?;
         let settings = Settings {
             trusted: self.args.dns.learn_trusted.clone(),

@@ -1,6 +1,7 @@
 //! The DNS capture: a TC egress program on the filtered interfaces hands every DNS response
 //! leaving towards a device (UDP from port 53) to userspace through a ring buffer, which learns
-//! the addresses of the endpoint names in it. The packet itself is never changed or held.
+//! the addresses of the endpoint names in it; answers for an endpoint name are first learned
+//! from here (see `learn`), before they leave. The packet itself is never changed or held.
 
 use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, TC_ACT_OK},
@@ -16,14 +17,31 @@ use intune_common::{
     },
 };
 
-use crate::maps::DNS_EVENTS;
+use crate::{
+    learn,
+    maps::{CONFIG, DNS_EVENTS, DNS_SCRATCH, DNS_TAIL},
+};
 
 /// A DNS message is at least its header.
 const DNS_HEADER_LEN: usize = 12;
+/// `DNS_TAIL`'s entry for [`intune_dns_answers`].
+pub const ANSWERS_PROGRAM_INDEX: u32 = 0;
 
 #[classifier]
 pub fn intune_dns(ctx: TcContext) -> i32 {
     capture(&ctx);
+    TC_ACT_OK
+}
+
+/// Reached only through the tail call of [`intune_dns`], for an answer to learn from.
+#[classifier]
+pub fn intune_dns_answers(_ctx: TcContext) -> i32 {
+    if let Some(ev) = DNS_SCRATCH.get_ptr_mut(0) {
+        // SAFETY: the per-CPU record the capture just filled, ours for this run.
+        let ev = unsafe { &*ev };
+        let _ = learn::answers(ev);
+        emit(ev);
+    }
     TC_ACT_OK
 }
 
@@ -52,12 +70,10 @@ fn capture(ctx: &TcContext) {
     } else {
         wire
     };
-    // A full ring drops the record, never the packet.
-    let Some(mut entry) = DNS_EVENTS.reserve::<DnsEvent>(0) else {
+    let Some(ev) = DNS_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` is the reserved record, `len` is within its data and at least 1.
+    // SAFETY: `ev` is this CPU's scratch record; `len` is within its data and at least 1.
     let copied = unsafe {
         (*ev).ktime_ns = bpf_ktime_get_ns();
         (*ev).ifindex = (*ctx.skb.skb).ifindex;
@@ -74,12 +90,25 @@ fn capture(ctx: &TcContext) {
             len as u32,
         )
     };
-    if copied == 0 {
-        // Wake the learner now, not when the kernel sees fit: the device's SYN is coming.
-        entry.submit(BPF_RB_FORCE_WAKEUP as u64);
-    } else {
-        entry.discard(0);
+    if copied != 0 {
+        return;
     }
+    // SAFETY: as above, filled.
+    let ev = unsafe { &*ev };
+    if let Some(cfg) = CONFIG.get(0)
+        && learn::matches(ev, cfg)
+    {
+        // SAFETY: the tail call replaces this program; it returns only when it failed.
+        let _ = unsafe { DNS_TAIL.tail_call(ctx, ANSWERS_PROGRAM_INDEX) };
+    }
+    emit(ev);
+}
+
+/// Hands the record to userspace, waking the learner now rather than when the kernel sees fit:
+/// the device's SYN is coming. A full ring drops the record, never the packet.
+#[inline(always)]
+fn emit(ev: &DnsEvent) {
+    let _ = DNS_EVENTS.output::<DnsEvent>(ev, BPF_RB_FORCE_WAKEUP as u64);
 }
 
 /// A UDP datagram from port 53 (Ethernet, one VLAN tag at most, IPv4 or IPv6 without extension

@@ -7,6 +7,7 @@
 use intune_ebpf as _;
 
 mod capture;
+mod learn;
 mod lookup;
 mod maps;
 mod parse;

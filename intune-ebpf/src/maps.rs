@@ -3,10 +3,10 @@
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, ProgramArray, RingBuf},
 };
 use intune_common::{
-    learn::{DNS_RING_BYTES, MAX_LEARNED},
+    learn::{DNS_RING_BYTES, DnsEvent, MAX_LEARN_NAMES, MAX_LEARN_TRUSTED, MAX_LEARNED},
     maps::{
         Config, Counter, MAX_DNS_RESOLVERS, MAX_IFACES, MAX_PORT_SETS, MAX_PORT_SLOTS,
         MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, PORT_KEYS, PortSet, RuleRef, Trace,
@@ -64,6 +64,23 @@ pub static DNS_RESOLVERS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(MAX_
 
 #[map]
 pub static LEARNED: HashMap<[u8; 16], RuleRef> = HashMap::with_max_entries(MAX_LEARNED, 0);
+
+#[map]
+pub static LEARN_NAMES: HashMap<u64, u32> = HashMap::with_max_entries(MAX_LEARN_NAMES, 0);
+
+#[map]
+pub static LEARN_TRUSTED: HashMap<[u8; 16], u8> = HashMap::with_max_entries(MAX_LEARN_TRUSTED, 0);
+
+#[map]
+pub static NAME_SCRATCH: PerCpuArray<crate::learn::NameScratch> =
+    PerCpuArray::with_max_entries(1, 0);
+
+// The record being captured: the capture and the answer reader share it across the tail call.
+#[map]
+pub static DNS_SCRATCH: PerCpuArray<DnsEvent> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static DNS_TAIL: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 #[map]
 pub static DNS_EVENTS: RingBuf = RingBuf::with_byte_size(DNS_RING_BYTES, 0);

@@ -2,28 +2,48 @@
 //! maps handed to the learner, the decision told to consult learned addresses.
 
 use aya::{
-    maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, Map, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{SchedClassifier, TcAttachType},
 };
+use std::net::IpAddr;
+
 use intune_common::{
-    learn::{DNS_EVENTS, LEARNED},
+    learn::{DNS_EVENTS, DNS_TAIL, LEARN_NAMES, LEARN_TRUSTED, LEARNED},
     maps::RULE_STATS,
 };
 
 use super::{Datapath, DatapathError, pins::Pins, sync::map_err};
-use crate::learn::learner::Maps;
+use crate::learn::learner::{Maps, key};
 
 pub const CAPTURE_PROGRAM: &str = "intune_dns";
+pub const ANSWERS_PROGRAM: &str = "intune_dns_answers";
 
 impl Datapath {
     /// Attaches the DNS capture to the egress of `ifaces` (for as long as this process
     /// lives: nobody learns once the daemon is gone) and hands over the maps the learner
-    /// works on. Call after the lookup maps are pinned: the `LEARNED` map leaves this handle.
+    /// works on. Answers count only from `trusted` resolvers, when some are named. Call after
+    /// the lookup maps are pinned: the `LEARNED` map leaves this handle.
     pub fn start_learning(
         &mut self,
         ifaces: &[String],
+        trusted: &[IpAddr],
         pins: &Pins,
     ) -> Result<Maps, DatapathError> {
+        // The answer reader first: the capture tail-calls it through DNS_TAIL.
+        let answers: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(ANSWERS_PROGRAM)
+            .ok_or(DatapathError::Missing("DNS answer program"))?
+            .try_into()?;
+        answers.load()?;
+        let fd = answers.fd()?.try_clone().map_err(DatapathError::Fd)?;
+        let mut tail = ProgramArray::try_from(
+            self.ebpf
+                .map_mut(DNS_TAIL)
+                .ok_or(DatapathError::Missing(DNS_TAIL))?,
+        )
+        .map_err(map_err(DNS_TAIL))?;
+        tail.set(0, &fd, 0).map_err(map_err(DNS_TAIL))?;
         let prog: &mut SchedClassifier = self
             .ebpf
             .program_mut(CAPTURE_PROGRAM)
@@ -38,20 +58,34 @@ impl Datapath {
                     source,
                 })?;
         }
+        let mut resolvers = HashMap::<_, [u8; 16], u8>::try_from(
+            self.ebpf
+                .map_mut(LEARN_TRUSTED)
+                .ok_or(DatapathError::Missing(LEARN_TRUSTED))?,
+        )
+        .map_err(map_err(LEARN_TRUSTED))?;
+        for resolver in trusted {
+            resolvers
+                .insert(key(*resolver), 1, 0)
+                .map_err(map_err(LEARN_TRUSTED))?;
+        }
         let mut take =
             |name: &'static str| self.ebpf.take_map(name).ok_or(DatapathError::Missing(name));
         let events = RingBuf::try_from(take(DNS_EVENTS)?).map_err(map_err(DNS_EVENTS))?;
         let learned = HashMap::try_from(take(LEARNED)?).map_err(map_err(LEARNED))?;
+        let names = HashMap::try_from(take(LEARN_NAMES)?).map_err(map_err(LEARN_NAMES))?;
         let stats = MapData::from_pin(pins.map(RULE_STATS)).map_err(map_err(RULE_STATS))?;
         let rule_stats =
             PerCpuArray::try_from(Map::PerCpuArray(stats)).map_err(map_err(RULE_STATS))?;
         self.learning = true;
+        self.learn_trusted_only = !trusted.is_empty();
         if let Some(config) = self.installed.as_ref().map(|r| self.config_for(r)) {
             self.write_config(config)?;
         }
         Ok(Maps {
             events,
             learned,
+            names,
             rule_stats,
         })
     }

@@ -69,6 +69,8 @@ pub enum DatapathError {
     Link(LinkError),
     #[error("the pin directory: {0}")]
     Pins(std::io::Error),
+    #[error("duplicating a program's descriptor: {0}")]
+    Fd(std::io::Error),
     #[error("the kernel program's log: {0}")]
     KernelLog(String),
 }
@@ -161,6 +163,8 @@ pub struct Datapath {
     pub(crate) kernel_log_on: bool,
     /// Learned addresses count as Intune (the DNS capture runs).
     pub(crate) learning: bool,
+    /// The capture program learns only from the resolvers in `LEARN_TRUSTED`.
+    pub(crate) learn_trusted_only: bool,
 }
 
 impl Datapath {
@@ -217,6 +221,7 @@ impl Datapath {
             port_slots: None,
             kernel_log_on: *log_level != 0,
             learning: false,
+            learn_trusted_only: false,
         })
     }
 

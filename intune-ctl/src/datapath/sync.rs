@@ -213,6 +213,9 @@ impl Datapath {
         if self.learning {
             config.flags |= Config::FLAG_LEARNED;
         }
+        if self.learn_trusted_only {
+            config.flags |= Config::FLAG_LEARN_TRUSTED;
+        }
         config
     }
 

@@ -42,8 +42,18 @@ pub enum Unlearned {
     NoMatch,
 }
 
+/// What an answer for an endpoint name holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reading<'p> {
+    /// The addresses of the name's chain.
+    pub learned: Vec<Learned<'p>>,
+    /// The answer section's other addresses: the capture program, which reads no chains, may
+    /// have taken them in provisionally.
+    pub others: Vec<IpAddr>,
+}
+
 /// The endpoint addresses in `message`, or why there are none.
-pub fn learn<'p>(message: &[u8], patterns: &'p Patterns) -> Result<Vec<Learned<'p>>, Unlearned> {
+pub fn learn<'p>(message: &[u8], patterns: &'p Patterns) -> Result<Reading<'p>, Unlearned> {
     let msg = Message::from_vec(message).map_err(|e| Unlearned::Malformed(e.to_string()))?;
     if msg.metadata.message_type != MessageType::Response || msg.metadata.op_code != OpCode::Query {
         return Err(Unlearned::NotAResponse);
@@ -99,7 +109,17 @@ pub fn learn<'p>(message: &[u8], patterns: &'p Patterns) -> Result<Vec<Learned<'
             });
         }
     }
-    Ok(learned)
+    let others = msg
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .filter(|a| !learned.iter().any(|l| l.address == *a))
+        .collect();
+    Ok(Reading { learned, others })
 }
 
 #[cfg(test)]
@@ -156,7 +176,13 @@ mod tests {
                 a("unrelated.example.", 120, "203.0.113.1"),
             ],
         );
-        let got = learn(&msg, &p).unwrap();
+        let reading = learn(&msg, &p).unwrap();
+        assert_eq!(
+            reading.others,
+            ["203.0.113.1".parse::<IpAddr>().unwrap()],
+            "not of the chain"
+        );
+        let got = reading.learned;
         let addrs: Vec<(String, u32)> =
             got.iter().map(|l| (l.address.to_string(), l.ttl)).collect();
         assert_eq!(
@@ -176,7 +202,9 @@ mod tests {
             30,
             RData::AAAA(AAAA("2001:db8::7".parse().unwrap())),
         );
-        let got = learn(&response("exact.example.", vec![v6]), &p).unwrap();
+        let got = learn(&response("exact.example.", vec![v6]), &p)
+            .unwrap()
+            .learned;
         assert_eq!(got[0].address.to_string(), "2001:db8::7");
         assert_eq!(
             learn(
@@ -203,7 +231,7 @@ mod tests {
                 cname("b.example.", 30, "a.manage.microsoft.com."),
             ],
         );
-        assert_eq!(learn(&msg, &p), Ok(vec![]));
+        assert_eq!(learn(&msg, &p), Ok(Reading::default()));
     }
 
     #[test]

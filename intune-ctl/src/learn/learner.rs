@@ -15,7 +15,7 @@ use std::{
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuValues, RingBuf};
 use intune_common::{
     classify::v4_mapped,
-    learn::DnsEvent,
+    learn::{DnsEvent, KEY_EXACT, KEY_SUFFIX, PROVISIONAL_RULE, name_key},
     maps::{Counter, RuleRef},
 };
 use serde::Serialize;
@@ -47,6 +47,8 @@ pub struct Settings {
 pub struct Maps {
     pub events: RingBuf<MapData>,
     pub learned: BpfHashMap<MapData, [u8; 16], RuleRef>,
+    /// The names the capture program learns from by itself (`LEARN_NAMES`).
+    pub names: BpfHashMap<MapData, u64, u32>,
     pub rule_stats: PerCpuArray<MapData, Counter>,
 }
 
@@ -121,6 +123,9 @@ impl Learner {
             dirty: false,
             saved: None,
             cpus: aya::util::nr_cpus().map(|n| n.max(1)).unwrap_or(1),
+            kernel_names: HashMap::new(),
+            stale: Default::default(),
+            swept: Instant::now(),
         };
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -173,7 +178,15 @@ struct Work {
     dirty: bool,
     saved: Option<Instant>,
     cpus: usize,
+    /// What `LEARN_NAMES` holds.
+    kernel_names: HashMap<u64, u32>,
+    /// Provisional entries the last sweep found.
+    stale: std::collections::HashSet<[u8; 16]>,
+    swept: Instant,
 }
+
+/// How often unconfirmed provisional entries are looked for.
+const SWEEP: Duration = Duration::from_secs(10);
 
 /// Asks for a real-time priority: a learner woken by an answer must run before the device's
 /// SYN comes back. Without the privilege (CAP_SYS_NICE) it runs at normal priority.
@@ -201,6 +214,7 @@ impl Work {
                 self.patterns = patterns;
                 self.port_ids = ids;
                 self.retarget();
+                self.write_kernel_names();
             }
             let now = Instant::now();
             let wait = self
@@ -216,6 +230,9 @@ impl Work {
             unsafe { libc::poll(&mut pfd, 1, wait.as_millis().max(1) as i32) };
             while let Some(ev) = self.next_event() {
                 self.answer(&ev);
+            }
+            if self.swept.elapsed() >= SWEEP {
+                self.sweep();
             }
             let expired = self.table.expire(Instant::now());
             if !expired.is_empty() {
@@ -260,8 +277,10 @@ impl Work {
         // Hostile input must never take the learner down: a panic in the parser counts as a
         // malformed answer.
         let lessons = std::panic::catch_unwind(|| {
-            learn(message, &self.patterns).map(|ls| {
-                ls.into_iter()
+            learn(message, &self.patterns).map(|reading| {
+                let lessons = reading
+                    .learned
+                    .into_iter()
                     .filter_map(|l| {
                         Some(Lesson {
                             address: l.address,
@@ -272,11 +291,15 @@ impl Work {
                             keep: Duration::from_secs(u64::from(l.ttl)) + self.settings.grace,
                         })
                     })
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>();
+                (lessons, reading.others)
             })
         });
         let (lessons, result) = match lessons {
-            Ok(Ok(l)) => (l, "learned"),
+            Ok(Ok((l, others))) => {
+                self.forget_provisional(&others);
+                (l, "learned")
+            }
             Ok(Err(Unlearned::NoMatch)) => {
                 self.counts.not_matched += 1;
                 (Vec::new(), "not_matched")
@@ -313,6 +336,78 @@ impl Work {
                 self.latencies.pop_front();
             }
             self.latencies.push_back(took);
+        }
+    }
+
+    /// Keeps the capture program's names equal to the patterns it can match by itself: exact
+    /// names and leading wildcards, each with its port set.
+    fn write_kernel_names(&mut self) {
+        let mut wanted: HashMap<u64, u32> = HashMap::new();
+        for p in self.patterns.all() {
+            let Some(&port_set) = self.port_ids.get(&p.ports) else {
+                continue;
+            };
+            let key = match p.name.strip_prefix("*.") {
+                None if !p.name.contains('*') => name_key(&p.name, KEY_EXACT),
+                Some(rest) if !rest.contains('*') => name_key(rest, KEY_SUFFIX),
+                _ => continue,
+            };
+            wanted.insert(key, port_set);
+        }
+        for (&key, &port_set) in &wanted {
+            if self.kernel_names.get(&key) != Some(&port_set)
+                && let Err(e) = self.maps.names.insert(key, port_set, 0)
+            {
+                self.counts.map_errors += 1;
+                tracing::warn!(error = %e, "writing the capture program's names");
+            }
+        }
+        for key in self.kernel_names.keys() {
+            if !wanted.contains_key(key) {
+                let _ = self.maps.names.remove(key);
+            }
+        }
+        self.kernel_names = wanted;
+    }
+
+    /// Removes what the capture program took in from an answer but is no address of the
+    /// name's chain (unless an answer of its own holds it).
+    fn forget_provisional(&mut self, others: &[IpAddr]) {
+        for &address in others {
+            if !self.table.holds(address) {
+                self.remove_provisional(address);
+            }
+        }
+    }
+
+    fn remove_provisional(&mut self, address: IpAddr) {
+        let k = key(address);
+        if let Ok(v) = self.maps.learned.get(&k, 0)
+            && v.rule == PROVISIONAL_RULE
+        {
+            let _ = self.maps.learned.remove(&k);
+        }
+    }
+
+    /// Provisional entries userspace never confirmed (their answer was lost from the ring, or
+    /// unreadable to the full parser) leave at the second sweep that finds them.
+    fn sweep(&mut self) {
+        self.swept = Instant::now();
+        let provisional: Vec<[u8; 16]> = self
+            .maps
+            .learned
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| v.rule == PROVISIONAL_RULE)
+            .map(|(k, _)| k)
+            .collect();
+        let seen_before = std::mem::take(&mut self.stale);
+        for k in provisional {
+            if seen_before.contains(&k) {
+                let _ = self.maps.learned.remove(&k);
+            } else {
+                self.stale.insert(k);
+            }
         }
     }
 

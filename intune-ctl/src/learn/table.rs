@@ -81,6 +81,10 @@ impl Table {
         self.entries.is_empty()
     }
 
+    pub fn holds(&self, address: IpAddr) -> bool {
+        self.entries.contains_key(&address)
+    }
+
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
     }
