@@ -91,10 +91,11 @@ macro_rules! get {
 }
 
 macro_rules! set {
-    ($s:ident . $f:ident, $v:expr) => {
+    ($s:ident . $f:ident, $v:expr) => {{
+        let value = $v;
         // SAFETY: as in `get!`.
-        unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*$s).$f), $v) }
-    };
+        unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*$s).$f), value) }
+    }};
 }
 
 /// Whether the answer in `ev` is one to learn from: learning on, its resolver trusted, a
@@ -218,10 +219,11 @@ fn question(msg: &Message) -> Option<(u32, usize)> {
             set!(s.text, get!(s.text) + 1);
         }
         let k = labels as usize & (MAX_NAME_LABELS - 1);
+        let (hash, text) = (get!(s.hash), get!(s.text));
         // SAFETY: `k` is within the arrays.
         unsafe {
-            core::ptr::write_volatile(core::ptr::addr_of_mut!((*s).prefix[k]), get!(s.hash));
-            core::ptr::write_volatile(core::ptr::addr_of_mut!((*s).at[k]), get!(s.text));
+            core::ptr::write_volatile(core::ptr::addr_of_mut!((*s).prefix[k]), hash);
+            core::ptr::write_volatile(core::ptr::addr_of_mut!((*s).at[k]), text);
         }
         set!(s.labels, labels + 1);
         set!(s.next_len, pos as u64 + b as u64 + 1);
