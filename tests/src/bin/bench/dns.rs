@@ -80,7 +80,7 @@ fn sets() -> String {
 }
 
 /// user + system CPU time of `pid`.
-fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces): state is the first.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
