@@ -118,13 +118,13 @@ struct Daemon {
     lines: Lines,
     pins: Pins,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl Daemon {
     fn start(gw: &Netns, extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        let sets = dir.path().join("sets.json");
-        std::fs::write(&sets, SETS).unwrap();
+        std::fs::write(dir.path().join("sets.json"), SETS).unwrap();
         let pins = Pins::new(format!(
             "/sys/fs/bpf/ixt-learn-{}-{}",
             std::process::id(),
@@ -134,6 +134,18 @@ impl Daemon {
                 .to_string_lossy()
                 .trim_start_matches('.')
         ));
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let (child, lines) = Self::spawn(gw, dir.path(), &pins, &extra);
+        Daemon {
+            child,
+            lines,
+            pins,
+            dir,
+            extra,
+        }
+    }
+
+    fn spawn(gw: &Netns, dir: &std::path::Path, pins: &Pins, extra: &[String]) -> (Child, Lines) {
         let mut child = gw
             .command(env!("CARGO_BIN_EXE_intune-ctl-test"))
             .args([
@@ -147,27 +159,30 @@ impl Daemon {
             ])
             .args(["--learn-from-dns", "--dns-grace", GRACE])
             .arg("--endpoints")
-            .arg(&sets)
+            .arg(dir.join("sets.json"))
             .arg("--state-dir")
-            .arg(dir.path())
+            .arg(dir)
             .arg("--bpffs-dir")
             .arg(pins.dir())
             .arg("--control-socket")
-            .arg(dir.path().join("control.sock"))
+            .arg(dir.join("control.sock"))
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("daemon");
         let lines = Lines::of(&mut child);
-        let d = Daemon {
-            child,
-            lines,
-            pins,
-            dir,
-        };
-        d.lines.wait_for("attached to g0", 30);
-        d
+        lines.wait_for("attached to g0", 30);
+        (child, lines)
+    }
+
+    /// kill -9, and the same command again.
+    fn restart(&mut self, gw: &Netns) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, lines) = Self::spawn(gw, self.dir.path(), &self.pins, &self.extra);
+        self.child = child;
+        self.lines = lines;
     }
 
     /// `intune-ctl ARGS --json --state-dir ..`, and `--bpffs-dir ..` unless it is `list`.
@@ -373,4 +388,18 @@ fn untrusted_resolvers_and_hostile_answers_teach_nothing_and_pass_as_before() {
     // Still learning.
     let edge = ask(&n.dev, "app.wild.test");
     assert!(first_syn_connects(&n.dev, edge), "{}", d.learned());
+
+    // A restarted daemon takes back what its predecessor learned (recorded within a second).
+    std::thread::sleep(Duration::from_millis(1200));
+    let mut d = d;
+    d.restart(&n.gw);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while d.learned()["addresses"].as_u64() == Some(0) {
+        assert!(std::time::Instant::now() < deadline, "{}", d.learned());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        first_syn_connects(&n.dev, edge),
+        "restored without a new answer"
+    );
 }

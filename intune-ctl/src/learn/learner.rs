@@ -110,7 +110,14 @@ impl Learner {
             ..View::default()
         }));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // A previous daemon's addresses come back once the names (and their port sets) are
+        // known: with the first rule set.
+        let restore = state
+            .as_ref()
+            .and_then(|s| s.load_learned().ok())
+            .unwrap_or_default();
         let mut work = Work {
+            restore,
             table: Table::new(settings.cap),
             settings,
             maps,
@@ -165,6 +172,8 @@ impl Drop for Learner {
 }
 
 struct Work {
+    /// Addresses a previous daemon recorded, not yet taken back.
+    restore: Vec<LearnedAddress>,
     table: Table,
     settings: Settings,
     maps: Maps,
@@ -207,14 +216,17 @@ const TICK: Duration = Duration::from_millis(200);
 impl Work {
     fn run(&mut self, rx: &mpsc::Receiver<Control>, stop: &std::sync::atomic::AtomicBool) {
         realtime();
+        // The first rule set's names come right after the start: take them (and the addresses
+        // to restore) before the long zeroing of the counters.
+        let mut first = rx.recv_timeout(Duration::from_secs(1)).ok();
+        if let Some(Control::Patterns(patterns, ids)) = first.take() {
+            self.follow(patterns, ids);
+        }
         self.zero_all();
         let fd = self.maps.events.as_raw_fd();
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             while let Ok(Control::Patterns(patterns, ids)) = rx.try_recv() {
-                self.patterns = patterns;
-                self.port_ids = ids;
-                self.retarget();
-                self.write_kernel_names();
+                self.follow(patterns, ids);
             }
             let now = Instant::now();
             let wait = self
@@ -339,6 +351,52 @@ impl Work {
         }
     }
 
+    fn follow(&mut self, patterns: Patterns, ids: HashMap<Ports, u32>) {
+        self.patterns = patterns;
+        self.port_ids = ids;
+        self.retarget();
+        self.write_kernel_names();
+        self.restore();
+    }
+
+    /// Takes back the addresses a previous daemon recorded that have not expired and whose
+    /// endpoint name is still listed (their counters start over).
+    fn restore(&mut self) {
+        let now = std::time::SystemTime::now();
+        let mut restored = 0;
+        for r in std::mem::take(&mut self.restore) {
+            let Some(keep) = humantime::parse_rfc3339(&r.expires_at)
+                .ok()
+                .and_then(|at| at.duration_since(now).ok())
+            else {
+                continue;
+            };
+            let Some(p) = self.patterns.all().iter().find(|p| p.name == r.pattern) else {
+                continue;
+            };
+            let Some(&port_set) = self.port_ids.get(&p.ports) else {
+                continue;
+            };
+            let lesson = Lesson {
+                address: r.address,
+                asked: r.asked,
+                pattern: p.name.clone(),
+                sets: p.sets.clone(),
+                port_set,
+                keep,
+            };
+            let writes = self.table.learn(lesson, Instant::now());
+            self.write(&writes);
+            restored += 1;
+        }
+        if restored > 0 {
+            tracing::info!(
+                restored,
+                "took back the addresses learned before the restart"
+            );
+        }
+    }
+
     /// Keeps the capture program's names equal to the patterns it can match by itself: exact
     /// names and leading wildcards, each with its port set.
     fn write_kernel_names(&mut self) {
@@ -455,7 +513,8 @@ impl Work {
         self.maps.rule_stats.set(rule, zeros, 0)
     }
 
-    /// Zeroes every learned counter: a previous daemon's addresses have left.
+    /// Zeroes every learned counter: a previous daemon's slots mean nothing now (addresses
+    /// taken back start counting over).
     fn zero_all(&mut self) {
         for slot in 0..self.settings.cap {
             if let Err(e) = self.zero(self.settings.rule_base + slot) {
