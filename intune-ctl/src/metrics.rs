@@ -24,7 +24,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use intune_common::proto::l4_name;
+use intune_common::{maps::Counter as KernelCounter, proto::l4_name};
 
 use crate::{
     datapath::{counters::PinnedCounters, pins::Pins},
@@ -143,66 +143,46 @@ impl MapCollector {
     }
 }
 
+impl MapCollector {
+    /// `{name}_packets` and `{name}_bytes`: frames and bytes `what`.
+    fn traffic<L: EncodeLabelSet + Clone>(
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        what: &str,
+        rows: impl Iterator<Item = (L, KernelCounter)> + Clone,
+    ) -> Result<(), std::fmt::Error> {
+        let counter = prometheus_client::metrics::MetricType::Counter;
+        let packets = rows.clone().map(|(l, c)| (l, ConstCounter::new(c.packets)));
+        let help = format!("Frames {what}.");
+        Self::family(encoder, &format!("{name}_packets"), &help, packets, counter)?;
+        let bytes = rows.map(|(l, c)| (l, ConstCounter::new(c.bytes)));
+        let help = format!("Bytes {what}.");
+        Self::family(encoder, &format!("{name}_bytes"), &help, bytes, counter)
+    }
+}
+
 impl Collector for MapCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Ok(counters) = PinnedCounters::open(&self.pins) else {
             return Ok(());
         };
-        let counter = prometheus_client::metrics::MetricType::Counter;
         let gauge = prometheus_client::metrics::MetricType::Gauge;
         if let Ok(outcomes) = counters.outcomes() {
-            let rows = |bytes: bool| {
-                outcomes.iter().map(move |(o, c)| {
-                    (
-                        OutcomeLabel {
-                            outcome: o.counter_name(),
-                        },
-                        ConstCounter::new(if bytes { c.bytes } else { c.packets }),
-                    )
-                })
-            };
-            Self::family(
-                &mut encoder,
-                "intune_xdp_outcome_packets",
-                "Frames per outcome.",
-                rows(false),
-                counter,
-            )?;
-            Self::family(
-                &mut encoder,
-                "intune_xdp_outcome_bytes",
-                "Bytes per outcome.",
-                rows(true),
-                counter,
-            )?;
+            let rows = outcomes.iter().map(|(o, c)| {
+                let outcome = o.counter_name();
+                (OutcomeLabel { outcome }, *c)
+            });
+            Self::traffic(&mut encoder, "intune_xdp_outcome", "per outcome", rows)?;
         }
         if let Ok(ports) = counters.ports() {
-            let rows = |bytes: bool| {
-                ports.iter().map(move |p| {
-                    let (proto, port) = p
-                        .port
-                        .map_or(("other", 0), |(l4, port)| (l4_name(l4), port));
-                    let c = p.counter;
-                    (
-                        PortLabel { proto, port },
-                        ConstCounter::new(if bytes { c.bytes } else { c.packets }),
-                    )
-                })
-            };
-            Self::family(
-                &mut encoder,
-                "intune_xdp_port_packets",
-                "Intune frames per port they matched on.",
-                rows(false),
-                counter,
-            )?;
-            Self::family(
-                &mut encoder,
-                "intune_xdp_port_bytes",
-                "Intune bytes per port they matched on.",
-                rows(true),
-                counter,
-            )?;
+            let rows = ports.iter().map(|p| {
+                let (proto, port) = p
+                    .port
+                    .map_or(("other", 0), |(l4, port)| (l4_name(l4), port));
+                (PortLabel { proto, port }, p.counter)
+            });
+            let what = "of Intune traffic per port it matched on";
+            Self::traffic(&mut encoder, "intune_xdp_port", what, rows)?;
         }
         let rules = StateDir::open(&self.state_dir)
             .ok()
@@ -211,40 +191,21 @@ impl Collector for MapCollector {
         let Ok(hits) = counters.rules_of(rules.iter().map(|r| r.index)) else {
             return Ok(());
         };
-        let mut sets: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        let mut sets: BTreeMap<u32, KernelCounter> = BTreeMap::new();
         let mut sources: BTreeMap<String, i64> = BTreeMap::new();
         for (rule, c) in rules.iter().zip(hits) {
             for id in &rule.endpoint_sets {
                 let e = sets.entry(*id).or_default();
-                e.0 += c.packets;
-                e.1 += c.bytes;
+                e.packets += c.packets;
+                e.bytes += c.bytes;
             }
             for source in &rule.sources {
                 *sources.entry(source.clone()).or_default() += 1;
             }
         }
-        let per_set = |bytes: bool| {
-            sets.iter().map(move |(set, (p, b))| {
-                (
-                    SetLabel { set: *set },
-                    ConstCounter::new(if bytes { *b } else { *p }),
-                )
-            })
-        };
-        Self::family(
-            &mut encoder,
-            "intune_xdp_set_packets",
-            "Frames credited to rules of each endpoint set.",
-            per_set(false),
-            counter,
-        )?;
-        Self::family(
-            &mut encoder,
-            "intune_xdp_set_bytes",
-            "Bytes credited to rules of each endpoint set.",
-            per_set(true),
-            counter,
-        )?;
+        let rows = sets.iter().map(|(set, c)| (SetLabel { set: *set }, *c));
+        let what = "credited to rules of each endpoint set";
+        Self::traffic(&mut encoder, "intune_xdp_set", what, rows)?;
         Self::family(
             &mut encoder,
             "intune_xdp_rules",

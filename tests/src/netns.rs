@@ -121,3 +121,38 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
     a.ip(&["link", "set", a_if, "up"]);
     b.ip(&["link", "set", b_if, "up"]);
 }
+
+/// Device, gateway and server namespaces in a row:
+/// dev 192.0.2.1 (d0) -- (g0) 192.0.2.2 [gw, forwarding] 198.51.100.1 (s0) -- (v0) srv.
+/// The device routes everything through the gateway, the server answers through it.
+pub struct Gateway {
+    pub dev: Netns,
+    pub gw: Netns,
+    pub srv: Netns,
+}
+
+impl Gateway {
+    /// Namespaces named after `tag`; the server gets `srv_addrs` (within 198.51.100.0/24) on v0.
+    pub fn new(tag: &str, srv_addrs: &[&str]) -> Gateway {
+        let dev = Netns::new(&format!("{tag}d"));
+        let gw = Netns::new(&format!("{tag}g"));
+        let srv = Netns::new(&format!("{tag}s"));
+        veth(&dev, "d0", &gw, "g0");
+        veth(&gw, "s0", &srv, "v0");
+        dev.ip(&["addr", "add", "192.0.2.1/24", "dev", "d0"]);
+        dev.ip(&["route", "add", "default", "via", "192.0.2.2"]);
+        gw.ip(&["addr", "add", "192.0.2.2/24", "dev", "g0"]);
+        gw.ip(&["addr", "add", "198.51.100.1/24", "dev", "s0"]);
+        for a in srv_addrs {
+            srv.ip(&["addr", "add", &format!("{a}/24"), "dev", "v0"]);
+        }
+        srv.ip(&["route", "add", "default", "via", "198.51.100.1"]);
+        let fwd = gw
+            .command("sysctl")
+            .args(["-qw", "net.ipv4.ip_forward=1"])
+            .status()
+            .expect("sysctl");
+        assert!(fwd.success(), "forwarding in the gateway namespace");
+        Gateway { dev, gw, srv }
+    }
+}

@@ -18,7 +18,7 @@ use intune_ctl::datapath::pins::Pins;
 use intune_tests::{
     dns::Dnsmasq,
     http::{Answer, FakeService, version_body},
-    netns::{Netns, veth},
+    netns::{Gateway, Netns},
     process::{Lines, metric, scrape},
     require_root,
 };
@@ -39,25 +39,9 @@ struct Net {
 }
 
 fn net() -> Net {
-    let dev = Netns::new("ed");
-    let gw = Netns::new("eg");
-    let srv = Netns::new("es");
-    veth(&dev, "d0", &gw, "g0");
-    veth(&gw, "s0", &srv, "v0");
-    dev.ip(&["addr", "add", "192.0.2.1/24", "dev", "d0"]);
-    dev.ip(&["route", "add", "default", "via", "192.0.2.2"]);
-    gw.ip(&["addr", "add", "192.0.2.2/24", "dev", "g0"]);
-    gw.ip(&["addr", "add", "198.51.100.1/24", "dev", "s0"]);
-    srv.ip(&["addr", "add", "198.51.100.10/24", "dev", "v0"]);
+    let Gateway { dev, gw, srv } = Gateway::new("e", &["198.51.100.10"]);
     srv.ip(&["addr", "add", "203.0.113.10/32", "dev", "lo"]);
-    srv.ip(&["route", "add", "default", "via", "198.51.100.1"]);
     gw.ip(&["route", "add", "203.0.113.10/32", "via", "198.51.100.10"]);
-    let fwd = gw
-        .command("sysctl")
-        .args(["-qw", "net.ipv4.ip_forward=1"])
-        .status()
-        .expect("sysctl");
-    assert!(fwd.success());
     for addr in [
         "198.51.100.10:443",
         "198.51.100.10:8080",

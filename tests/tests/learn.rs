@@ -14,7 +14,7 @@ use hickory_proto::{op::Message, rr::RData};
 use intune_ctl::datapath::pins::Pins;
 use intune_tests::{
     dns::{Dnsmasq, query_bytes},
-    netns::{Netns, veth},
+    netns::{Gateway, Netns},
     output,
     process::{Lines, metric, scrape},
     require_root,
@@ -40,29 +40,12 @@ struct Net {
 /// dev 192.0.2.1 -- g0 [gw] s0 -- srv 198.51.100.10 (dnsmasq :53), 198.51.100.11 (a hostile
 /// "resolver"), and the names' addresses 203.0.113.20-22 on lo, TCP 443 open.
 fn net(tag: &str) -> Net {
-    let dev = Netns::new(&format!("ld{tag}"));
-    let gw = Netns::new(&format!("lg{tag}"));
-    let srv = Netns::new(&format!("ls{tag}"));
-    veth(&dev, "d0", &gw, "g0");
-    veth(&gw, "s0", &srv, "v0");
-    dev.ip(&["addr", "add", "192.0.2.1/24", "dev", "d0"]);
-    dev.ip(&["route", "add", "default", "via", "192.0.2.2"]);
-    gw.ip(&["addr", "add", "192.0.2.2/24", "dev", "g0"]);
-    gw.ip(&["addr", "add", "198.51.100.1/24", "dev", "s0"]);
+    let Gateway { dev, gw, srv } =
+        Gateway::new(&format!("l{tag}"), &["198.51.100.10", "198.51.100.11"]);
     gw.ip(&["route", "add", "203.0.113.0/24", "via", "198.51.100.10"]);
-    for a in ["198.51.100.10/24", "198.51.100.11/24"] {
-        srv.ip(&["addr", "add", a, "dev", "v0"]);
-    }
     for a in ["203.0.113.20/32", "203.0.113.21/32", "203.0.113.22/32"] {
         srv.ip(&["addr", "add", a, "dev", "lo"]);
     }
-    srv.ip(&["route", "add", "default", "via", "198.51.100.1"]);
-    let fwd = gw
-        .command("sysctl")
-        .args(["-qw", "net.ipv4.ip_forward=1"])
-        .status()
-        .expect("sysctl");
-    assert!(fwd.success());
     for a in ["203.0.113.20:443", "203.0.113.21:443", "203.0.113.22:443"] {
         let addr: SocketAddr = a.parse().unwrap();
         let listener = srv.run(move || TcpListener::bind(addr).expect("bind"));

@@ -11,15 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use hickory_proto::{
     op::{Message, OpCode, Query},
     rr::{Name, RData, Record, RecordType, rdata::AAAA},
 };
-use intune_tests::{
-    netns::{Netns, veth},
-    process::Lines,
-};
+use intune_tests::{netns::Gateway, process::Lines};
 
 use super::dns::{Daemon, cpu_time, status_kib};
 
@@ -41,24 +38,7 @@ fn answer(i: u32) -> anyhow::Result<Vec<u8>> {
 
 /// Runs the scenario; returns the markdown table's row.
 pub fn learn_bench(ctl: &Path) -> anyhow::Result<String> {
-    let dev = Netns::new("bld");
-    let gw = Netns::new("blg");
-    let srv = Netns::new("bls");
-    veth(&dev, "d0", &gw, "g0");
-    veth(&gw, "s0", &srv, "v0");
-    dev.ip(&["addr", "add", "192.0.2.1/24", "dev", "d0"]);
-    dev.ip(&["route", "add", "default", "via", "192.0.2.2"]);
-    gw.ip(&["addr", "add", "192.0.2.2/24", "dev", "g0"]);
-    gw.ip(&["addr", "add", "198.51.100.1/24", "dev", "s0"]);
-    srv.ip(&["addr", "add", "198.51.100.11/24", "dev", "v0"]);
-    srv.ip(&["route", "add", "default", "via", "198.51.100.1"]);
-    let fwd = gw
-        .command("sysctl")
-        .args(["-qw", "net.ipv4.ip_forward=1"])
-        .status()?;
-    if !fwd.success() {
-        bail!("turning on forwarding in the gateway namespace");
-    }
+    let Gateway { dev, gw, srv } = Gateway::new("bl", &["198.51.100.11"]);
     let sink = dev.run(|| UdpSocket::bind("192.0.2.1:5353"))?;
     std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
