@@ -37,12 +37,8 @@ impl Datapath {
             .try_into()?;
         answers.load()?;
         let fd = answers.fd()?.try_clone().map_err(DatapathError::Fd)?;
-        let mut tail = ProgramArray::try_from(
-            self.ebpf
-                .map_mut(DNS_TAIL)
-                .ok_or(DatapathError::Missing(DNS_TAIL))?,
-        )
-        .map_err(map_err(DNS_TAIL))?;
+        let mut tail =
+            ProgramArray::try_from(self.map_mut(DNS_TAIL)?).map_err(map_err(DNS_TAIL))?;
         tail.set(0, &fd, 0).map_err(map_err(DNS_TAIL))?;
         let prog: &mut SchedClassifier = self
             .ebpf
@@ -58,12 +54,8 @@ impl Datapath {
                     source,
                 })?;
         }
-        let mut resolvers = HashMap::<_, [u8; 16], u8>::try_from(
-            self.ebpf
-                .map_mut(LEARN_TRUSTED)
-                .ok_or(DatapathError::Missing(LEARN_TRUSTED))?,
-        )
-        .map_err(map_err(LEARN_TRUSTED))?;
+        let mut resolvers = HashMap::<_, [u8; 16], u8>::try_from(self.map_mut(LEARN_TRUSTED)?)
+            .map_err(map_err(LEARN_TRUSTED))?;
         for resolver in trusted {
             resolvers
                 .insert(key(*resolver), 1, 0)

@@ -5,11 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aya::maps::{Array, PerCpuArray, PerCpuValues};
+use aya::maps::Array;
 use intune_common::{
-    maps::{
-        Counter, MAX_PORT_SLOTS, OTHER_PORTS_SLOT, PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS, port_key,
-    },
+    maps::{MAX_PORT_SLOTS, OTHER_PORTS_SLOT, PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS, port_key},
     proto::{IPPROTO_TCP, IPPROTO_UDP},
 };
 
@@ -131,7 +129,6 @@ impl Datapath {
     }
 
     fn write_port_slots(&mut self, changes: &SlotChanges) -> Result<(), DatapathError> {
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
         // A port leaves its slot before the slot forgets it, so a slot in use is always named.
         for &(slot, key) in &changes.freed {
             self.u32_array(PORT_SLOTS)?
@@ -146,16 +143,9 @@ impl Datapath {
             self.u32_array(PORT_SLOT_KEYS)?
                 .set(slot, key + 1, 0)
                 .map_err(map_err(PORT_SLOT_KEYS))?;
-            let zeros = PerCpuValues::try_from(vec![Counter::default(); cpus])
-                .map_err(DatapathError::Cpus)?;
-            let map = self
-                .ebpf
-                .map_mut(PORT_STATS)
-                .ok_or(DatapathError::Missing(PORT_STATS))?;
-            PerCpuArray::<_, Counter>::try_from(map)
-                .map_err(map_err(PORT_STATS))?
-                .set(slot, zeros, 0)
-                .map_err(map_err(PORT_STATS))?;
+        }
+        self.zero_counters(PORT_STATS, changes.assigned.iter().map(|&(slot, _)| slot))?;
+        for &(slot, key) in &changes.assigned {
             self.u32_array(PORT_SLOTS)?
                 .set(key, slot, 0)
                 .map_err(map_err(PORT_SLOTS))?;
@@ -167,11 +157,7 @@ impl Datapath {
         &mut self,
         name: &'static str,
     ) -> Result<Array<&mut aya::maps::MapData, u32>, DatapathError> {
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .ok_or(DatapathError::Missing(name))?;
-        Array::try_from(map).map_err(map_err(name))
+        Array::try_from(self.map_mut(name)?).map_err(map_err(name))
     }
 
     fn port_slot_records(&self) -> Result<Vec<(u32, u32)>, DatapathError> {

@@ -35,7 +35,7 @@ pub struct UpdateReport {
 }
 
 impl Datapath {
-    fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, DatapathError> {
+    pub(super) fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, DatapathError> {
         self.ebpf.map_mut(name).ok_or(DatapathError::Missing(name))
     }
 
@@ -296,13 +296,22 @@ impl Datapath {
         &mut self,
         indices: impl Iterator<Item = u32>,
     ) -> Result<(), DatapathError> {
+        self.zero_counters(RULE_STATS, indices)
+    }
+
+    /// Zeroes entries of the per-CPU counter map `name` on every CPU.
+    pub(super) fn zero_counters(
+        &mut self,
+        name: &'static str,
+        indices: impl Iterator<Item = u32>,
+    ) -> Result<(), DatapathError> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
-        let mut stats = PerCpuArray::<_, Counter>::try_from(self.map_mut(RULE_STATS)?)
-            .map_err(map_err(RULE_STATS))?;
+        let mut stats =
+            PerCpuArray::<_, Counter>::try_from(self.map_mut(name)?).map_err(map_err(name))?;
         for index in indices {
             let zeros = PerCpuValues::try_from(vec![Counter::default(); cpus])
                 .map_err(DatapathError::Cpus)?;
-            stats.set(index, zeros, 0).map_err(map_err(RULE_STATS))?;
+            stats.set(index, zeros, 0).map_err(map_err(name))?;
         }
         Ok(())
     }
