@@ -159,6 +159,44 @@ impl Ids {
     }
 }
 
+/// Port-set ids: the previous rule set's id for the same ports, else a fresh one.
+struct PortSetIds<'a> {
+    fresh: Ids,
+    previous: HashMap<&'a Ports, u32>,
+    given: FxHashMap<Ports, u32>,
+}
+
+impl<'a> PortSetIds<'a> {
+    fn new(previous: Option<&'a RuleSet>) -> PortSetIds<'a> {
+        PortSetIds {
+            fresh: Ids::new(
+                previous
+                    .into_iter()
+                    .flat_map(|p| p.port_sets.keys().copied()),
+            ),
+            previous: previous
+                .map(|p| p.port_sets.iter().map(|(id, ports)| (ports, *id)).collect())
+                .unwrap_or_default(),
+            given: FxHashMap::default(),
+        }
+    }
+
+    /// The id of `ports`, entered in `sets` the first time.
+    fn id(&mut self, ports: &Ports, sets: &mut BTreeMap<u32, Ports>) -> u32 {
+        if let Some(&id) = self.given.get(ports) {
+            return id;
+        }
+        let id = self
+            .previous
+            .get(ports)
+            .copied()
+            .unwrap_or_else(|| self.fresh.fresh());
+        self.given.insert(ports.clone(), id);
+        sets.insert(id, ports.clone());
+        id
+    }
+}
+
 impl RuleSet {
     /// Builds the rule set of `sets`; with `previous`, unchanged rules and port sets keep their
     /// indices and ids.
@@ -179,12 +217,7 @@ impl RuleSet {
                 port_set: 0,
             });
         }
-        rs.by_target = rs
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.target, i))
-            .collect();
+        rs.index_targets();
         let lens = |v6: bool| {
             let mut l: Vec<u8> = rs
                 .by_target
@@ -236,35 +269,14 @@ impl RuleSet {
         }
 
         // Stable port-set ids and rule indices.
-        let mut port_ids = Ids::new(
-            previous
-                .into_iter()
-                .flat_map(|p| p.port_sets.keys().copied()),
-        );
-        let previous_ports: HashMap<&Ports, u32> = previous
-            .map(|p| p.port_sets.iter().map(|(id, ports)| (ports, *id)).collect())
-            .unwrap_or_default();
-        let mut ids_of: FxHashMap<Ports, u32> = FxHashMap::default();
+        let mut port_ids = PortSetIds::new(previous);
         let mut rule_ids = Ids::new(
             previous
                 .into_iter()
                 .flat_map(|p| p.rules.iter().map(|r| r.index)),
         );
         for i in 0..rs.rules.len() {
-            let ports = rs.rules[i].effective.clone();
-            let id = match ids_of.get(&ports) {
-                Some(id) => *id,
-                None => {
-                    let id = previous_ports
-                        .get(&ports)
-                        .copied()
-                        .unwrap_or_else(|| port_ids.fresh());
-                    ids_of.insert(ports.clone(), id);
-                    rs.port_sets.insert(id, ports);
-                    id
-                }
-            };
-            rs.rules[i].port_set = id;
+            rs.rules[i].port_set = port_ids.id(&rs.rules[i].effective, &mut rs.port_sets);
             let target = rs.rules[i].target;
             rs.rules[i].index = previous
                 .and_then(|p| p.rule_by_target(&target))
@@ -273,13 +285,8 @@ impl RuleSet {
         }
         // The ports of each endpoint name, for the addresses learned under it.
         for pattern in crate::learn::patterns::Patterns::of(sets).all() {
-            if !pattern.ports.is_empty() && !ids_of.contains_key(&pattern.ports) {
-                let id = previous_ports
-                    .get(&pattern.ports)
-                    .copied()
-                    .unwrap_or_else(|| port_ids.fresh());
-                ids_of.insert(pattern.ports.clone(), id);
-                rs.port_sets.insert(id, pattern.ports.clone());
+            if !pattern.ports.is_empty() {
+                port_ids.id(&pattern.ports, &mut rs.port_sets);
             }
         }
         let highest = rs
@@ -294,12 +301,7 @@ impl RuleSet {
         if rs.port_sets.keys().any(|&id| id >= MAX_PORT_SETS) {
             return Err(RulesError::TooManyPortSets(rs.port_sets.len()));
         }
-        rs.by_index = rs
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.index, i))
-            .collect();
+        rs.index_rules();
         rs.port_only = rs.rule_by_target(&Target::AnyAddress).map(|r| r.index);
         Ok(rs)
     }
@@ -399,19 +401,29 @@ impl RuleSet {
         };
         rs.rules.sort_by_key(|r| r.target);
         rs.rules.dedup_by_key(|r| r.target);
-        rs.by_target = rs
+        rs.index_targets();
+        rs.index_rules();
+        rs
+    }
+
+    /// Rebuilds the lookup of rules by target, after `rules` changed.
+    fn index_targets(&mut self) {
+        self.by_target = self
             .rules
             .iter()
             .enumerate()
             .map(|(i, r)| (r.target, i))
             .collect();
-        rs.by_index = rs
+    }
+
+    /// Rebuilds the lookup of rules by index, after `rules` changed.
+    fn index_rules(&mut self) {
+        self.by_index = self
             .rules
             .iter()
             .enumerate()
             .map(|(i, r)| (r.index, i))
             .collect();
-        rs
     }
 
     pub fn rule(&self, index: u32) -> Option<&Rule> {
