@@ -280,7 +280,7 @@ impl Daemon {
         d.dp.pin_lookup_maps(&d.pins)
             .context("pinning the lookup maps")?;
         if d.args.dns.learn_from_dns {
-            d.start_learning()?;
+            d.start_learning(&sets)?;
         }
         let ifaces = d.args.ifaces.clone();
         for iface in &ifaces {
@@ -356,8 +356,14 @@ impl Daemon {
         self.last_refresh = Some((Instant::now(), crate::state::now_rfc3339(), done.outcome));
         // The new list may name other hosts: follow them.
         let service = service_sets(self.refresher.as_ref());
-        if let (Some(w), Ok(sets)) = (self.watcher.as_mut(), self.args.rules.effective(service)) {
-            w.follow(&sets, Instant::now());
+        match self.args.rules.effective(service) {
+            Ok(sets) => {
+                if let Some(w) = self.watcher.as_mut() {
+                    w.follow(&sets, Instant::now());
+                }
+                self.learn_names(&sets);
+            }
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "the names to follow"),
         }
     }
 
@@ -544,6 +550,7 @@ impl Daemon {
         if let Some(w) = self.watcher.as_mut() {
             w.follow(&sets, Instant::now());
         }
+        self.learn_names(&sets);
         if service_changed {
             self.next_poll = tokio::time::Instant::now();
         }
@@ -570,8 +577,7 @@ impl Daemon {
         Ok(())
     }
 
-    /// Records the installed rules in the state directory (for a restart and for `stats`),
-    /// and has the learner follow their names.
+    /// Records the installed rules in the state directory (for a restart and for `stats`).
     fn remember(&self) {
         if let Some(Err(e)) = self
             .dp
@@ -580,17 +586,19 @@ impl Daemon {
         {
             tracing::warn!(error = %e, "recording the installed rules");
         }
+    }
+
+    /// Has the learner follow the names of `sets` (the effective endpoint list), with the port
+    /// sets the installed rule set holds for them. Only a new list changes them: resolved
+    /// addresses add no names.
+    fn learn_names(&self, sets: &[EndpointSet]) {
         if let (Some(learner), Some(rules)) = (&self.learner, self.dp.installed()) {
-            let service = service_sets(self.refresher.as_ref());
-            match self.args.rules.effective(service) {
-                Ok(sets) => learner.follow(Patterns::of(&sets), |p| rules.port_set_of(p)),
-                Err(e) => tracing::warn!(error = format!("{e:#}"), "the names to learn"),
-            }
+            learner.follow(Patterns::of(sets), |p| rules.port_set_of(p));
         }
     }
 
     /// The DNS capture on every interface, and the learner reading it.
-    fn start_learning(&mut self) -> anyhow::Result<()> {
+    fn start_learning(&mut self, sets: &[EndpointSet]) -> anyhow::Result<()> {
         let names: Vec<String> = self.args.ifaces.iter().map(|i| i.name.clone()).collect();
         let maps = self
             .dp
@@ -623,7 +631,7 @@ impl Daemon {
                 )
             }
         );
-        self.remember();
+        self.learn_names(sets);
         Ok(())
     }
 }
