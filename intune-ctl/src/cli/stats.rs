@@ -175,18 +175,20 @@ fn snapshot(
     hit.sort_by_key(|(r, c)| (std::cmp::Reverse(c.packets), r.index));
     match by {
         By::Prefix => {
-            snap.rules =
-                hit.into_iter()
-                    .map(|(r, c)| RuleRow {
-                        prefix: r.prefix.clone(),
-                        endpoint_sets: r.endpoint_sets.clone(),
-                        source: r.sources.join("+"),
-                        learned_from: learned.iter().find(|l| l.index == r.index).map(|l| {
-                            format!("{} ({}, until {})", l.asked, l.pattern, l.expires_at)
-                        }),
-                        hits: hits(c),
-                    })
-                    .collect();
+            let learned_by_index: std::collections::HashMap<u32, &LearnedAddress> =
+                learned.iter().map(|l| (l.index, l)).collect();
+            snap.rules = hit
+                .into_iter()
+                .map(|(r, c)| RuleRow {
+                    prefix: r.prefix.clone(),
+                    endpoint_sets: r.endpoint_sets.clone(),
+                    source: r.sources.join("+"),
+                    learned_from: learned_by_index
+                        .get(&r.index)
+                        .map(|l| format!("{} ({}, until {})", l.asked, l.pattern, l.expires_at)),
+                    hits: hits(c),
+                })
+                .collect();
         }
         By::Set => {
             let described: BTreeMap<u32, String> = builtin()

@@ -372,7 +372,7 @@ impl Work {
             else {
                 continue;
             };
-            let Some(p) = self.patterns.all().iter().find(|p| p.name == r.pattern) else {
+            let Some(p) = self.patterns.named(&r.pattern) else {
                 continue;
             };
             let Some(&port_set) = self.port_ids.get(&p.ports) else {
@@ -473,7 +473,7 @@ impl Work {
     fn retarget(&mut self) {
         let (patterns, ids) = (&self.patterns, &self.port_ids);
         let writes = self.table.retarget(|name| {
-            let p = patterns.all().iter().find(|p| p.name == name)?;
+            let p = patterns.named(name)?;
             Some((p.sets.clone(), *ids.get(&p.ports)?))
         });
         self.write(&writes);

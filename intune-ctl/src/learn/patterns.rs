@@ -21,6 +21,8 @@ pub struct Pattern {
 #[derive(Clone, Debug, Default)]
 pub struct Patterns {
     patterns: Vec<Pattern>,
+    /// Every pattern by its text.
+    named: HashMap<String, usize>,
     exact: HashMap<String, usize>,
     /// `*.rest` by `rest`.
     suffix: HashMap<String, usize>,
@@ -55,6 +57,7 @@ impl Patterns {
         }
         let mut patterns = Patterns::default();
         for (i, p) in by_name.into_values().enumerate() {
+            patterns.named.insert(p.name.clone(), i);
             if !p.name.contains('*') {
                 patterns.exact.insert(p.name.clone(), i);
             } else if let Some(rest) = p.name.strip_prefix("*.")
@@ -73,8 +76,9 @@ impl Patterns {
         &self.patterns
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
+    /// The pattern written `name` (as the list writes it, normalized).
+    pub fn named(&self, name: &str) -> Option<&Pattern> {
+        self.named.get(name).map(|&i| &self.patterns[i])
     }
 
     /// The most specific pattern `name` (normalized) matches: the exact name, else the
