@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     changes,
     cli::{run::RunArgs, settings::Given},
-    datapath::{Capacity, Datapath, V4Lookup, bpffs, load::Attached, pins::Pins},
+    datapath::{Capacity, Datapath, V4Lookup, bpffs, kernel::Kernel, load::Attached, pins::Pins},
     endpoints::EndpointSet,
     learn::{
         learner::{Learner, Settings, View},
@@ -235,6 +235,11 @@ impl Daemon {
             },
             ..Capacity::for_prefixes(rules.index_bound() + exact_names * 4)
         };
+        let kernel = Kernel::current();
+        let degraded = kernel.degraded();
+        if !degraded.is_empty() {
+            tracing::warn!("Linux {}: {}", kernel.version, degraded.join("; "));
+        }
         let mut dp = Datapath::load_pinned(capacity, &pins).context("loading the XDP program")?;
         let started = Instant::now();
         dp.install(&rules, &policy, false)
@@ -483,6 +488,7 @@ impl Daemon {
             "resolver": resolver,
             "wildcards": wildcards,
             "learning": self.learner.as_ref().map(|l| learning_json(&l.view())),
+            "kernel": kernel_json(),
         })
     }
 
@@ -537,12 +543,17 @@ impl Daemon {
         for iface in &new.ifaces {
             if !self.args.ifaces.iter().any(|i| i.name == iface.name) {
                 self.attach(iface, &policy)?;
+                if self.learner.is_some() {
+                    let hook = self.dp.capture_on(&iface.name)?;
+                    println!("learning from DNS answers on {} ({})", iface.name, hook.name());
+                }
             }
         }
         self.dp.set_policy(&policy)?;
         updater::apply(&mut self.dp, rules, "config reload");
         for old in &self.args.ifaces {
             if !new.ifaces.iter().any(|i| i.name == old.name) {
+                self.dp.capture_off(&old.name)?;
                 self.pins.remove_link(&old.name)?;
                 println!("detached from {} (no longer in the config)", old.name);
             }
@@ -634,6 +645,16 @@ impl Daemon {
         self.learn_names(sets);
         Ok(())
     }
+}
+
+/// What `status` shows of the kernel: its version, how the capture attaches, what it lacks.
+fn kernel_json() -> serde_json::Value {
+    let k = Kernel::current();
+    serde_json::json!({
+        "version": k.version.to_string(),
+        "dns_capture": k.capture_hook().name(),
+        "degraded": k.degraded(),
+    })
 }
 
 /// What `status` shows of the learner: counts, addresses held and the capture-to-map times.

@@ -24,6 +24,14 @@ fn be16(hi: u8, lo: u8) -> u16 {
     u16::from_be_bytes([hi, lo])
 }
 
+/// A big-endian length that is added to a packet pointer. Verifiers before 6.x know nothing of
+/// a byte swap's result ("unbounded min value"); read back from a 16-bit stack slot it is
+/// known to be at most 65,535. LLVM would drop a plain mask as redundant.
+#[inline(always)]
+fn be16_len(hi: u8, lo: u8) -> usize {
+    usize::from(core::hint::black_box(be16(hi, lo)))
+}
+
 /// Parses the frame into `pkt` (filled when the answer is [`FrameKind::Ip`]).
 #[inline(always)]
 pub fn frame(ctx: &XdpContext, pkt: &mut IpPacket) -> FrameKind {
@@ -69,7 +77,7 @@ fn ipv4(pos: usize, end: usize, pkt: &mut IpPacket) -> Option<()> {
         return None;
     }
     let hlen = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(be16(ip[2], ip[3]));
+    let total = be16_len(ip[2], ip[3]);
     if hlen < IPV4_MIN_HLEN || total < hlen || pos + total > end {
         return None;
     }
@@ -90,7 +98,7 @@ fn ipv6(pos: usize, end: usize, pkt: &mut IpPacket) -> Option<()> {
     if ip[0] >> 4 != 6 {
         return None;
     }
-    let limit = pos + IPV6_HLEN + usize::from(be16(ip[4], ip[5]));
+    let limit = pos + IPV6_HLEN + be16_len(ip[4], ip[5]);
     if limit > end {
         return None;
     }

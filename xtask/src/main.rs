@@ -1,6 +1,7 @@
-//! Developer tasks: `cargo xtask setup | test | run | bench`.
+//! Developer tasks: `cargo xtask setup | test | vm-test | run | bench`.
 
 mod setup;
+mod vm;
 
 use setup::Scope;
 
@@ -25,6 +26,13 @@ enum Task {
         /// Extra arguments for `cargo test`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Set up, then run the kernel-facing tests, the benchmark and the .deb under systemd in
+    /// Debian guests with their own kernels (qemu, software emulation).
+    VmTest {
+        /// Which Debian release's guest: bullseye, bookworm, trixie, or all.
+        #[arg(long, default_value = "all")]
+        suite: String,
     },
     /// Install the build toolchain, build in release mode, and run `intune-ctl run` with these arguments.
     Run {
@@ -54,6 +62,23 @@ fn run(task: Task) -> anyhow::Result<()> {
         Task::Test { args } => {
             setup::setup(Scope::Tests)?;
             cargo(&["test"], &args)
+        }
+        Task::VmTest { suite } => {
+            let suites: Vec<&str> = match suite.as_str() {
+                "all" => vm::SUITES.to_vec(),
+                s => s
+                    .split(',')
+                    .map(|one| {
+                        vm::SUITES.iter().copied().find(|x| *x == one).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "unknown suite {one:?}: give bullseye, bookworm, trixie or all"
+                            )
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            };
+            setup::setup(Scope::Vm)?;
+            vm::vm_test(&workspace_root(), &suites)
         }
         Task::Run { args } => {
             // A gateway gets the toolchain only: no test packages, no services.

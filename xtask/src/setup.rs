@@ -22,6 +22,19 @@ const PACKAGES: &[&str] = &[
     "nftables",
 ];
 
+/// What `cargo xtask vm-test` needs beyond the tests' packages: root filesystems, the
+/// emulator and its overlay images, a C compiler for the musl target (ring), ext4 images.
+const VM_PACKAGES: &[&str] = &[
+    "mmdebstrap",
+    "qemu-system-x86",
+    "qemu-utils",
+    "musl-tools",
+    "e2fsprogs",
+];
+/// cargo-deb builds the .deb the bookworm guest installs.
+const CARGO_DEB_VERSION: &str = "3.8.0";
+const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+
 /// What a task needs installed.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -29,13 +42,22 @@ pub enum Scope {
     Build,
     /// The toolchain and the Debian packages the tests and the benchmark use.
     Tests,
+    /// As `Tests`, and what the virtual machines need.
+    Vm,
 }
 
 pub fn setup(scope: Scope) -> anyhow::Result<()> {
     nightly_rust_src()?;
     bpf_linker()?;
-    if scope == Scope::Tests {
-        debian_packages()?;
+    match scope {
+        Scope::Build => {}
+        Scope::Tests => debian_packages(PACKAGES)?,
+        Scope::Vm => {
+            let all: Vec<&str> = PACKAGES.iter().chain(VM_PACKAGES).copied().collect();
+            debian_packages(&all)?;
+            musl_target()?;
+            cargo_deb()?;
+        }
     }
     Ok(())
 }
@@ -51,7 +73,7 @@ fn output(cmd: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn run(cmd: &str, args: &[&str]) -> anyhow::Result<()> {
+pub fn run(cmd: &str, args: &[&str]) -> anyhow::Result<()> {
     eprintln!("setup: {cmd} {}", args.join(" "));
     let status = Command::new(cmd)
         .args(args)
@@ -99,8 +121,27 @@ fn bpf_linker() -> anyhow::Result<()> {
         .with_context(|| format!("installing {spec} (the eBPF crate's linker)"))
 }
 
-fn debian_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES
+fn musl_target() -> anyhow::Result<()> {
+    let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if installed.lines().any(|l| l.trim() == MUSL_TARGET) {
+        return Ok(());
+    }
+    run("rustup", &["target", "add", MUSL_TARGET])
+        .context("adding the musl target (static binaries for the guests)")
+}
+
+fn cargo_deb() -> anyhow::Result<()> {
+    let version = output("cargo-deb", &["--version"]).unwrap_or_default();
+    if version.split_whitespace().any(|w| w == CARGO_DEB_VERSION) {
+        return Ok(());
+    }
+    let spec = format!("cargo-deb@{CARGO_DEB_VERSION}");
+    run("cargo", &["install", &spec, "--locked"])
+        .with_context(|| format!("installing {spec} (builds the .deb)"))
+}
+
+fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| {

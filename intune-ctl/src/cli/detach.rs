@@ -1,12 +1,16 @@
 //! `intune-ctl detach [--iface IF]`: the explicit way to remove the filter. Unpins the XDP
 //! links (no process holds them, so the program leaves the interfaces) and, once no interface
-//! is left, the program and the counter maps too.
+//! is left, the program and the counter maps too. On kernels before 6.6 the DNS capture is a tc
+//! filter that a killed daemon may have left behind: it goes too.
 
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 
-use crate::{config::DEFAULT_BPFFS_DIR, datapath::pins::Pins};
+use crate::{
+    config::DEFAULT_BPFFS_DIR,
+    datapath::{learning::remove_left_capture, pins::Pins},
+};
 
 #[derive(Debug, clap::Args)]
 pub struct DetachArgs {
@@ -35,6 +39,9 @@ pub fn run(args: &DetachArgs) -> anyhow::Result<()> {
     for iface in &targets {
         pins.remove_link(iface)
             .with_context(|| format!("unpinning the link of {iface}"))?;
+        if remove_left_capture(iface) {
+            println!("removed the DNS capture's tc filter from {iface}");
+        }
         println!("detached from {iface}");
     }
     if pins.linked_ifaces().is_empty() {

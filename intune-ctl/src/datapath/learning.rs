@@ -3,7 +3,10 @@
 
 use aya::{
     maps::{HashMap, Map, MapData, PerCpuArray, ProgramArray, RingBuf},
-    programs::{SchedClassifier, TcAttachType},
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType,
+        tc::{self, NlOptions, TcAttachOptions},
+    },
 };
 use std::net::IpAddr;
 
@@ -12,7 +15,12 @@ use intune_common::{
     maps::RULE_STATS,
 };
 
-use super::{Datapath, DatapathError, pins::Pins, sync::map_err};
+use super::{
+    Datapath, DatapathError,
+    kernel::{CaptureHook, Kernel},
+    pins::Pins,
+    sync::map_err,
+};
 use crate::learn::learner::{Maps, key};
 
 pub const CAPTURE_PROGRAM: &str = "intune_dns";
@@ -47,12 +55,7 @@ impl Datapath {
             .try_into()?;
         prog.load()?;
         for iface in ifaces {
-            prog.attach(iface, TcAttachType::Egress)
-                .map_err(|source| DatapathError::Attach {
-                    iface: iface.clone(),
-                    mode: "TC egress",
-                    source,
-                })?;
+            self.capture_on(iface)?;
         }
         let mut resolvers = HashMap::<_, [u8; 16], u8>::try_from(self.map_mut(LEARN_TRUSTED)?)
             .map_err(map_err(LEARN_TRUSTED))?;
@@ -86,4 +89,69 @@ impl Datapath {
     pub fn learned_rule_base(&self) -> u32 {
         self.capacity.rules
     }
+}
+
+impl Datapath {
+    /// Attaches the DNS capture to `iface`'s egress (again: a second call changes nothing).
+    pub fn capture_on(&mut self, iface: &str) -> Result<CaptureHook, DatapathError> {
+        let hook = Kernel::current().capture_hook();
+        if self.captures.iter().any(|(name, _)| name == iface) {
+            return Ok(hook);
+        }
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(CAPTURE_PROGRAM)
+            .ok_or(DatapathError::Missing("DNS capture program"))?
+            .try_into()?;
+        let attach_error = |source| DatapathError::Attach {
+            iface: iface.to_owned(),
+            mode: hook.name(),
+            source,
+        };
+        let id = match hook {
+            CaptureHook::Tcx => prog
+                .attach_with_options(
+                    iface,
+                    TcAttachType::Egress,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .map_err(attach_error)?,
+            CaptureHook::TcFilter => {
+                // The qdisc may be there already (ours from before, or another tool's): the
+                // attach below says so if it is not.
+                let _ = tc::qdisc_add_clsact(iface);
+                // A daemon killed before it could remove its filter left it: one capture only.
+                remove_left_capture(iface);
+                prog.attach_with_options(
+                    iface,
+                    TcAttachType::Egress,
+                    TcAttachOptions::Netlink(NlOptions::default()),
+                )
+                .map_err(attach_error)?
+            }
+        };
+        self.captures.push((iface.to_owned(), id));
+        Ok(hook)
+    }
+
+    /// Takes the DNS capture off `iface`, when it is on.
+    pub fn capture_off(&mut self, iface: &str) -> Result<(), DatapathError> {
+        let Some(at) = self.captures.iter().position(|(name, _)| name == iface) else {
+            return Ok(());
+        };
+        let (_, id) = self.captures.remove(at);
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(CAPTURE_PROGRAM)
+            .ok_or(DatapathError::Missing("DNS capture program"))?
+            .try_into()?;
+        prog.detach(id)?;
+        Ok(())
+    }
+}
+
+/// Removes the tc filters of our capture from `iface`'s egress; whether there were any. Only
+/// a tc filter can outlive its daemon (a TCX link goes with the process).
+pub fn remove_left_capture(iface: &str) -> bool {
+    tc::qdisc_detach_program(iface, TcAttachType::Egress, CAPTURE_PROGRAM).is_ok()
 }

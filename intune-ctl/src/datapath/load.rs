@@ -165,6 +165,8 @@ pub struct Datapath {
     pub(crate) learning: bool,
     /// The capture program learns only from the resolvers in `LEARN_TRUSTED`.
     pub(crate) learn_trusted_only: bool,
+    /// The interfaces the DNS capture is attached to.
+    pub(crate) captures: Vec<(String, aya::programs::tc::SchedClassifierLinkId)>,
 }
 
 impl Datapath {
@@ -197,6 +199,7 @@ impl Datapath {
         loader: &mut EbpfLoader,
         capacity: Capacity,
     ) -> Result<Datapath, DatapathError> {
+        super::kernel::Kernel::current().raise_memlock();
         // An array map needs at least one entry, even when the table is off.
         let chunk_entries = capacity.v4_table_chunks.max(1) * CHUNK_ENTRIES;
         let log_level = super::kernel_log::level();
@@ -222,6 +225,7 @@ impl Datapath {
             kernel_log_on: *log_level != 0,
             learning: false,
             learn_trusted_only: false,
+            captures: Vec::new(),
         })
     }
 

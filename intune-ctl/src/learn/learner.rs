@@ -202,11 +202,16 @@ const SWEEP: Duration = Duration::from_secs(10);
 /// Asks for a real-time priority, so answers are confirmed within a fraction of a millisecond
 /// even on a busy gateway. Without the privilege (CAP_SYS_NICE) it runs at normal priority.
 fn realtime() {
-    let param = libc::sched_param { sched_priority: 10 };
+    // Zeroed first: musl's sched_param has fields glibc's lacks. pthread_setschedparam, not
+    // sched_setscheduler, which musl leaves unimplemented.
+    // SAFETY: an all-zero sched_param is valid.
+    let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+    param.sched_priority = 10;
     // SAFETY: sets this thread's own policy with a valid parameter.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+    let err = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+    if err != 0 {
         tracing::info!(
-            error = %std::io::Error::last_os_error(),
+            error = %std::io::Error::from_raw_os_error(err),
             "the learner runs at normal priority"
         );
     }

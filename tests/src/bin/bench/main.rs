@@ -12,6 +12,7 @@ use std::{
 
 mod daemon;
 mod dns;
+mod guest;
 mod learn;
 
 use anyhow::{Context as _, bail};
@@ -35,6 +36,8 @@ const XDP_FILTER_PROGRAM: &str = "xdpfilt_alw_ip";
 /// xdp-filter's address maps hold at most this many entries.
 const XDP_FILTER_MAX: usize = 10_000;
 const RUNS: usize = 5;
+/// Where `cargo xtask vm-test`'s section of BENCHMARKS.md begins (xtask's `BENCH_HEADING`).
+const GUEST_HEADING: &str = "## Guest kernels";
 
 struct Args {
     repeat: u32,
@@ -48,6 +51,8 @@ struct Args {
     daemon_only: bool,
     /// Only learning from DNS answers, printed, BENCHMARKS.md untouched.
     learn_only: bool,
+    /// The guest row for `cargo xtask vm-test`, written to `out`.
+    guest: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -59,6 +64,7 @@ fn args() -> anyhow::Result<Args> {
         dns_only: false,
         daemon_only: false,
         learn_only: false,
+        guest: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -79,9 +85,10 @@ fn args() -> anyhow::Result<Args> {
             "--dns-only" => a.dns_only = true,
             "--daemon-only" => a.daemon_only = true,
             "--learn-only" => a.learn_only = true,
+            "--guest" => a.guest = true,
             other => {
                 bail!(
-                    "unknown argument {other}; use --repeat N, --sizes 50,1000,..., --out FILE, --dns-window SECONDS or --dns-only"
+                    "unknown argument {other}; use --repeat N, --sizes 50,1000,..., --out FILE, --dns-window SECONDS, --dns-only, --daemon-only, --learn-only or --guest"
                 )
             }
         }
@@ -395,6 +402,10 @@ fn main() -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the benchmark loads BPF programs: run it as root");
     }
+    if args.guest {
+        intune_ctl::datapath::bpffs::ensure_mounted(Path::new("/sys/fs/bpf"))?;
+        return guest::guest_bench(&args.out);
+    }
     let ctl = intune_ctl()?;
     if args.dns_only {
         dns::dns_scale(&ctl, args.dns_window)?;
@@ -573,6 +584,13 @@ fn main() -> anyhow::Result<()> {
     )?;
     writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
     md.push_str(&learn_row);
+    // `cargo xtask vm-test` writes the guest kernels' section: it stays.
+    if let Ok(old) = std::fs::read_to_string(&args.out)
+        && let Some(at) = old.find(GUEST_HEADING)
+    {
+        md.push('\n');
+        md.push_str(&old[at..]);
+    }
     std::fs::write(&args.out, md).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
