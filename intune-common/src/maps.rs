@@ -35,6 +35,8 @@ pub const IFACE_DIRECTION: &str = "IFACE_DIRECTION";
 pub const DNS_RESOLVERS: &str = "DNS_RESOLVERS";
 /// Array with one [`Trace`]: the last decision, written only when [`Config::FLAG_TRACE`] is set.
 pub const TRACE: &str = "TRACE";
+/// The log program's slot for the classifier's tail call (debug level only).
+pub const LOG_TAIL: &str = "LOG_TAIL";
 
 /// Default capacities; userspace may raise them before loading.
 pub const MAX_PREFIXES_V4: u32 = 1 << 21;

@@ -8,6 +8,7 @@ use intune_ebpf as _;
 
 mod capture;
 mod learn;
+mod log;
 mod lookup;
 mod maps;
 mod parse;
@@ -15,12 +16,10 @@ mod parse;
 use core::mem::MaybeUninit;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
-use aya_log_ebpf::debug;
 use intune_common::{
     classify::{Decision, FrameKind, IpPacket, decide, direction},
     maps::{Config, Counter, NO_PORT, NO_RULE, OTHER_PORTS_SLOT, Trace},
     outcome::XDP_PASS,
-    proto::l4_name,
 };
 
 use crate::{
@@ -43,10 +42,10 @@ pub fn intune_xdp(ctx: XdpContext) -> u32 {
     let dir = direction(cfg, ctx.ingress_ifindex() as u32, &tables);
     let decision = decide(kind, pkt, cfg, dir, &tables);
     count(&ctx, &decision);
-    log(&ctx, kind, pkt, &decision);
     if cfg.flags & Config::FLAG_TRACE != 0 {
         trace(&decision);
     }
+    log::hand_over(&ctx, kind, pkt, &decision);
     decision.verdict
 }
 
@@ -88,51 +87,6 @@ fn add(counter: Option<*mut Counter>, bytes: u64) {
             (*c).packets += 1;
             (*c).bytes += bytes;
         }
-    }
-}
-
-/// Debug level only. The loader sets the log level from the daemon's log filter as a read-only
-/// constant, so with debug off the verifier removes this as dead code: it costs nothing.
-#[inline(always)]
-fn log(ctx: &XdpContext, kind: FrameKind, pkt: &IpPacket, d: &Decision) {
-    let verdict = if d.verdict == XDP_PASS {
-        "pass"
-    } else {
-        "drop"
-    };
-    let outcome = d.outcome.counter_name();
-    // -1: no rule.
-    let rule = if d.rule == NO_RULE { -1 } else { d.rule as i64 };
-    let proto = l4_name(pkt.l4);
-    if kind != FrameKind::Ip {
-        debug!(ctx, "{} {}", verdict, outcome);
-    } else if pkt.is_v6 {
-        debug!(
-            ctx,
-            "{} {} rule {}: {} [{:i}]:{} -> [{:i}]:{}",
-            verdict,
-            outcome,
-            rule,
-            proto,
-            pkt.src,
-            pkt.sport,
-            pkt.dst,
-            pkt.dport
-        );
-    } else {
-        let v4 = |a: &[u8; 16]| [a[0], a[1], a[2], a[3]];
-        debug!(
-            ctx,
-            "{} {} rule {}: {} {:i}:{} -> {:i}:{}",
-            verdict,
-            outcome,
-            rule,
-            proto,
-            v4(&pkt.src),
-            pkt.sport,
-            v4(&pkt.dst),
-            pkt.dport
-        );
     }
 }
 

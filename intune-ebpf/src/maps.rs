@@ -85,5 +85,12 @@ pub static DNS_TAIL: ProgramArray = ProgramArray::with_max_entries(1, 0);
 #[map]
 pub static DNS_EVENTS: RingBuf = RingBuf::with_byte_size(DNS_RING_BYTES, 0);
 
+// The decision being logged: the classifier and the log program share it across the tail call.
+#[map]
+pub static LOG_SCRATCH: PerCpuArray<crate::log::LogRecord> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static LOG_TAIL: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
 #[map]
 pub static TRACE: Array<Trace> = Array::with_max_entries(1, 0);

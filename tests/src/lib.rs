@@ -23,6 +23,22 @@ pub fn output(cmd: &mut std::process::Command) -> (i32, String, String) {
     )
 }
 
+/// How many times slower than a native machine the tests run: a guest under software
+/// emulation sets `INTUNE_TEST_SLOWDOWN` (`cargo xtask vm-test` does). Timeouts, and the
+/// lifetimes tests wait out (DNS TTLs, grace), are scaled by it; what they assert is not.
+pub fn slowdown() -> u32 {
+    std::env::var("INTUNE_TEST_SLOWDOWN")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+}
+
+/// `secs` seconds, scaled by [`slowdown`].
+pub fn scaled_secs(secs: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(secs * u64::from(slowdown()))
+}
+
 /// True when running as root; otherwise says why the test is skipped.
 pub fn is_root(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.

@@ -25,7 +25,7 @@ impl Lines {
 
     /// Waits for a line with `needle`; panics after `secs` with the lines that came instead.
     pub fn wait_for(&self, needle: &str, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
+        let deadline = Instant::now() + crate::scaled_secs(secs);
         let mut seen = Vec::new();
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.0.recv_timeout(left) {

@@ -26,9 +26,14 @@ const SETS: &str = r#"[
    "urls": ["*.wild.test"], "tcpPorts": "443"}
 ]"#;
 
-/// DNS answers live 2 s; learned addresses 2 s more.
-const TTL: u32 = 2;
-const GRACE: &str = "2s";
+/// DNS answers live 2 s; learned addresses 2 s more (both longer where the tests run slower).
+fn ttl() -> u32 {
+    2 * intune_tests::slowdown()
+}
+
+fn grace_secs() -> u32 {
+    2 * intune_tests::slowdown()
+}
 
 struct Net {
     dev: Netns,
@@ -58,7 +63,7 @@ fn net(tag: &str) -> Net {
         "198.51.100.10".parse().unwrap(),
         Some(53),
         hosts,
-        TTL,
+        ttl(),
         &["--cname=app.wild.test,edge.cdn.test".to_string()],
     );
     Net {
@@ -140,7 +145,7 @@ impl Daemon {
                 "--no-service",
                 "--no-resolve",
             ])
-            .args(["--learn-from-dns", "--dns-grace", GRACE])
+            .args(["--learn-from-dns", "--dns-grace", &format!("{}s", grace_secs())])
             .arg("--endpoints")
             .arg(dir.join("sets.json"))
             .arg("--state-dir")
@@ -314,7 +319,7 @@ fn answers_teach_wildcard_addresses_until_they_expire() {
     assert!(hits["packets"].as_u64().unwrap() >= 2, "{stats}");
 
     // TTL plus grace later, they are gone.
-    std::thread::sleep(Duration::from_secs(u64::from(TTL) + 2));
+    std::thread::sleep(Duration::from_secs(u64::from(ttl() + grace_secs())));
     assert!(!first_syn_connects(&n.dev, edge), "expired");
     assert_eq!(d.learned()["addresses"], 0);
 }
@@ -342,13 +347,21 @@ fn untrusted_resolvers_and_hostile_answers_teach_nothing_and_pass_as_before() {
             sock.send_to(packet, "192.0.2.1:5353").expect("send");
         }
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // The learner reads them a moment later (longer under emulation).
+    let deadline = std::time::Instant::now() + intune_tests::scaled_secs(2);
+    let learning = loop {
+        let learning = d.learned();
+        let malformed = learning["counts"]["malformed"].as_u64().unwrap();
+        if malformed >= (count as u64) / 2 || std::time::Instant::now() > deadline {
+            break learning;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(
         received.load(Ordering::SeqCst),
         count,
         "every packet passed"
     );
-    let learning = d.learned();
     assert!(
         learning["counts"]["malformed"].as_u64().unwrap() >= (count as u64) / 2,
         "{learning}"
@@ -361,7 +374,7 @@ fn untrusted_resolvers_and_hostile_answers_teach_nothing_and_pass_as_before() {
         let sock = UdpSocket::bind("198.51.100.11:53").expect("bind :53");
         sock.send_to(&answer, "192.0.2.1:5353").expect("send");
     });
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(300) * intune_tests::slowdown());
     assert!(first_syn_connects(&n.dev, "203.0.113.21".parse().unwrap()));
     assert!(
         !first_syn_connects(&n.dev, "203.0.113.22".parse().unwrap()),
@@ -376,7 +389,7 @@ fn untrusted_resolvers_and_hostile_answers_teach_nothing_and_pass_as_before() {
     std::thread::sleep(Duration::from_millis(1200));
     let mut d = d;
     d.restart(&n.gw);
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let deadline = std::time::Instant::now() + intune_tests::scaled_secs(3);
     while d.learned()["addresses"].as_u64() == Some(0) {
         assert!(std::time::Instant::now() < deadline, "{}", d.learned());
         std::thread::sleep(Duration::from_millis(50));

@@ -101,7 +101,7 @@ fn the_package_installs_runs_under_systemd_and_removes_itself() {
     systemctl(&["enable", "--now", "intune-ctl"]);
     assert_eq!(systemctl(&["is-active", "intune-ctl"]).trim(), "active");
     let status = systemctl(&["show", "-p", "StatusText", "--value", "intune-ctl"]);
-    assert!(status.contains("monitor"), "StatusText: {status}");
+    assert!(status.contains("1 interfaces"), "StatusText: {status}");
     let journal = sh("journalctl", &["-u", "intune-ctl", "--no-pager", "-o", "cat"]);
     assert!(journal.contains(IFACE), "journal: {journal}");
     let st = ctl_json(&["status"]);

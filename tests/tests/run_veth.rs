@@ -169,7 +169,7 @@ impl Running {
     /// Output lines until one contains `needle`, or panics after `secs`.
     fn wait_for(&self, needle: &str, secs: u64) -> Vec<String> {
         let mut seen = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        let deadline = std::time::Instant::now() + intune_tests::scaled_secs(secs);
         while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
             match self.lines.recv_timeout(left) {
                 Ok(line) => {

@@ -33,6 +33,13 @@ enum Task {
         /// Which Debian release's guest: bullseye, bookworm, trixie, or all.
         #[arg(long, default_value = "all")]
         suite: String,
+        /// Only these steps: classifier, differential, cli_classify, run_veth, learn,
+        /// package_systemd, bench (comma-separated; default all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Passed to every test binary in the guest (a test name, --nocapture).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        test_args: Vec<String>,
     },
     /// Install the build toolchain, build in release mode, and run `intune-ctl run` with these arguments.
     Run {
@@ -63,7 +70,11 @@ fn run(task: Task) -> anyhow::Result<()> {
             setup::setup(Scope::Tests)?;
             cargo(&["test"], &args)
         }
-        Task::VmTest { suite } => {
+        Task::VmTest {
+            suite,
+            only,
+            test_args,
+        } => {
             let suites: Vec<&str> = match suite.as_str() {
                 "all" => vm::SUITES.to_vec(),
                 s => s
@@ -78,7 +89,7 @@ fn run(task: Task) -> anyhow::Result<()> {
                     .collect::<anyhow::Result<_>>()?,
             };
             setup::setup(Scope::Vm)?;
-            vm::vm_test(&workspace_root(), &suites)
+            vm::vm_test(&workspace_root(), &suites, &only, &test_args)
         }
         Task::Run { args } => {
             // A gateway gets the toolchain only: no test packages, no services.

@@ -1,9 +1,13 @@
 //! The kernel program's log: it records each decision with aya-log at debug level only, and
 //! the records are forwarded to `tracing` under the target `intune_xdp::kernel`. The level is
 //! fixed as the program loads, from the daemon's log filter (`RUST_LOG=info,intune_xdp::kernel=debug`
-//! turns it on); with it off the verifier drops the logging code and it costs nothing.
+//! turns it on); with it off the verifier drops the logging code and it costs nothing. The
+//! logging itself is a program of its own the classifier tail-calls (`intune_xdp_log`), so the
+//! verifier checks it once: inline, it took older kernels past their limit.
 
+use aya::{Ebpf, maps::ProgramArray, programs::Xdp};
 use aya_log::EbpfLogger;
+use intune_common::maps::LOG_TAIL;
 use tokio::io::unix::AsyncFd;
 
 use super::{Datapath, DatapathError};
@@ -22,6 +26,31 @@ pub(super) fn level() -> &'static u8 {
     } else {
         &OFF
     }
+}
+
+const LOG_PROGRAM: &str = "intune_xdp_log";
+
+/// Loads the log program into the classifier's tail-call slot (when the log is on). The slot
+/// empties when the last descriptor of its map closes: a stopped daemon's program logs no
+/// more, and still decides.
+pub(super) fn install(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(LOG_PROGRAM)
+        .ok_or(DatapathError::Missing("log program"))?
+        .try_into()?;
+    prog.load()?;
+    let fd = prog.fd()?.try_clone().map_err(DatapathError::Fd)?;
+    let map = ebpf
+        .map_mut(LOG_TAIL)
+        .ok_or(DatapathError::Missing(LOG_TAIL))?;
+    let mut tail = ProgramArray::try_from(map).map_err(|source| DatapathError::Map {
+        name: LOG_TAIL,
+        source,
+    })?;
+    tail.set(0, &fd, 0).map_err(|source| DatapathError::Map {
+        name: LOG_TAIL,
+        source,
+    })
 }
 
 /// Hands aya-log's records (already formatted) to `tracing`.

@@ -213,6 +213,9 @@ impl Datapath {
             .map_max_entries(V4_TBL32, chunk_entries)
             .load(PROGRAM)?;
         program_mut(&mut ebpf)?.load()?;
+        if *log_level != 0 {
+            super::kernel_log::install(&mut ebpf)?;
+        }
         Ok(Datapath {
             ebpf,
             capacity,

@@ -11,6 +11,10 @@ pub const TARGET: &str = "x86_64-unknown-linux-musl";
 /// slow, 4 x 5,100 = 20,400 frames.
 const DIFF_FRAMES_PER_POLICY: u32 = 5_100;
 
+/// How much slower than the host the tests run under emulation: their timeouts and the
+/// lifetimes they wait out are scaled by it.
+const SLOWDOWN: u32 = 5;
+
 /// The test binaries (by test target name) and the benchmark, built for the guests.
 pub struct Binaries {
     pub tests: BTreeMap<String, PathBuf>,
@@ -26,6 +30,8 @@ const GUEST_TESTS: &[&str] = &[
     "run_veth",
     "learn",
 ];
+
+const PACKAGE_TEST: &str = "package_systemd";
 
 /// Builds the tests and the benchmark for the musl target, and the .deb when asked.
 pub fn build(workspace: &std::path::Path, deb: bool) -> anyhow::Result<Binaries> {
@@ -53,9 +59,10 @@ pub fn build(workspace: &std::path::Path, deb: bool) -> anyhow::Result<Binaries>
             continue;
         };
         let kinds = msg["target"]["kind"].to_string();
-        if msg["profile"]["test"] == true && kinds.contains("\"test\"") {
+        let test_profile = msg["profile"]["test"] == true;
+        if test_profile && kinds.contains("\"test\"") {
             tests.insert(name.to_owned(), PathBuf::from(exe));
-        } else if name == "intune-bench" {
+        } else if !test_profile && name == "intune-bench" {
             bench = Some(PathBuf::from(exe));
         }
     }
@@ -96,9 +103,25 @@ fn build_deb(workspace: &std::path::Path, cargo: &str) -> anyhow::Result<PathBuf
     Ok(PathBuf::from(deb))
 }
 
+/// Which steps a guest runs, and what the test binaries are given.
+pub struct Plan<'a> {
+    /// Only these steps (test names, `package_systemd`, `bench`); all when empty.
+    pub only: &'a [String],
+    /// Passed to every test binary (a test name filter, `--nocapture`).
+    pub test_args: &'a [String],
+    /// This guest installs the .deb.
+    pub package: bool,
+}
+
+impl Plan<'_> {
+    fn runs(&self, step: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == step)
+    }
+}
+
 /// The script a guest runs: every step, each failure named, the exit code 1 when any failed.
 /// `bench_out` receives the benchmark's table row.
-pub fn script(bins: &Binaries, package: bool, bench_out: &std::path::Path) -> String {
+pub fn script(bins: &Binaries, plan: &Plan, bench_out: &std::path::Path) -> String {
     let mut s = String::from(
         "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
          export RUST_BACKTRACE=1\n\
@@ -109,25 +132,31 @@ pub fn script(bins: &Binaries, package: bool, bench_out: &std::path::Path) -> St
     );
     let _ = writeln!(
         s,
-        "export INTUNE_DIFF_FRAMES_PER_POLICY={DIFF_FRAMES_PER_POLICY}"
+        "export INTUNE_DIFF_FRAMES_PER_POLICY={DIFF_FRAMES_PER_POLICY} INTUNE_TEST_SLOWDOWN={SLOWDOWN}"
     );
-    for t in GUEST_TESTS {
-        let _ = writeln!(s, "step {t} {}", bins.tests[*t].display());
+    let extra = plan.test_args.join(" ");
+    for t in GUEST_TESTS.iter().filter(|t| plan.runs(t)) {
+        let _ = writeln!(s, "step {t} {} {extra}", bins.tests[*t].display());
     }
-    if package && let Some(deb) = &bins.deb {
+    if plan.package
+        && plan.runs(PACKAGE_TEST)
+        && let (Some(deb), Some(test)) = (&bins.deb, bins.tests.get(PACKAGE_TEST))
+    {
         let _ = writeln!(
             s,
-            "export INTUNE_DEB={}\nstep package_systemd {}",
+            "export INTUNE_DEB={}\nstep {PACKAGE_TEST} {} {extra}",
             deb.display(),
-            bins.tests["package_systemd"].display()
+            test.display()
         );
     }
-    let _ = writeln!(
-        s,
-        "step bench {} --guest --out {}",
-        bins.bench.display(),
-        bench_out.display()
-    );
+    if plan.runs("bench") {
+        let _ = writeln!(
+            s,
+            "step bench {} --guest --out {}",
+            bins.bench.display(),
+            bench_out.display()
+        );
+    }
     s.push_str("exit $fail\n");
     s
 }

@@ -19,8 +19,14 @@ const GUEST_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 pub const BENCH_HEADING: &str = "## Guest kernels";
 
 /// Runs the matrix for `suites`; every suite runs even when an earlier one failed.
-pub fn vm_test(workspace: &Path, suites: &[&str]) -> anyhow::Result<()> {
-    let package = suites.contains(&PACKAGE_SUITE);
+pub fn vm_test(
+    workspace: &Path,
+    suites: &[&str],
+    only: &[String],
+    test_args: &[String],
+) -> anyhow::Result<()> {
+    let package = suites.contains(&PACKAGE_SUITE)
+        && (only.is_empty() || only.iter().any(|s| s == "package_systemd"));
     let bins = guest::build(workspace, package)?;
     let out_root = workspace.join("target/vm");
     let mut failed = Vec::new();
@@ -32,7 +38,12 @@ pub fn vm_test(workspace: &Path, suites: &[&str]) -> anyhow::Result<()> {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let bench_out = out.join("bench.md");
         let _ = std::fs::remove_file(&bench_out);
-        let script = guest::script(&bins, *suite == PACKAGE_SUITE, &bench_out);
+        let plan = guest::Plan {
+            only,
+            test_args,
+            package: *suite == PACKAGE_SUITE,
+        };
+        let script = guest::script(&bins, &plan, &bench_out);
         std::fs::write(out.join("guest.sh"), script).context("writing the guest script")?;
         eprintln!("vm-test: booting {suite}");
         let outcome = qemu::boot(&image, workspace, &out, GUEST_TIMEOUT)?;

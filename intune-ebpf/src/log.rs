@@ -1,0 +1,113 @@
+//! The decision log (aya-log, debug level only), in a program of its own reached by a tail
+//! call: the verifier checks it once, not once for every state the classifier can end in,
+//! which on 6.1 and older ran past its limit ("argument list too long"). The classifier
+//! leaves the frame's summary and decision in a per-CPU record; this program logs it and
+//! answers the classifier's verdict.
+
+use aya_ebpf::{macros::xdp, programs::XdpContext};
+use aya_log_ebpf::{
+    debug,
+    macro_support::{Level, level_enabled},
+};
+use intune_common::{
+    classify::{Decision, FrameKind, IpPacket},
+    maps::NO_RULE,
+    outcome::{Outcome, XDP_PASS},
+    proto::l4_name,
+};
+
+use crate::maps::{LOG_SCRATCH, LOG_TAIL};
+
+/// What the classifier hands the log program.
+pub struct LogRecord {
+    /// 1 when the frame was IP and `pkt` holds it.
+    is_ip: u32,
+    outcome: u32,
+    verdict: u32,
+    rule: u32,
+    pkt: IpPacket,
+}
+
+/// `LOG_TAIL`'s entry for [`intune_xdp_log`].
+pub const LOG_PROGRAM_INDEX: u32 = 0;
+
+/// With the debug level on (fixed at load, so otherwise this is dead code to the verifier),
+/// hands the decision to the log program, which answers for the classifier. Returns only when
+/// the log is off or its program is not installed.
+#[inline(always)]
+pub fn hand_over(ctx: &XdpContext, kind: FrameKind, pkt: &IpPacket, d: &Decision) {
+    if !level_enabled(Level::Debug) {
+        return;
+    }
+    let Some(rec) = LOG_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's record, ours until the tail call returns or replaces us.
+    unsafe {
+        (*rec).is_ip = (kind == FrameKind::Ip) as u32;
+        (*rec).outcome = d.outcome as u32;
+        (*rec).verdict = d.verdict;
+        (*rec).rule = d.rule;
+        (*rec).pkt = *pkt;
+        let _ = LOG_TAIL.tail_call(ctx, LOG_PROGRAM_INDEX);
+    }
+}
+
+#[xdp]
+pub fn intune_xdp_log(ctx: XdpContext) -> u32 {
+    let Some(rec) = LOG_SCRATCH.get_ptr(0) else {
+        return XDP_PASS;
+    };
+    // SAFETY: the record the classifier filled on this CPU just before the tail call.
+    let rec = unsafe { &*rec };
+    log(&ctx, rec);
+    rec.verdict
+}
+
+#[inline(always)]
+fn log(ctx: &XdpContext, rec: &LogRecord) {
+    let verdict = if rec.verdict == XDP_PASS {
+        "pass"
+    } else {
+        "drop"
+    };
+    let outcome = Outcome::from_u32(rec.outcome).map_or("unknown", Outcome::counter_name);
+    // -1: no rule.
+    let rule = if rec.rule == NO_RULE {
+        -1
+    } else {
+        rec.rule as i64
+    };
+    let pkt = &rec.pkt;
+    let proto = l4_name(pkt.l4);
+    if rec.is_ip == 0 {
+        debug!(ctx, "{} {}", verdict, outcome);
+    } else if pkt.is_v6 {
+        debug!(
+            ctx,
+            "{} {} rule {}: {} [{:i}]:{} -> [{:i}]:{}",
+            verdict,
+            outcome,
+            rule,
+            proto,
+            pkt.src,
+            pkt.sport,
+            pkt.dst,
+            pkt.dport
+        );
+    } else {
+        let v4 = |a: &[u8; 16]| [a[0], a[1], a[2], a[3]];
+        debug!(
+            ctx,
+            "{} {} rule {}: {} {:i}:{} -> {:i}:{}",
+            verdict,
+            outcome,
+            rule,
+            proto,
+            v4(&pkt.src),
+            pkt.sport,
+            v4(&pkt.dst),
+            pkt.dport
+        );
+    }
+}
