@@ -12,8 +12,7 @@ use aya_log_ebpf::{
 use intune_common::{
     classify::{Decision, FrameKind, IpPacket},
     maps::NO_RULE,
-    outcome::{Outcome, XDP_PASS},
-    proto::l4_name,
+    outcome::XDP_PASS,
 };
 
 use crate::maps::{LOG_SCRATCH, LOG_TAIL};
@@ -64,32 +63,28 @@ pub fn intune_xdp_log(ctx: XdpContext) -> u32 {
     rec.verdict
 }
 
+/// Numbers only: a name's length would differ from path to path and, with aya-log sizing
+/// each record, multiply what the verifier walks (614k instructions on 6.18 with names, past
+/// older kernels' limit). The daemon names them (`datapath::kernel_log::render`).
 #[inline(always)]
 fn log(ctx: &XdpContext, rec: &LogRecord) {
-    let verdict = if rec.verdict == XDP_PASS {
-        "pass"
-    } else {
-        "drop"
-    };
-    let outcome = Outcome::from_u32(rec.outcome).map_or("unknown", Outcome::counter_name);
     // -1: no rule.
     let rule = if rec.rule == NO_RULE {
         -1
     } else {
-        rec.rule as i64
+        i64::from(rec.rule)
     };
     let pkt = &rec.pkt;
-    let proto = l4_name(pkt.l4);
     if rec.is_ip == 0 {
-        debug!(ctx, "{} {}", verdict, outcome);
+        debug!(ctx, "{} {}", rec.verdict, rec.outcome);
     } else if pkt.is_v6 {
         debug!(
             ctx,
-            "{} {} rule {}: {} [{:i}]:{} -> [{:i}]:{}",
-            verdict,
-            outcome,
+            "{} {} {} {} [{:i}]:{} -> [{:i}]:{}",
+            rec.verdict,
+            rec.outcome,
             rule,
-            proto,
+            pkt.l4,
             pkt.src,
             pkt.sport,
             pkt.dst,
@@ -99,11 +94,11 @@ fn log(ctx: &XdpContext, rec: &LogRecord) {
         let v4 = |a: &[u8; 16]| [a[0], a[1], a[2], a[3]];
         debug!(
             ctx,
-            "{} {} rule {}: {} {:i}:{} -> {:i}:{}",
-            verdict,
-            outcome,
+            "{} {} {} {} {:i}:{} -> {:i}:{}",
+            rec.verdict,
+            rec.outcome,
             rule,
-            proto,
+            pkt.l4,
             v4(&pkt.src),
             pkt.sport,
             v4(&pkt.dst),

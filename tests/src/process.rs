@@ -4,7 +4,7 @@ use std::{
     io::{BufRead, BufReader},
     process::Child,
     sync::mpsc,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 /// A child's stdout lines, read on a thread of their own (a full pipe would stall it).

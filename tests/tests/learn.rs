@@ -14,7 +14,7 @@ use hickory_proto::{op::Message, rr::RData};
 use intune_ctl::datapath::pins::Pins;
 use intune_tests::{
     dns::{Dnsmasq, query_bytes},
-    netns::{Gateway, Netns},
+    netns::{Gateway, Netns, veth},
     output,
     process::{Lines, metric, scrape},
     require_root,
@@ -76,9 +76,14 @@ fn net(tag: &str) -> Net {
 
 /// Asks the server's dnsmasq for `name` from the device; the A record at the end of the answer.
 fn ask(dev: &Netns, name: &str) -> IpAddr {
+    ask_from(dev, "192.0.2.1", name)
+}
+
+/// As [`ask`], from the device address `src`.
+fn ask_from(dev: &Netns, src: &'static str, name: &str) -> IpAddr {
     let query = query_bytes(0x5151, name);
     let answer = dev.run(move || {
-        let sock = UdpSocket::bind("192.0.2.1:0").expect("bind");
+        let sock = UdpSocket::bind((src, 0)).expect("bind");
         sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         sock.send_to(&query, "198.51.100.10:53").expect("send");
         let mut buf = [0u8; 1500];
@@ -111,7 +116,20 @@ struct Daemon {
 
 impl Daemon {
     fn start(gw: &Netns, extra: &[&str]) -> Daemon {
+        let with_iface: Vec<&str> = ["--iface", "g0"].iter().chain(extra).copied().collect();
+        Self::start_in(gw, tempfile::tempdir().unwrap(), &with_iface)
+    }
+
+    /// With its interfaces from `config` (a file in the state directory, re-read on SIGHUP).
+    fn start_configured(gw: &Netns, config: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, config).unwrap();
+        let path = path.to_string_lossy().into_owned();
+        Self::start_in(gw, dir, &["--config", &path])
+    }
+
+    fn start_in(gw: &Netns, dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
         std::fs::write(dir.path().join("sets.json"), SETS).unwrap();
         let pins = Pins::new(format!(
             "/sys/fs/bpf/ixt-learn-{}-{}",
@@ -138,8 +156,6 @@ impl Daemon {
             .command(env!("CARGO_BIN_EXE_intune-ctl-test"))
             .args([
                 "daemon",
-                "--iface",
-                "g0",
                 "--mode",
                 "enforce",
                 "--no-service",
@@ -398,4 +414,83 @@ fn untrusted_resolvers_and_hostile_answers_teach_nothing_and_pass_as_before() {
         first_syn_connects(&n.dev, edge),
         "restored without a new answer"
     );
+}
+
+/// `tc filter show dev IF egress` in the gateway: where a capture attached as a tc filter shows.
+fn tc_egress(gw: &Netns, iface: &str) -> String {
+    let (code, out, err) = output(gw.command("tc").args(["filter", "show", "dev", iface, "egress"]));
+    assert_eq!(code, 0, "tc: {err}");
+    out
+}
+
+#[test]
+fn the_capture_follows_interfaces_added_by_sighup_and_detach_leaves_no_filter() {
+    require_root!();
+    let n = net("c");
+    // A second device network behind the gateway: dev2 192.0.2.129 (d1) -- (g1) 192.0.2.130.
+    let dev2 = Netns::new("lc2");
+    veth(&dev2, "d1", &n.gw, "g1");
+    dev2.ip(&["addr", "add", "192.0.2.129/25", "dev", "d1"]);
+    dev2.ip(&["route", "add", "default", "via", "192.0.2.130"]);
+    n.gw.ip(&["addr", "add", "192.0.2.130/25", "dev", "g1"]);
+    let config = |ifaces: &[&str]| -> String {
+        ifaces
+            .iter()
+            .map(|i| format!("[[interface]]\nname = \"{i}\"\n\n"))
+            .collect()
+    };
+    let mut d = Daemon::start_configured(&n.gw, &config(&["g0"]));
+    let kernel = d.status()["kernel"].clone();
+    let tc_filter = kernel["dns_capture"] == "tc filter (clsact)";
+    assert!(
+        tc_filter || kernel["dns_capture"] == "tcx",
+        "{kernel}"
+    );
+    // What the kernel lacks is said: only the tc-filter fallback here.
+    assert_eq!(
+        kernel["degraded"].as_array().map(Vec::len),
+        Some(usize::from(tc_filter)),
+        "{kernel}"
+    );
+    let answers = |d: &Daemon| d.learned()["counts"]["answers"].as_u64().unwrap();
+
+    // g1 is not filtered yet: its answers are not read.
+    ask_from(&dev2, "192.0.2.129", "app.wild.test");
+    std::thread::sleep(Duration::from_millis(300) * intune_tests::slowdown());
+    assert_eq!(answers(&d), 0, "{}", d.learned());
+
+    // SIGHUP adds g1: the filter and the capture come with it.
+    let path = d.dir.path().join("config.toml");
+    std::fs::write(&path, config(&["g0", "g1"])).unwrap();
+    d.signal(libc::SIGHUP);
+    d.lines.wait_for("learning from DNS answers on g1", 30);
+    let edge = ask_from(&dev2, "192.0.2.129", "app.wild.test");
+    assert!(first_syn_connects(&dev2, edge), "learned on g1: {}", d.learned());
+    assert!(answers(&d) >= 1, "{}", d.learned());
+    if tc_filter {
+        assert!(tc_egress(&n.gw, "g1").contains("intune_dns"));
+    }
+
+    // SIGHUP takes g1 away again: no more capture there.
+    std::fs::write(&path, config(&["g0"])).unwrap();
+    d.signal(libc::SIGHUP);
+    d.lines.wait_for("detached from g1", 30);
+    let before = answers(&d);
+    ask_from(&dev2, "192.0.2.129", "direct.wild.test");
+    std::thread::sleep(Duration::from_millis(300) * intune_tests::slowdown());
+    assert_eq!(answers(&d), before, "{}", d.learned());
+    assert!(!tc_egress(&n.gw, "g1").contains("intune_dns"));
+
+    // A daemon killed outright cannot remove a tc filter; `detach` does. A TCX link goes with
+    // the process.
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    assert_eq!(tc_egress(&n.gw, "g0").contains("intune_dns"), tc_filter);
+    let (code, out, err) = output(
+        n.gw.command(env!("CARGO_BIN_EXE_intune-ctl-test"))
+            .args(["detach", "--bpffs-dir"])
+            .arg(d.pins.dir()),
+    );
+    assert_eq!(code, 0, "detach: {out}{err}");
+    assert!(!tc_egress(&n.gw, "g0").contains("intune_dns"), "{out}");
 }

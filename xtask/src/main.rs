@@ -21,8 +21,12 @@ struct Xtask {
 enum Task {
     /// Install what the build and the tests need, when it is missing (idempotent).
     Setup,
-    /// Set up, then run the whole test suite (the root-only tests skip when not root).
+    /// Set up, then run the whole test suite: the host's (the root-only tests skip when not
+    /// root), then the kernel-facing tests in the Debian guests of `vm-test` (root only).
     Test {
+        /// The host's tests only, no guests.
+        #[arg(long)]
+        host: bool,
         /// Extra arguments for `cargo test`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -66,9 +70,21 @@ fn main() -> ExitCode {
 fn run(task: Task) -> anyhow::Result<()> {
     match task {
         Task::Setup => setup::setup(Scope::Tests),
-        Task::Test { args } => {
-            setup::setup(Scope::Tests)?;
-            cargo(&["test"], &args)
+        Task::Test { host, args } => {
+            // SAFETY: geteuid has no preconditions.
+            let root = unsafe { libc::geteuid() } == 0;
+            let guests = !host && root;
+            setup::setup(if guests { Scope::Vm } else { Scope::Tests })?;
+            let host_result = cargo(&["test"], &args);
+            if !guests {
+                if !host {
+                    eprintln!("xtask: skipped the guests of vm-test: they need root; CI runs them");
+                }
+                return host_result;
+            }
+            // The guests run even when a host test failed: both results count.
+            let guest_result = vm::vm_test(&workspace_root(), vm::CI_SUITES, &[], &[]);
+            host_result.and(guest_result)
         }
         Task::VmTest {
             suite,

@@ -7,7 +7,11 @@
 
 use aya::{Ebpf, maps::ProgramArray, programs::Xdp};
 use aya_log::EbpfLogger;
-use intune_common::maps::LOG_TAIL;
+use intune_common::{
+    maps::LOG_TAIL,
+    outcome::{Outcome, XDP_DROP, XDP_PASS},
+    proto::l4_name,
+};
 use tokio::io::unix::AsyncFd;
 
 use super::{Datapath, DatapathError};
@@ -62,10 +66,41 @@ impl log::Log for Forward {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        tracing::debug!(target: TARGET, "{}", record.args());
+        tracing::debug!(target: TARGET, "{}", render(&record.args().to_string()));
     }
 
     fn flush(&self) {}
+}
+
+/// Names what the kernel logs as numbers: "VERDICT OUTCOME" for a frame that is not IP,
+/// "VERDICT OUTCOME RULE L4 SRC -> DST" for one that is, becomes "pass intune rule 5: tcp
+/// 192.0.2.1:40000 -> 198.51.100.1:443". Anything else is passed on as it came.
+pub fn render(message: &str) -> String {
+    let mut words = message.splitn(5, ' ');
+    let (Some(verdict), Some(outcome)) = (words.next(), words.next()) else {
+        return message.to_owned();
+    };
+    let verdict = match verdict.parse::<u32>() {
+        Ok(XDP_PASS) => "pass",
+        Ok(XDP_DROP) => "drop",
+        _ => return message.to_owned(),
+    };
+    let Some(outcome) = outcome
+        .parse()
+        .ok()
+        .and_then(Outcome::from_u32)
+        .map(Outcome::counter_name)
+    else {
+        return message.to_owned();
+    };
+    match (words.next(), words.next(), words.next()) {
+        (None, ..) => format!("{verdict} {outcome}"),
+        (Some(rule), Some(l4), Some(rest)) => match l4.parse::<u8>() {
+            Ok(l4) => format!("{verdict} {outcome} rule {rule}: {} {rest}", l4_name(l4)),
+            Err(_) => message.to_owned(),
+        },
+        _ => message.to_owned(),
+    }
 }
 
 /// The reader of the program's log ring buffer.
@@ -104,5 +139,27 @@ impl Datapath {
         EbpfLogger::init_with_logger(&mut self.ebpf, Forward)
             .map(|l| Some(KernelLog(l)))
             .map_err(|e| DatapathError::KernelLog(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+
+    #[test]
+    fn numbers_from_the_kernel_become_names() {
+        assert_eq!(
+            render("2 0 5 6 192.0.2.1:40000 -> 198.51.100.1:443"),
+            "pass intune rule 5: tcp 192.0.2.1:40000 -> 198.51.100.1:443"
+        );
+        assert_eq!(
+            render("1 3 -1 17 [2001:db8::1]:53 -> [2001:db8::2]:99"),
+            "drop dropped rule -1: udp [2001:db8::1]:53 -> [2001:db8::2]:99"
+        );
+        assert_eq!(render("2 5"), "pass malformed");
+        // Not ours, or not what we send: as it came.
+        for other in ["hello world", "7 0", "2 99", "2 0 5 x y", "2 0 5"] {
+            assert_eq!(render(other), other);
+        }
     }
 }
