@@ -543,9 +543,20 @@ impl Daemon {
         for iface in &new.ifaces {
             if !self.args.ifaces.iter().any(|i| i.name == iface.name) {
                 self.attach(iface, &policy)?;
+                // The filter is on by now: a capture that fails is said, not a failed reload.
                 if self.learner.is_some() {
-                    let hook = self.dp.capture_on(&iface.name)?;
-                    println!("learning from DNS answers on {} ({})", iface.name, hook.name());
+                    match self.dp.capture_on(&iface.name) {
+                        Ok(hook) => println!(
+                            "learning from DNS answers on {} ({})",
+                            iface.name,
+                            hook.name()
+                        ),
+                        Err(e) => tracing::error!(
+                            iface = iface.name,
+                            error = %e,
+                            "no learning from DNS answers on this interface"
+                        ),
+                    }
                 }
             }
         }

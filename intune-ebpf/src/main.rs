@@ -17,7 +17,7 @@ use core::mem::MaybeUninit;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use intune_common::{
-    classify::{Decision, FrameKind, IpPacket, decide, direction},
+    classify::{Decision, IpPacket, decide, direction},
     maps::{Config, Counter, NO_PORT, NO_RULE, OTHER_PORTS_SLOT, Trace},
     outcome::XDP_PASS,
 };

@@ -222,6 +222,19 @@ impl Daemon {
     fn learned(&self) -> Value {
         self.status()["learning"].clone()
     }
+
+    /// The learner's view once `done` holds of it, or after 2 s (scaled) as it is then: the
+    /// learner reads an answer a moment after it passed, longer under emulation.
+    fn learned_once(&self, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + intune_tests::scaled_secs(2);
+        loop {
+            let learning = self.learned();
+            if done(&learning) || std::time::Instant::now() > deadline {
+                return learning;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 impl Drop for Daemon {
@@ -287,7 +300,7 @@ fn answers_teach_wildcard_addresses_until_they_expire() {
             .connects("203.0.113.20:8443", Duration::from_millis(300))
     );
 
-    let learning = d.learned();
+    let learning = d.learned_once(|l| l["addresses"] == 2);
     assert_eq!(learning["addresses"], 2, "{learning}");
     assert!(
         learning["counts"]["not_matched"].as_u64().unwrap() >= 1,
@@ -347,7 +360,7 @@ fn untrusted_resolvers_and_hostile_answers_teach_nothing_and_pass_as_before() {
     let d = Daemon::start(&n.gw, &["--learn-trusted", "198.51.100.99"]);
     let edge = ask(&n.dev, "app.wild.test");
     assert!(!first_syn_connects(&n.dev, edge), "an untrusted answer");
-    let learning = d.learned();
+    let learning = d.learned_once(|l| l["counts"]["untrusted"].as_u64().unwrap() >= 1);
     assert_eq!(learning["addresses"], 0, "{learning}");
     assert!(learning["counts"]["untrusted"].as_u64().unwrap() >= 1);
     drop(d);
@@ -363,16 +376,8 @@ fn untrusted_resolvers_and_hostile_answers_teach_nothing_and_pass_as_before() {
             sock.send_to(packet, "192.0.2.1:5353").expect("send");
         }
     });
-    // The learner reads them a moment later (longer under emulation).
-    let deadline = std::time::Instant::now() + intune_tests::scaled_secs(2);
-    let learning = loop {
-        let learning = d.learned();
-        let malformed = learning["counts"]["malformed"].as_u64().unwrap();
-        if malformed >= (count as u64) / 2 || std::time::Instant::now() > deadline {
-            break learning;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let learning =
+        d.learned_once(|l| l["counts"]["malformed"].as_u64().unwrap() >= (count as u64) / 2);
     assert_eq!(
         received.load(Ordering::SeqCst),
         count,
@@ -466,7 +471,8 @@ fn the_capture_follows_interfaces_added_by_sighup_and_detach_leaves_no_filter() 
     d.lines.wait_for("learning from DNS answers on g1", 30);
     let edge = ask_from(&dev2, "192.0.2.129", "app.wild.test");
     assert!(first_syn_connects(&dev2, edge), "learned on g1: {}", d.learned());
-    assert!(answers(&d) >= 1, "{}", d.learned());
+    let learning = d.learned_once(|l| l["counts"]["answers"].as_u64().unwrap() >= 1);
+    assert!(answers(&d) >= 1, "{learning}");
     if tc_filter {
         assert!(tc_egress(&n.gw, "g1").contains("intune_dns"));
     }

@@ -107,6 +107,7 @@ fn the_package_installs_runs_under_systemd_and_removes_itself() {
     let st = ctl_json(&["status"]);
     assert_eq!(st["mode"], "monitor", "{st}");
     assert!(st["interfaces"][0]["attached"].is_string(), "{st}");
+    assert!(st["learning"].is_object(), "learning on: {st}");
 
     send(&dev, 20);
     wait_for("20 datagrams counted", || counted() >= 20);
@@ -131,6 +132,9 @@ fn the_package_installs_runs_under_systemd_and_removes_itself() {
     wait_for("counted while stopped", || counted() >= before + 10);
     let xdp = sh("ip", &["-d", "link", "show", IFACE]);
     assert!(xdp.contains("xdp"), "still attached: {xdp}");
+    // The DNS capture belongs to the daemon: a clean stop takes a tc filter away too.
+    let tc = sh("tc", &["filter", "show", "dev", IFACE, "egress"]);
+    assert!(!tc.contains("intune_dns"), "capture left after stop: {tc}");
 
     // start again carries the counters on.
     let stopped_at = counted();

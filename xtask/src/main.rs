@@ -41,6 +41,10 @@ enum Task {
         /// package_systemd, bench (comma-separated; default all).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// Run this shell script in the guests instead (for looking into a failure); the
+        /// workspace is at its own path there.
+        #[arg(long, value_name = "FILE")]
+        script: Option<std::path::PathBuf>,
         /// Passed to every test binary in the guest (a test name, --nocapture).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         test_args: Vec<String>,
@@ -83,12 +87,19 @@ fn run(task: Task) -> anyhow::Result<()> {
                 return host_result;
             }
             // The guests run even when a host test failed: both results count.
-            let guest_result = vm::vm_test(&workspace_root(), vm::CI_SUITES, &[], &[]);
+            let opts = vm::Options {
+                only: &[],
+                test_args: &[],
+                record_bench: false,
+                script: None,
+            };
+            let guest_result = vm::vm_test(&workspace_root(), vm::CI_SUITES, &opts);
             host_result.and(guest_result)
         }
         Task::VmTest {
             suite,
             only,
+            script,
             test_args,
         } => {
             let suites: Vec<&str> = match suite.as_str() {
@@ -105,7 +116,13 @@ fn run(task: Task) -> anyhow::Result<()> {
                     .collect::<anyhow::Result<_>>()?,
             };
             setup::setup(Scope::Vm)?;
-            vm::vm_test(&workspace_root(), &suites, &only, &test_args)
+            let opts = vm::Options {
+                only: &only,
+                test_args: &test_args,
+                record_bench: true,
+                script: script.as_deref(),
+            };
+            vm::vm_test(&workspace_root(), &suites, &opts)
         }
         Task::Run { args } => {
             // A gateway gets the toolchain only: no test packages, no services.

@@ -121,7 +121,9 @@ pub fn main() -> ExitCode {
 fn init_logs() {
     use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let journal = std::env::var_os("JOURNAL_STREAM").and_then(|_| tracing_journald::layer().ok());
+    let journal = stderr_is_journal()
+        .then(|| tracing_journald::layer().ok())
+        .flatten();
     let registry = tracing_subscriber::registry().with(filter);
     match journal {
         Some(journal) => registry.with(journal).init(),
@@ -133,6 +135,24 @@ fn init_logs() {
             )
             .init(),
     }
+}
+
+/// Whether stderr is the journal stream systemd gave the service. JOURNAL_STREAM alone is not
+/// enough: children inherit it, and a daemon started from a unit's script with its stderr
+/// redirected must log where it was sent. systemd.exec(5): compare its device and inode.
+fn stderr_is_journal() -> bool {
+    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
+        let (dev, ino) = v.split_once(':')?;
+        Some((dev.parse::<u64>().ok()?, ino.parse::<u64>().ok()?))
+    }) else {
+        return false;
+    };
+    // SAFETY: fstat on a descriptor number into a zeroed struct; a closed stderr fails.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(libc::STDERR_FILENO, &mut st) } != 0 {
+        return false;
+    }
+    st.st_dev as u64 == dev && st.st_ino as u64 == ino
 }
 
 fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {

@@ -129,5 +129,15 @@ fn human(s: &serde_json::Value) -> String {
             w.iter().map(text).collect::<Vec<_>>().join(" ")
         ));
     }
+    if let Some(k) = s["kernel"].as_object() {
+        out.push_str(&format!(
+            "kernel: Linux {}, DNS capture by {}\n",
+            text(&k["version"]),
+            text(&k["dns_capture"])
+        ));
+        for d in k["degraded"].as_array().into_iter().flatten() {
+            out.push_str(&format!("  degraded: {}\n", text(d)));
+        }
+    }
     out
 }
