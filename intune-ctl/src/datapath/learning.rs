@@ -48,12 +48,7 @@ impl Datapath {
         let mut tail =
             ProgramArray::try_from(self.map_mut(DNS_TAIL)?).map_err(map_err(DNS_TAIL))?;
         tail.set(0, &fd, 0).map_err(map_err(DNS_TAIL))?;
-        let prog: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(CAPTURE_PROGRAM)
-            .ok_or(DatapathError::Missing("DNS capture program"))?
-            .try_into()?;
-        prog.load()?;
+        self.capture_program()?.load()?;
         for iface in ifaces {
             self.capture_on(iface)?;
         }
@@ -89,20 +84,22 @@ impl Datapath {
     pub fn learned_rule_base(&self) -> u32 {
         self.capacity.rules
     }
-}
 
-impl Datapath {
+    fn capture_program(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
+        Ok(self
+            .ebpf
+            .program_mut(CAPTURE_PROGRAM)
+            .ok_or(DatapathError::Missing("DNS capture program"))?
+            .try_into()?)
+    }
+
     /// Attaches the DNS capture to `iface`'s egress (again: a second call changes nothing).
     pub fn capture_on(&mut self, iface: &str) -> Result<CaptureHook, DatapathError> {
         let hook = Kernel::current().capture_hook();
         if self.captures.iter().any(|(name, _)| name == iface) {
             return Ok(hook);
         }
-        let prog: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(CAPTURE_PROGRAM)
-            .ok_or(DatapathError::Missing("DNS capture program"))?
-            .try_into()?;
+        let prog = self.capture_program()?;
         let attach_error = |source| DatapathError::Attach {
             iface: iface.to_owned(),
             mode: hook.name(),
@@ -140,12 +137,7 @@ impl Datapath {
             return Ok(());
         };
         let (_, id) = self.captures.remove(at);
-        let prog: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(CAPTURE_PROGRAM)
-            .ok_or(DatapathError::Missing("DNS capture program"))?
-            .try_into()?;
-        prog.detach(id)?;
+        self.capture_program()?.detach(id)?;
         Ok(())
     }
 }

@@ -66,7 +66,7 @@ pub fn build(workspace: &std::path::Path, deb: bool) -> anyhow::Result<Binaries>
             bench = Some(PathBuf::from(exe));
         }
     }
-    for t in GUEST_TESTS {
+    for t in GUEST_TESTS.iter().chain([&PACKAGE_TEST]) {
         if !tests.contains_key(*t) {
             bail!("cargo built no test binary named {t}");
         }
@@ -113,6 +113,15 @@ pub struct Plan<'a> {
     pub package: bool,
 }
 
+/// Every step a guest can run, for `--only`.
+pub fn steps() -> Vec<&'static str> {
+    GUEST_TESTS
+        .iter()
+        .copied()
+        .chain([PACKAGE_TEST, "bench"])
+        .collect()
+}
+
 impl Plan<'_> {
     fn runs(&self, step: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|s| s == step)
@@ -128,7 +137,7 @@ pub fn script(bins: &Binaries, plan: &Plan, bench_out: &std::path::Path) -> Stri
          cd /tmp\n\
          fail=0\n\
          step() { echo \"vm-test: $1\"; shift; \"$@\" || { echo \"vm-test: FAILED: $*\"; fail=1; }; }\n\
-         echo \"vm-test: guest kernel $(uname -r), $(. /etc/os-release; echo $PRETTY_NAME), systemd $(systemctl --version | head -1)\"\n",
+         echo \"vm-test: guest kernel $(uname -r), $(. /etc/os-release; echo $PRETTY_NAME), $(systemctl --version | head -1)\"\n",
     );
     let _ = writeln!(
         s,
@@ -140,13 +149,13 @@ pub fn script(bins: &Binaries, plan: &Plan, bench_out: &std::path::Path) -> Stri
     }
     if plan.package
         && plan.runs(PACKAGE_TEST)
-        && let (Some(deb), Some(test)) = (&bins.deb, bins.tests.get(PACKAGE_TEST))
+        && let Some(deb) = &bins.deb
     {
         let _ = writeln!(
             s,
             "export INTUNE_DEB={}\nstep {PACKAGE_TEST} {} {extra}",
             deb.display(),
-            test.display()
+            bins.tests[PACKAGE_TEST].display()
         );
     }
     if plan.runs("bench") {

@@ -32,6 +32,10 @@ pub struct Options<'a> {
 /// Runs the matrix for `suites`; every suite runs even when an earlier one failed.
 pub fn vm_test(workspace: &Path, suites: &[&str], opts: &Options) -> anyhow::Result<()> {
     let (only, test_args) = (opts.only, opts.test_args);
+    let steps = guest::steps();
+    if let Some(unknown) = only.iter().find(|s| !steps.contains(&s.as_str())) {
+        bail!("unknown step {unknown:?} for --only: give {}", steps.join(", "));
+    }
     // Every guest puts the .deb through systemd: the hardened unit must work on each kernel.
     let package = only.is_empty() || only.iter().any(|s| s == "package_systemd");
     let bins = guest::build(workspace, package)?;
@@ -137,7 +141,7 @@ fn write_bench_section(workspace: &Path, rows: &[String]) -> anyhow::Result<()> 
     let mut md = head.trim_end().to_owned();
     md.push_str(&format!(
         "\n\n{BENCH_HEADING}\n\nWritten by `cargo xtask vm-test` (xtask/src/vm): each Debian release's own kernel in a guest under software emulation (qemu TCG), so only ratios mean anything: ns per frame of intune-xdp (enforce mode, 10,000 prefixes, IPv4 by the table) divided by the floor program's in the same guest, median of 5 runs of 20,000 repetitions. A TCG guest runs the JIT's x86 code through the emulator, which stretches a lookup's memory accesses more than the floor's few instructions, so guest ratios run higher than the host's; compare guests with each other, and the last row (this machine, natively, the same measurement) for scale.\n\n\
-         | guest | kernel | IPv4 hit | IPv4 miss | IPv6 hit | floor ns (TCG) |\n|---|---|---:|---:|---:|---:|\n"
+         | guest | kernel | IPv4 hit | IPv4 miss | IPv6 hit | floor ns |\n|---|---|---:|---:|---:|---:|\n"
     ));
     for r in &kept {
         md.push_str(r);
