@@ -19,7 +19,9 @@ const PREFIXES: usize = 10_000;
 const REPEAT: u32 = 20_000;
 const FRAMES: [&str; 3] = ["IPv4 hit", "IPv4 miss", "IPv6 hit"];
 
-pub fn guest_bench(out: &Path) -> anyhow::Result<()> {
+/// `repeat` repetitions a run (default [`REPEAT`]).
+pub fn guest_bench(out: &Path, repeat: Option<u32>) -> anyhow::Result<()> {
+    let repeat = repeat.unwrap_or(REPEAT);
     let mut rng = StdRng::seed_from_u64(2026);
     let sets = synthetic_sets(PREFIXES, &mut rng);
     let opts = RuleSetOptions {
@@ -43,9 +45,9 @@ pub fn guest_bench(out: &Path) -> anyhow::Result<()> {
             .into_iter()
             .find(|f| f.name == name)
             .ok_or_else(|| anyhow::anyhow!("no bench frame {name}"))?;
-        let ours = median_ns(|| Ok(dp.time_frame(&frame.bytes, REPEAT)?))?;
-        let base = median_ns(|| time_xdp(floor, &frame.bytes, REPEAT))?;
-        eprintln!("{name}: ours {ours:.1} ns, floor {base:.1} ns (emulated)");
+        let ours = median_ns(|| Ok(dp.time_frame(&frame.bytes, repeat)?))?;
+        let base = median_ns(|| time_xdp(floor, &frame.bytes, repeat))?;
+        eprintln!("{name}: ours {ours:.1} ns, floor {base:.1} ns");
         write!(row, " {:.2} |", ours / base)?;
         floor_ns.push(base);
     }

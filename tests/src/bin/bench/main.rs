@@ -41,6 +41,8 @@ const GUEST_HEADING: &str = "## Guest kernels";
 
 struct Args {
     repeat: u32,
+    /// `--repeat` was given (the guest row otherwise uses its own, smaller count).
+    repeat_given: bool,
     sizes: Vec<usize>,
     out: PathBuf,
     /// How long the resolver scenario is measured after its first round.
@@ -58,6 +60,7 @@ struct Args {
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
         repeat: 1_000_000,
+        repeat_given: false,
         sizes: vec![50, 1_000, 10_000, 100_000, 1_000_000],
         out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../BENCHMARKS.md")),
         dns_window: Duration::from_secs(120),
@@ -70,7 +73,10 @@ fn args() -> anyhow::Result<Args> {
     while let Some(arg) = it.next() {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
-            "--repeat" => a.repeat = value()?.parse().context("--repeat")?,
+            "--repeat" => {
+                a.repeat = value()?.parse().context("--repeat")?;
+                a.repeat_given = true;
+            }
             "--sizes" => {
                 a.sizes = value()?
                     .split(',')
@@ -404,7 +410,7 @@ fn main() -> anyhow::Result<()> {
     }
     if args.guest {
         intune_ctl::datapath::bpffs::ensure_mounted(Path::new("/sys/fs/bpf"))?;
-        return guest::guest_bench(&args.out);
+        return guest::guest_bench(&args.out, args.repeat_given.then_some(args.repeat));
     }
     let ctl = intune_ctl()?;
     if args.dns_only {
