@@ -6,7 +6,10 @@
 //! The differential test runs both on the same frames.
 
 use crate::{
-    maps::{Config, DIR_DST, DIR_SRC, MODE_ENFORCE, NO_PORT, NO_RULE, PortSet, RuleRef, port_key},
+    maps::{
+        AllowEntry, Config, DIR_DST, DIR_SRC, MODE_ENFORCE, NO_PORT, NO_RULE, PortSet,
+        ROLE_BROADCAST, ROLE_DHCP_SERVER, ROLE_DNS_RESOLVER, ROLE_LOCAL, RuleRef, port_key,
+    },
     outcome::{Outcome, verdict},
     proto::*,
 };
@@ -31,6 +34,15 @@ pub struct IpPacket {
     pub has_icmp_type: bool,
     /// A fragment other than the first: no transport header, matched on its address alone.
     pub later_fragment: bool,
+    /// Bytes of the IP packet, its header included (saturated at 65,535 for IPv6).
+    pub ip_len: u16,
+    /// An ICMP error that quotes a TCP or UDP packet's addresses and ports and goes back to
+    /// that packet's source, as a genuine error does; the quoted packet's protocol,
+    /// destination port and destination follow.
+    pub quoted_to_sender: bool,
+    pub quoted_l4: u8,
+    pub quoted_dport: u16,
+    pub quoted_dst: [u8; 16],
 }
 
 impl IpPacket {
@@ -46,6 +58,11 @@ impl IpPacket {
             icmp_type: 0,
             has_icmp_type: false,
             later_fragment: false,
+            ip_len: 0,
+            quoted_to_sender: false,
+            quoted_l4: 0,
+            quoted_dport: 0,
+            quoted_dst: [0; 16],
         }
     }
 }
@@ -82,9 +99,13 @@ pub trait Tables {
     fn lookup_v4(&self, addr: &[u8; 4]) -> Option<RuleRef>;
     fn lookup_v6(&self, addr: &[u8; 16]) -> Option<RuleRef>;
     fn port_set(&self, id: u32) -> Option<&PortSet>;
-    /// `addr` is IPv6, or IPv4 mapped (`::ffff:a.b.c.d`).
-    fn is_dns_resolver(&self, addr: &[u8; 16]) -> bool;
-    /// An address learned from a DNS answer; `addr` as for `is_dns_resolver`.
+    /// The role bits (`ROLE_*`) of an address; `addr` is IPv6, or IPv4 mapped
+    /// (`::ffff:a.b.c.d`).
+    fn addr_roles(&self, addr: &[u8; 16]) -> u32;
+    /// The `[[policy.allow]]` entry of the most specific prefix holding `addr`.
+    fn lookup_allow_v4(&self, addr: &[u8; 4]) -> Option<&AllowEntry>;
+    fn lookup_allow_v6(&self, addr: &[u8; 16]) -> Option<&AllowEntry>;
+    /// An address learned from a DNS answer; `addr` as for `addr_roles`.
     fn lookup_learned(&self, addr: &[u8; 16]) -> Option<RuleRef>;
     fn iface_direction(&self, ifindex: u32) -> Option<u32>;
 }
@@ -134,7 +155,8 @@ pub fn decide<T: Tables>(
     }
 }
 
-/// Outcome, rule credited and the key of the port it matched on.
+/// Outcome, rule credited and the key of the port it matched on. Intune first (the hot path),
+/// then the infrastructure a network needs, then the gateway's own traffic.
 #[inline(always)]
 fn decide_ip<T: Tables>(
     pkt: &IpPacket,
@@ -143,12 +165,12 @@ fn decide_ip<T: Tables>(
     t: &T,
 ) -> (Outcome, u32, u32) {
     if direction & DIR_DST != 0
-        && let Some(rule) = match_address(pkt, cfg, &pkt.dst, pkt.dport, t)
+        && let Some(rule) = match_address(pkt.is_v6, &pkt.dst, packet_port(pkt, pkt.dport), cfg, t)
     {
         return (Outcome::Intune, rule, matched_port(pkt, pkt.dport));
     }
     if direction & DIR_SRC != 0
-        && let Some(rule) = match_address(pkt, cfg, &pkt.src, pkt.sport, t)
+        && let Some(rule) = match_address(pkt.is_v6, &pkt.src, packet_port(pkt, pkt.sport), cfg, t)
     {
         return (Outcome::Intune, rule, matched_port(pkt, pkt.sport));
     }
@@ -171,13 +193,38 @@ fn decide_ip<T: Tables>(
             );
         }
     }
-    if is_infrastructure(pkt, cfg, t) {
+    if is_infrastructure(pkt, cfg, direction, t) {
         return (Outcome::Infrastructure, NO_RULE, NO_PORT);
+    }
+    if is_local(pkt, cfg, t) {
+        return (Outcome::Local, NO_RULE, NO_PORT);
     }
     if cfg.mode == MODE_ENFORCE {
         (Outcome::Dropped, NO_RULE, NO_PORT)
     } else {
         (Outcome::UnmatchedPassed, NO_RULE, NO_PORT)
+    }
+}
+
+/// What a rule's port set is asked about.
+#[derive(Clone, Copy)]
+enum PortCheck {
+    /// A TCP or UDP port.
+    Port(u8, u16),
+    /// Nothing: the address alone decides (a later fragment, the target of an ICMP error).
+    Any,
+    /// No ports to match (ICMP, other protocols): no port rule allows it.
+    Never,
+}
+
+#[inline(always)]
+fn packet_port(pkt: &IpPacket, port: u16) -> PortCheck {
+    if pkt.later_fragment {
+        PortCheck::Any
+    } else if pkt.has_ports {
+        PortCheck::Port(pkt.l4, port)
+    } else {
+        PortCheck::Never
     }
 }
 
@@ -191,18 +238,17 @@ fn matched_port(pkt: &IpPacket, port: u16) -> u32 {
     }
 }
 
-/// The rule an address (and port) of the packet hits: any port of a later fragment, else the
-/// port must be in the most specific prefix's effective port set, or in the ports of the name
-/// the address was learned under.
+/// The rule an address (and port) hits: the port must be in the most specific prefix's
+/// effective port set, or in the ports of the name the address was learned under.
 #[inline(always)]
 fn match_address<T: Tables>(
-    pkt: &IpPacket,
-    cfg: &Config,
+    v6: bool,
     addr: &[u8; 16],
-    port: u16,
+    port: PortCheck,
+    cfg: &Config,
     t: &T,
 ) -> Option<u32> {
-    let listed = if pkt.is_v6 {
+    let listed = if v6 {
         t.lookup_v6(addr)
     } else {
         t.lookup_v4(&[addr[0], addr[1], addr[2], addr[3]])
@@ -212,67 +258,180 @@ fn match_address<T: Tables>(
         if hit.rule == NO_RULE {
             return None;
         }
-        if let Some(rule) = allowed(pkt, hit, port, t) {
+        if let Some(rule) = allowed(hit, port, t) {
             return Some(rule);
         }
     }
     if cfg.flags & Config::FLAG_LEARNED == 0 {
         return None;
     }
-    let learned = if pkt.is_v6 {
-        t.lookup_learned(addr)
-    } else {
-        t.lookup_learned(&v4_mapped(addr))
-    }?;
-    allowed(pkt, learned, port, t)
+    let learned = t.lookup_learned(&key(v6, addr))?;
+    allowed(learned, port, t)
 }
 
-/// The rule of `hit`, if the packet's port is one it allows (a later fragment has none to check).
+/// The rule of `hit`, if it allows the port.
 #[inline(always)]
-fn allowed<T: Tables>(pkt: &IpPacket, hit: RuleRef, port: u16, t: &T) -> Option<u32> {
-    if pkt.later_fragment {
-        return Some(hit.rule);
-    }
-    if !pkt.has_ports {
-        return None;
-    }
+fn allowed<T: Tables>(hit: RuleRef, port: PortCheck, t: &T) -> Option<u32> {
+    let (l4, port) = match port {
+        PortCheck::Any => return Some(hit.rule),
+        PortCheck::Never => return None,
+        PortCheck::Port(l4, port) => (l4, port),
+    };
     let ports = t.port_set(hit.port_set)?;
-    if ports.allows(pkt.l4, port) {
+    if ports.allows(l4, port) {
         Some(hit.rule)
     } else {
         None
     }
 }
 
+/// DNS, DHCP, ICMP errors, neighbour discovery and MLD, each only where it belongs: none of
+/// them may carry a device's traffic anywhere else.
 #[inline(always)]
-fn is_infrastructure<T: Tables>(pkt: &IpPacket, cfg: &Config, t: &T) -> bool {
+fn is_infrastructure<T: Tables>(pkt: &IpPacket, cfg: &Config, direction: u32, t: &T) -> bool {
     if pkt.has_icmp_type {
-        return if pkt.is_v6 {
-            is_icmpv6_infrastructure(pkt.icmp_type)
-        } else {
-            is_icmpv4_infrastructure(pkt.icmp_type)
-        };
+        if pkt.is_v6 {
+            if is_icmpv6_link_control(pkt.icmp_type) {
+                return is_link_scope_v6(&pkt.dst);
+            }
+            return is_icmpv6_error(pkt.icmp_type)
+                && icmp_error_allowed(pkt, cfg, direction, t, ICMPV6_ERROR_MAX_LEN);
+        }
+        return is_icmpv4_error(pkt.icmp_type)
+            && icmp_error_allowed(pkt, cfg, direction, t, ICMPV4_ERROR_MAX_LEN);
     }
     if !pkt.has_ports {
         return false;
     }
     if is_dhcp(pkt.l4, pkt.sport, pkt.dport) {
-        return true;
+        return dhcp_destination_allowed(pkt, t);
     }
-    (pkt.dport == PORT_DNS && dns_resolver_allowed(pkt, &pkt.dst, cfg, t))
-        || (pkt.sport == PORT_DNS && dns_resolver_allowed(pkt, &pkt.src, cfg, t))
+    // A query goes to a resolver; an answer comes from one, into the network (where sources
+    // are matched): a device has no business sending from port 53.
+    (direction & DIR_DST != 0 && pkt.dport == PORT_DNS && is_resolver(pkt, &pkt.dst, cfg, t))
+        || (direction & DIR_SRC != 0 && pkt.sport == PORT_DNS && is_resolver(pkt, &pkt.src, cfg, t))
 }
 
 #[inline(always)]
-fn dns_resolver_allowed<T: Tables>(pkt: &IpPacket, addr: &[u8; 16], cfg: &Config, t: &T) -> bool {
-    if cfg.flags & Config::FLAG_DNS_ANY != 0 {
+fn is_resolver<T: Tables>(pkt: &IpPacket, addr: &[u8; 16], cfg: &Config, t: &T) -> bool {
+    cfg.flags & Config::FLAG_DNS_ANY != 0 || roles(pkt, addr, t) & ROLE_DNS_RESOLVER != 0
+}
+
+/// A small error about traffic the rules allow: it goes to an Intune address (where
+/// destinations are matched), or back to the sender of an allowed packet it quotes (where
+/// sources are matched).
+#[inline(always)]
+fn icmp_error_allowed<T: Tables>(
+    pkt: &IpPacket,
+    cfg: &Config,
+    direction: u32,
+    t: &T,
+    max_len: u16,
+) -> bool {
+    if pkt.ip_len > max_len {
+        return false;
+    }
+    if direction & DIR_DST != 0
+        && match_address(pkt.is_v6, &pkt.dst, PortCheck::Any, cfg, t).is_some()
+    {
         return true;
     }
+    direction & DIR_SRC != 0
+        && pkt.quoted_to_sender
+        && match_address(
+            pkt.is_v6,
+            &pkt.quoted_dst,
+            PortCheck::Port(pkt.quoted_l4, pkt.quoted_dport),
+            cfg,
+            t,
+        )
+        .is_some()
+}
+
+/// DHCP and DHCPv6 go to the broadcast, the servers' link-scope group, or a configured server
+/// or relay; never to some address on the Internet.
+#[inline(always)]
+fn dhcp_destination_allowed<T: Tables>(pkt: &IpPacket, t: &T) -> bool {
+    let a = &pkt.dst;
     if pkt.is_v6 {
-        t.is_dns_resolver(addr)
-    } else {
-        t.is_dns_resolver(&v4_mapped(addr))
+        if same16(a, &DHCPV6_SERVERS_MULTICAST) {
+            return true;
+        }
+        return roles(pkt, a, t) & ROLE_DHCP_SERVER != 0;
     }
+    is_limited_broadcast(a) || roles(pkt, a, t) & (ROLE_BROADCAST | ROLE_DHCP_SERVER) != 0
+}
+
+/// Traffic the gateway itself is the end of, or that never leaves the link, and the services
+/// `[[policy.allow]]` names.
+#[inline(always)]
+fn is_local<T: Tables>(pkt: &IpPacket, cfg: &Config, t: &T) -> bool {
+    if cfg.flags & Config::FLAG_ALLOW_LOCAL != 0 {
+        let link_group = if pkt.is_v6 {
+            // Interface- and link-scope multicast (ff01::/16, ff02::/16, any flags).
+            pkt.dst[0] == 0xff && (pkt.dst[1] & 0x0f) <= 2
+        } else {
+            // 224.0.0.0/24 (VRRP, OSPF, RIP, ...) and the limited broadcast.
+            (pkt.dst[0] == 224 && pkt.dst[1] == 0 && pkt.dst[2] == 0)
+                || is_limited_broadcast(&pkt.dst)
+        };
+        if link_group || roles(pkt, &pkt.dst, t) & (ROLE_LOCAL | ROLE_BROADCAST) != 0 {
+            return true;
+        }
+    }
+    cfg.flags & Config::FLAG_POLICY_ALLOW != 0 && policy_allows(pkt, t)
+}
+
+/// A `[[policy.allow]]` service: to its prefix on its ports, or from it from them.
+#[inline(always)]
+fn policy_allows<T: Tables>(pkt: &IpPacket, t: &T) -> bool {
+    let (sport, dport) = if pkt.has_ports {
+        (Some(pkt.sport), Some(pkt.dport))
+    } else {
+        (None, None)
+    };
+    let (to, from) = if pkt.is_v6 {
+        (t.lookup_allow_v6(&pkt.dst), t.lookup_allow_v6(&pkt.src))
+    } else {
+        (
+            t.lookup_allow_v4(&[pkt.dst[0], pkt.dst[1], pkt.dst[2], pkt.dst[3]]),
+            t.lookup_allow_v4(&[pkt.src[0], pkt.src[1], pkt.src[2], pkt.src[3]]),
+        )
+    };
+    to.is_some_and(|e| e.allows(pkt.l4, dport)) || from.is_some_and(|e| e.allows(pkt.l4, sport))
+}
+
+#[inline(always)]
+fn roles<T: Tables>(pkt: &IpPacket, addr: &[u8; 16], t: &T) -> u32 {
+    t.addr_roles(&key(pkt.is_v6, addr))
+}
+
+/// The 16-byte key of an address: IPv6 as is, IPv4 mapped.
+#[inline(always)]
+fn key(v6: bool, addr: &[u8; 16]) -> [u8; 16] {
+    if v6 { *addr } else { v4_mapped(addr) }
+}
+
+/// fe80::/10 and link-scope multicast (ff02::/16, any flags).
+#[inline(always)]
+fn is_link_scope_v6(a: &[u8; 16]) -> bool {
+    (a[0] == 0xfe && a[1] & 0xc0 == 0x80) || (a[0] == 0xff && a[1] & 0x0f == 2)
+}
+
+/// 255.255.255.255 (the IPv4 address in the first four bytes).
+#[inline(always)]
+fn is_limited_broadcast(a: &[u8; 16]) -> bool {
+    a[0] == 255 && a[1] == 255 && a[2] == 255 && a[3] == 255
+}
+
+/// Byte by byte: BPF has no `memcmp` for the array comparison to call.
+#[inline(always)]
+pub fn same16(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let mut same = true;
+    for i in 0..16 {
+        same &= a[i] == b[i];
+    }
+    same
 }
 
 /// `::ffff:a.b.c.d` from an address whose first four bytes are IPv4.
@@ -349,6 +508,7 @@ fn parse_ipv4(ip: &[u8]) -> Option<IpPacket> {
         return None;
     }
     let mut pkt = IpPacket::empty();
+    pkt.ip_len = total as u16;
     pkt.src[..4].copy_from_slice(&ip[12..16]);
     pkt.dst[..4].copy_from_slice(&ip[16..20]);
     pkt.l4 = ip[9];
@@ -371,6 +531,7 @@ fn parse_ipv6(ip: &[u8]) -> Option<IpPacket> {
     let ip = &ip[..IPV6_HLEN + payload];
     let mut pkt = IpPacket::empty();
     pkt.is_v6 = true;
+    pkt.ip_len = (IPV6_HLEN + payload).min(usize::from(u16::MAX)) as u16;
     pkt.src.copy_from_slice(&ip[8..24]);
     pkt.dst.copy_from_slice(&ip[24..40]);
     let mut next = ip[6];
@@ -421,6 +582,14 @@ fn parse_l4(l4: &[u8], icmp: u8, pkt: &mut IpPacket) -> Option<()> {
             }
             pkt.icmp_type = l4[0];
             pkt.has_icmp_type = true;
+            let error = if pkt.is_v6 {
+                is_icmpv6_error(pkt.icmp_type)
+            } else {
+                is_icmpv4_error(pkt.icmp_type)
+            };
+            if error && let Some(quoted) = l4.get(ICMP_ERROR_HLEN..) {
+                parse_quoted(quoted, pkt);
+            }
             return Some(());
         }
         _ => return Some(()),
@@ -429,6 +598,34 @@ fn parse_l4(l4: &[u8], icmp: u8, pkt: &mut IpPacket) -> Option<()> {
     pkt.dport = be16(l4, 2)?;
     pkt.has_ports = true;
     Some(())
+}
+
+/// The packet an ICMP error quotes, of the error's own family; a quote too short to hold its
+/// ports (or any other shape) leaves `quoted_to_sender` false: not malformed, just not proof.
+fn parse_quoted(q: &[u8], pkt: &mut IpPacket) {
+    let (src, dst, l4, ports) = if pkt.is_v6 {
+        if q.len() < IPV6_HLEN + QUOTED_PORTS_LEN || q[0] >> 4 != 6 {
+            return;
+        }
+        (&q[8..24], &q[24..40], q[6], IPV6_HLEN)
+    } else {
+        if q.len() < IPV4_MIN_HLEN || q[0] >> 4 != 4 {
+            return;
+        }
+        let hlen = usize::from(q[0] & 0x0f) * 4;
+        let later = u16::from_be_bytes([q[6], q[7]]) & IPV4_FRAG_OFFSET_MASK != 0;
+        if hlen < IPV4_MIN_HLEN || q.len() < hlen + QUOTED_PORTS_LEN || later {
+            return;
+        }
+        (&q[12..16], &q[16..20], q[9], hlen)
+    };
+    if l4 != IPPROTO_TCP && l4 != IPPROTO_UDP || src != &pkt.dst[..src.len()] {
+        return;
+    }
+    pkt.quoted_to_sender = true;
+    pkt.quoted_l4 = l4;
+    pkt.quoted_dport = u16::from_be_bytes([q[ports + 2], q[ports + 3]]);
+    pkt.quoted_dst[..dst.len()].copy_from_slice(dst);
 }
 
 #[cfg(test)]
@@ -470,8 +667,14 @@ mod tests {
         fn port_set(&self, id: u32) -> Option<&PortSet> {
             (id == 0).then_some(&self.0)
         }
-        fn is_dns_resolver(&self, _: &[u8; 16]) -> bool {
-            false
+        fn addr_roles(&self, _: &[u8; 16]) -> u32 {
+            0
+        }
+        fn lookup_allow_v4(&self, _: &[u8; 4]) -> Option<&AllowEntry> {
+            None
+        }
+        fn lookup_allow_v6(&self, _: &[u8; 16]) -> Option<&AllowEntry> {
+            None
         }
         fn lookup_learned(&self, _: &[u8; 16]) -> Option<RuleRef> {
             None

@@ -30,9 +30,13 @@ pub const PORT_SLOT_KEYS: &str = "PORT_SLOT_KEYS";
 pub const CONFIG: &str = "CONFIG";
 /// Hash of ifindex (u32) -> direction bits, consulted when [`Config::FLAG_PER_IFACE`] is set.
 pub const IFACE_DIRECTION: &str = "IFACE_DIRECTION";
-/// Hash of resolver address (IPv4 as `::ffff:a.b.c.d`) -> 1, consulted for DNS in enforce mode
-/// unless [`Config::FLAG_DNS_ANY`] is set.
-pub const DNS_RESOLVERS: &str = "DNS_RESOLVERS";
+/// Hash of address (IPv4 as `::ffff:a.b.c.d`) -> role bits ([`ROLE_DNS_RESOLVER`], ...): the
+/// addresses the infrastructure and local rules know by name, one lookup for all of them.
+pub const ADDR_ROLES: &str = "ADDR_ROLES";
+/// LPM tries of `[[policy.allow]]` prefixes: key `Key<[u8; 4]>` / `Key<[u8; 16]>`, value
+/// [`AllowEntry`]; consulted when [`Config::FLAG_POLICY_ALLOW`] is set.
+pub const ALLOW_V4: &str = "ALLOW_V4";
+pub const ALLOW_V6: &str = "ALLOW_V6";
 /// Array with one [`Trace`]: the last decision, written only when [`Config::FLAG_TRACE`] is set.
 pub const TRACE: &str = "TRACE";
 /// The log program's slot for the classifier's tail call (debug level only).
@@ -46,7 +50,17 @@ pub const MAX_PORT_SETS: u32 = 64;
 /// Chunks of each lower level of the IPv4 table, by default (256 KiB each level).
 pub const V4_TABLE_CHUNKS: u32 = 256;
 pub const MAX_IFACES: u32 = 256;
-pub const MAX_DNS_RESOLVERS: u32 = 64;
+/// Resolvers, DHCP servers, the gateway's own addresses and its subnets' broadcasts.
+pub const MAX_ADDR_ROLES: u32 = 4096;
+pub const MAX_ALLOW_ENTRIES: u32 = 1024;
+
+/// Role bits of an address in `ADDR_ROLES`.
+pub const ROLE_DNS_RESOLVER: u32 = 1;
+pub const ROLE_DHCP_SERVER: u32 = 2;
+/// One of the gateway's own interface addresses.
+pub const ROLE_LOCAL: u32 = 4;
+/// The broadcast address of one of the gateway's IPv4 subnets.
+pub const ROLE_BROADCAST: u32 = 8;
 /// Entries of `PORT_SLOTS`: every TCP port, then every UDP port.
 pub const PORT_KEYS: u32 = 2 * 65536;
 /// Slots of `PORT_STATS`, the first for ports without a slot of their own: far more than the
@@ -138,6 +152,47 @@ impl PortSet {
     }
 }
 
+/// Port ranges an [`AllowEntry`] holds at most.
+pub const MAX_ALLOW_RANGES: usize = 8;
+
+/// The `[[policy.allow]]` services at one prefix. A packet to the prefix on one of the
+/// ranges' ports, or from it from one of them, passes as local.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllowEntry {
+    /// Ranges in use.
+    pub ranges: u8,
+    pub _pad: [u8; 3],
+    /// Each range's protocol: `IPPROTO_TCP`, `IPPROTO_UDP`, or 0 for every protocol and port.
+    pub l4: [u8; MAX_ALLOW_RANGES],
+    /// Inclusive port ranges.
+    pub first: [u16; MAX_ALLOW_RANGES],
+    pub last: [u16; MAX_ALLOW_RANGES],
+}
+
+impl AllowEntry {
+    /// Whether a range allows `port` of `l4` (`None`: the packet has no ports).
+    #[inline(always)]
+    pub fn allows(&self, l4: u8, port: Option<u16>) -> bool {
+        for i in 0..MAX_ALLOW_RANGES {
+            if i >= self.ranges as usize {
+                return false;
+            }
+            if self.l4[i] == 0 {
+                return true;
+            }
+            if let Some(p) = port
+                && self.l4[i] == l4
+                && self.first[i] <= p
+                && p <= self.last[i]
+            {
+                return true;
+            }
+        }
+        false
+    }
+}
+
 /// Packets and bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -187,6 +242,11 @@ impl Config {
     pub const FLAG_LEARNED: u32 = 32;
     /// The capture program learns only from the resolvers in `LEARN_TRUSTED`.
     pub const FLAG_LEARN_TRUSTED: u32 = 64;
+    /// Traffic to the gateway's own addresses, link-local multicast and broadcast passes as
+    /// local (`[policy] allow_local`).
+    pub const FLAG_ALLOW_LOCAL: u32 = 128;
+    /// `[[policy.allow]]` entries are in `ALLOW_V4` / `ALLOW_V6`.
+    pub const FLAG_POLICY_ALLOW: u32 = 256;
 }
 
 /// The last decision, for callers of BPF_PROG_TEST_RUN.
@@ -211,4 +271,5 @@ mod pod {
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::Trace {}
+    unsafe impl aya::Pod for super::AllowEntry {}
 }

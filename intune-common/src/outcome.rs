@@ -8,7 +8,8 @@
 pub enum Outcome {
     /// Matched an Intune rule (address and port, or a port-only rule).
     Intune = 0,
-    /// Traffic a network needs: ICMP errors, neighbour discovery, DHCP, DNS to allowed resolvers.
+    /// Traffic a network needs, each kind only where it belongs: DNS to and from the resolvers,
+    /// DHCP to broadcast or its servers, ICMP errors about allowed traffic, link-scope ND and MLD.
     Infrastructure = 1,
     /// Neither, passed because the policy is `monitor`.
     UnmatchedPassed = 2,
@@ -18,9 +19,12 @@ pub enum Outcome {
     NotIp = 4,
     /// Truncated or inconsistent headers: passed in `monitor`, dropped in `enforce`.
     Malformed = 5,
+    /// The gateway's own traffic (to its addresses), link-local multicast and broadcast, and
+    /// `[[policy.allow]]` services: not the filter's business, always passed.
+    Local = 6,
 }
 
-pub const OUTCOME_COUNT: u32 = 6;
+pub const OUTCOME_COUNT: u32 = 7;
 
 impl Outcome {
     pub const ALL: [Outcome; OUTCOME_COUNT as usize] = [
@@ -30,6 +34,7 @@ impl Outcome {
         Outcome::Dropped,
         Outcome::NotIp,
         Outcome::Malformed,
+        Outcome::Local,
     ];
 
     pub fn from_u32(v: u32) -> Option<Outcome> {
@@ -45,6 +50,7 @@ impl Outcome {
             Outcome::Dropped => "dropped",
             Outcome::NotIp => "not_ip",
             Outcome::Malformed => "malformed",
+            Outcome::Local => "local",
         }
     }
 
@@ -56,6 +62,7 @@ impl Outcome {
             Outcome::UnmatchedPassed | Outcome::Dropped => "unmatched",
             Outcome::NotIp => "not-ip",
             Outcome::Malformed => "malformed",
+            Outcome::Local => "local",
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Wire constants of the protocols the classifier reads, and the infrastructure a network needs.
+//! Wire constants of the protocols the classifier reads, and what a network needs of them.
 
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
@@ -57,16 +57,34 @@ pub fn is_ipv6_ext_header(next: u8) -> bool {
 
 /// ICMPv4 errors: destination unreachable (PMTU discovery), time exceeded, parameter problem.
 #[inline(always)]
-pub fn is_icmpv4_infrastructure(icmp_type: u8) -> bool {
+pub fn is_icmpv4_error(icmp_type: u8) -> bool {
     matches!(icmp_type, 3 | 11 | 12)
 }
 
-/// ICMPv6 errors (1-4), multicast listener discovery (130-132, 143) and neighbour discovery
-/// (133-137): IPv6 does not work without them.
+/// ICMPv6 errors: destination unreachable, packet too big, time exceeded, parameter problem.
 #[inline(always)]
-pub fn is_icmpv6_infrastructure(icmp_type: u8) -> bool {
-    matches!(icmp_type, 1..=4 | 130..=137 | 143)
+pub fn is_icmpv6_error(icmp_type: u8) -> bool {
+    matches!(icmp_type, 1..=4)
 }
+
+/// Multicast listener discovery (130-132, 143) and neighbour discovery (133-137): IPv6 does
+/// not work without them, and they never leave the link.
+#[inline(always)]
+pub fn is_icmpv6_link_control(icmp_type: u8) -> bool {
+    matches!(icmp_type, 130..=137 | 143)
+}
+
+/// An ICMP error's own header (type, code, checksum, 4 bytes) before the packet it quotes.
+pub const ICMP_ERROR_HLEN: usize = 8;
+/// Bytes of the quoted packet's transport header an error carries at least: its ports.
+pub const QUOTED_PORTS_LEN: usize = 4;
+/// The largest genuine ICMP errors (RFC 1812 4.3.2.3, RFC 4443 2.4): anything longer is a
+/// payload in disguise.
+pub const ICMPV4_ERROR_MAX_LEN: u16 = 576;
+pub const ICMPV6_ERROR_MAX_LEN: u16 = 1280;
+
+/// DHCPv6 All_DHCP_Relay_Agents_and_Servers, `ff02::1:2`, the link-scope address clients use.
+pub const DHCPV6_SERVERS_MULTICAST: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2];
 
 /// DHCP and DHCPv6, either way.
 #[inline(always)]

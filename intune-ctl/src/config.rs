@@ -15,9 +15,10 @@ use crate::{
     datapath::XdpChoice,
     endpoints::{
         Category,
+        ports::PortRanges,
         service::{Instance, MIN_INTERVAL, ServiceConfig},
     },
-    policy::{Direction, Mode},
+    policy::{AllowProtocol, AllowRule, Direction, Mode, allow_entries},
     state::DEFAULT_STATE_DIR,
 };
 
@@ -65,8 +66,16 @@ pub struct PolicyConfig {
     pub mode: Mode,
     /// Direction of interfaces that name none.
     pub direction: Direction,
-    /// Enforce mode: DNS allowed only to these; empty = to any.
+    /// Enforce mode: DNS allowed only to these (and answers only from them); empty = any.
     pub dns_resolvers: Vec<IpAddr>,
+    /// DHCP servers and relays DHCP may go to besides the broadcast.
+    pub dhcp_servers: Vec<IpAddr>,
+    /// Traffic to the gateway's own addresses, link-local multicast and broadcast pass as
+    /// `local`.
+    pub allow_local: bool,
+    /// Services that pass as `local`: `[[policy.allow]]` tables.
+    #[serde(deserialize_with = "allow_rules")]
+    pub allow: Vec<AllowRule>,
     /// Allow Delivery Optimization peering (TCP 7680, UDP 3544) to any address.
     pub peer_ports: bool,
 }
@@ -77,9 +86,44 @@ impl Default for PolicyConfig {
             mode: Mode::Monitor,
             direction: Direction::Dst,
             dns_resolvers: Vec::new(),
+            dhcp_servers: Vec::new(),
+            allow_local: true,
+            allow: Vec::new(),
             peer_ports: false,
         }
     }
+}
+
+/// One `[[policy.allow]]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowTable {
+    prefix: ipnet::IpNet,
+    protocol: AllowProtocol,
+    /// "22", "161-162", "80, 443"; absent = every port of the protocol.
+    #[serde(default)]
+    ports: Option<String>,
+}
+
+fn allow_rules<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<AllowRule>, D::Error> {
+    let tables = Vec::<AllowTable>::deserialize(d)?;
+    let rules = tables
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let ports = match &t.ports {
+                None => Vec::new(),
+                Some(text) => PortRanges::parse(text)
+                    .map_err(|e| serde::de::Error::custom(format!("policy.allow[{i}].ports: {e}")))?
+                    .ranges()
+                    .to_vec(),
+            };
+            AllowRule::new(t.prefix, t.protocol, ports)
+                .map_err(|e| serde::de::Error::custom(format!("policy.allow[{i}]: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    allow_entries(&rules).map_err(|e| serde::de::Error::custom(format!("policy.allow: {e}")))?;
+    Ok(rules)
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -383,5 +427,38 @@ listen = "127.0.0.1:9469"
         assert!(e.contains("sources.max_shrink"), "{e}");
         let e = parse("[metrics]\nlisten = \"localhost\"\n").unwrap_err();
         assert!(e.contains("metrics.listen"), "{e}");
+    }
+
+    #[test]
+    fn policy_allow_tables_parse_and_bad_ones_are_named() {
+        let c = parse(
+            "[policy]\nallow_local = false\ndhcp_servers = [\"192.0.2.67\"]\n\n\
+             [[policy.allow]]\nprefix = \"192.0.2.160/27\"\nprotocol = \"tcp\"\nports = \"22, 8000-8010\"\n\n\
+             [[policy.allow]]\nprefix = \"2001:db8:aaaa::/48\"\nprotocol = \"any\"\n",
+        )
+        .unwrap();
+        assert!(!c.policy.allow_local);
+        assert_eq!(c.policy.allow.len(), 2);
+        assert_eq!(c.policy.allow[0].ports, vec![(22, 22), (8000, 8010)]);
+        assert!(parse("").unwrap().policy.allow_local, "on by default");
+        let e = parse(
+            "[[policy.allow]]\nprefix = \"192.0.2.0/24\"\nprotocol = \"tcp\"\nports = \"22-\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("policy.allow[0].ports") && e.contains("line"),
+            "{e}"
+        );
+        let e = parse(
+            "[[policy.allow]]\nprefix = \"192.0.2.0/24\"\nprotocol = \"any\"\nports = \"22\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("takes no ports"), "{e}");
+        let e =
+            parse("[[policy.allow]]\nprefix = \"192.0.2.0/33\"\nprotocol = \"tcp\"\n").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        let e = parse("[[policy.allow]]\nprefix = \"192.0.2.0/24\"\nprotocol = \"sctp\"\n")
+            .unwrap_err();
+        assert!(e.contains("sctp"), "{e}");
     }
 }

@@ -74,7 +74,14 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let mut d = Daemon::start(args, policy)?;
+    // The gateway's own addresses are known before the attach: its SSH session must not
+    // see one dropped packet in enforce mode. Followed from then on.
+    let local = crate::local_addrs::current()
+        .await
+        .context("reading the gateway's own addresses from netlink")?;
+    let mut d = Daemon::start(args, policy, &local)?;
+    let (local_tx, mut local_rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(crate::local_addrs::follow(local_tx));
     if let Some(log) =
         d.dp.kernel_log()
             .context("reading the kernel program's log")?
@@ -114,6 +121,7 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
                 notify(&[NotifyState::Status(&d.status())]);
             }
             _ = sleep_until_some(resolve_at), if resolve_at.is_some() => d.resolve().await,
+            Some(local) = local_rx.recv() => d.set_local_addresses(&local),
             accepted = control.accept() => {
                 if let Ok((mut stream, _)) = accepted {
                     let answer = match crate::control::read_request(&mut stream).await {
@@ -205,7 +213,7 @@ fn recorded_rules(state: &StateDir) -> Option<RuleSet> {
 }
 
 impl Daemon {
-    fn start(args: RunArgs, policy: Policy) -> anyhow::Result<Daemon> {
+    fn start(args: RunArgs, policy: Policy, local: &[ipnet::IpNet]) -> anyhow::Result<Daemon> {
         // Read every source before touching the kernel: bad input stops here.
         let refresher = args.service.refresher()?;
         let service = service_sets(refresher.as_ref());
@@ -235,6 +243,9 @@ impl Daemon {
             },
             ..Capacity::for_prefixes(rules.index_bound() + exact_names * 4)
         };
+        for warning in policy.warnings() {
+            tracing::warn!("{warning}");
+        }
         let kernel = Kernel::current();
         let degraded = kernel.degraded();
         if !degraded.is_empty() {
@@ -244,6 +255,8 @@ impl Daemon {
         let started = Instant::now();
         dp.install(&rules, &policy, false)
             .context("filling the program's maps")?;
+        dp.set_local_addresses(local)
+            .context("writing the gateway's own addresses")?;
         crate::metrics::daemon().map_update(started.elapsed());
         if let Some(previous) = &previous {
             forget_left_rules(&mut dp, previous, &rules)?;
@@ -328,6 +341,20 @@ impl Daemon {
         self.attached.retain(|(name, _)| *name != iface.name);
         self.attached.push((iface.name.clone(), how));
         Ok(())
+    }
+
+    /// The gateway's addresses changed: traffic to the new ones is local from now on.
+    fn set_local_addresses(&mut self, local: &[ipnet::IpNet]) {
+        if self.dp.local_addresses() == local {
+            return;
+        }
+        match self.dp.set_local_addresses(local) {
+            Ok(()) => tracing::info!(
+                addresses = %local.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" "),
+                "the gateway's own addresses"
+            ),
+            Err(e) => tracing::error!(error = %e, "writing the gateway's own addresses"),
+        }
     }
 
     /// One line for systemd's STATUS.
@@ -482,6 +509,10 @@ impl Daemon {
             "interfaces": interfaces,
             "mode": self.args.policy.mode,
             "dns_resolvers": self.args.policy.dns_resolvers,
+            "dhcp_servers": self.args.policy.dhcp_servers,
+            "allow_local": !self.args.policy.no_local,
+            "local_addresses": self.dp.local_addresses().iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "warnings": self.dp.policy().warnings(),
             "rules": self.dp.installed().map_or(0, |r| r.rules.len()),
             "rules_by_source": by_source,
             "service": service,

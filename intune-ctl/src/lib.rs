@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod endpoints;
 pub mod learn;
+pub mod local_addrs;
 pub mod metrics;
 pub mod policy;
 pub mod reference;

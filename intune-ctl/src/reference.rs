@@ -1,31 +1,49 @@
 //! The rule set and policy answering the classifier's lookups the way the kernel maps do: with
 //! `intune_common::classify`, a complete userspace reference of the kernel program.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use intune_common::{
     classify::{Decision, Tables, classify},
-    maps::{Config, PortSet, RuleRef},
+    maps::{AllowEntry, Config, PortSet, RuleRef},
 };
+use ipnet::IpNet;
 
-use crate::{policy::Policy, rules::RuleSet};
+use crate::{
+    policy::{AllowError, Policy, allow_entries},
+    rules::RuleSet,
+};
 
 pub struct ReferenceTables<'a> {
     rules: &'a RuleSet,
     bitmaps: HashMap<u32, PortSet>,
-    resolvers: HashSet<[u8; 16]>,
+    policy: Policy,
+    roles: HashMap<[u8; 16], u32>,
+    allow: Vec<(IpNet, AllowEntry)>,
     iface: HashMap<u32, u32>,
     learned: HashMap<[u8; 16], RuleRef>,
     config: Config,
 }
 
 impl<'a> ReferenceTables<'a> {
+    /// # Panics
+    /// When `policy`'s `[[policy.allow]]` entries do not fit the kernel's (see
+    /// [`ReferenceTables::try_new`]).
     pub fn new(rules: &'a RuleSet, policy: &Policy) -> ReferenceTables<'a> {
-        ReferenceTables {
+        match Self::try_new(rules, policy) {
+            Ok(t) => t,
+            Err(e) => panic!("the policy's allow entries: {e}"),
+        }
+    }
+
+    pub fn try_new(rules: &'a RuleSet, policy: &Policy) -> Result<ReferenceTables<'a>, AllowError> {
+        Ok(ReferenceTables {
             rules,
             bitmaps: rules.port_set_bitmaps().collect(),
-            resolvers: policy.dns_resolver_keys().into_iter().collect(),
+            policy: policy.clone(),
+            roles: policy.address_roles(&[]),
+            allow: allow_entries(&policy.allow)?,
             iface: policy
                 .iface_directions
                 .iter()
@@ -33,7 +51,13 @@ impl<'a> ReferenceTables<'a> {
                 .collect(),
             learned: HashMap::new(),
             config: policy.config(rules, false),
-        }
+        })
+    }
+
+    /// With the gateway's own interface addresses (as the daemon follows them) in force.
+    pub fn with_local(mut self, local: &[IpNet]) -> Self {
+        self.roles = self.policy.address_roles(local);
+        self
     }
 
     /// With these learned addresses (keys as the kernel's `LEARNED` map has them) in force.
@@ -51,6 +75,15 @@ impl<'a> ReferenceTables<'a> {
     fn rule_ref(&self, addr: IpAddr) -> Option<RuleRef> {
         self.rules.lookup(addr).map(|r| r.rule_ref())
     }
+
+    /// As the kernel's LPM trie answers: the longest prefix holding `addr`.
+    fn most_specific_allow(&self, addr: IpAddr) -> Option<&AllowEntry> {
+        self.allow
+            .iter()
+            .filter(|(net, _)| net.contains(&addr))
+            .max_by_key(|(net, _)| net.prefix_len())
+            .map(|(_, e)| e)
+    }
 }
 
 impl Tables for ReferenceTables<'_> {
@@ -66,8 +99,16 @@ impl Tables for ReferenceTables<'_> {
         self.bitmaps.get(&id)
     }
 
-    fn is_dns_resolver(&self, addr: &[u8; 16]) -> bool {
-        self.resolvers.contains(addr)
+    fn addr_roles(&self, addr: &[u8; 16]) -> u32 {
+        self.roles.get(addr).copied().unwrap_or(0)
+    }
+
+    fn lookup_allow_v4(&self, addr: &[u8; 4]) -> Option<&AllowEntry> {
+        self.most_specific_allow(IpAddr::V4(Ipv4Addr::from(*addr)))
+    }
+
+    fn lookup_allow_v6(&self, addr: &[u8; 16]) -> Option<&AllowEntry> {
+        self.most_specific_allow(IpAddr::V6(Ipv6Addr::from(*addr)))
     }
 
     fn iface_direction(&self, ifindex: u32) -> Option<u32> {

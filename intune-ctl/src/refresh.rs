@@ -43,10 +43,25 @@ pub enum Rejection {
         previous: usize,
         limit_percent: u32,
     },
+    #[error(
+        "it would add {added} prefixes to the {previous} in force, more than {limit_factor} times as many"
+    )]
+    Grows {
+        added: usize,
+        previous: usize,
+        limit_factor: u32,
+    },
 }
 
-/// Checks a new list against the one in force: not empty, and not removing more than
-/// `max_shrink` (a share, 0 to 1) of the previous list's prefixes.
+/// A new list may add at most this many times the prefixes in force (Intune's list grew by
+/// about a third in its largest change): more is a compromised or broken service.
+pub const MAX_GROWTH_FACTOR: u32 = 4;
+/// A first list (nothing in force to compare with) may hold at most this many prefixes.
+pub const MAX_FIRST_PREFIXES: usize = 20_000;
+
+/// Checks a new list against the one in force: not empty, not removing more than
+/// `max_shrink` (a share, 0 to 1) of the previous list's prefixes, not adding more than
+/// [`MAX_GROWTH_FACTOR`] times them.
 pub fn validate(
     new: &[EndpointSet],
     previous: Option<&[EndpointSet]>,
@@ -69,6 +84,26 @@ pub fn validate(
                 limit_percent: (max_shrink * 100.0).round() as u32,
             });
         }
+        let added = after.difference(&before).count();
+        // A small list in force (a test, a narrow selection) may still grow to a first list's
+        // size.
+        let limit = (before.len() * MAX_GROWTH_FACTOR as usize).max(MAX_FIRST_PREFIXES);
+        if added > limit {
+            return Err(Rejection::Grows {
+                added,
+                previous: before.len(),
+                limit_factor: MAX_GROWTH_FACTOR,
+            });
+        }
+    } else {
+        let added = prefixes(new).len();
+        if added > MAX_FIRST_PREFIXES {
+            return Err(Rejection::Grows {
+                added,
+                previous: 0,
+                limit_factor: MAX_GROWTH_FACTOR,
+            });
+        }
     }
     Ok(())
 }
@@ -78,8 +113,17 @@ pub fn validate(
 pub enum Poll {
     /// The version is the one in force.
     Unchanged(String),
-    /// A new list was accepted (and cached).
-    Updated(Accepted),
+    /// A new list that passed validation; it becomes the list in force (and the cache) only
+    /// through [`Refresher::accept`], once its rule set is built and applied.
+    Candidate(Candidate),
+}
+
+/// A validated list not yet in force.
+#[derive(Debug)]
+pub struct Candidate {
+    pub version: String,
+    pub sets: Vec<EndpointSet>,
+    body: serde_json::Value,
 }
 
 pub struct Refresher {
@@ -142,7 +186,9 @@ impl Refresher {
         self.accepted.as_ref()
     }
 
-    /// Asks for the version; fetches, validates and caches the list when it changed.
+    /// Asks for the version; fetches and validates the list when it changed. Nothing is kept
+    /// until [`Refresher::accept`]: a list that cannot be built or applied is asked for again
+    /// at the next check.
     pub async fn poll(&mut self) -> Result<Poll, RefreshError> {
         let version = self.client.version().await?;
         if self.accepted.as_ref().is_some_and(|a| a.version == version) {
@@ -158,18 +204,28 @@ impl Refresher {
             version: version.clone(),
             reason,
         })?;
-        self.state.save_cache(&CachedResponse {
-            instance: self.client.config().instance.as_str().into(),
-            version: version.clone(),
-            fetched_at: now_rfc3339(),
-            endpoints: list.body,
-        })?;
-        let accepted = Accepted {
+        Ok(Poll::Candidate(Candidate {
             version,
             sets: list.sets,
-        };
-        self.accepted = Some(accepted.clone());
-        Ok(Poll::Updated(accepted))
+            body: list.body,
+        }))
+    }
+
+    /// Makes a candidate whose rule set is in force the accepted list, and the last-known-good
+    /// cache. A cache that cannot be written is an error, but the list is in force.
+    pub fn accept(&mut self, candidate: Candidate) -> Result<&Accepted, RefreshError> {
+        let saved = self.state.save_cache(&CachedResponse {
+            instance: self.client.config().instance.as_str().into(),
+            version: candidate.version.clone(),
+            fetched_at: now_rfc3339(),
+            endpoints: candidate.body,
+        });
+        let accepted = self.accepted.insert(Accepted {
+            version: candidate.version,
+            sets: candidate.sets,
+        });
+        saved?;
+        Ok(accepted)
     }
 }
 

@@ -45,21 +45,26 @@ pub async fn refresh(
             tracing::info!(%version, "the endpoint list is unchanged");
             done(format!("version {version} unchanged"))
         }
-        Ok(Poll::Updated(accepted)) => {
-            let cause = format!("service version {}", accepted.version);
-            let rules = match build(&accepted.sets, dp.installed()) {
+        Ok(Poll::Candidate(candidate)) => {
+            let cause = format!("service version {}", candidate.version);
+            let rules = match build(&candidate.sets, dp.installed()) {
                 Ok(rules) => rules,
                 Err(e) => {
                     tracing::error!(
                         error = format!("{e:#}"),
                         "the new endpoint list does not make a rule set; keeping the one in force"
                     );
-                    return done(format!("{cause} not applied: {e:#}"));
+                    return done(format!(
+                        "{cause} not applied (asked for again at the next check): {e:#}"
+                    ));
                 }
             };
             match apply(dp, rules, &cause) {
                 Some(change) => {
                     let outcome = format!("{cause} applied: {}", changes::describe(&change));
+                    if let Err(e) = r.accept(candidate) {
+                        tracing::warn!(error = %e, "the new list is in force but not cached");
+                    }
                     if let Some(state) = state {
                         record(state, change);
                     }

@@ -3,13 +3,13 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use intune_common::{
     classify::Tables,
-    maps::{PortSet, RuleRef},
+    maps::{AllowEntry, PortSet, RuleRef},
     v4table::{CHUNK_FLAG, decode_leaf},
 };
 
 use crate::maps::{
-    DNS_RESOLVERS, IFACE_DIRECTION, LEARNED, LPM_V4, LPM_V6, PORT_SETS, V4_TBL16, V4_TBL24,
-    V4_TBL32,
+    ADDR_ROLES, ALLOW_V4, ALLOW_V6, IFACE_DIRECTION, LEARNED, LPM_V4, LPM_V6, PORT_SETS, V4_TBL16,
+    V4_TBL24, V4_TBL32,
 };
 
 pub struct MapTables {
@@ -45,9 +45,19 @@ impl Tables for MapTables {
     }
 
     #[inline(always)]
-    fn is_dns_resolver(&self, addr: &[u8; 16]) -> bool {
-        // SAFETY: only the entry's presence is used, never its value.
-        unsafe { DNS_RESOLVERS.get(addr).is_some() }
+    fn addr_roles(&self, addr: &[u8; 16]) -> u32 {
+        // SAFETY: a u32 copied out at once; userspace writes it whole.
+        unsafe { ADDR_ROLES.get(addr).copied().unwrap_or(0) }
+    }
+
+    #[inline(always)]
+    fn lookup_allow_v4(&self, addr: &[u8; 4]) -> Option<&AllowEntry> {
+        ALLOW_V4.get(Key::new(32, *addr))
+    }
+
+    #[inline(always)]
+    fn lookup_allow_v6(&self, addr: &[u8; 16]) -> Option<&AllowEntry> {
+        ALLOW_V6.get(Key::new(128, *addr))
     }
 
     #[inline(always)]

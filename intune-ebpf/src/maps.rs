@@ -8,9 +8,9 @@ use aya_ebpf::{
 use intune_common::{
     learn::{DNS_RING_BYTES, DnsEvent, MAX_LEARN_NAMES, MAX_LEARN_TRUSTED, MAX_LEARNED},
     maps::{
-        Config, Counter, MAX_DNS_RESOLVERS, MAX_IFACES, MAX_PORT_SETS, MAX_PORT_SLOTS,
-        MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, PORT_KEYS, PortSet, RuleRef, Trace,
-        V4_TABLE_CHUNKS,
+        AllowEntry, Config, Counter, MAX_ADDR_ROLES, MAX_ALLOW_ENTRIES, MAX_IFACES, MAX_PORT_SETS,
+        MAX_PORT_SLOTS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, PORT_KEYS, PortSet, RuleRef,
+        Trace, V4_TABLE_CHUNKS,
     },
     outcome::OUTCOME_COUNT,
     v4table::{CHUNK_ENTRIES, TBL16_ENTRIES},
@@ -60,7 +60,14 @@ pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 pub static IFACE_DIRECTION: HashMap<u32, u32> = HashMap::with_max_entries(MAX_IFACES, 0);
 
 #[map]
-pub static DNS_RESOLVERS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(MAX_DNS_RESOLVERS, 0);
+pub static ADDR_ROLES: HashMap<[u8; 16], u32> = HashMap::with_max_entries(MAX_ADDR_ROLES, 0);
+
+#[map]
+pub static ALLOW_V4: LpmTrie<[u8; 4], AllowEntry> = LpmTrie::with_max_entries(MAX_ALLOW_ENTRIES, 0);
+
+#[map]
+pub static ALLOW_V6: LpmTrie<[u8; 16], AllowEntry> =
+    LpmTrie::with_max_entries(MAX_ALLOW_ENTRIES, 0);
 
 #[map]
 pub static LEARNED: HashMap<[u8; 16], RuleRef> = HashMap::with_max_entries(MAX_LEARNED, 0);

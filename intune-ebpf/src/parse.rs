@@ -81,6 +81,7 @@ fn ipv4(pos: usize, end: usize, pkt: &mut IpPacket) -> Option<()> {
     if hlen < IPV4_MIN_HLEN || total < hlen || pos + total > end {
         return None;
     }
+    pkt.ip_len = total as u16;
     pkt.src[..4].copy_from_slice(&ip[12..16]);
     pkt.dst[..4].copy_from_slice(&ip[16..20]);
     pkt.l4 = ip[9];
@@ -98,11 +99,13 @@ fn ipv6(pos: usize, end: usize, pkt: &mut IpPacket) -> Option<()> {
     if ip[0] >> 4 != 6 {
         return None;
     }
-    let limit = pos + IPV6_HLEN + be16_len(ip[4], ip[5]);
+    let payload = be16_len(ip[4], ip[5]);
+    let limit = pos + IPV6_HLEN + payload;
     if limit > end {
         return None;
     }
     pkt.is_v6 = true;
+    pkt.ip_len = (IPV6_HLEN + payload).min(usize::from(u16::MAX)) as u16;
     pkt.src.copy_from_slice(&ip[8..24]);
     pkt.dst.copy_from_slice(&ip[24..40]);
     let mut next = ip[6];
@@ -174,9 +177,68 @@ fn transport(pos: usize, limit: usize, end: usize, icmp: u8, pkt: &mut IpPacket)
             let hdr = bytes::<ICMP_MIN_HLEN>(pos, end)?;
             pkt.icmp_type = hdr[0];
             pkt.has_icmp_type = true;
+            let error = if pkt.is_v6 {
+                is_icmpv6_error(pkt.icmp_type)
+            } else {
+                is_icmpv4_error(pkt.icmp_type)
+            };
+            if error {
+                // A quote that does not parse is no proof, not a malformed frame.
+                let _ = quoted(pos + ICMP_ERROR_HLEN, limit, end, pkt);
+            }
         }
         _ => {}
     }
+    Some(())
+}
+
+/// The packet an ICMP error quotes: its destination and port, and whether the error goes back
+/// to its source (see `IpPacket::quoted_to_sender`).
+#[inline(always)]
+fn quoted(pos: usize, limit: usize, end: usize, pkt: &mut IpPacket) -> Option<()> {
+    let (l4, ports) = if pkt.is_v6 {
+        if pos + IPV6_HLEN + QUOTED_PORTS_LEN > limit {
+            return None;
+        }
+        let ip = bytes::<IPV6_HLEN>(pos, end)?;
+        if ip[0] >> 4 != 6 {
+            return None;
+        }
+        for i in 0..16 {
+            if ip[8 + i] != pkt.dst[i] {
+                return None;
+            }
+        }
+        pkt.quoted_dst.copy_from_slice(&ip[24..40]);
+        (ip[6], pos + IPV6_HLEN)
+    } else {
+        if pos + IPV4_MIN_HLEN > limit {
+            return None;
+        }
+        let ip = bytes::<IPV4_MIN_HLEN>(pos, end)?;
+        let hlen = usize::from(ip[0] & 0x0f) * 4;
+        let later = be16(ip[6], ip[7]) & IPV4_FRAG_OFFSET_MASK != 0;
+        if ip[0] >> 4 != 4 || hlen < IPV4_MIN_HLEN || later {
+            return None;
+        }
+        if pos + hlen + QUOTED_PORTS_LEN > limit {
+            return None;
+        }
+        for i in 0..4 {
+            if ip[12 + i] != pkt.dst[i] {
+                return None;
+            }
+        }
+        pkt.quoted_dst[..4].copy_from_slice(&ip[16..20]);
+        (ip[9], pos + hlen)
+    };
+    if l4 != IPPROTO_TCP && l4 != IPPROTO_UDP {
+        return None;
+    }
+    let p = bytes::<QUOTED_PORTS_LEN>(ports, end)?;
+    pkt.quoted_l4 = l4;
+    pkt.quoted_dport = be16(p[2], p[3]);
+    pkt.quoted_to_sender = true;
     Some(())
 }
 

@@ -50,9 +50,12 @@ enforce\t'Pass Intune traffic and the infrastructure a network needs; drop the r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l direction -d 'Which address is matched: dst (traffic from devices), src (return traffic) or both' -r -f -a "dst\t'Match the destination: traffic from devices to Intune'
 src\t'Match the source: return traffic from Intune'
 both\t'Either'"
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l dns-resolver -d 'In enforce mode, allow DNS only to this resolver (repeatable; default: any resolver)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l dns-resolver -d 'In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default: any resolver, which makes DNS a way around enforce mode)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l dhcp-server -d 'A DHCP server or relay DHCP may go to besides the broadcast (repeatable)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l local-address -d 'One of the gateway\'s own addresses with its prefix length (repeatable): frames to it are local, as the daemon decides for the addresses it follows' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l no-builtin -d 'Leave the built-in list out'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l peer-ports -d 'Also allow the port-only sets for any address (Delivery Optimization peering: TCP 7680, UDP 3544)'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l no-local -d 'Filter the gateway\'s own traffic, link-local multicast and broadcast like any other (by default they pass as `local`)'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l json -d 'One JSON object a frame, then one with the totals'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l config -d 'The config file; flags given here override it. Default: /etc/intune-ctl/config.toml when it exists' -r -F
@@ -84,7 +87,8 @@ enforce\t'Pass Intune traffic and the infrastructure a network needs; drop the r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l direction -d 'Which address is matched: dst (traffic from devices), src (return traffic) or both' -r -f -a "dst\t'Match the destination: traffic from devices to Intune'
 src\t'Match the source: return traffic from Intune'
 both\t'Either'"
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l dns-resolver -d 'In enforce mode, allow DNS only to this resolver (repeatable; default: any resolver)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l dns-resolver -d 'In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default: any resolver, which makes DNS a way around enforce mode)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l dhcp-server -d 'A DHCP server or relay DHCP may go to besides the broadcast (repeatable)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l xdp-mode -d 'auto: native where the driver has it, else generic' -r -f -a "auto\t'Native, falling back to generic when the driver has no XDP support'
 native\t''
 generic\t''"
@@ -99,6 +103,7 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l no-ipv6
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l required-only -d 'Keep only sets the service marks required'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l no-resolve -d 'Do not resolve the listed names: match the listed prefixes only'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l learn-from-dns -d 'Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic: off unless asked)'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l no-local -d 'Filter the gateway\'s own traffic, link-local multicast and broadcast like any other (by default they pass as `local`)'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l detach-on-stop -d 'Remove the filter when the daemon stops (by default it stays attached)'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l config -d 'The config file; flags given here override it. Default: /etc/intune-ctl/config.toml when it exists' -r -F
@@ -130,7 +135,8 @@ enforce\t'Pass Intune traffic and the infrastructure a network needs; drop the r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l direction -d 'Which address is matched: dst (traffic from devices), src (return traffic) or both' -r -f -a "dst\t'Match the destination: traffic from devices to Intune'
 src\t'Match the source: return traffic from Intune'
 both\t'Either'"
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l dns-resolver -d 'In enforce mode, allow DNS only to this resolver (repeatable; default: any resolver)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l dns-resolver -d 'In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default: any resolver, which makes DNS a way around enforce mode)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l dhcp-server -d 'A DHCP server or relay DHCP may go to besides the broadcast (repeatable)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l xdp-mode -d 'auto: native where the driver has it, else generic' -r -f -a "auto\t'Native, falling back to generic when the driver has no XDP support'
 native\t''
 generic\t''"
@@ -145,6 +151,7 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l no-ipv6 -d
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l required-only -d 'Keep only sets the service marks required'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l no-resolve -d 'Do not resolve the listed names: match the listed prefixes only'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l learn-from-dns -d 'Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic: off unless asked)'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l no-local -d 'Filter the gateway\'s own traffic, link-local multicast and broadcast like any other (by default they pass as `local`)'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l detach-on-stop -d 'Remove the filter when the daemon stops (by default it stays attached)'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand status" -l control-socket -r -F

@@ -38,9 +38,12 @@ enforce\:"Pass Intune traffic and the infrastructure a network needs; drop the r
 '--direction=[Which address is matched\: dst (traffic from devices), src (return traffic) or both]:DIRECTION:((dst\:"Match the destination\: traffic from devices to Intune"
 src\:"Match the source\: return traffic from Intune"
 both\:"Either"))' \
-'*--dns-resolver=[In enforce mode, allow DNS only to this resolver (repeatable; default\: any resolver)]:ADDRESS:_default' \
+'*--dns-resolver=[In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default\: any resolver, which makes DNS a way around enforce mode)]:ADDRESS:_default' \
+'*--dhcp-server=[A DHCP server or relay DHCP may go to besides the broadcast (repeatable)]:ADDRESS:_default' \
+'*--local-address=[One of the gateway'\''s own addresses with its prefix length (repeatable)\: frames to it are local, as the daemon decides for the addresses it follows]:ADDR/LEN:_default' \
 '--no-builtin[Leave the built-in list out]' \
 '--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
+'--no-local[Filter the gateway'\''s own traffic, link-local multicast and broadcast like any other (by default they pass as \`local\`)]' \
 '--json[One JSON object a frame, then one with the totals]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
@@ -74,7 +77,8 @@ enforce\:"Pass Intune traffic and the infrastructure a network needs; drop the r
 '--direction=[Which address is matched\: dst (traffic from devices), src (return traffic) or both]:DIRECTION:((dst\:"Match the destination\: traffic from devices to Intune"
 src\:"Match the source\: return traffic from Intune"
 both\:"Either"))' \
-'*--dns-resolver=[In enforce mode, allow DNS only to this resolver (repeatable; default\: any resolver)]:ADDRESS:_default' \
+'*--dns-resolver=[In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default\: any resolver, which makes DNS a way around enforce mode)]:ADDRESS:_default' \
+'*--dhcp-server=[A DHCP server or relay DHCP may go to besides the broadcast (repeatable)]:ADDRESS:_default' \
 '--xdp-mode=[auto\: native where the driver has it, else generic]:XDP_MODE:((auto\:"Native, falling back to generic when the driver has no XDP support"
 native\:""
 generic\:""))' \
@@ -89,6 +93,7 @@ generic\:""))' \
 '--required-only[Keep only sets the service marks required]' \
 '--no-resolve[Do not resolve the listed names\: match the listed prefixes only]' \
 '--learn-from-dns[Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic\: off unless asked)]' \
+'--no-local[Filter the gateway'\''s own traffic, link-local multicast and broadcast like any other (by default they pass as \`local\`)]' \
 '--detach-on-stop[Remove the filter when the daemon stops (by default it stays attached)]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
@@ -122,7 +127,8 @@ enforce\:"Pass Intune traffic and the infrastructure a network needs; drop the r
 '--direction=[Which address is matched\: dst (traffic from devices), src (return traffic) or both]:DIRECTION:((dst\:"Match the destination\: traffic from devices to Intune"
 src\:"Match the source\: return traffic from Intune"
 both\:"Either"))' \
-'*--dns-resolver=[In enforce mode, allow DNS only to this resolver (repeatable; default\: any resolver)]:ADDRESS:_default' \
+'*--dns-resolver=[In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default\: any resolver, which makes DNS a way around enforce mode)]:ADDRESS:_default' \
+'*--dhcp-server=[A DHCP server or relay DHCP may go to besides the broadcast (repeatable)]:ADDRESS:_default' \
 '--xdp-mode=[auto\: native where the driver has it, else generic]:XDP_MODE:((auto\:"Native, falling back to generic when the driver has no XDP support"
 native\:""
 generic\:""))' \
@@ -137,6 +143,7 @@ generic\:""))' \
 '--required-only[Keep only sets the service marks required]' \
 '--no-resolve[Do not resolve the listed names\: match the listed prefixes only]' \
 '--learn-from-dns[Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic\: off unless asked)]' \
+'--no-local[Filter the gateway'\''s own traffic, link-local multicast and broadcast like any other (by default they pass as \`local\`)]' \
 '--detach-on-stop[Remove the filter when the daemon stops (by default it stays attached)]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \

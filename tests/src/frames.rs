@@ -16,6 +16,12 @@ pub enum L4 {
     Icmp {
         ty: u8,
     },
+    /// An ICMP (ICMPv6) error quoting the IP packet of a frame, cut to `quote` bytes.
+    IcmpError {
+        ty: u8,
+        quoted: Box<Frame>,
+        quote: usize,
+    },
     /// Any other protocol number, with no header.
     Other(u8),
 }
@@ -43,6 +49,8 @@ pub struct Frame {
     pub v4_frag_offset: u16,
     pub v4_more_fragments: bool,
     pub v6_ext: Vec<Ext>,
+    /// Bytes to send as they are, whatever the fields say (frames that are not IP).
+    pub raw: Option<Vec<u8>>,
 }
 
 impl Frame {
@@ -57,6 +65,19 @@ impl Frame {
             v4_frag_offset: 0,
             v4_more_fragments: false,
             v6_ext: Vec::new(),
+            raw: None,
+        }
+    }
+
+    /// A frame of exactly these bytes.
+    pub fn raw(bytes: Vec<u8>) -> Frame {
+        Frame {
+            raw: Some(bytes),
+            ..Frame::new(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                L4::Other(0),
+            )
         }
     }
 
@@ -72,6 +93,45 @@ impl Frame {
         Frame::new(ip(src), ip(dst), L4::Icmp { ty })
     }
 
+    /// An ICMP error of type `ty` quoting `quoted`'s IP header and the first 8 bytes after it,
+    /// as routers do.
+    pub fn icmp_error(src: &str, dst: &str, ty: u8, quoted: Frame) -> Frame {
+        let quote = quoted.ip_header_len() + 8;
+        Frame::new(
+            ip(src),
+            ip(dst),
+            L4::IcmpError {
+                ty,
+                quoted: Box::new(quoted),
+                quote,
+            },
+        )
+    }
+
+    /// Bytes of the IP header (with IPv6 extension headers).
+    pub fn ip_header_len(&self) -> usize {
+        if self.src.is_ipv6() {
+            40 + 16
+                * self
+                    .v6_ext
+                    .iter()
+                    .filter(|e| !matches!(e, Ext::Fragment { .. }))
+                    .count()
+                + 8 * self
+                    .v6_ext
+                    .iter()
+                    .filter(|e| matches!(e, Ext::Fragment { .. }))
+                    .count()
+        } else {
+            20 + 4 * usize::from(self.v4_option_words)
+        }
+    }
+
+    /// The IP packet: the frame without its Ethernet header and tags.
+    pub fn ip_bytes(&self) -> Vec<u8> {
+        self.bytes()[14 + 4 * self.vlans.len()..].to_vec()
+    }
+
     pub fn vlan(mut self, tpid: u16) -> Frame {
         self.vlans.push(tpid);
         self
@@ -83,6 +143,9 @@ impl Frame {
     }
 
     pub fn bytes(&self) -> Vec<u8> {
+        if let Some(raw) = &self.raw {
+            return raw.clone();
+        }
         let v6 = self.src.is_ipv6();
         let (proto, mut l4) = match self.l4 {
             L4::Tcp { sport, dport } => {
@@ -101,6 +164,16 @@ impl Frame {
                 (17, h)
             }
             L4::Icmp { ty } => (if v6 { 58 } else { 1 }, vec![ty, 0, 0, 0, 0, 0, 0, 0]),
+            L4::IcmpError {
+                ty,
+                ref quoted,
+                quote,
+            } => {
+                let mut h = vec![ty, 0, 0, 0, 0, 0, 0, 0];
+                let inner = quoted.ip_bytes();
+                h.extend_from_slice(&inner[..quote.min(inner.len())]);
+                (if v6 { 58 } else { 1 }, h)
+            }
             L4::Other(p) => (p, Vec::new()),
         };
         l4.resize(l4.len() + self.payload, 0xab);

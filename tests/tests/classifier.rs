@@ -13,7 +13,7 @@ use intune_common::{
 use intune_ctl::{
     datapath::Datapath,
     endpoints::{Source, parse_endpoint_sets},
-    policy::{Direction, Mode, Policy},
+    policy::{AllowProtocol, AllowRule, Direction, Mode, Policy},
     reference::ReferenceTables,
     rules::RuleSet,
 };
@@ -21,20 +21,31 @@ use intune_tests::{
     frames::{Ext, Frame, L4, arp, ip},
     load, require_root, rule_set, test_sets,
 };
+use ipnet::IpNet;
 
 struct Case {
     dp: Datapath,
     rules: RuleSet,
     policy: Policy,
+    /// The gateway's own addresses, as the daemon would follow them.
+    local: Vec<IpNet>,
 }
 
 impl Case {
     fn new(policy: Policy, port_only: bool) -> Case {
+        Case::with_local(policy, port_only, &[])
+    }
+
+    fn with_local(policy: Policy, port_only: bool, local: &[&str]) -> Case {
         let rules = rule_set(&test_sets(), port_only);
+        let local: Vec<IpNet> = local.iter().map(|n| n.parse().expect("prefix")).collect();
+        let mut dp = load(&rules, &policy);
+        dp.set_local_addresses(&local).expect("local addresses");
         Case {
-            dp: load(&rules, &policy),
+            dp,
             rules,
             policy,
+            local,
         }
     }
 
@@ -70,7 +81,9 @@ impl Case {
             .expect("rule counters");
         let ports_before = self.dp.port_counters().expect("port counters");
         let d = self.dp.run_frame(frame).expect("test run");
-        let reference = ReferenceTables::new(&self.rules, &self.policy).classify(frame, 1);
+        let reference = ReferenceTables::new(&self.rules, &self.policy)
+            .with_local(&self.local)
+            .classify(frame, 1);
         assert_eq!(
             d, reference,
             "kernel and reference disagree on {frame:02x?}"
@@ -214,6 +227,7 @@ fn hits_are_counted_per_port_with_ports_beyond_the_counters_together() {
         dp: load(&rules, &policy),
         rules,
         policy,
+        local: Vec::new(),
     };
     let tcp = |port| Frame::tcp(DEV, "198.51.100.7", 40000, port);
     let slotted = |c: &Case| -> Vec<Option<(u8, u16)>> {
@@ -499,124 +513,314 @@ fn an_interface_can_have_its_own_direction() {
     );
 }
 
-#[test]
-fn enforce_passes_the_infrastructure_a_network_needs() {
-    require_root!();
-    let c = Case::enforce();
-    c.expect_bytes(&arp(), Outcome::NotIp, XDP_PASS, None);
-    c.expect(
-        &Frame::icmp(DEV, "192.0.2.1", 3),
-        Outcome::Infrastructure,
-        XDP_PASS,
-        None,
-    );
-    c.expect(
-        &Frame::icmp(DEV, "192.0.2.1", 11),
-        Outcome::Infrastructure,
-        XDP_PASS,
-        None,
-    );
-    c.expect(
-        &Frame::icmp(DEV, "192.0.2.1", 8),
-        Outcome::Dropped,
-        XDP_DROP,
-        None,
-    );
-    c.expect(
-        &Frame::icmp(DEV6, "2001:db8::1", 135),
-        Outcome::Infrastructure,
-        XDP_PASS,
-        None,
-    );
-    c.expect(
-        &Frame::icmp(DEV6, "2001:db8::1", 2),
-        Outcome::Infrastructure,
-        XDP_PASS,
-        None,
-    );
-    c.expect(
-        &Frame::icmp(DEV6, "2001:db8::1", 128),
-        Outcome::Dropped,
-        XDP_DROP,
-        None,
-    );
-    c.expect(
-        &Frame::udp("0.0.0.0", "255.255.255.255", 68, 67),
-        Outcome::Infrastructure,
-        XDP_PASS,
-        None,
-    );
-    c.expect(
-        &Frame::udp("fe80::1", "ff02::1:2", 546, 547),
-        Outcome::Infrastructure,
-        XDP_PASS,
-        None,
-    );
-    c.expect(
-        &Frame::udp(DEV, "192.0.2.53", 40000, 53),
-        Outcome::Infrastructure,
-        XDP_PASS,
-        None,
-    );
-    c.expect(
-        &Frame::tcp(DEV, "192.0.2.53", 40000, 53),
-        Outcome::Infrastructure,
-        XDP_PASS,
-        None,
-    );
-    // ICMP with no room for its header is malformed, not infrastructure.
-    let mut short_icmp = Frame::icmp(DEV, "192.0.2.1", 3).bytes();
-    short_icmp.truncate(14 + 20 + 2);
-    short_icmp[16..18].copy_from_slice(&22u16.to_be_bytes());
-    c.expect_bytes(&short_icmp, Outcome::Malformed, XDP_DROP, None);
-    // Another protocol with no ports (GRE) is neither.
-    c.expect(
-        &Frame::new(ip(DEV), ip("198.51.100.7"), L4::Other(47)),
-        Outcome::Dropped,
-        XDP_DROP,
-        None,
-    );
+fn enforce_with(direction: Direction, resolvers: &[&str]) -> Policy {
+    Policy {
+        mode: Mode::Enforce,
+        direction,
+        dns_resolvers: resolvers.iter().map(|r| ip(r)).collect(),
+        ..Policy::default()
+    }
+}
+
+impl Case {
+    fn infrastructure(&self, frame: &Frame) {
+        self.expect(frame, Outcome::Infrastructure, XDP_PASS, None);
+    }
+
+    fn dropped(&self, frame: &Frame) {
+        self.expect(frame, Outcome::Dropped, XDP_DROP, None);
+    }
+
+    fn local(&self, frame: &Frame) {
+        self.expect(frame, Outcome::Local, XDP_PASS, None);
+    }
+}
+
+/// A frame with `n` bytes of payload.
+fn padded(mut f: Frame, n: usize) -> Frame {
+    f.payload = n;
+    f
 }
 
 #[test]
-fn dns_goes_only_to_configured_resolvers_when_some_are_set() {
+fn dns_queries_go_to_any_resolver_when_none_are_set_and_answers_come_only_from_outside() {
     require_root!();
-    let policy = Policy {
-        mode: Mode::Enforce,
-        dns_resolvers: vec![ip("192.0.2.53"), ip("2001:db8::53")],
-        ..Policy::default()
-    };
-    let c = Case::new(policy, false);
+    let c = Case::enforce();
+    c.infrastructure(&Frame::udp(DEV, "192.0.2.53", 40000, 53));
+    c.infrastructure(&Frame::tcp(DEV, "192.0.2.53", 40000, 53));
+    c.infrastructure(&Frame::udp(DEV6, "2001:db8::99", 40000, 53));
+    // `nc -p 53 anyhost 4444`: a device sending from port 53 on the side where destinations
+    // are matched is no answer but a tunnel.
+    c.dropped(&Frame::udp(DEV, "192.0.2.99", 53, 4444));
+    c.dropped(&Frame::tcp(DEV, "192.0.2.99", 53, 4444));
+    c.dropped(&Frame::tcp(DEV6, "2001:db8::99", 53, 4444));
+    // Where sources are matched (an uplink), answers from any resolver come in.
+    let uplink = Case::new(enforce_with(Direction::Src, &[]), false);
+    uplink.infrastructure(&Frame::udp("192.0.2.53", DEV, 53, 40000));
+    uplink.infrastructure(&Frame::tcp("2001:db8::53", DEV6, 53, 40000));
+    // A query arriving there is no device's: dropped.
+    uplink.dropped(&Frame::udp(DEV, "192.0.2.53", 40000, 53));
+}
+
+#[test]
+fn dns_goes_only_to_configured_resolvers_and_answers_only_from_them() {
+    require_root!();
+    let c = Case::new(
+        enforce_with(Direction::Both, &["192.0.2.53", "2001:db8::53"]),
+        false,
+    );
+    c.infrastructure(&Frame::udp(DEV, "192.0.2.53", 40000, 53));
+    c.infrastructure(&Frame::tcp(DEV, "192.0.2.53", 40000, 53));
+    c.infrastructure(&Frame::udp(DEV6, "2001:db8::53", 40000, 53));
+    c.infrastructure(&Frame::udp("192.0.2.53", DEV, 53, 40000));
+    c.infrastructure(&Frame::tcp("2001:db8::53", DEV6, 53, 40000));
+    c.dropped(&Frame::udp(DEV, "192.0.2.54", 40000, 53));
+    c.dropped(&Frame::udp(DEV6, "2001:db8::54", 40000, 53));
+    c.dropped(&Frame::udp("192.0.2.54", DEV, 53, 40000));
+    c.dropped(&Frame::udp(DEV, "192.0.2.99", 53, 4444));
+    // Where only destinations are matched, even the resolver's address as a source is a
+    // device's spoof: answers do not come from the devices' side.
+    let devices = Case::new(enforce_with(Direction::Dst, &["192.0.2.53"]), false);
+    devices.infrastructure(&Frame::udp(DEV, "192.0.2.53", 40000, 53));
+    devices.dropped(&Frame::udp("192.0.2.53", DEV, 53, 40000));
+}
+
+#[test]
+fn dhcp_goes_only_to_the_broadcast_the_servers_group_or_configured_servers() {
+    require_root!();
+    for resolvers in [&[][..], &["192.0.2.53"][..]] {
+        let c = Case::new(enforce_with(Direction::Dst, resolvers), false);
+        c.infrastructure(&Frame::udp("0.0.0.0", "255.255.255.255", 68, 67));
+        c.infrastructure(&Frame::udp("fe80::1", "ff02::1:2", 546, 547));
+        // A VPN client bound to port 68 (or 546) gets no tunnel to anywhere.
+        c.dropped(&Frame::udp(DEV, "192.0.2.99", 68, 67));
+        c.dropped(&Frame::udp(DEV6, "2001:db8::99", 546, 547));
+        c.dropped(&Frame::udp(DEV, "192.0.2.99", 67, 68));
+        // ff05::1:3 (All_DHCP_Servers) is site scope: it leaves the link, so it needs a
+        // configured server.
+        c.dropped(&Frame::udp("fe80::1", "ff05::1:3", 546, 547));
+    }
+    let c = Case::with_local(
+        Policy {
+            dhcp_servers: vec![ip("192.0.2.67"), ip("2001:db8::547")],
+            allow_local: false,
+            ..enforce_with(Direction::Dst, &[])
+        },
+        false,
+        &["192.0.2.1/24"],
+    );
+    c.infrastructure(&Frame::udp(DEV, "192.0.2.67", 68, 67));
+    c.infrastructure(&Frame::udp(DEV6, "2001:db8::547", 546, 547));
+    c.dropped(&Frame::udp(DEV, "192.0.2.68", 68, 67));
+    // The subnet's broadcast is DHCP's even with local traffic filtered; nothing else is.
+    c.infrastructure(&Frame::udp(DEV, "192.0.2.255", 68, 67));
+    c.dropped(&Frame::udp(DEV, "192.0.2.255", 40000, 9));
+}
+
+#[test]
+fn icmp_errors_pass_only_about_allowed_traffic() {
+    require_root!();
+    // Where destinations are matched: an error a device sends to an Intune address.
+    let c = Case::enforce();
+    c.infrastructure(&Frame::icmp(DEV, "198.51.100.7", 3));
+    c.infrastructure(&Frame::icmp(DEV, "203.0.113.9", 11));
+    c.infrastructure(&Frame::icmp(DEV6, "2001:db8:100::7", 1));
+    c.dropped(&Frame::icmp(DEV, "192.0.2.99", 3));
+    c.dropped(&Frame::icmp(DEV6, "2001:db8::99", 2));
+    // One byte over the largest genuine error: a payload in disguise.
+    let at_limit = 576 - 20 - 8;
+    c.infrastructure(&padded(Frame::icmp(DEV, "198.51.100.7", 3), at_limit));
+    c.dropped(&padded(Frame::icmp(DEV, "198.51.100.7", 3), at_limit + 1));
+    let at_limit6 = 1280 - 40 - 8;
+    c.infrastructure(&padded(Frame::icmp(DEV6, "2001:db8:100::7", 4), at_limit6));
+    c.dropped(&padded(
+        Frame::icmp(DEV6, "2001:db8:100::7", 4),
+        at_limit6 + 1,
+    ));
+    // Not an error: a ping to Intune has no port a rule allows.
+    c.dropped(&Frame::icmp(DEV, "198.51.100.7", 8));
+    // Where sources are matched: a router's error back to the device about its packet to
+    // an allowed Intune address and port.
+    let uplink = Case::new(enforce_with(Direction::Src, &[]), false);
+    let to_intune = Frame::tcp(DEV, "198.51.100.7", 40000, 443);
+    uplink.infrastructure(&Frame::icmp_error("192.0.2.1", DEV, 3, to_intune.clone()));
+    uplink.infrastructure(&Frame::icmp_error(
+        "192.0.2.1",
+        DEV,
+        11,
+        Frame::udp(DEV, "198.51.100.130", 40000, 123),
+    ));
+    uplink.infrastructure(&Frame::icmp_error(
+        "2001:db8::1",
+        DEV6,
+        2,
+        Frame::tcp(DEV6, "2001:db8:100::7", 40000, 443),
+    ));
+    // A port the prefix does not allow, a quote of someone else's packet, a quote too
+    // short for ports, no quote at all: dropped.
+    uplink.dropped(&Frame::icmp_error(
+        "192.0.2.1",
+        DEV,
+        3,
+        Frame::tcp(DEV, "198.51.100.7", 40000, 22),
+    ));
+    uplink.dropped(&Frame::icmp_error(
+        "192.0.2.1",
+        "192.0.2.77",
+        3,
+        to_intune.clone(),
+    ));
+    let mut short = Frame::icmp_error("192.0.2.1", DEV, 3, to_intune.clone());
+    if let L4::IcmpError { quote, .. } = &mut short.l4 {
+        *quote = 20 + 3;
+    }
+    uplink.dropped(&short);
+    uplink.dropped(&Frame::icmp("192.0.2.1", DEV, 3));
+    uplink.dropped(&Frame::icmp_error(
+        "2001:db8::1",
+        DEV6,
+        1,
+        Frame::tcp(DEV6, "2001:db8::99", 40000, 443),
+    ));
+    // Too big, even about an allowed packet.
+    uplink.dropped(&padded(
+        Frame::icmp_error("192.0.2.1", DEV, 3, to_intune),
+        576,
+    ));
+}
+
+#[test]
+fn neighbour_discovery_and_mld_pass_only_within_the_link() {
+    require_root!();
+    let c = Case::new(
+        Policy {
+            allow_local: false,
+            ..enforce_with(Direction::Dst, &[])
+        },
+        false,
+    );
+    c.infrastructure(&Frame::icmp("fe80::10", "ff02::1:ff00:1", 135));
+    c.infrastructure(&Frame::icmp(DEV6, "fe80::1", 136));
+    c.infrastructure(&Frame::icmp("fe80::10", "ff02::2", 133));
+    c.infrastructure(&Frame::icmp("::", "ff02::16", 143));
+    c.infrastructure(&Frame::icmp("fe80::10", "ff02::16", 131));
+    c.dropped(&Frame::icmp(DEV6, "2001:db8::1", 135));
+    c.dropped(&Frame::icmp("fe80::10", "2001:db8::99", 143));
+    c.dropped(&Frame::icmp("fe80::10", "ff05::2", 130));
+}
+
+#[test]
+fn the_gateways_own_traffic_and_link_local_groups_pass_as_local() {
+    require_root!();
+    let local = ["192.0.2.1/24", "2001:db8:ffff::1/64", "198.51.100.250/32"];
+    let c = Case::with_local(enforce_with(Direction::Dst, &["192.0.2.53"]), false, &local);
+    c.local(&Frame::tcp(DEV, "192.0.2.1", 40000, 22));
+    c.local(&Frame::udp(DEV, "192.0.2.1", 40000, 161));
+    c.local(&Frame::tcp(DEV6, "2001:db8:ffff::1", 40000, 22));
+    // The gateway's own resolver, not one of the configured ones: its business.
+    c.local(&Frame::udp(DEV, "192.0.2.1", 40000, 53));
+    // A /32 inside an Intune prefix: Intune still comes first where its ports match.
     c.expect(
-        &Frame::udp(DEV, "192.0.2.53", 40000, 53),
-        Outcome::Infrastructure,
+        &Frame::tcp(DEV, "198.51.100.250", 40000, 443),
+        Outcome::Intune,
         XDP_PASS,
-        None,
+        Some("198.51.100.0/24"),
     );
-    c.expect(
-        &Frame::udp("192.0.2.53", DEV, 53, 40000),
-        Outcome::Infrastructure,
-        XDP_PASS,
-        None,
+    c.local(&Frame::tcp(DEV, "198.51.100.250", 40000, 22));
+    // VRRP (keepalived), OSPF, the limited and the subnet broadcast.
+    c.local(&Frame::new(
+        ip("192.0.2.2"),
+        ip("224.0.0.18"),
+        L4::Other(112),
+    ));
+    c.local(&Frame::new(ip("fe80::2"), ip("ff02::5"), L4::Other(89)));
+    c.local(&Frame::udp(DEV, "255.255.255.255", 40000, 9));
+    c.local(&Frame::udp(DEV, "192.0.2.255", 40000, 9));
+    // Groups that leave the link, the gateway's neighbours, another subnet's broadcast.
+    c.dropped(&Frame::udp(DEV, "224.0.1.1", 40000, 123));
+    c.dropped(&Frame::new(ip("fe80::2"), ip("ff05::2"), L4::Other(89)));
+    c.dropped(&Frame::tcp(DEV, "192.0.2.2", 40000, 22));
+    c.dropped(&Frame::udp(DEV, "192.0.3.255", 40000, 9));
+    // Monitor mode counts it as local too.
+    let m = Case::with_local(Policy::default(), false, &local);
+    m.local(&Frame::tcp(DEV, "192.0.2.1", 40000, 22));
+    // Off: the gateway's traffic is filtered like any other.
+    let off = Case::with_local(
+        Policy {
+            allow_local: false,
+            ..enforce_with(Direction::Dst, &[])
+        },
+        false,
+        &local,
     );
-    c.expect(
-        &Frame::udp(DEV6, "2001:db8::53", 40000, 53),
-        Outcome::Infrastructure,
-        XDP_PASS,
-        None,
+    off.dropped(&Frame::tcp(DEV, "192.0.2.1", 40000, 22));
+    off.dropped(&Frame::new(
+        ip("192.0.2.2"),
+        ip("224.0.0.18"),
+        L4::Other(112),
+    ));
+    off.dropped(&Frame::udp(DEV, "255.255.255.255", 40000, 9));
+}
+
+#[test]
+fn policy_allow_entries_pass_their_services_as_local() {
+    require_root!();
+    let allow = vec![
+        AllowRule::new(
+            "192.0.2.160/27".parse().unwrap(),
+            AllowProtocol::Tcp,
+            vec![(22, 22)],
+        )
+        .unwrap(),
+        AllowRule::new(
+            "192.0.2.160/27".parse().unwrap(),
+            AllowProtocol::Udp,
+            vec![(161, 162)],
+        )
+        .unwrap(),
+        AllowRule::new(
+            "2001:db8:aaaa::/48".parse().unwrap(),
+            AllowProtocol::Any,
+            vec![],
+        )
+        .unwrap(),
+    ];
+    let c = Case::new(
+        Policy {
+            allow,
+            allow_local: false,
+            ..enforce_with(Direction::Dst, &[])
+        },
+        false,
     );
-    c.expect(
-        &Frame::udp(DEV, "192.0.2.54", 40000, 53),
-        Outcome::Dropped,
-        XDP_DROP,
-        None,
-    );
-    c.expect(
-        &Frame::udp(DEV6, "2001:db8::54", 40000, 53),
-        Outcome::Dropped,
-        XDP_DROP,
-        None,
-    );
+    c.local(&Frame::tcp(DEV, "192.0.2.170", 40000, 22));
+    c.local(&Frame::udp(DEV, "192.0.2.170", 40000, 161));
+    c.local(&Frame::udp(DEV, "192.0.2.191", 40000, 162));
+    // The service's answers, from its port.
+    c.local(&Frame::tcp("192.0.2.170", DEV, 22, 40000));
+    c.local(&Frame::icmp(DEV6, "2001:db8:aaaa::1", 128));
+    c.local(&Frame::tcp(DEV6, "2001:db8:aaaa::1", 40000, 8443));
+    // Another port, another protocol, outside the prefix, or a device choosing the
+    // service's port as its own source: dropped.
+    c.dropped(&Frame::tcp(DEV, "192.0.2.170", 40000, 23));
+    c.dropped(&Frame::udp(DEV, "192.0.2.170", 40000, 22));
+    c.dropped(&Frame::tcp(DEV, "192.0.2.192", 40000, 22));
+    c.dropped(&Frame::tcp(DEV, "192.0.2.170", 22, 4444));
+    c.dropped(&Frame::icmp(DEV, "192.0.2.170", 8));
+}
+
+#[test]
+fn enforce_passes_link_layer_and_drops_other_protocols() {
+    require_root!();
+    let c = Case::enforce();
+    c.expect_bytes(&arp(), Outcome::NotIp, XDP_PASS, None);
+    // ICMP with no room for its header is malformed, not infrastructure.
+    let mut short_icmp = Frame::icmp(DEV, "198.51.100.7", 3).bytes();
+    short_icmp.truncate(14 + 20 + 2);
+    short_icmp[16..18].copy_from_slice(&22u16.to_be_bytes());
+    c.expect_bytes(&short_icmp, Outcome::Malformed, XDP_DROP, None);
+    // Another protocol with no ports (GRE) is neither, even to an Intune address.
+    c.dropped(&Frame::new(ip(DEV), ip("198.51.100.7"), L4::Other(47)));
 }
 
 #[test]
@@ -638,7 +842,12 @@ fn builtin_list_case(trie: bool) {
     } else {
         load(&rules, &policy)
     };
-    let c = Case { dp, rules, policy };
+    let c = Case {
+        dp,
+        rules,
+        policy,
+        local: Vec::new(),
+    };
     // 13.67.13.176/28 is in set 163 (TCP 80, 443); synthetic frames only, never on a wire.
     c.expect(
         &Frame::tcp(DEV, "13.67.13.180", 40000, 443),

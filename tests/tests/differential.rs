@@ -4,8 +4,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use intune_common::outcome::Outcome;
 use intune_ctl::{
-    policy::{Direction, Mode, Policy},
+    policy::{AllowProtocol, AllowRule, Direction, Mode, Policy},
     reference::ReferenceTables,
     rules::{RuleSet, Target},
 };
@@ -17,21 +18,43 @@ use intune_tests::{
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 
 /// Frames of each policy; a guest under software emulation asks for fewer
-/// (`INTUNE_DIFF_FRAMES_PER_POLICY`, at least 5,000: 20,000 frames in all).
-const FRAMES_PER_POLICY: usize = 25_500;
+/// (`INTUNE_DIFF_FRAMES_PER_POLICY`, at least 5,000: 25,000 frames in all).
+const FRAMES_PER_POLICY: usize = 20_400;
 const MIN_FRAMES_PER_POLICY: usize = 5_000;
 const PORTS: [u16; 16] = [
     443, 80, 123, 5223, 7680, 3544, 53, 67, 68, 546, 547, 3478, 3481, 3482, 22, 0,
 ];
 
-/// Addresses worth hitting: hosts inside every rule's prefix, the resolvers, and their edges.
+/// The gateway's own addresses in the policies that follow them.
+const LOCAL: [&str; 3] = ["192.0.2.1/24", "2001:db8:ffff::1/64", "198.51.100.250/32"];
+
+/// Addresses worth hitting: hosts inside every rule's prefix, the resolvers, DHCP servers,
+/// the gateway's own addresses and groups, the allowed services, and their edges.
 fn interesting_addresses(rules: &RuleSet, rng: &mut StdRng) -> Vec<IpAddr> {
-    let mut out = vec![
-        ip("192.0.2.53"),
-        ip("2001:db8::53"),
-        ip("192.0.2.10"),
-        ip("2001:db8:ffff::10"),
-    ];
+    let mut out: Vec<IpAddr> = [
+        "192.0.2.53",
+        "2001:db8::53",
+        "192.0.2.10",
+        "2001:db8:ffff::10",
+        "192.0.2.67",
+        "192.0.2.1",
+        "192.0.2.255",
+        "2001:db8:ffff::1",
+        "255.255.255.255",
+        "224.0.0.18",
+        "224.0.1.1",
+        "ff02::1:2",
+        "ff02::16",
+        "ff05::1:3",
+        "fe80::1",
+        "::",
+        "0.0.0.0",
+        "192.0.2.170",
+        "2001:db8:aaaa::1",
+    ]
+    .iter()
+    .map(|a| ip(a))
+    .collect();
     for rule in &rules.rules {
         if let Target::Prefix(net) = rule.target {
             out.push(net.network());
@@ -40,6 +63,10 @@ fn interesting_addresses(rules: &RuleSet, rng: &mut StdRng) -> Vec<IpAddr> {
         }
     }
     out
+}
+
+fn net(s: &str) -> ipnet::IpNet {
+    s.parse().expect("prefix")
 }
 
 fn random_inside(net: ipnet::IpNet, rng: &mut StdRng) -> IpAddr {
@@ -77,16 +104,21 @@ fn port(rng: &mut StdRng) -> u16 {
 }
 
 fn random_frame(pool: &[IpAddr], rng: &mut StdRng) -> Vec<u8> {
-    if rng.random_bool(0.03) {
+    random_packet(pool, rng, 0).bytes()
+}
+
+fn random_packet(pool: &[IpAddr], rng: &mut StdRng, depth: u8) -> Frame {
+    if depth == 0 && rng.random_bool(0.03) {
         // Not IP at all.
         let mut f: Vec<u8> = (0..rng.random_range(14..80))
             .map(|_| rng.random())
             .collect();
         let types: [u16; 4] = [0x0806, 0x88cc, 0x8100, 0x0800];
         f[12..14].copy_from_slice(&types.choose(rng).copied().unwrap_or(0x0806).to_be_bytes());
-        return f;
+        return Frame::raw(f);
     }
     let v6 = rng.random_bool(0.4);
+    let (src, dst) = (address(v6, pool, rng), address(v6, pool, rng));
     let l4 = match rng.random_range(0..10) {
         0..=3 => L4::Tcp {
             sport: port(rng),
@@ -103,14 +135,37 @@ fn random_frame(pool: &[IpAddr], rng: &mut StdRng) -> Vec<u8> {
             .choose(rng)
             .unwrap_or(&3),
         },
-        _ => L4::Other(*[47u8, 50, 59, 132, 1, 58].choose(rng).unwrap_or(&47)),
+        9 if depth == 0 => {
+            // An error quoting a packet, mostly one sent by its destination (as a genuine
+            // error is), cut anywhere.
+            let mut quoted = random_packet(pool, rng, 1);
+            if quoted.src.is_ipv6() == v6 && rng.random_bool(0.7) {
+                quoted.src = dst;
+            }
+            let quote = rng.random_range(0..80);
+            let ty = if v6 {
+                *[1u8, 2, 3, 4, 128].choose(rng).unwrap_or(&1)
+            } else {
+                *[3u8, 11, 12, 8].choose(rng).unwrap_or(&3)
+            };
+            L4::IcmpError {
+                ty,
+                quoted: Box::new(quoted),
+                quote,
+            }
+        }
+        _ => L4::Other(*[47u8, 50, 59, 132, 1, 58, 112].choose(rng).unwrap_or(&47)),
     };
-    let mut f = Frame::new(address(v6, pool, rng), address(v6, pool, rng), l4);
+    let mut f = Frame::new(src, dst, l4);
     for _ in 0..rng.random_range(0..4usize).saturating_sub(1) {
         f.vlans
             .push(if rng.random_bool(0.5) { 0x8100 } else { 0x88a8 });
     }
-    f.payload = rng.random_range(0..48);
+    f.payload = if rng.random_bool(0.05) {
+        rng.random_range(500..1300)
+    } else {
+        rng.random_range(0..48)
+    };
     if v6 {
         for _ in 0..rng.random_range(0..9usize).saturating_sub(2) {
             f.v6_ext.push(match rng.random_range(0..5) {
@@ -140,7 +195,7 @@ fn random_frame(pool: &[IpAddr], rng: &mut StdRng) -> Vec<u8> {
             0
         };
     }
-    f.bytes()
+    f
 }
 
 /// Damages a frame the way a broken sender, a truncating capture or an attacker might.
@@ -224,6 +279,25 @@ fn kernel_and_reference_agree_on_random_and_mutated_frames() {
             true,
             true,
         ),
+        (
+            Policy {
+                mode: Mode::Enforce,
+                direction: Direction::Both,
+                dns_resolvers: vec![ip("192.0.2.53")],
+                dhcp_servers: vec![ip("192.0.2.67")],
+                allow: vec![
+                    AllowRule::new(net("192.0.2.160/27"), AllowProtocol::Tcp, vec![(22, 22)])
+                        .expect("allow rule"),
+                    AllowRule::new(net("192.0.2.160/27"), AllowProtocol::Udp, vec![(53, 68)])
+                        .expect("allow rule"),
+                    AllowRule::new(net("2001:db8:aaaa::/48"), AllowProtocol::Any, vec![])
+                        .expect("allow rule"),
+                ],
+                ..Policy::default()
+            },
+            false,
+            false,
+        ),
     ];
     let per_policy = std::env::var("INTUNE_DIFF_FRAMES_PER_POLICY")
         .ok()
@@ -236,6 +310,7 @@ fn kernel_and_reference_agree_on_random_and_mutated_frames() {
         per_policy >= MIN_FRAMES_PER_POLICY,
         "INTUNE_DIFF_FRAMES_PER_POLICY must be at least {MIN_FRAMES_PER_POLICY}"
     );
+    let policy_count = policies.len();
     let mut total = 0;
     let mut seen = std::collections::BTreeMap::new();
     for (i, (policy, port_only, trie)) in policies.into_iter().enumerate() {
@@ -245,12 +320,20 @@ fn kernel_and_reference_agree_on_random_and_mutated_frames() {
             &[]
         };
         let rules = rule_set_excluding(&sets, port_only, exclude);
-        let dp = if trie {
+        let mut dp = if trie {
             load_trie(&rules, &policy)
         } else {
             load(&rules, &policy)
         };
-        let reference = ReferenceTables::new(&rules, &policy);
+        // The gateway's addresses in every other policy, and with local traffic filtered in
+        // one of those.
+        let local: Vec<ipnet::IpNet> = if i % 2 == 0 {
+            LOCAL.iter().map(|n| net(n)).collect()
+        } else {
+            Vec::new()
+        };
+        dp.set_local_addresses(&local).expect("local addresses");
+        let reference = ReferenceTables::new(&rules, &policy).with_local(&local);
         let pool = interesting_addresses(&rules, &mut rng);
         let mut mismatches = Vec::new();
         for _ in 0..per_policy {
@@ -275,7 +358,7 @@ fn kernel_and_reference_agree_on_random_and_mutated_frames() {
         );
     }
     eprintln!("{total} frames agreed; reference outcomes {seen:?}");
-    assert_eq!(total, 4 * per_policy);
+    assert_eq!(total, policy_count * per_policy);
     // The generator must reach every outcome, or the agreement proves little.
-    assert_eq!(seen.len(), 6, "outcomes reached: {seen:?}");
+    assert_eq!(seen.len(), Outcome::ALL.len(), "outcomes reached: {seen:?}");
 }

@@ -161,7 +161,11 @@ impl Daemon {
                 "--no-service",
                 "--no-resolve",
             ])
-            .args(["--learn-from-dns", "--dns-grace", &format!("{}s", grace_secs())])
+            .args([
+                "--learn-from-dns",
+                "--dns-grace",
+                &format!("{}s", grace_secs()),
+            ])
             .arg("--endpoints")
             .arg(dir.join("sets.json"))
             .arg("--state-dir")
@@ -423,7 +427,10 @@ fn untrusted_resolvers_and_hostile_answers_teach_nothing_and_pass_as_before() {
 
 /// `tc filter show dev IF egress` in the gateway: where a capture attached as a tc filter shows.
 fn tc_egress(gw: &Netns, iface: &str) -> String {
-    let (code, out, err) = output(gw.command("tc").args(["filter", "show", "dev", iface, "egress"]));
+    let (code, out, err) = output(
+        gw.command("tc")
+            .args(["filter", "show", "dev", iface, "egress"]),
+    );
     assert_eq!(code, 0, "tc: {err}");
     out
 }
@@ -447,10 +454,7 @@ fn the_capture_follows_interfaces_added_by_sighup_and_detach_leaves_no_filter() 
     let mut d = Daemon::start_configured(&n.gw, &config(&["g0"]));
     let kernel = d.status()["kernel"].clone();
     let tc_filter = kernel["dns_capture"] == "tc filter (clsact)";
-    assert!(
-        tc_filter || kernel["dns_capture"] == "tcx",
-        "{kernel}"
-    );
+    assert!(tc_filter || kernel["dns_capture"] == "tcx", "{kernel}");
     // What the kernel lacks is said: only the tc-filter fallback here.
     assert_eq!(
         kernel["degraded"].as_array().map(Vec::len),
@@ -470,7 +474,11 @@ fn the_capture_follows_interfaces_added_by_sighup_and_detach_leaves_no_filter() 
     d.signal(libc::SIGHUP);
     d.lines.wait_for("learning from DNS answers on g1", 30);
     let edge = ask_from(&dev2, "192.0.2.129", "app.wild.test");
-    assert!(first_syn_connects(&dev2, edge), "learned on g1: {}", d.learned());
+    assert!(
+        first_syn_connects(&dev2, edge),
+        "learned on g1: {}",
+        d.learned()
+    );
     let learning = d.learned_once(|l| l["counts"]["answers"].as_u64().unwrap() >= 1);
     assert!(answers(&d) >= 1, "{learning}");
     if tc_filter {

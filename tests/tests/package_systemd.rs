@@ -9,10 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use intune_tests::{
-    netns::Netns,
-    output, require_root,
-};
+use intune_tests::{netns::Netns, output, require_root};
 use serde_json::Value;
 
 const IFACE: &str = "ixpkg0";
@@ -60,7 +57,10 @@ fn send(dev: &Netns, n: usize) {
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let t = Instant::now();
     while !ok() {
-        assert!(t.elapsed() < Duration::from_secs(60), "timed out waiting: {what}");
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "timed out waiting: {what}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
 }
@@ -85,14 +85,22 @@ fn the_package_installs_runs_under_systemd_and_removes_itself() {
     let pid1 = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
     assert_eq!(pid1.trim(), "systemd", "PID 1 must be systemd");
     let dev = Netns::new("pkg");
-    sh("ip", &["link", "add", IFACE, "type", "veth", "peer", "name", PEER, "netns", &dev.name]);
+    sh(
+        "ip",
+        &[
+            "link", "add", IFACE, "type", "veth", "peer", "name", PEER, "netns", &dev.name,
+        ],
+    );
     sh("ip", &["addr", "add", "192.0.2.10/24", "dev", IFACE]);
     sh("ip", &["link", "set", IFACE, "up"]);
     dev.ip(&["addr", "add", "192.0.2.20/24", "dev", PEER]);
     dev.ip(&["link", "set", PEER, "up"]);
 
     let deb = Path::new(&deb);
-    sh("apt-get", &["install", "-y", "-q", &deb.display().to_string()]);
+    sh(
+        "apt-get",
+        &["install", "-y", "-q", &deb.display().to_string()],
+    );
     assert!(Path::new("/usr/bin/intune-ctl").exists());
     std::fs::write(CONFIG, config("monitor")).expect("write the config");
     sh("intune-ctl", &["check-config", CONFIG]);
@@ -102,7 +110,10 @@ fn the_package_installs_runs_under_systemd_and_removes_itself() {
     assert_eq!(systemctl(&["is-active", "intune-ctl"]).trim(), "active");
     let status = systemctl(&["show", "-p", "StatusText", "--value", "intune-ctl"]);
     assert!(status.contains("1 interfaces"), "StatusText: {status}");
-    let journal = sh("journalctl", &["-u", "intune-ctl", "--no-pager", "-o", "cat"]);
+    let journal = sh(
+        "journalctl",
+        &["-u", "intune-ctl", "--no-pager", "-o", "cat"],
+    );
     assert!(journal.contains(IFACE), "journal: {journal}");
     let st = ctl_json(&["status"]);
     assert_eq!(st["mode"], "monitor", "{st}");
@@ -115,7 +126,9 @@ fn the_package_installs_runs_under_systemd_and_removes_itself() {
     // reload applies a changed config.
     std::fs::write(CONFIG, config("enforce")).expect("write the config");
     systemctl(&["reload", "intune-ctl"]);
-    wait_for("the reload applied", || ctl_json(&["status"])["mode"] == "enforce");
+    wait_for("the reload applied", || {
+        ctl_json(&["status"])["mode"] == "enforce"
+    });
 
     // stop leaves the filter attached and counting.
     systemctl(&["stop", "intune-ctl"]);

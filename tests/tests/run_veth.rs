@@ -24,24 +24,59 @@ use intune_tests::{
 struct Topology {
     dev: Netns,
     gw: Netns,
+    srv: Netns,
 }
 
-/// dev (192.0.2.1) -- veth -- gw (192.0.2.2, and 198.51.100.1 on lo: an "Intune" address of
-/// the test endpoint sets, TCP 443 allowed).
+/// A non-Intune server beyond the gateway (set 903 allows other ports at 203.0.113.0/24).
+const ELSEWHERE: &str = "203.0.113.80:8080";
+/// The gateway's own service: traffic to it is local, passed even in enforce mode.
+const GATEWAY_SERVICE: &str = "192.0.2.2:8080";
+
+/// dev (192.0.2.1/25) -- veth -- (g0, 192.0.2.2/25) gw [routes] (s0, 192.0.2.129/25) --
+/// veth -- srv (192.0.2.130/25; 198.51.100.1 an "Intune" address of the test endpoint sets,
+/// TCP 443 allowed, and 203.0.113.80, elsewhere). The filter sits on g0.
 fn topology(tag: &str) -> Topology {
     let dev = Netns::new(&format!("d{tag}"));
     let gw = Netns::new(&format!("g{tag}"));
+    let srv = Netns::new(&format!("s{tag}"));
     veth(&dev, "d0", &gw, "g0");
-    dev.ip(&["addr", "add", "192.0.2.1/24", "dev", "d0"]);
-    dev.ip(&["route", "add", "198.51.100.0/24", "via", "192.0.2.2"]);
-    gw.ip(&["addr", "add", "192.0.2.2/24", "dev", "g0"]);
-    gw.ip(&["addr", "add", "198.51.100.1/32", "dev", "lo"]);
-    for addr in ["198.51.100.1:443", "192.0.2.2:8080"] {
+    veth(&gw, "s0", &srv, "v0");
+    dev.ip(&["addr", "add", "192.0.2.1/25", "dev", "d0"]);
+    dev.ip(&["route", "add", "default", "via", "192.0.2.2"]);
+    gw.ip(&["addr", "add", "192.0.2.2/25", "dev", "g0"]);
+    gw.ip(&["addr", "add", "192.0.2.129/25", "dev", "s0"]);
+    srv.ip(&["addr", "add", "192.0.2.130/25", "dev", "v0"]);
+    srv.ip(&["route", "add", "default", "via", "192.0.2.129"]);
+    let fwd = gw
+        .command("sysctl")
+        .args(["-qw", "net.ipv4.ip_forward=1"])
+        .status()
+        .expect("sysctl");
+    assert!(fwd.success(), "forwarding in the gateway namespace");
+    let t = Topology { dev, gw, srv };
+    for addr in ["198.51.100.1", "203.0.113.80"] {
+        t.server_address(addr);
+    }
+    for (ns, addr) in [
+        (&t.srv, "198.51.100.1:443"),
+        (&t.srv, ELSEWHERE),
+        (&t.gw, GATEWAY_SERVICE),
+    ] {
         let addr: SocketAddr = addr.parse().unwrap();
-        let listener = gw.run(move || TcpListener::bind(addr).expect("bind"));
+        let listener = ns.run(move || TcpListener::bind(addr).expect("bind"));
         std::thread::spawn(move || for _ in listener.incoming() {});
     }
-    Topology { dev, gw }
+    t
+}
+
+impl Topology {
+    /// One more address on the server, routed to by the gateway.
+    fn server_address(&self, addr: &str) {
+        self.srv
+            .ip(&["addr", "add", &format!("{addr}/32"), "dev", "v0"]);
+        self.gw
+            .ip(&["route", "add", &format!("{addr}/32"), "via", "192.0.2.130"]);
+    }
 }
 
 fn connects(ns: &Netns, to: &str) -> bool {
@@ -205,10 +240,7 @@ fn xdp_attached(gw: &Netns) -> bool {
 fn enforce_on_a_veth_passes_intune_drops_the_rest_and_detaches_on_sigterm() {
     require_root!();
     let t = topology("e");
-    assert!(
-        connects(&t.dev, "192.0.2.2:8080"),
-        "reachable before the filter"
-    );
+    assert!(connects(&t.dev, ELSEWHERE), "reachable before the filter");
 
     let mut run = Running::start(&t.gw, &["--mode", "enforce", "--detach-on-stop"]);
     let start = run.wait_for("attached to g0", 30);
@@ -219,7 +251,11 @@ fn enforce_on_a_veth_passes_intune_drops_the_rest_and_detaches_on_sigterm() {
         connects(&t.dev, "198.51.100.1:443"),
         "Intune address and port pass"
     );
-    assert!(!connects(&t.dev, "192.0.2.2:8080"), "the rest is dropped");
+    assert!(!connects(&t.dev, ELSEWHERE), "the rest is dropped");
+    assert!(
+        connects(&t.dev, GATEWAY_SERVICE),
+        "the gateway's own service is local"
+    );
     // The counter table shows the rule's hits: the SYN and the rest of the handshake.
     run.wait_for("198.51.100.0/24", 10);
 
@@ -230,10 +266,7 @@ fn enforce_on_a_veth_passes_intune_drops_the_rest_and_detaches_on_sigterm() {
         "{rest:?}"
     );
     assert!(!xdp_attached(&t.gw), "detached");
-    assert!(
-        connects(&t.dev, "192.0.2.2:8080"),
-        "reachable again once detached"
-    );
+    assert!(connects(&t.dev, ELSEWHERE), "reachable again once detached");
 }
 
 #[test]
@@ -243,7 +276,7 @@ fn monitor_passes_everything_and_generic_mode_is_used_when_asked() {
     let mut run = Running::start(&t.gw, &["--xdp-mode", "generic"]);
     let start = run.wait_for("attached to g0", 30);
     assert!(start.iter().any(|l| l.contains("generic XDP")), "{start:?}");
-    assert!(connects(&t.dev, "192.0.2.2:8080"));
+    assert!(connects(&t.dev, ELSEWHERE));
     assert!(connects(&t.dev, "198.51.100.1:443"));
     let lines = run.wait_for("unmatched_passed", 10);
     assert!(!lines.is_empty());
@@ -291,7 +324,7 @@ fn the_config_file_sets_the_daemon_up_and_flags_override_it() {
             && l.contains("direction Src")),
         "{start:?}"
     );
-    assert!(connects(&t.dev, "192.0.2.2:8080"), "monitor passes");
+    assert!(connects(&t.dev, ELSEWHERE), "monitor passes");
     let (code, rest) = run.terminate();
     assert_eq!(code, 0);
     assert!(
@@ -360,10 +393,10 @@ fn rule_packets(run: &Running, prefix: &str) -> u64 {
 fn a_restart_keeps_filtering_and_counting_without_a_gap() {
     require_root!();
     let t = topology("r");
-    t.gw.ip(&["addr", "add", "198.51.100.129/32", "dev", "lo"]);
+    t.server_address("198.51.100.129");
     // UDP 123 to 198.51.100.129 is Intune (set 902); UDP 9999 is not.
-    let allowed = t.gw.udp_counter("198.51.100.129:123");
-    let other = t.gw.udp_counter("198.51.100.1:9999");
+    let allowed = t.srv.udp_counter("198.51.100.129:123");
+    let other = t.srv.udp_counter("198.51.100.1:9999");
 
     let mut run = Running::start(&t.gw, &["--mode", "enforce"]);
     run.wait_for("attached to g0 (native XDP)", 30);
@@ -452,7 +485,7 @@ fn stats_and_lookup_read_the_live_filter_and_lookup_counts_nothing() {
     );
     run.wait_for("attached to g0", 30);
     assert!(connects(&t.dev, "198.51.100.1:443"));
-    assert!(!connects(&t.dev, "192.0.2.2:8080"));
+    assert!(!connects(&t.dev, ELSEWHERE));
 
     let stats = ctl_json(&run, &["stats"]);
     let metrics = t.gw.run(|| {
@@ -628,7 +661,7 @@ fn sighup_applies_a_good_config_and_rejects_a_broken_one() {
     write("monitor");
     let mut run = Running::start(&t.gw, &["--config", config.to_str().unwrap()]);
     run.wait_for("attached to g0", 30);
-    assert!(connects(&t.dev, "192.0.2.2:8080"), "monitor");
+    assert!(connects(&t.dev, ELSEWHERE), "monitor");
 
     let hup = |run: &Running| {
         // SAFETY: signalling our own child.
@@ -637,17 +670,14 @@ fn sighup_applies_a_good_config_and_rejects_a_broken_one() {
     write("enforce");
     hup(&run);
     run.wait_for("reloaded the config", 10);
-    assert!(
-        !connects(&t.dev, "192.0.2.2:8080"),
-        "enforce after the reload"
-    );
+    assert!(!connects(&t.dev, ELSEWHERE), "enforce after the reload");
     assert!(connects(&t.dev, "198.51.100.1:443"));
 
     write("lax");
     hup(&run);
     let lines = run.wait_for("the new config is rejected", 10);
     assert!(lines.iter().any(|l| l.contains("lax")), "{lines:?}");
-    assert!(!connects(&t.dev, "192.0.2.2:8080"), "still enforcing");
+    assert!(!connects(&t.dev, ELSEWHERE), "still enforcing");
     assert!(connects(&t.dev, "198.51.100.1:443"));
     let (code, _) = run.terminate();
     assert_eq!(code, 0);

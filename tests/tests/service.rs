@@ -281,6 +281,56 @@ fn failures_and_bad_lists_leave_the_list_in_force() {
             Some(Answer::ok(list(1, "198.51.100.0/28"))),
             "would remove 10 of the 11 prefixes in force",
         ),
+        (
+            "grown 2,000-fold",
+            Answer::ok(version_body("2")),
+            Some(Answer::ok(list_a().replacen(
+                "[\n",
+                &format!(
+                    "[\n  {{\"id\": 901, \"serviceArea\": \"MEM\", \"ips\": [{}], \"tcpPorts\": \"443\", \"category\": \"Default\"}},\n",
+                    (0..22_000)
+                        .map(|i| format!("\"2001:db8:0:{i:x}::/64\""))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                1,
+            ))),
+            "would add 22000 prefixes to the 11 in force",
+        ),
+        (
+            "a port-only set",
+            Answer::ok(version_body("2")),
+            Some(Answer::ok(list_a().replacen(
+                "[\n",
+                "[\n  {\"id\": 901, \"serviceArea\": \"MEM\", \"tcpPorts\": \"4444\", \"anyAddress\": true, \"category\": \"Default\"},\n",
+                1,
+            ))),
+            "port-only sets are not taken from the web service",
+        ),
+        (
+            "the whole Internet",
+            Answer::ok(version_body("2")),
+            Some(Answer::ok(list_a().replace("203.0.113.0/24", "0.0.0.0/1"))),
+            "0.0.0.0/1 is wider than /8",
+        ),
+        (
+            "a redirect",
+            Answer::status(302).header("Location", "http://192.0.2.1/version"),
+            None,
+            "HTTP 302",
+        ),
+        (
+            "17 MiB",
+            Answer::ok(version_body("2")),
+            Some(Answer::ok(format!("[{}]", " ".repeat(17 << 20)))),
+            "larger than 16 MiB",
+        ),
+        (
+            "429 for 584 billion years",
+            Answer::status(429).header("Retry-After", "18446744073709551615"),
+            None,
+            "rate limited (HTTP 429)",
+        ),
     ];
     for (name, version, endpoints, logged) in cases {
         rig.svc.set_version(version);
@@ -306,10 +356,53 @@ fn failures_and_bad_lists_leave_the_list_in_force() {
         );
         if name == "429" {
             assert_eq!(wait, Duration::from_secs(7200));
+        } else if name.starts_with("429") {
+            assert_eq!(wait, Duration::from_secs(24 * 3600), "clamped to a day");
         } else {
             assert_eq!(wait, Duration::ZERO, "{name}");
         }
     }
+}
+
+#[test]
+fn a_list_that_validates_but_makes_no_rule_set_is_not_cached_and_is_asked_for_again() {
+    require_root!();
+    let mut rig = Rig::new();
+    rig.accept("1", list_a());
+    // 80 sets with a port each: more port sets than the program holds.
+    let sets: Vec<String> = (0..80)
+        .map(|i| {
+            format!(
+                r#"{{"id": {}, "serviceArea": "MEM", "ips": ["198.51.100.{}/32"], "tcpPorts": "{}", "category": "Default"}}"#,
+                1000 + i,
+                i,
+                10_000 + i
+            )
+        })
+        .collect();
+    let unbuildable = list_a().replacen("[\n", &format!("[\n{},\n", sets.join(",\n")), 1);
+    rig.svc.set_version(Answer::ok(version_body("2")));
+    rig.svc.set_endpoints(Answer::ok(unbuildable));
+    rig.svc.take_requests();
+    for round in 0..2 {
+        rig.poll();
+        let logs = rig.logs.text();
+        assert!(
+            logs.contains("does not make a rule set"),
+            "round {round}: {logs}"
+        );
+        assert_eq!(rig.version().as_deref(), Some("1"), "round {round}");
+        let cache = rig.state.load_cache().expect("cache").expect("a cache");
+        assert_eq!(cache.version, "1", "round {round}: not cached");
+        let asked = rig.svc.take_requests();
+        assert!(
+            asked.iter().any(|p| p.starts_with("/endpoints/")),
+            "round {round}: the list is asked for again: {asked:?}"
+        );
+        assert!(rig.allows("198.51.100.150", 443), "round {round}");
+    }
+    // Fixed by the service: taken at once.
+    rig.accept("3", list_b());
 }
 
 #[test]

@@ -104,16 +104,17 @@ fn run(task: Task) -> anyhow::Result<()> {
         } => {
             let suites: Vec<&str> = match suite.as_str() {
                 "all" => vm::SUITES.to_vec(),
-                s => s
-                    .split(',')
-                    .map(|one| {
-                        vm::SUITES.iter().copied().find(|x| *x == one).ok_or_else(|| {
+                s => {
+                    s.split(',')
+                        .map(|one| {
+                            vm::SUITES.iter().copied().find(|x| *x == one).ok_or_else(|| {
                             anyhow::anyhow!(
                                 "unknown suite {one:?}: give bullseye, bookworm, trixie or all"
                             )
                         })
-                    })
-                    .collect::<anyhow::Result<_>>()?,
+                        })
+                        .collect::<anyhow::Result<_>>()?
+                }
             };
             setup::setup(Scope::Vm)?;
             let opts = vm::Options {

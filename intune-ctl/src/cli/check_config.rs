@@ -36,5 +36,8 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<()> {
             ""
         }
     );
+    for warning in settings.policy.policy().warnings() {
+        eprintln!("warning: {warning}");
+    }
     Ok(())
 }

@@ -27,6 +27,10 @@ pub struct ClassifyArgs {
     pub rules: RuleArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// One of the gateway's own addresses with its prefix length (repeatable): frames to it
+    /// are local, as the daemon decides for the addresses it follows.
+    #[arg(long = "local-address", value_name = "ADDR/LEN")]
+    pub local: Vec<ipnet::IpNet>,
     /// One JSON object a frame, then one with the totals.
     #[arg(long)]
     pub json: bool,
@@ -49,7 +53,9 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<()> {
     let frames = read_frames(&args.pcap)?;
     let (_, rules) = args.rules.build(&[], None)?;
     let policy = args.policy.policy();
-    let dp = load_datapath(&rules, &policy, true)?;
+    let mut dp = load_datapath(&rules, &policy, true)?;
+    dp.set_local_addresses(&args.local)
+        .context("writing the local addresses")?;
     let mut totals: BTreeMap<&'static str, u64> = BTreeMap::new();
     if !args.json {
         println!(
@@ -57,7 +63,7 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<()> {
             "frame", "verdict", "outcome", "prefix"
         );
     }
-    let reference = ReferenceTables::new(&rules, &policy);
+    let reference = ReferenceTables::try_new(&rules, &policy)?.with_local(&args.local);
     for (i, frame) in frames.iter().enumerate() {
         let decision = if TEST_RUN_FRAME_SIZES.contains(&frame.len()) {
             dp.run_frame(frame)

@@ -292,9 +292,20 @@ pub struct PolicyArgs {
     /// Which address is matched: dst (traffic from devices), src (return traffic) or both.
     #[arg(long, value_enum, default_value_t)]
     pub direction: Direction,
-    /// In enforce mode, allow DNS only to this resolver (repeatable; default: any resolver).
+    /// In enforce mode, allow DNS only to this resolver and answers only from it (repeatable;
+    /// default: any resolver, which makes DNS a way around enforce mode).
     #[arg(long = "dns-resolver", value_name = "ADDRESS")]
     pub dns_resolvers: Vec<std::net::IpAddr>,
+    /// A DHCP server or relay DHCP may go to besides the broadcast (repeatable).
+    #[arg(long = "dhcp-server", value_name = "ADDRESS")]
+    pub dhcp_servers: Vec<std::net::IpAddr>,
+    /// Filter the gateway's own traffic, link-local multicast and broadcast like any other
+    /// (by default they pass as `local`).
+    #[arg(long)]
+    pub no_local: bool,
+    /// `[[policy.allow]]` services (config file only).
+    #[arg(skip)]
+    pub allow: Vec<crate::policy::AllowRule>,
 }
 
 impl PolicyArgs {
@@ -304,6 +315,9 @@ impl PolicyArgs {
             direction: self.direction,
             iface_directions: Vec::new(),
             dns_resolvers: self.dns_resolvers.clone(),
+            dhcp_servers: self.dhcp_servers.clone(),
+            allow_local: !self.no_local,
+            allow: self.allow.clone(),
         }
     }
 }

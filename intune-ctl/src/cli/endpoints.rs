@@ -75,6 +75,10 @@ async fn fetch(service: &ServiceArgs) -> anyhow::Result<Vec<EndpointSet>> {
     let client = ServiceClient::new(cfg, id)?;
     let version = client.version().await?;
     let list = client.endpoints().await?;
+    // The same checks the daemon makes before it takes a list (no list in force to compare).
+    crate::refresh::validate(&list.sets, None, 1.0).map_err(|reason| {
+        anyhow::anyhow!("the service's version {version} is rejected: {reason}")
+    })?;
     tracing::info!(%version, sets = list.sets.len(), "fetched the endpoint list");
     Ok(list.sets)
 }

@@ -34,7 +34,7 @@ enum Command {
     /// The filter daemon: attach to the interfaces, keep the rule set current, print hit
     /// counters; reads /etc/intune-ctl/config.toml (or --config), flags override it.
     #[command(visible_alias = "run")]
-    Daemon(run::RunArgs),
+    Daemon(Box<run::RunArgs>),
     /// The daemon's state: interfaces, mode, rules per source, last refresh, resolver.
     Status(status::StatusArgs),
     /// Ask the daemon to check the web service and look the names up again now.

@@ -122,6 +122,13 @@ impl RunArgs {
             c.policy.dns_resolvers.clone()
         );
         from_config!(
+            "dhcp_servers",
+            a.policy.dhcp_servers,
+            c.policy.dhcp_servers.clone()
+        );
+        from_config!("no_local", a.policy.no_local, !c.policy.allow_local);
+        a.policy.allow = c.policy.allow.clone();
+        from_config!(
             "interval",
             a.interval,
             c.daemon

@@ -73,6 +73,8 @@ pub enum DatapathError {
     Fd(std::io::Error),
     #[error("the kernel program's log: {0}")]
     KernelLog(String),
+    #[error("the policy: {0}")]
+    Allow(#[from] crate::policy::AllowError),
 }
 
 /// Map sizes the program is loaded with.
@@ -167,6 +169,12 @@ pub struct Datapath {
     pub(crate) learn_trusted_only: bool,
     /// The interfaces the DNS capture is attached to.
     pub(crate) captures: Vec<(String, aya::programs::tc::SchedClassifierLinkId)>,
+    /// The gateway's own interface addresses, as last told.
+    pub(crate) local: Vec<ipnet::IpNet>,
+    /// What `ADDR_ROLES` holds.
+    pub(crate) roles: std::collections::HashMap<[u8; 16], u32>,
+    /// The prefixes `ALLOW_V4` / `ALLOW_V6` hold.
+    pub(crate) allowed: Vec<ipnet::IpNet>,
 }
 
 impl Datapath {
@@ -229,6 +237,9 @@ impl Datapath {
             learning: false,
             learn_trusted_only: false,
             captures: Vec::new(),
+            local: Vec::new(),
+            roles: std::collections::HashMap::new(),
+            allowed: Vec::new(),
         })
     }
 

@@ -10,6 +10,7 @@ pub mod learning;
 pub mod load;
 pub mod mmap;
 pub mod pins;
+pub mod policy_maps;
 pub mod ports;
 pub mod probe;
 pub mod sync;

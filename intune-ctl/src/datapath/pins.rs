@@ -22,9 +22,11 @@ use aya::{
 use intune_common::{
     learn::LEARNED,
     maps::{
-        CONFIG, DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, OUTCOME_STATS, PORT_SETS,
-        PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS, RULE_STATS, V4_TBL16, V4_TBL24, V4_TBL32,
+        ADDR_ROLES, ALLOW_V4, ALLOW_V6, CONFIG, IFACE_DIRECTION, LPM_V4, LPM_V6, OUTCOME_STATS,
+        PORT_SETS, PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS, RULE_STATS, V4_TBL16, V4_TBL24,
+        V4_TBL32,
     },
+    outcome::OUTCOME_COUNT,
 };
 
 /// The maps shared by every program the daemon loads: the counters, and the port slots that
@@ -39,7 +41,7 @@ pub const SHARED_MAPS: [&str; 5] = [
 
 /// The maps a decision reads: pinned by each daemon for its program, so `lookup` can ask a
 /// copy of the program against them (with counters of its own).
-pub const LOOKUP_MAPS: [&str; 10] = [
+pub const LOOKUP_MAPS: [&str; 12] = [
     LEARNED,
     LPM_V4,
     LPM_V6,
@@ -49,7 +51,9 @@ pub const LOOKUP_MAPS: [&str; 10] = [
     PORT_SETS,
     CONFIG,
     IFACE_DIRECTION,
-    DNS_RESOLVERS,
+    ADDR_ROLES,
+    ALLOW_V4,
+    ALLOW_V6,
 ];
 
 #[derive(Clone, Debug)]
@@ -78,21 +82,25 @@ impl Pins {
         self.dir.join("prog")
     }
 
-    /// Creates the directories; drops a pinned counter map too small for `rules` rules (its
-    /// counters start over, which is said in the log).
+    /// Creates the directories; drops a pinned counter map too small for `rules` rules, or
+    /// for the outcomes this program counts (its counters start over, which is said in the
+    /// log).
     pub fn prepare(&self, rules: u32) -> io::Result<()> {
         std::fs::create_dir_all(self.dir.join("maps"))?;
         std::fs::create_dir_all(self.dir.join("links"))?;
-        let stats = self.map(RULE_STATS);
-        if let Ok(map) = MapData::from_pin(&stats) {
-            let entries = map.info().map(|i| i.max_entries()).unwrap_or(0);
-            if entries < rules {
-                tracing::warn!(
-                    entries,
-                    needed = rules,
-                    "the pinned rule counters are too small for this rule set; they start over"
-                );
-                std::fs::remove_file(&stats)?;
+        for (name, needed) in [(RULE_STATS, rules), (OUTCOME_STATS, OUTCOME_COUNT)] {
+            let path = self.map(name);
+            if let Ok(map) = MapData::from_pin(&path) {
+                let entries = map.info().map(|i| i.max_entries()).unwrap_or(0);
+                if entries < needed {
+                    tracing::warn!(
+                        map = name,
+                        entries,
+                        needed,
+                        "a pinned counter map is too small for this program; its counters start over"
+                    );
+                    std::fs::remove_file(&path)?;
+                }
             }
         }
         Ok(())

@@ -2,10 +2,10 @@
 //! the next without a gap: everything new is written before anything old is removed, so an
 //! address allowed before and after is allowed throughout.
 
-use aya::maps::{Array, HashMap, LpmTrie, Map, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key};
+use aya::maps::{Array, LpmTrie, Map, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key};
 use intune_common::maps::{
-    CONFIG, Config, Counter, DNS_RESOLVERS, IFACE_DIRECTION, LPM_V4, LPM_V6, PORT_SETS, PortSet,
-    RULE_STATS, RuleRef, V4_TBL16, V4_TBL24, V4_TBL32,
+    CONFIG, Config, Counter, LPM_V4, LPM_V6, PORT_SETS, PortSet, RULE_STATS, RuleRef, V4_TBL16,
+    V4_TBL24, V4_TBL32,
 };
 use ipnet::IpNet;
 
@@ -217,64 +217,6 @@ impl Datapath {
             config.flags |= Config::FLAG_LEARN_TRUSTED;
         }
         config
-    }
-
-    /// Moves the running program to `policy`: new resolvers and interface directions go in,
-    /// the config switches, entries the old policy had and this one has not leave last.
-    pub fn set_policy(&mut self, policy: &Policy) -> Result<(), DatapathError> {
-        let old = std::mem::replace(&mut self.policy, policy.clone());
-        self.write_policy()?;
-        if let Some(config) = self.installed.as_ref().map(|r| self.config_for(r)) {
-            self.write_config(config)?;
-        }
-        let keep_keys = self.policy.dns_resolver_keys();
-        let mut resolvers = HashMap::<_, [u8; 16], u8>::try_from(self.map_mut(DNS_RESOLVERS)?)
-            .map_err(map_err(DNS_RESOLVERS))?;
-        for key in old.dns_resolver_keys() {
-            if !keep_keys.contains(&key) {
-                resolvers.remove(&key).map_err(map_err(DNS_RESOLVERS))?;
-            }
-        }
-        let keep_ifaces: Vec<u32> = self
-            .policy
-            .iface_directions
-            .iter()
-            .map(|(i, _)| *i)
-            .collect();
-        let mut ifaces = HashMap::<_, u32, u32>::try_from(self.map_mut(IFACE_DIRECTION)?)
-            .map_err(map_err(IFACE_DIRECTION))?;
-        for (ifindex, _) in &old.iface_directions {
-            if !keep_ifaces.contains(ifindex) {
-                ifaces.remove(ifindex).map_err(map_err(IFACE_DIRECTION))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes the resolvers and interface directions of the current policy.
-    fn write_policy(&mut self) -> Result<(), DatapathError> {
-        let keys = self.policy.dns_resolver_keys();
-        let mut resolvers = HashMap::<_, [u8; 16], u8>::try_from(self.map_mut(DNS_RESOLVERS)?)
-            .map_err(map_err(DNS_RESOLVERS))?;
-        for key in keys {
-            resolvers
-                .insert(key, 1, 0)
-                .map_err(map_err(DNS_RESOLVERS))?;
-        }
-        let dirs: Vec<(u32, u32)> = self
-            .policy
-            .iface_directions
-            .iter()
-            .map(|(i, d)| (*i, d.bits()))
-            .collect();
-        let mut ifaces = HashMap::<_, u32, u32>::try_from(self.map_mut(IFACE_DIRECTION)?)
-            .map_err(map_err(IFACE_DIRECTION))?;
-        for (ifindex, dir) in dirs {
-            ifaces
-                .insert(ifindex, dir, 0)
-                .map_err(map_err(IFACE_DIRECTION))?;
-        }
-        Ok(())
     }
 
     pub fn write_config(&mut self, config: Config) -> Result<(), DatapathError> {

@@ -212,6 +212,25 @@ fn validate(raw: RawEndpointSet, source: Source) -> Result<EndpointSet, SchemaEr
     if raw.any_address && (!ips.is_empty() || !urls.is_empty() || ports.is_empty()) {
         return Err(field("anyAddress", "needs ports and no urls or ips".into()));
     }
+    if source == Source::Service {
+        // What the network fetches must not open a port to the whole Internet, or a range
+        // no service owns: such sets come only from files the admin wrote.
+        if raw.any_address {
+            return Err(field(
+                "anyAddress",
+                "port-only sets are not taken from the web service".into(),
+            ));
+        }
+        if let Some(wide) = ips.iter().find(|n| n.prefix_len() < min_service_prefix(n)) {
+            return Err(field(
+                "ips",
+                format!(
+                    "{wide} is wider than /{}: not taken from the web service",
+                    min_service_prefix(wide)
+                ),
+            ));
+        }
+    }
     Ok(EndpointSet {
         id,
         service_area_display_name: raw
@@ -229,6 +248,14 @@ fn validate(raw: RawEndpointSet, source: Source) -> Result<EndpointSet, SchemaEr
         any_address: raw.any_address,
         source,
     })
+}
+
+/// The shortest prefix the web service may send: /8 for IPv4, /16 for IPv6.
+fn min_service_prefix(net: &IpNet) -> u8 {
+    match net {
+        IpNet::V4(_) => 8,
+        IpNet::V6(_) => 16,
+    }
 }
 
 /// A CIDR prefix; host bits are cleared, as the service sometimes sends them set.

@@ -15,6 +15,12 @@ pub const DEFAULT_URL: &str = "https://endpoints.office.com";
 pub const MIN_INTERVAL: Duration = Duration::from_secs(3600);
 /// How long to wait after a 429 that names no time.
 pub const RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
+/// The longest wait a 429's Retry-After may ask for: the list must not go stale for weeks
+/// because a header said so (or overflow a deadline).
+pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(24 * 3600);
+/// The largest answer read: the real list is about 100 KB; a service that sends more is
+/// broken or hostile, and must not exhaust a gateway's memory.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
 
 /// The service's instances.
 #[derive(
@@ -114,6 +120,12 @@ pub enum ServiceError {
     Parse { url: String, source: SchemaError },
     #[error("{url}: the version answer is not {{\"instance\", \"latest\"}}: {message}")]
     Version { url: String, message: String },
+    #[error(
+        "{url}: the web service must be https (plain http only on a loopback address, for tests)"
+    )]
+    NotHttps { url: String },
+    #[error("{url}: the answer is larger than {} MiB", MAX_BODY_BYTES >> 20)]
+    TooLarge { url: String },
 }
 
 impl ServiceError {
@@ -149,11 +161,15 @@ impl ServiceClient {
         cfg: ServiceConfig,
         client_request_id: uuid::Uuid,
     ) -> Result<ServiceClient, ServiceError> {
+        check_scheme(&cfg.base_url)?;
         // rustls needs a crypto provider; installing twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.request_timeout)
+            // A redirect could lead anywhere, plain http included: the configured URL answers
+            // or the check fails.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("intune-ctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ServiceError::Http {
@@ -243,7 +259,7 @@ impl ServiceClient {
             url: url.to_string(),
             message: error_chain(&e.without_url()),
         };
-        let response = self.http.get(url).send().await.map_err(http)?;
+        let mut response = self.http.get(url).send().await.map_err(http)?;
         let status = response.status().as_u16();
         if status == 429 {
             let wait = response
@@ -251,7 +267,7 @@ impl ServiceClient {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs)
+                .map(|secs| Duration::from_secs(secs).min(MAX_RATE_LIMIT_WAIT))
                 .unwrap_or(RATE_LIMIT_WAIT);
             return Err(ServiceError::RateLimited {
                 url: url.to_string(),
@@ -264,7 +280,45 @@ impl ServiceClient {
                 status,
             });
         }
-        response.text().await.map_err(http)
+        let too_large = || ServiceError::TooLarge {
+            url: url.to_string(),
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(http)? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        String::from_utf8(body).map_err(|e| ServiceError::Http {
+            url: url.to_string(),
+            message: format!("the answer is not UTF-8: {e}"),
+        })
+    }
+}
+
+/// https, or http to a loopback address (a test's local server).
+fn check_scheme(base_url: &str) -> Result<(), ServiceError> {
+    let not_https = || ServiceError::NotHttps {
+        url: base_url.to_string(),
+    };
+    let url = reqwest::Url::parse(base_url).map_err(|_| not_https())?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(not_https()),
     }
 }
 
@@ -279,4 +333,31 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_loopback_http_is_accepted() {
+        for ok in [
+            "https://endpoints.office.com",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080/",
+            "http://localhost:1",
+        ] {
+            assert!(check_scheme(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://endpoints.office.com",
+            "http://192.0.2.1",
+            "ftp://127.0.0.1",
+            "endpoints.office.com",
+            "http://127.0.0.1.example.com",
+        ] {
+            let e = check_scheme(bad).expect_err(bad).to_string();
+            assert!(e.contains("https"), "{bad}: {e}");
+        }
+    }
 }

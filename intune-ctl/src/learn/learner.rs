@@ -208,7 +208,8 @@ fn realtime() {
     let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
     param.sched_priority = 10;
     // SAFETY: sets this thread's own policy with a valid parameter.
-    let err = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+    let err =
+        unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
     if err != 0 {
         tracing::info!(
             error = %std::io::Error::from_raw_os_error(err),

@@ -37,7 +37,14 @@ const PACKAGE_TEST: &str = "package_systemd";
 pub fn build(workspace: &std::path::Path, deb: bool) -> anyhow::Result<Binaries> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(&cargo)
-        .args(["test", "--no-run", "--package", "intune-tests", "--target", TARGET])
+        .args([
+            "test",
+            "--no-run",
+            "--package",
+            "intune-tests",
+            "--target",
+            TARGET,
+        ])
         .args(["--message-format", "json-render-diagnostics"])
         .current_dir(workspace)
         .stderr(std::process::Stdio::inherit())
@@ -52,10 +59,8 @@ pub fn build(workspace: &std::path::Path, deb: bool) -> anyhow::Result<Binaries>
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        let (Some(exe), Some(name)) = (
-            msg["executable"].as_str(),
-            msg["target"]["name"].as_str(),
-        ) else {
+        let (Some(exe), Some(name)) = (msg["executable"].as_str(), msg["target"]["name"].as_str())
+        else {
             continue;
         };
         let kinds = msg["target"]["kind"].to_string();
@@ -72,7 +77,11 @@ pub fn build(workspace: &std::path::Path, deb: bool) -> anyhow::Result<Binaries>
         }
     }
     let bench = bench.context("cargo built no intune-bench binary")?;
-    let deb = if deb { Some(build_deb(workspace, &cargo)?) } else { None };
+    let deb = if deb {
+        Some(build_deb(workspace, &cargo)?)
+    } else {
+        None
+    };
     Ok(Binaries { tests, bench, deb })
 }
 
@@ -91,9 +100,23 @@ fn build_deb(workspace: &std::path::Path, cargo: &str) -> anyhow::Result<PathBuf
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    run(&["build", "--release", "--quiet", "--package", "intune-ctl", "--target", TARGET])?;
+    run(&[
+        "build",
+        "--release",
+        "--quiet",
+        "--package",
+        "intune-ctl",
+        "--target",
+        TARGET,
+    ])?;
     let printed = run(&[
-        "deb", "--package", "intune-ctl", "--target", TARGET, "--no-build", "--no-strip",
+        "deb",
+        "--package",
+        "intune-ctl",
+        "--target",
+        TARGET,
+        "--no-build",
+        "--no-strip",
     ])?;
     let deb = printed
         .lines()

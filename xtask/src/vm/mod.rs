@@ -34,7 +34,10 @@ pub fn vm_test(workspace: &Path, suites: &[&str], opts: &Options) -> anyhow::Res
     let (only, test_args) = (opts.only, opts.test_args);
     let steps = guest::steps();
     if let Some(unknown) = only.iter().find(|s| !steps.contains(&s.as_str())) {
-        bail!("unknown step {unknown:?} for --only: give {}", steps.join(", "));
+        bail!(
+            "unknown step {unknown:?} for --only: give {}",
+            steps.join(", ")
+        );
     }
     // Every guest puts the .deb through systemd: the hardened unit must work on each kernel.
     let package = only.is_empty() || only.iter().any(|s| s == "package_systemd");

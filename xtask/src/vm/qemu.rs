@@ -56,15 +56,28 @@ pub fn boot(
     let console = std::fs::File::create(out.join("console.log")).context("the console log")?;
     let started = Instant::now();
     let mut qemu = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-m", "2048", "-smp", "2", "-display", "none", "-vga", "none"])
-        .args(["-nic", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none"])
+        .args([
+            "-accel", "tcg", "-m", "2048", "-smp", "2", "-display", "none", "-vga", "none",
+        ])
+        .args([
+            "-nic",
+            "none",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+            "-monitor",
+            "none",
+        ])
         .arg("-kernel")
         .arg(&image.kernel)
         .arg("-initrd")
         .arg(&image.initrd)
         .args(["-append", &append])
         .arg("-drive")
-        .arg(format!("file={},if=virtio,format=qcow2", path_str(&overlay)?))
+        .arg(format!(
+            "file={},if=virtio,format=qcow2",
+            path_str(&overlay)?
+        ))
         .args(["-virtfs", &share("ws", workspace, true)?])
         .args(["-virtfs", &share("out", out, false)?])
         .stdin(Stdio::null())

@@ -1,0 +1,143 @@
+//! The policy's maps: the addresses with a role (resolvers, DHCP servers, the gateway's own
+//! addresses and broadcasts), the per-interface directions and the `[[policy.allow]]`
+//! services. Each moves to its new contents by writing what is new before removing what left.
+
+use std::collections::HashMap as StdHashMap;
+
+use aya::maps::{HashMap, LpmTrie, lpm_trie::Key};
+use intune_common::maps::{ADDR_ROLES, ALLOW_V4, ALLOW_V6, AllowEntry, IFACE_DIRECTION};
+use ipnet::IpNet;
+
+use super::{Datapath, DatapathError, sync::map_err};
+use crate::policy::{Policy, allow_entries};
+
+impl Datapath {
+    /// Moves the running program to `policy`: new entries go in, the config switches, entries
+    /// the old policy had and this one has not leave last.
+    pub fn set_policy(&mut self, policy: &Policy) -> Result<(), DatapathError> {
+        let allow = allow_entries(&policy.allow)?;
+        let old = std::mem::replace(&mut self.policy, policy.clone());
+        self.write_roles()?;
+        self.write_iface_directions(&old)?;
+        let old_allowed = std::mem::take(&mut self.allowed);
+        self.write_allow(&allow)?;
+        if let Some(config) = self.installed.as_ref().map(|r| self.config_for(r)) {
+            self.write_config(config)?;
+        }
+        let left: Vec<IpNet> = old_allowed
+            .into_iter()
+            .filter(|p| !self.allowed.contains(p))
+            .collect();
+        self.remove_allow(left)
+    }
+
+    /// The gateway's own interface addresses changed (netlink): traffic to them, and to their
+    /// subnets' broadcasts, is local from now on.
+    pub fn set_local_addresses(&mut self, local: &[IpNet]) -> Result<(), DatapathError> {
+        self.local = local.to_vec();
+        self.write_roles()
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The gateway's own addresses the program knows.
+    pub fn local_addresses(&self) -> &[IpNet] {
+        &self.local
+    }
+
+    /// Writes the policy's maps into a freshly loaded program.
+    pub(super) fn write_policy(&mut self) -> Result<(), DatapathError> {
+        let allow = allow_entries(&self.policy.allow)?;
+        self.write_roles()?;
+        self.write_iface_directions(&Policy::default())?;
+        self.write_allow(&allow)
+    }
+
+    /// `ADDR_ROLES` from the policy and the local addresses: changed entries first, then the
+    /// ones that left.
+    fn write_roles(&mut self) -> Result<(), DatapathError> {
+        let want = self.policy.address_roles(&self.local);
+        let old = std::mem::take(&mut self.roles);
+        let mut map = HashMap::<_, [u8; 16], u32>::try_from(self.map_mut(ADDR_ROLES)?)
+            .map_err(map_err(ADDR_ROLES))?;
+        for (key, bits) in &want {
+            if old.get(key) != Some(bits) {
+                map.insert(key, bits, 0).map_err(map_err(ADDR_ROLES))?;
+            }
+        }
+        for key in old.keys().filter(|k| !want.contains_key(*k)) {
+            map.remove(key).map_err(map_err(ADDR_ROLES))?;
+        }
+        self.roles = want;
+        Ok(())
+    }
+
+    fn write_iface_directions(&mut self, old: &Policy) -> Result<(), DatapathError> {
+        let want: StdHashMap<u32, u32> = self
+            .policy
+            .iface_directions
+            .iter()
+            .map(|(i, d)| (*i, d.bits()))
+            .collect();
+        let mut map = HashMap::<_, u32, u32>::try_from(self.map_mut(IFACE_DIRECTION)?)
+            .map_err(map_err(IFACE_DIRECTION))?;
+        for (ifindex, dir) in &want {
+            map.insert(ifindex, dir, 0)
+                .map_err(map_err(IFACE_DIRECTION))?;
+        }
+        for (ifindex, _) in &old.iface_directions {
+            if !want.contains_key(ifindex) {
+                map.remove(ifindex).map_err(map_err(IFACE_DIRECTION))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_allow(&mut self, entries: &[(IpNet, AllowEntry)]) -> Result<(), DatapathError> {
+        for (net, entry) in entries {
+            match net {
+                IpNet::V4(n) => {
+                    let mut trie =
+                        LpmTrie::<_, [u8; 4], AllowEntry>::try_from(self.map_mut(ALLOW_V4)?)
+                            .map_err(map_err(ALLOW_V4))?;
+                    let key = Key::new(u32::from(n.prefix_len()), n.network().octets());
+                    trie.insert(&key, entry, 0).map_err(map_err(ALLOW_V4))?;
+                }
+                IpNet::V6(n) => {
+                    let mut trie =
+                        LpmTrie::<_, [u8; 16], AllowEntry>::try_from(self.map_mut(ALLOW_V6)?)
+                            .map_err(map_err(ALLOW_V6))?;
+                    let key = Key::new(u32::from(n.prefix_len()), n.network().octets());
+                    trie.insert(&key, entry, 0).map_err(map_err(ALLOW_V6))?;
+                }
+            }
+            self.allowed.push(*net);
+        }
+        Ok(())
+    }
+
+    fn remove_allow(&mut self, nets: Vec<IpNet>) -> Result<(), DatapathError> {
+        for net in nets {
+            match net {
+                IpNet::V4(n) => {
+                    let mut trie =
+                        LpmTrie::<_, [u8; 4], AllowEntry>::try_from(self.map_mut(ALLOW_V4)?)
+                            .map_err(map_err(ALLOW_V4))?;
+                    trie.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
+                        .map_err(map_err(ALLOW_V4))?;
+                }
+                IpNet::V6(n) => {
+                    let mut trie =
+                        LpmTrie::<_, [u8; 16], AllowEntry>::try_from(self.map_mut(ALLOW_V6)?)
+                            .map_err(map_err(ALLOW_V6))?;
+                    trie.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
+                        .map_err(map_err(ALLOW_V6))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
