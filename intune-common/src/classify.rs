@@ -43,6 +43,8 @@ pub struct IpPacket {
     pub quoted_l4: u8,
     pub quoted_dport: u16,
     pub quoted_dst: [u8; 16],
+    /// Where the transport header starts, from the frame's first byte (when `has_ports`).
+    pub l4_off: u16,
 }
 
 impl IpPacket {
@@ -63,6 +65,7 @@ impl IpPacket {
             quoted_l4: 0,
             quoted_dport: 0,
             quoted_dst: [0; 16],
+            l4_off: 0,
         }
     }
 }
@@ -492,7 +495,10 @@ pub fn parse_frame(frame: &[u8]) -> Parsed {
         _ => return Parsed::NotIp,
     };
     match parsed {
-        Some(pkt) => Parsed::Ip(pkt),
+        Some(mut pkt) => {
+            pkt.l4_off += off as u16;
+            Parsed::Ip(pkt)
+        }
         None => Parsed::Malformed,
     }
 }
@@ -515,6 +521,7 @@ fn parse_ipv4(ip: &[u8]) -> Option<IpPacket> {
     pkt.later_fragment = be16(ip, 6)? & IPV4_FRAG_OFFSET_MASK != 0;
     if !pkt.later_fragment {
         // The transport header must lie inside the IP packet, not in Ethernet padding.
+        pkt.l4_off = hlen as u16;
         parse_l4(&ip[hlen..total], IPPROTO_ICMP, &mut pkt)?;
     }
     Some(pkt)
@@ -559,6 +566,7 @@ fn parse_ipv6(ip: &[u8]) -> Option<IpPacket> {
         skipped += 1;
     }
     pkt.l4 = next;
+    pkt.l4_off = off as u16;
     parse_l4(ip.get(off..)?, IPPROTO_ICMPV6, &mut pkt)?;
     Some(pkt)
 }

@@ -1,8 +1,10 @@
 //! Learning addresses from the DNS answers that cross the gateway: what the capture program
 //! hands to userspace, and the map of learned addresses the classifier consults.
 
-/// Program array whose entry 0 is the capture's second program, `intune_dns_answers`.
+/// Program array whose entry [`ANSWERS_PROGRAM_INDEX`] is the capture's second program,
+/// `intune_dns_answers`.
 pub const DNS_TAIL: &str = "DNS_TAIL";
+pub const ANSWERS_PROGRAM_INDEX: u32 = 0;
 /// Ring buffer of [`DnsEvent`]: DNS responses (UDP source port 53) leaving towards devices.
 pub const DNS_EVENTS: &str = "DNS_EVENTS";
 /// Hash of address (IPv6, or IPv4 mapped `::ffff:a.b.c.d`) -> [`crate::maps::RuleRef`]: the
@@ -23,6 +25,44 @@ pub const MAX_LEARN_TRUSTED: u32 = 64;
 /// confirmed (no counter of its own).
 pub const PROVISIONAL_RULE: u32 = u32::MAX - 1;
 
+/// LRU hash of [`QueryKey`] -> [`QueryValue`]: the DNS queries devices sent that the
+/// classifier passed, written by its query program and consumed by the capture: only an answer
+/// to one of them teaches.
+pub const DNS_QUERIES: &str = "DNS_QUERIES";
+/// Outstanding queries remembered: a busy site's queries of several seconds.
+pub const MAX_DNS_QUERIES: u32 = 16_384;
+
+/// A query as its answer will name it: the resolver asked, the device and its port, the id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryKey {
+    /// IPv6, or IPv4 mapped.
+    pub resolver: [u8; 16],
+    pub client: [u8; 16],
+    pub client_port: u16,
+    pub id: u16,
+    pub _pad: [u8; 4],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryValue {
+    /// [`question_hash`] of the question section.
+    pub question: u64,
+}
+
+/// FNV-1a over the question section's bytes as sent (name, type, class): a resolver echoes
+/// them, so the answer's must hash the same.
+pub const QUESTION_HASH_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+#[inline(always)]
+pub fn question_hash_push(h: u64, byte: u8) -> u64 {
+    (h ^ byte as u64).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+/// Bytes of a question section at most: a 255-byte name, type and class.
+pub const MAX_QUESTION: usize = 255 + 4;
+
 /// Told apart in the key: an exact name, or the part of a wildcard after `*.`.
 pub const KEY_EXACT: u64 = 0x5a5a_0000_0000_0001;
 pub const KEY_SUFFIX: u64 = 0xa5a5_0000_0000_0002;
@@ -31,7 +71,11 @@ pub const KEY_SUFFIX: u64 = 0xa5a5_0000_0000_0002;
 /// `h = h * B + byte` from the first character on. From the hash of the whole name, the hash
 /// of the text before a position and the length after it, the hash of the suffix from there
 /// follows without reading it again: that lets the kernel read a name once, from the front.
-const NAME_HASH_BASE: u64 = 0x0000_0100_0000_01b3;
+///
+/// `B` is [`Config::name_hash_key`](crate::maps::Config::name_hash_key), odd and chosen at
+/// random at every load: with a public base anyone could compute a name that collides with an
+/// endpoint name and have the capture take its addresses in. A name is at most 255 bytes,
+/// far too short for the base-independent collisions of such hashes (2,048 bytes and up).
 pub const NAME_HASH_START: u64 = 0;
 /// Labels of a question name the capture program reads at most (a power of two).
 pub const MAX_NAME_LABELS: usize = 16;
@@ -39,21 +83,21 @@ pub const MAX_NAME_LABELS: usize = 16;
 pub const MAX_ANSWER_RECORDS: usize = 16;
 
 #[inline(always)]
-pub fn name_hash_push(h: u64, byte: u8) -> u64 {
+pub fn name_hash_push(h: u64, byte: u8, key: u64) -> u64 {
     let lower = if byte.is_ascii_uppercase() {
         byte | 0x20
     } else {
         byte
     };
-    h.wrapping_mul(NAME_HASH_BASE).wrapping_add(lower as u64)
+    h.wrapping_mul(key).wrapping_add(lower as u64)
 }
 
 /// The hash of the last `len` characters of a text whose hash is `whole`, when the text
 /// before them hashes to `before`.
 #[inline(always)]
-pub fn name_hash_suffix(whole: u64, before: u64, len: usize) -> u64 {
-    // BASE^len by squaring: eight rounds cover any name (len < 256).
-    let (mut power, mut base, mut e) = (1u64, NAME_HASH_BASE, len);
+pub fn name_hash_suffix(whole: u64, before: u64, len: usize, key: u64) -> u64 {
+    // KEY^len by squaring: eight rounds cover any name (len < 256).
+    let (mut power, mut base, mut e) = (1u64, key, len);
     for _ in 0..8 {
         if e & 1 != 0 {
             power = power.wrapping_mul(base);
@@ -64,9 +108,12 @@ pub fn name_hash_suffix(whole: u64, before: u64, len: usize) -> u64 {
     whole.wrapping_sub(before.wrapping_mul(power))
 }
 
-/// The key of a name (labels joined by dots, no trailing dot) of `kind`.
-pub fn name_key(name: &str, kind: u64) -> u64 {
-    name.bytes().fold(NAME_HASH_START, name_hash_push) ^ kind
+/// The key of a name (labels joined by dots, no trailing dot) of `kind`, under the hash key
+/// of the loaded program.
+pub fn name_key(name: &str, kind: u64, key: u64) -> u64 {
+    name.bytes()
+        .fold(NAME_HASH_START, |h, b| name_hash_push(h, b, key))
+        ^ kind
 }
 
 #[cfg(test)]
@@ -75,18 +122,30 @@ mod tests {
 
     #[test]
     fn a_suffix_hash_follows_from_the_whole_and_the_part_before() {
-        let name = "X.Manage.Microsoft.com";
-        let whole = name.bytes().fold(NAME_HASH_START, name_hash_push);
-        let before = "x.".bytes().fold(NAME_HASH_START, name_hash_push);
-        let suffix = name_hash_suffix(whole, before, "manage.microsoft.com".len());
-        assert_eq!(
-            suffix ^ KEY_SUFFIX,
-            name_key("manage.microsoft.com", KEY_SUFFIX)
-        );
-        assert_ne!(
-            suffix ^ KEY_SUFFIX,
-            name_key("manage.microsoft.co", KEY_SUFFIX)
-        );
+        for key in [0x0000_0100_0000_01b3, 0x9e37_79b9_7f4a_7c15] {
+            let hash = |t: &str| {
+                t.bytes()
+                    .fold(NAME_HASH_START, |h, b| name_hash_push(h, b, key))
+            };
+            let whole = hash("X.Manage.Microsoft.com");
+            let before = hash("x.");
+            let suffix = name_hash_suffix(whole, before, "manage.microsoft.com".len(), key);
+            assert_eq!(
+                suffix ^ KEY_SUFFIX,
+                name_key("manage.microsoft.com", KEY_SUFFIX, key)
+            );
+            assert_ne!(
+                suffix ^ KEY_SUFFIX,
+                name_key("manage.microsoft.co", KEY_SUFFIX, key)
+            );
+        }
+    }
+
+    #[test]
+    fn the_key_changes_every_name_hash() {
+        let a = name_key("manage.microsoft.com", KEY_SUFFIX, 0x0000_0100_0000_01b3);
+        let b = name_key("manage.microsoft.com", KEY_SUFFIX, 0x9e37_79b9_7f4a_7c15);
+        assert_ne!(a, b);
     }
 }
 
@@ -110,7 +169,12 @@ pub struct DnsEvent {
     /// Bytes of the message in the packet: more than `len` when it was cut.
     pub wire_len: u16,
     pub is_v6: u8,
-    pub _pad: [u8; 7],
+    /// 1 when the answer matches a query the classifier saw a device send (resolver, device
+    /// and port, id, question), which it consumed: only such answers teach.
+    pub solicited: u8,
+    /// The device's port (the answer's destination port).
+    pub client_port: u16,
+    pub _pad: [u8; 4],
     /// The resolver's address (IPv4 in the first four bytes).
     pub src: [u8; 16],
     /// The device's address.
@@ -119,5 +183,9 @@ pub struct DnsEvent {
 }
 
 #[cfg(feature = "user")]
-// SAFETY: repr(C), integers and byte arrays only, no implicit padding.
-unsafe impl aya::Pod for DnsEvent {}
+mod pod {
+    // SAFETY: repr(C), integers and byte arrays only, no implicit padding.
+    unsafe impl aya::Pod for super::DnsEvent {}
+    unsafe impl aya::Pod for super::QueryKey {}
+    unsafe impl aya::Pod for super::QueryValue {}
+}

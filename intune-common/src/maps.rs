@@ -39,8 +39,12 @@ pub const ALLOW_V4: &str = "ALLOW_V4";
 pub const ALLOW_V6: &str = "ALLOW_V6";
 /// Array with one [`Trace`]: the last decision, written only when [`Config::FLAG_TRACE`] is set.
 pub const TRACE: &str = "TRACE";
-/// The log program's slot for the classifier's tail call (debug level only).
-pub const LOG_TAIL: &str = "LOG_TAIL";
+/// The classifier's tail calls: the log program (debug level only) and the DNS query
+/// recorder (learning on).
+pub const XDP_TAIL: &str = "XDP_TAIL";
+/// `XDP_TAIL`'s entries.
+pub const LOG_PROGRAM_INDEX: u32 = 0;
+pub const QUERY_PROGRAM_INDEX: u32 = 1;
 
 /// Default capacities; userspace may raise them before loading.
 pub const MAX_PREFIXES_V4: u32 = 1 << 21;
@@ -225,6 +229,8 @@ pub struct Config {
     pub port_only_rule: u32,
     /// Explicit padding: keeps the layout free of compiler-chosen bytes.
     pub _pad: u32,
+    /// The capture's name hash key (see `learn::NAME_HASH_START`): odd, random at each load.
+    pub name_hash_key: u64,
 }
 
 impl Config {

@@ -170,8 +170,30 @@ async fn sleep_until_some(at: Option<Instant>) {
     }
 }
 
+/// The resolvers whose answers teach: `learn_trusted`, else the policy's `dns_resolvers`.
+/// With neither, any server a device asks could open any address to every device: learning
+/// is refused.
+pub fn trusted_resolvers(args: &RunArgs) -> anyhow::Result<Vec<std::net::IpAddr>> {
+    let trusted = if args.dns.learn_trusted.is_empty() {
+        &args.policy.dns_resolvers
+    } else {
+        &args.dns.learn_trusted
+    };
+    if trusted.is_empty() {
+        bail!(
+            "learning from DNS needs the resolvers it may trust: set [dns] learn_trusted \
+             (--learn-trusted) or [policy] dns_resolvers (--dns-resolver); an answer from any \
+             other server could open any address to every device"
+        );
+    }
+    Ok(trusted.clone())
+}
+
 /// The policy of `args`, with per-interface directions by ifindex.
 fn policy_of(args: &RunArgs) -> anyhow::Result<Policy> {
+    if args.dns.learn_from_dns {
+        trusted_resolvers(args)?;
+    }
     let mut policy = args.policy.policy();
     if args.ifaces.is_empty() {
         bail!("no interface to attach to: give --iface IF or an [[interface]] in the config");
@@ -220,10 +242,30 @@ impl Daemon {
         let state = StateDir::open(&args.service.state_dir)?;
         // The rules a previous daemon installed keep their indices: their counters carry on.
         let previous = recorded_rules(&state);
-        let (sets, rules) = args.rules.build(service, previous.as_ref())?;
+        let (sets, mut rules) = args.rules.build(service, previous.as_ref())?;
         let mut watcher = args.dns.watcher()?;
         if let Some(w) = watcher.as_mut() {
             w.follow(&sets, Instant::now());
+            // The addresses the previous daemon resolved are back before the attach: a name
+            // outside the listed prefixes must not be blocked until it is looked up again
+            // (for the whole outage, if the resolver is down).
+            let restored = match state.load_resolved() {
+                Ok(held) => w.restore(&held, Instant::now()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the recorded resolved addresses; starting without them");
+                    0
+                }
+            };
+            if restored > 0 {
+                rules = args
+                    .rules
+                    .build_resolved(service, Some(w), previous.as_ref())?
+                    .1;
+                tracing::info!(
+                    restored,
+                    "took back the addresses resolved before the restart"
+                );
+            }
         }
         bpffs::ensure_dir(&args.bpffs_dir).with_context(|| {
             format!(
@@ -543,12 +585,23 @@ impl Daemon {
         } else {
             self.refresher.take()
         };
+        let service = service_sets(refresher.as_ref());
         let watcher = if new.dns != self.args.dns {
-            new.dns.watcher()?
+            // New resolver settings: the addresses held so far carry over (with the new
+            // limits) until the new watcher's own answers replace them.
+            let mut fresh = new.dns.watcher()?;
+            if let (Some(w), Some(old), Ok(sets)) = (
+                fresh.as_mut(),
+                self.watcher.as_ref(),
+                new.rules.effective(service),
+            ) {
+                w.follow(&sets, Instant::now());
+                w.restore(&old.held(), Instant::now());
+            }
+            fresh
         } else {
             self.watcher.take()
         };
-        let service = service_sets(refresher.as_ref());
         let built = new.rules.effective(service).and_then(|sets| {
             new.rules
                 .build_resolved(service, watcher.as_ref(), self.dp.installed())
@@ -653,36 +706,30 @@ impl Daemon {
     /// The DNS capture on every interface, and the learner reading it.
     fn start_learning(&mut self, sets: &[EndpointSet]) -> anyhow::Result<()> {
         let names: Vec<String> = self.args.ifaces.iter().map(|i| i.name.clone()).collect();
+        let trusted = trusted_resolvers(&self.args)?;
         let maps = self
             .dp
-            .start_learning(&names, &self.args.dns.learn_trusted, &self.pins)
+            .start_learning(&names, &trusted, &self.pins)
             .context("starting the DNS capture")?;
         let settings = Settings {
-            trusted: self.args.dns.learn_trusted.clone(),
+            trusted: trusted.clone(),
             grace: self.args.dns.dns_grace,
+            max_ttl: self.args.dns.dns_max_ttl,
             cap: self.args.dns.learn_max,
             rule_base: self.dp.learned_rule_base(),
+            name_hash_key: self.dp.name_hash_key(),
         };
         let state = StateDir::open(self.state.path())?;
         self.learner =
             Some(Learner::start(maps, settings, Some(state)).context("starting the learner")?);
         println!(
-            "learning addresses from DNS answers on {}{}",
+            "learning addresses from DNS answers on {} (from {}, to the queries devices send)",
             names.join(", "),
-            if self.args.dns.learn_trusted.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " (from {})",
-                    self.args
-                        .dns
-                        .learn_trusted
-                        .iter()
-                        .map(|a| a.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
+            trusted
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         self.learn_names(sets);
         Ok(())

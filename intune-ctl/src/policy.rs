@@ -229,6 +229,8 @@ impl Policy {
             port_only_set,
             port_only_rule,
             _pad: 0,
+            // The datapath sets its own.
+            name_hash_key: 0,
         }
     }
 

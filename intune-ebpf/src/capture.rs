@@ -25,7 +25,7 @@ use crate::{
 /// A DNS message is at least its header.
 const DNS_HEADER_LEN: usize = 12;
 /// `DNS_TAIL`'s entry for [`intune_dns_answers`].
-pub const ANSWERS_PROGRAM_INDEX: u32 = 0;
+const ANSWERS_PROGRAM_INDEX: u32 = intune_common::learn::ANSWERS_PROGRAM_INDEX;
 
 #[classifier]
 pub fn intune_dns(ctx: TcContext) -> i32 {
@@ -33,13 +33,19 @@ pub fn intune_dns(ctx: TcContext) -> i32 {
     TC_ACT_OK
 }
 
-/// Reached only through the tail call of [`intune_dns`], for an answer to learn from.
+/// Reached only through the tail call of [`intune_dns`], for an answer from a trusted
+/// resolver: an answer to a device's query, for an endpoint name, is learned from at once.
 #[classifier]
 pub fn intune_dns_answers(_ctx: TcContext) -> i32 {
     if let Some(ev) = DNS_SCRATCH.get_ptr_mut(0) {
         // SAFETY: the per-CPU record the capture just filled, ours for this run.
+        let solicited = learn::solicited(unsafe { &*ev }) == Some(true);
+        // SAFETY: as above; userspace learns only from answers marked so.
+        unsafe { (*ev).solicited = solicited as u8 };
         let ev = unsafe { &*ev };
-        let _ = learn::answers(ev);
+        if solicited {
+            let _ = learn::answers(ev);
+        }
         emit(ev);
     }
     TC_ACT_OK
@@ -52,6 +58,8 @@ struct Response {
     dst: [u8; 16],
     /// Offset of the DNS message in the packet.
     payload: usize,
+    /// The device's port.
+    client_port: u16,
 }
 
 #[inline(always)]
@@ -80,7 +88,9 @@ fn capture(ctx: &TcContext) {
         (*ev).len = len as u16;
         (*ev).wire_len = wire.min(u16::MAX as usize) as u16;
         (*ev).is_v6 = r.is_v6 as u8;
-        (*ev)._pad = [0; 7];
+        (*ev).solicited = 0;
+        (*ev).client_port = r.client_port;
+        (*ev)._pad = [0; 4];
         (*ev).src = r.src;
         (*ev).dst = r.dst;
         bpf_skb_load_bytes(
@@ -127,6 +137,7 @@ fn response(ctx: &TcContext) -> Option<Response> {
         src: [0; 16],
         dst: [0; 16],
         payload: 0,
+        client_port: 0,
     };
     match proto {
         ETH_P_IP => {
@@ -157,6 +168,7 @@ fn response(ctx: &TcContext) -> Option<Response> {
     if be16(off)? != PORT_DNS {
         return None;
     }
+    r.client_port = be16(off + 2)?;
     r.payload = off + UDP_HLEN;
     Some(r)
 }

@@ -16,12 +16,13 @@ use intune_common::{
     classify::v4_mapped,
     learn::{
         DNS_CAPTURE_BYTES, DnsEvent, KEY_EXACT, KEY_SUFFIX, MAX_ANSWER_RECORDS, MAX_NAME_LABELS,
-        NAME_HASH_START, PROVISIONAL_RULE, name_hash_push, name_hash_suffix,
+        MAX_QUESTION, NAME_HASH_START, PROVISIONAL_RULE, QUESTION_HASH_START, QueryKey,
+        name_hash_push, name_hash_suffix, question_hash_push,
     },
     maps::{Config, RuleRef},
 };
 
-use crate::maps::{LEARN_NAMES, LEARN_TRUSTED, LEARNED, NAME_SCRATCH};
+use crate::maps::{DNS_QUERIES, LEARN_NAMES, LEARN_TRUSTED, LEARNED, NAME_SCRATCH};
 
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
@@ -79,6 +80,8 @@ pub struct NameScratch {
     key: [u8; 16],
     /// The port set of the name matched, or [`NO_PORT_SET`].
     port_set: u64,
+    /// The name hash key of the program's config.
+    key_base: u64,
 }
 
 const NO_PORT_SET: u64 = u64::MAX;
@@ -98,13 +101,17 @@ macro_rules! set {
     }};
 }
 
-/// Whether the answer in `ev` is one to learn from: learning on, its resolver trusted, a
-/// response without error to one question, for an endpoint name. The name's port set and the
-/// end of the question are left in the scratch map for [`answers`].
+/// Whether the answer in `ev` is one to read further: learning on, its resolver trusted, a
+/// response without error to one question the capture can read. The port set of the endpoint
+/// name asked for (or none), the end of the question and the hash key are left in the scratch
+/// map for [`answers`].
 #[inline(always)]
 pub fn matches(ev: &DnsEvent, cfg: &Config) -> bool {
     if cfg.flags & Config::FLAG_LEARNED == 0 {
         return false;
+    }
+    if let Some(s) = NAME_SCRATCH.get_ptr_mut(0) {
+        set!(s.key_base, cfg.name_hash_key);
     }
     if cfg.flags & Config::FLAG_LEARN_TRUSTED != 0 {
         let resolver = if ev.is_v6 != 0 {
@@ -128,11 +135,52 @@ pub fn matches(ev: &DnsEvent, cfg: &Config) -> bool {
     question(&msg).is_some()
 }
 
-/// Takes in the A and AAAA records of the answer section of `ev`, which [`matches`] matched.
+/// Whether `ev` answers a query the classifier saw a device send (see `query`); the query is
+/// consumed, so one answer teaches at most once.
+#[inline(always)]
+pub fn solicited(ev: &DnsEvent) -> Option<bool> {
+    let msg = Message::of(ev);
+    let s = NAME_SCRATCH.get_ptr_mut(0)?;
+    // The question section: from the header's end past the name's zero, type and class.
+    let qend = get!(s.end) as usize + 5;
+    let mut h = QUESTION_HASH_START;
+    for i in 0..MAX_QUESTION {
+        let at = QUESTION + i;
+        if at >= qend {
+            break;
+        }
+        h = question_hash_push(h, msg.byte(at)?);
+    }
+    let (resolver, client) = if ev.is_v6 != 0 {
+        (ev.src, ev.dst)
+    } else {
+        (v4_mapped(&ev.src), v4_mapped(&ev.dst))
+    };
+    let key = QueryKey {
+        resolver,
+        client,
+        client_port: ev.client_port,
+        id: msg.be16(0)?,
+        _pad: [0; 4],
+    };
+    // SAFETY: a u64 copied out at once.
+    let asked = unsafe { DNS_QUERIES.get(&key) }.map(|q| q.question);
+    if asked != Some(h) {
+        return Some(false);
+    }
+    let _ = DNS_QUERIES.remove(&key);
+    Some(true)
+}
+
+/// Takes in the A and AAAA records of the answer section of `ev`, which [`matches`] matched
+/// to an endpoint name and [`solicited`] to a query.
 #[inline(always)]
 pub fn answers(ev: &DnsEvent) -> Option<()> {
     let msg = Message::of(ev);
     let s = NAME_SCRATCH.get_ptr_mut(0)?;
+    if get!(s.port_set) == NO_PORT_SET {
+        return None;
+    }
     let port_set = get!(s.port_set) as u32;
     let answers = msg.be16(6)? as usize;
     // Past the name's terminating zero, QTYPE and QCLASS.
@@ -181,15 +229,16 @@ fn insert(key: &[u8; 16], port_set: u32) {
     let _ = LEARNED.insert(key, &value, BPF_NOEXIST as u64);
 }
 
-/// The port set of the endpoint name the question asks for, and where the name's terminating
-/// zero is.
+/// The port set of the endpoint name the question asks for (in the scratch map, or
+/// [`NO_PORT_SET`]), and where the name's terminating zero is.
 ///
 /// One pass from the front: the name's hash (see `name_hash_push`) and, at each label's start,
 /// the hash so far and the text's length there, from which any suffix's hash follows. Then the
 /// whole name is looked up as an exact name, and the suffixes, longest first, as wildcards.
 #[inline(always)]
-fn question(msg: &Message) -> Option<(u32, usize)> {
+fn question(msg: &Message) -> Option<usize> {
     let s = NAME_SCRATCH.get_ptr_mut(0)?;
+    let key = get!(s.key_base);
     set!(s.hash, NAME_HASH_START);
     set!(s.text, 0);
     set!(s.next_len, QUESTION as u64);
@@ -198,7 +247,7 @@ fn question(msg: &Message) -> Option<(u32, usize)> {
     for pos in QUESTION..QUESTION + MAX_NAME {
         let b = msg.byte(pos)?;
         if pos as u64 != get!(s.next_len) {
-            set!(s.hash, name_hash_push(get!(s.hash), b));
+            set!(s.hash, name_hash_push(get!(s.hash), b, key));
             set!(s.text, get!(s.text) + 1);
             continue;
         }
@@ -215,7 +264,7 @@ fn question(msg: &Message) -> Option<(u32, usize)> {
             return None;
         }
         if labels > 0 {
-            set!(s.hash, name_hash_push(get!(s.hash), b'.'));
+            set!(s.hash, name_hash_push(get!(s.hash), b'.', key));
             set!(s.text, get!(s.text) + 1);
         }
         let k = labels as usize & (MAX_NAME_LABELS - 1);
@@ -251,7 +300,7 @@ fn question(msg: &Message) -> Option<(u32, usize)> {
                     core::ptr::read_volatile(core::ptr::addr_of!((*s).at[k])),
                 )
             };
-            let suffix = name_hash_suffix(whole, before, text.wrapping_sub(at) as usize);
+            let suffix = name_hash_suffix(whole, before, text.wrapping_sub(at) as usize, key);
             // SAFETY: as above.
             if let Some(ps) = unsafe { LEARN_NAMES.get(&(suffix ^ KEY_SUFFIX)) } {
                 set!(s.port_set, *ps as u64);
@@ -259,11 +308,7 @@ fn question(msg: &Message) -> Option<(u32, usize)> {
             }
         }
     }
-    let ps = get!(s.port_set);
-    if ps == NO_PORT_SET {
-        return None;
-    }
-    Some((ps as u32, get!(s.end) as usize))
+    Some(get!(s.end) as usize)
 }
 
 /// Past a record's owner name, which resolvers write as a pointer (two bytes) to a name met

@@ -15,7 +15,9 @@ use intune_common::{
     outcome::XDP_PASS,
 };
 
-use crate::maps::{LOG_SCRATCH, LOG_TAIL};
+use intune_common::maps::LOG_PROGRAM_INDEX;
+
+use crate::maps::{LOG_SCRATCH, XDP_TAIL};
 
 /// What the classifier hands the log program.
 pub struct LogRecord {
@@ -27,29 +29,35 @@ pub struct LogRecord {
     pkt: IpPacket,
 }
 
-/// `LOG_TAIL`'s entry for [`intune_xdp_log`].
-pub const LOG_PROGRAM_INDEX: u32 = 0;
-
 /// With the debug level on (fixed at load, so otherwise this is dead code to the verifier),
-/// hands the decision to the log program, which answers for the classifier. Returns only when
-/// the log is off or its program is not installed.
+/// leaves the decision for the log program.
 #[inline(always)]
-pub fn hand_over(ctx: &XdpContext, kind: FrameKind, pkt: &IpPacket, d: &Decision) {
+pub fn record(kind: FrameKind, pkt: &IpPacket, d: &Decision) {
     if !level_enabled(Level::Debug) {
         return;
     }
     let Some(rec) = LOG_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: this CPU's record, ours until the tail call returns or replaces us.
+    // SAFETY: this CPU's record, ours until this run ends.
     unsafe {
         (*rec).is_ip = (kind == FrameKind::Ip) as u32;
         (*rec).outcome = d.outcome as u32;
         (*rec).verdict = d.verdict;
         (*rec).rule = d.rule;
         (*rec).pkt = *pkt;
-        let _ = LOG_TAIL.tail_call(ctx, LOG_PROGRAM_INDEX);
     }
+}
+
+/// With the debug level on, hands the recorded decision to the log program, which answers
+/// for the caller. Returns only when the log is off or its program is not installed.
+#[inline(always)]
+pub fn hand_over(ctx: &XdpContext) {
+    if !level_enabled(Level::Debug) {
+        return;
+    }
+    // SAFETY: the tail call replaces this program; it returns only when it failed.
+    let _ = unsafe { XDP_TAIL.tail_call(ctx, LOG_PROGRAM_INDEX) };
 }
 
 #[xdp]

@@ -12,6 +12,7 @@ mod log;
 mod lookup;
 mod maps;
 mod parse;
+mod query;
 
 use core::mem::MaybeUninit;
 
@@ -45,7 +46,9 @@ pub fn intune_xdp(ctx: XdpContext) -> u32 {
     if cfg.flags & Config::FLAG_TRACE != 0 {
         trace(&decision);
     }
-    log::hand_over(&ctx, kind, pkt, &decision);
+    log::record(kind, pkt, &decision);
+    query::hand_over(&ctx, cfg, pkt, &decision);
+    log::hand_over(&ctx);
     decision.verdict
 }
 

@@ -3,10 +3,13 @@
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use intune_common::{
-    learn::{DNS_RING_BYTES, DnsEvent, MAX_LEARN_NAMES, MAX_LEARN_TRUSTED, MAX_LEARNED},
+    learn::{
+        DNS_RING_BYTES, DnsEvent, MAX_DNS_QUERIES, MAX_LEARN_NAMES, MAX_LEARN_TRUSTED, MAX_LEARNED,
+        QueryKey, QueryValue,
+    },
     maps::{
         AllowEntry, Config, Counter, MAX_ADDR_ROLES, MAX_ALLOW_ENTRIES, MAX_IFACES, MAX_PORT_SETS,
         MAX_PORT_SLOTS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, PORT_KEYS, PortSet, RuleRef,
@@ -97,7 +100,16 @@ pub static DNS_EVENTS: RingBuf = RingBuf::with_byte_size(DNS_RING_BYTES, 0);
 pub static LOG_SCRATCH: PerCpuArray<crate::log::LogRecord> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
-pub static LOG_TAIL: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static XDP_TAIL: ProgramArray = ProgramArray::with_max_entries(2, 0);
+
+#[map]
+pub static DNS_QUERIES: LruHashMap<QueryKey, QueryValue> =
+    LruHashMap::with_max_entries(MAX_DNS_QUERIES, 0);
+
+// The query being recorded: the classifier and the query program share it across the call.
+#[map]
+pub static QUERY_SCRATCH: PerCpuArray<crate::query::QueryRecord> =
+    PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static TRACE: Array<Trace> = Array::with_max_entries(1, 0);

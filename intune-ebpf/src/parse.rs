@@ -9,7 +9,7 @@ use intune_common::{
 
 /// A bounds-checked view of `N` bytes at `pos`; `None` when the frame ends earlier.
 #[inline(always)]
-fn bytes<const N: usize>(pos: usize, end: usize) -> Option<&'static [u8; N]> {
+pub fn bytes<const N: usize>(pos: usize, end: usize) -> Option<&'static [u8; N]> {
     // The verifier only trusts comparisons against the frame's end. Hide `end` from LLVM so it
     // cannot drop this check as implied by an earlier one against an IP length.
     if pos + N > core::hint::black_box(end) {
@@ -20,7 +20,7 @@ fn bytes<const N: usize>(pos: usize, end: usize) -> Option<&'static [u8; N]> {
 }
 
 #[inline(always)]
-fn be16(hi: u8, lo: u8) -> u16 {
+pub fn be16(hi: u8, lo: u8) -> u16 {
     u16::from_be_bytes([hi, lo])
 }
 
@@ -36,12 +36,13 @@ fn be16_len(hi: u8, lo: u8) -> usize {
 #[inline(always)]
 pub fn frame(ctx: &XdpContext, pkt: &mut IpPacket) -> FrameKind {
     let end = ctx.data_end();
-    let Some((proto, pos)) = ethernet(ctx.data(), end) else {
+    let start = ctx.data();
+    let Some((proto, pos)) = ethernet(start, end) else {
         return FrameKind::Malformed;
     };
     let ok = match proto {
-        ETH_P_IP => ipv4(pos, end, pkt),
-        ETH_P_IPV6 => ipv6(pos, end, pkt),
+        ETH_P_IP => ipv4(start, pos, end, pkt),
+        ETH_P_IPV6 => ipv6(start, pos, end, pkt),
         _ => return FrameKind::NotIp,
     };
     match ok {
@@ -71,7 +72,7 @@ fn ethernet(pos: usize, end: usize) -> Option<(u16, usize)> {
 }
 
 #[inline(always)]
-fn ipv4(pos: usize, end: usize, pkt: &mut IpPacket) -> Option<()> {
+fn ipv4(start: usize, pos: usize, end: usize, pkt: &mut IpPacket) -> Option<()> {
     let ip = bytes::<IPV4_MIN_HLEN>(pos, end)?;
     if ip[0] >> 4 != 4 {
         return None;
@@ -88,13 +89,14 @@ fn ipv4(pos: usize, end: usize, pkt: &mut IpPacket) -> Option<()> {
     pkt.later_fragment = be16(ip[6], ip[7]) & IPV4_FRAG_OFFSET_MASK != 0;
     if !pkt.later_fragment {
         // The transport header must lie inside the IP packet, not in Ethernet padding.
+        pkt.l4_off = (pos + hlen - start) as u16;
         transport(pos + hlen, pos + total, end, IPPROTO_ICMP, pkt)?;
     }
     Some(())
 }
 
 #[inline(always)]
-fn ipv6(pos: usize, end: usize, pkt: &mut IpPacket) -> Option<()> {
+fn ipv6(start: usize, pos: usize, end: usize, pkt: &mut IpPacket) -> Option<()> {
     let ip = bytes::<IPV6_HLEN>(pos, end)?;
     if ip[0] >> 4 != 6 {
         return None;
@@ -127,6 +129,7 @@ fn ipv6(pos: usize, end: usize, pkt: &mut IpPacket) -> Option<()> {
         return None;
     }
     pkt.l4 = next;
+    pkt.l4_off = (pos - start) as u16;
     transport(pos, limit, end, IPPROTO_ICMPV6, pkt)?;
     Some(())
 }

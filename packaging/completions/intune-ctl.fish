@@ -80,7 +80,7 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l dns-max
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l dns-grace -d 'How long an address stays after the TTL of the last answer that held it' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l dns-timeout -d 'How long one query waits for an answer' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l dns-rate -d 'Lookups started per second at most' -r
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l learn-trusted -d 'Learn only from answers of this resolver (repeatable; default: any)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l learn-trusted -d 'Learn only from answers of this resolver (repeatable; default: the --dns-resolver ones; learning needs one or the other)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l learn-max -d 'Learned addresses kept at most; the least recently seen goes first' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l mode -d 'monitor: pass everything and count; enforce: drop what is neither Intune nor infrastructure' -r -f -a "monitor\t'Pass everything, count'
 enforce\t'Pass Intune traffic and the infrastructure a network needs; drop the rest'"
@@ -128,7 +128,7 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l dns-max-tt
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l dns-grace -d 'How long an address stays after the TTL of the last answer that held it' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l dns-timeout -d 'How long one query waits for an answer' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l dns-rate -d 'Lookups started per second at most' -r
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l learn-trusted -d 'Learn only from answers of this resolver (repeatable; default: any)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l learn-trusted -d 'Learn only from answers of this resolver (repeatable; default: the --dns-resolver ones; learning needs one or the other)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l learn-max -d 'Learned addresses kept at most; the least recently seen goes first' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l mode -d 'monitor: pass everything and count; enforce: drop what is neither Intune nor infrastructure' -r -f -a "monitor\t'Pass everything, count'
 enforce\t'Pass Intune traffic and the infrastructure a network needs; drop the rest'"
@@ -258,7 +258,7 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l dns-ma
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l dns-grace -d 'How long an address stays after the TTL of the last answer that held it' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l dns-timeout -d 'How long one query waits for an answer' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l dns-rate -d 'Lookups started per second at most' -r
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l learn-trusted -d 'Learn only from answers of this resolver (repeatable; default: any)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l learn-trusted -d 'Learn only from answers of this resolver (repeatable; default: the --dns-resolver ones; learning needs one or the other)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l learn-max -d 'Learned addresses kept at most; the least recently seen goes first' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l no-builtin -d 'Leave the built-in list out'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l peer-ports -d 'Also allow the port-only sets for any address (Delivery Optimization peering: TCP 7680, UDP 3544)'

@@ -70,7 +70,7 @@ _arguments "${_arguments_options[@]}" : \
 '--dns-grace=[How long an address stays after the TTL of the last answer that held it]:DURATION:_default' \
 '--dns-timeout=[How long one query waits for an answer]:DURATION:_default' \
 '--dns-rate=[Lookups started per second at most]:N:_default' \
-'*--learn-trusted=[Learn only from answers of this resolver (repeatable; default\: any)]:ADDR:_default' \
+'*--learn-trusted=[Learn only from answers of this resolver (repeatable; default\: the --dns-resolver ones; learning needs one or the other)]:ADDR:_default' \
 '--learn-max=[Learned addresses kept at most; the least recently seen goes first]:N:_default' \
 '--mode=[monitor\: pass everything and count; enforce\: drop what is neither Intune nor infrastructure]:MODE:((monitor\:"Pass everything, count"
 enforce\:"Pass Intune traffic and the infrastructure a network needs; drop the rest"))' \
@@ -120,7 +120,7 @@ _arguments "${_arguments_options[@]}" : \
 '--dns-grace=[How long an address stays after the TTL of the last answer that held it]:DURATION:_default' \
 '--dns-timeout=[How long one query waits for an answer]:DURATION:_default' \
 '--dns-rate=[Lookups started per second at most]:N:_default' \
-'*--learn-trusted=[Learn only from answers of this resolver (repeatable; default\: any)]:ADDR:_default' \
+'*--learn-trusted=[Learn only from answers of this resolver (repeatable; default\: the --dns-resolver ones; learning needs one or the other)]:ADDR:_default' \
 '--learn-max=[Learned addresses kept at most; the least recently seen goes first]:N:_default' \
 '--mode=[monitor\: pass everything and count; enforce\: drop what is neither Intune nor infrastructure]:MODE:((monitor\:"Pass everything, count"
 enforce\:"Pass Intune traffic and the infrastructure a network needs; drop the rest"))' \
@@ -303,7 +303,7 @@ _arguments "${_arguments_options[@]}" : \
 '--dns-grace=[How long an address stays after the TTL of the last answer that held it]:DURATION:_default' \
 '--dns-timeout=[How long one query waits for an answer]:DURATION:_default' \
 '--dns-rate=[Lookups started per second at most]:N:_default' \
-'*--learn-trusted=[Learn only from answers of this resolver (repeatable; default\: any)]:ADDR:_default' \
+'*--learn-trusted=[Learn only from answers of this resolver (repeatable; default\: the --dns-resolver ones; learning needs one or the other)]:ADDR:_default' \
 '--learn-max=[Learned addresses kept at most; the least recently seen goes first]:N:_default' \
 '--no-builtin[Leave the built-in list out]' \
 '--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \

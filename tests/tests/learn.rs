@@ -81,11 +81,17 @@ fn ask(dev: &Netns, name: &str) -> IpAddr {
 
 /// As [`ask`], from the device address `src`.
 fn ask_from(dev: &Netns, src: &'static str, name: &str) -> IpAddr {
+    ask_server(dev, src, "198.51.100.10:53", name)
+}
+
+/// Asks `server` for `name` from the device address `src`; the A record at the end of the
+/// answer.
+fn ask_server(dev: &Netns, src: &'static str, server: &'static str, name: &str) -> IpAddr {
     let query = query_bytes(0x5151, name);
     let answer = dev.run(move || {
         let sock = UdpSocket::bind((src, 0)).expect("bind");
         sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        sock.send_to(&query, "198.51.100.10:53").expect("send");
+        sock.send_to(&query, server).expect("send");
         let mut buf = [0u8; 1500];
         let n = sock.recv(&mut buf).expect("an answer");
         buf[..n].to_vec()
@@ -249,17 +255,18 @@ impl Drop for Daemon {
     }
 }
 
-/// A response for x.wild.test holding its address and one of other.test.
-fn answer_with_stranger() -> Vec<u8> {
+/// A response with `id` for x.wild.test holding its address and one of other.test, both
+/// with `ttl`.
+fn answer_with_stranger(id: u16, ttl: u32) -> Vec<u8> {
     use hickory_proto::{
         op::{OpCode, Query},
         rr::{Name, Record, RecordType, rdata::A},
     };
     let name = |n: &str| Name::from_ascii(n).unwrap();
     let a = |owner: &str, addr: &str| {
-        Record::from_rdata(name(owner), 60, RData::A(A(addr.parse().unwrap())))
+        Record::from_rdata(name(owner), ttl, RData::A(A(addr.parse().unwrap())))
     };
-    let mut m = Message::response(9, OpCode::Query);
+    let mut m = Message::response(id, OpCode::Query);
     m.add_query(Query::query(name("x.wild.test."), RecordType::A));
     m.add_answers([
         a("x.wild.test.", "203.0.113.21"),
@@ -268,11 +275,39 @@ fn answer_with_stranger() -> Vec<u8> {
     m.to_vec().unwrap()
 }
 
+/// The "resolver" at 198.51.100.11 answers one query with [`answer_with_stranger`] under the
+/// query's id, whatever it asked.
+fn stranger_resolver(srv: &Netns, ttl: u32) -> std::thread::JoinHandle<()> {
+    let sock = srv.run(|| {
+        let sock = UdpSocket::bind("198.51.100.11:53").expect("bind :53");
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        sock
+    });
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        if let Ok((n, from)) = sock.recv_from(&mut buf)
+            && n >= 2
+        {
+            let id = u16::from_be_bytes([buf[0], buf[1]]);
+            let _ = sock.send_to(&answer_with_stranger(id, ttl), from);
+        }
+    })
+}
+
 #[test]
 fn answers_teach_wildcard_addresses_until_they_expire() {
     require_root!();
     let n = net("a");
-    let d = Daemon::start(&n.gw, &["--metrics-listen", "127.0.0.1:9471"]);
+    let d = Daemon::start(
+        &n.gw,
+        &[
+            "--learn-trusted",
+            "198.51.100.10",
+            "--metrics-listen",
+            "127.0.0.1:9471",
+        ],
+    );
 
     // Not asked yet: the address is no Intune address.
     let edge: IpAddr = "203.0.113.20".parse().unwrap();
@@ -369,36 +404,53 @@ fn untrusted_resolvers_and_hostile_answers_teach_nothing_and_pass_as_before() {
     assert!(learning["counts"]["untrusted"].as_u64().unwrap() >= 1);
     drop(d);
 
-    // Anything from port 53 is read when every resolver is trusted: garbage must not hurt.
-    let d = Daemon::start(&n.gw, &[]);
+    // The hostile resolver trusted too: what it sends unasked teaches nothing, and garbage
+    // must not hurt.
+    let d = Daemon::start(
+        &n.gw,
+        &[
+            "--learn-trusted",
+            "198.51.100.10",
+            "--learn-trusted",
+            "198.51.100.11",
+        ],
+    );
     let received = n.dev.udp_counter("192.0.2.1:5353");
-    let corpus = intune_tests::dns::hostile_answers();
+    let mut corpus = intune_tests::dns::hostile_answers();
+    // A well-formed answer for an endpoint name, to no query.
+    corpus.push(answer_with_stranger(7, 60));
     let count = corpus.len();
+    // The capture hands over what is at least a DNS header.
+    let captured = corpus.iter().filter(|p| p.len() >= 12).count() as u64;
     n.srv.run(move || {
         let sock = UdpSocket::bind("198.51.100.11:53").expect("bind :53");
         for packet in &corpus {
             sock.send_to(packet, "192.0.2.1:5353").expect("send");
         }
     });
-    let learning =
-        d.learned_once(|l| l["counts"]["malformed"].as_u64().unwrap() >= (count as u64) / 2);
+    let learning = d.learned_once(|l| l["counts"]["unsolicited"].as_u64().unwrap() >= captured);
     assert_eq!(
         received.load(Ordering::SeqCst),
         count,
         "every packet passed"
     );
-    assert!(
-        learning["counts"]["malformed"].as_u64().unwrap() >= (count as u64) / 2,
+    assert_eq!(
+        learning["counts"]["unsolicited"].as_u64(),
+        Some(captured),
         "{learning}"
     );
     assert_eq!(learning["addresses"], 0, "{learning}");
-    // An answer with a record of another name beside the question's: the capture program
-    // takes both in at once, the learner keeps only the question's.
-    let answer = answer_with_stranger();
-    n.srv.run(move || {
-        let sock = UdpSocket::bind("198.51.100.11:53").expect("bind :53");
-        sock.send_to(&answer, "192.0.2.1:5353").expect("send");
-    });
+    assert!(
+        !first_syn_connects(&n.dev, "203.0.113.21".parse().unwrap()),
+        "an unsolicited answer leaves nothing in the kernel either"
+    );
+    // Asked, the same resolver's answer teaches; a record of another name beside the
+    // question's does not (the capture program takes both in at once, the learner keeps only
+    // the question's).
+    let responder = stranger_resolver(&n.srv, 60);
+    let asked = ask_server(&n.dev, "192.0.2.1", "198.51.100.11:53", "x.wild.test");
+    responder.join().expect("responder");
+    assert_eq!(asked.to_string(), "203.0.113.21");
     std::thread::sleep(Duration::from_millis(300) * intune_tests::slowdown());
     assert!(first_syn_connects(&n.dev, "203.0.113.21".parse().unwrap()));
     assert!(
@@ -425,6 +477,65 @@ fn untrusted_resolvers_and_hostile_answers_teach_nothing_and_pass_as_before() {
     );
 }
 
+#[test]
+fn an_answers_ttl_is_cut_to_max_ttl_and_learning_needs_trusted_resolvers() {
+    require_root!();
+    let n = net("t");
+    let max_ttl = 2 * intune_tests::slowdown();
+    let d = Daemon::start(
+        &n.gw,
+        &[
+            "--learn-trusted",
+            "198.51.100.11",
+            "--dns-min-ttl",
+            "1s",
+            "--dns-max-ttl",
+            &format!("{max_ttl}s"),
+        ],
+    );
+    // 68 years, as a hostile resolver might say.
+    let responder = stranger_resolver(&n.srv, i32::MAX as u32);
+    let asked = ask_server(&n.dev, "192.0.2.1", "198.51.100.11:53", "x.wild.test");
+    responder.join().expect("responder");
+    assert!(first_syn_connects(&n.dev, asked), "{}", d.learned());
+    std::thread::sleep(Duration::from_secs(u64::from(max_ttl + grace_secs()) + 1));
+    assert!(
+        !first_syn_connects(&n.dev, asked),
+        "gone after max_ttl and grace: {}",
+        d.learned()
+    );
+    drop(d);
+
+    // Without a resolver to trust, the daemon refuses before it touches anything.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sets.json"), SETS).unwrap();
+    let (code, out, err) = output(
+        n.gw.command(env!("CARGO_BIN_EXE_intune-ctl-test"))
+            .args([
+                "daemon",
+                "--iface",
+                "g0",
+                "--no-service",
+                "--learn-from-dns",
+            ])
+            .arg("--endpoints")
+            .arg(dir.path().join("sets.json"))
+            .arg("--state-dir")
+            .arg(dir.path())
+            .arg("--control-socket")
+            .arg(dir.path().join("control.sock")),
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("learning from DNS needs the resolvers it may trust"),
+        "{err}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&n.gw.ip(&["link", "show", "g0"]).stdout).contains("xdp"),
+        "nothing attached"
+    );
+}
+
 /// `tc filter show dev IF egress` in the gateway: where a capture attached as a tc filter shows.
 fn tc_egress(gw: &Netns, iface: &str) -> String {
     let (code, out, err) = output(
@@ -446,10 +557,12 @@ fn the_capture_follows_interfaces_added_by_sighup_and_detach_leaves_no_filter() 
     dev2.ip(&["route", "add", "default", "via", "192.0.2.130"]);
     n.gw.ip(&["addr", "add", "192.0.2.130/25", "dev", "g1"]);
     let config = |ifaces: &[&str]| -> String {
-        ifaces
+        let mut c: String = ifaces
             .iter()
             .map(|i| format!("[[interface]]\nname = \"{i}\"\n\n"))
-            .collect()
+            .collect();
+        c.push_str("[dns]\nlearn_trusted = [\"198.51.100.10\"]\n");
+        c
     };
     let mut d = Daemon::start_configured(&n.gw, &config(&["g0"]));
     let kernel = d.status()["kernel"].clone();

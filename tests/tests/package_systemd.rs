@@ -69,7 +69,7 @@ fn config(mode: &str) -> String {
     format!(
         "[[interface]]\nname = \"{IFACE}\"\nxdp_mode = \"generic\"\n\n\
          [policy]\nmode = \"{mode}\"\n\n[sources]\nservice = false\n\n\
-         [dns]\nenabled = false\nlearn_from_dns = true\n"
+         [dns]\nenabled = false\nlearn_from_dns = true\nlearn_trusted = [\"192.0.2.53\"]\n"
     )
 }
 

@@ -19,6 +19,9 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<()> {
             .get_matches_from(["check"]),
     )?;
     let settings = base.with_config(&config, &Given(None));
+    if settings.dns.learn_from_dns {
+        crate::daemon::trusted_resolvers(&settings)?;
+    }
     // The service's list is not fetched: the rule set from the other sources must build.
     let (sets, rules) = settings.rules.build(&[], None)?;
     let names: usize = sets.iter().map(|s| s.urls.len()).sum();

@@ -234,7 +234,8 @@ pub struct DnsArgs {
     /// through the filtered interfaces (reads device traffic: off unless asked).
     #[arg(long)]
     pub learn_from_dns: bool,
-    /// Learn only from answers of this resolver (repeatable; default: any).
+    /// Learn only from answers of this resolver (repeatable; default: the --dns-resolver
+    /// ones; learning needs one or the other).
     #[arg(long, value_name = "ADDR")]
     pub learn_trusted: Vec<std::net::IpAddr>,
     /// Learned addresses kept at most; the least recently seen goes first.

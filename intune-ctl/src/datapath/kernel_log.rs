@@ -5,10 +5,10 @@
 //! logging itself is a program of its own the classifier tail-calls (`intune_xdp_log`), so the
 //! verifier checks it once: inline, it took older kernels past their limit.
 
-use aya::{Ebpf, maps::ProgramArray, programs::Xdp};
+use aya::Ebpf;
 use aya_log::EbpfLogger;
 use intune_common::{
-    maps::LOG_TAIL,
+    maps::{LOG_PROGRAM_INDEX, XDP_TAIL},
     outcome::{Outcome, XDP_DROP, XDP_PASS},
     proto::l4_name,
 };
@@ -34,27 +34,10 @@ pub(super) fn level() -> &'static u8 {
 
 const LOG_PROGRAM: &str = "intune_xdp_log";
 
-/// Loads the log program into the classifier's tail-call slot (when the log is on). The slot
-/// empties when the last descriptor of its map closes: a stopped daemon's program logs no
-/// more, and still decides.
+/// Loads the log program into the classifier's tail-call slot (when the log is on). A stopped
+/// daemon's program logs no more, and still decides.
 pub(super) fn install(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
-    let prog: &mut Xdp = ebpf
-        .program_mut(LOG_PROGRAM)
-        .ok_or(DatapathError::Missing("log program"))?
-        .try_into()?;
-    prog.load()?;
-    let fd = prog.fd()?.try_clone().map_err(DatapathError::Fd)?;
-    let map = ebpf
-        .map_mut(LOG_TAIL)
-        .ok_or(DatapathError::Missing(LOG_TAIL))?;
-    let mut tail = ProgramArray::try_from(map).map_err(|source| DatapathError::Map {
-        name: LOG_TAIL,
-        source,
-    })?;
-    tail.set(0, &fd, 0).map_err(|source| DatapathError::Map {
-        name: LOG_TAIL,
-        source,
-    })
+    super::tail::xdp(ebpf, LOG_PROGRAM, XDP_TAIL, LOG_PROGRAM_INDEX)
 }
 
 /// Hands aya-log's records (already formatted) to `tracing`.

@@ -2,7 +2,7 @@
 //! maps handed to the learner, the decision told to consult learned addresses.
 
 use aya::{
-    maps::{HashMap, Map, MapData, PerCpuArray, ProgramArray, RingBuf},
+    maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::{
         LinkOrder, SchedClassifier, TcAttachType,
         tc::{self, NlOptions, TcAttachOptions},
@@ -11,8 +11,8 @@ use aya::{
 use std::net::IpAddr;
 
 use intune_common::{
-    learn::{DNS_EVENTS, DNS_TAIL, LEARN_NAMES, LEARN_TRUSTED, LEARNED},
-    maps::RULE_STATS,
+    learn::{ANSWERS_PROGRAM_INDEX, DNS_EVENTS, DNS_TAIL, LEARN_NAMES, LEARN_TRUSTED, LEARNED},
+    maps::{QUERY_PROGRAM_INDEX, RULE_STATS, XDP_TAIL},
 };
 
 use super::{
@@ -25,11 +25,13 @@ use crate::learn::learner::{Maps, key};
 
 pub const CAPTURE_PROGRAM: &str = "intune_dns";
 pub const ANSWERS_PROGRAM: &str = "intune_dns_answers";
+pub const QUERY_PROGRAM: &str = "intune_xdp_query";
 
 impl Datapath {
     /// Attaches the DNS capture to the egress of `ifaces` (for as long as this process
     /// lives: nobody learns once the daemon is gone) and hands over the maps the learner
-    /// works on. Answers count only from `trusted` resolvers, when some are named. Call after
+    /// works on. Answers count only from `trusted` resolvers (none: nothing is learned), and
+    /// only when they answer a query a device sent through the classifier. Call after
     /// the lookup maps are pinned: the `LEARNED` map leaves this handle.
     pub fn start_learning(
         &mut self,
@@ -37,17 +39,15 @@ impl Datapath {
         trusted: &[IpAddr],
         pins: &Pins,
     ) -> Result<Maps, DatapathError> {
-        // The answer reader first: the capture tail-calls it through DNS_TAIL.
-        let answers: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(ANSWERS_PROGRAM)
-            .ok_or(DatapathError::Missing("DNS answer program"))?
-            .try_into()?;
-        answers.load()?;
-        let fd = answers.fd()?.try_clone().map_err(DatapathError::Fd)?;
-        let mut tail =
-            ProgramArray::try_from(self.map_mut(DNS_TAIL)?).map_err(map_err(DNS_TAIL))?;
-        tail.set(0, &fd, 0).map_err(map_err(DNS_TAIL))?;
+        // The helpers first: the query recorder (the classifier tail-calls it for the queries
+        // it passes) and the answer reader (the capture tail-calls it).
+        super::tail::xdp(&mut self.ebpf, QUERY_PROGRAM, XDP_TAIL, QUERY_PROGRAM_INDEX)?;
+        super::tail::tc(
+            &mut self.ebpf,
+            ANSWERS_PROGRAM,
+            DNS_TAIL,
+            ANSWERS_PROGRAM_INDEX,
+        )?;
         self.capture_program()?.load()?;
         for iface in ifaces {
             self.capture_on(iface)?;
@@ -68,7 +68,6 @@ impl Datapath {
         let rule_stats =
             PerCpuArray::try_from(Map::PerCpuArray(stats)).map_err(map_err(RULE_STATS))?;
         self.learning = true;
-        self.learn_trusted_only = !trusted.is_empty();
         if let Some(config) = self.installed.as_ref().map(|r| self.config_for(r)) {
             self.write_config(config)?;
         }

@@ -165,8 +165,8 @@ pub struct Datapath {
     pub(crate) kernel_log_on: bool,
     /// Learned addresses count as Intune (the DNS capture runs).
     pub(crate) learning: bool,
-    /// The capture program learns only from the resolvers in `LEARN_TRUSTED`.
-    pub(crate) learn_trusted_only: bool,
+    /// The capture's name hash key (odd, random at each load; see `learn::NAME_HASH_START`).
+    pub(crate) name_hash_key: u64,
     /// The interfaces the DNS capture is attached to.
     pub(crate) captures: Vec<(String, aya::programs::tc::SchedClassifierLinkId)>,
     /// The gateway's own interface addresses, as last told.
@@ -235,7 +235,7 @@ impl Datapath {
             port_slots: None,
             kernel_log_on: *log_level != 0,
             learning: false,
-            learn_trusted_only: false,
+            name_hash_key: rand::random::<u64>() | 1,
             captures: Vec::new(),
             local: Vec::new(),
             roles: std::collections::HashMap::new(),
@@ -263,6 +263,11 @@ impl Datapath {
     }
 
     /// How the program looks IPv4 up since the last `install`.
+    /// The key the capture hashes names with; the learner writes `LEARN_NAMES` with it.
+    pub fn name_hash_key(&self) -> u64 {
+        self.name_hash_key
+    }
+
     pub fn v4_lookup(&self) -> V4Lookup {
         self.v4_lookup
     }

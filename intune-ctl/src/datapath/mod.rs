@@ -14,6 +14,7 @@ pub mod policy_maps;
 pub mod ports;
 pub mod probe;
 pub mod sync;
+pub mod tail;
 pub mod testrun;
 
 pub use load::{Capacity, Datapath, DatapathError, V4Lookup, XdpChoice};

@@ -213,9 +213,11 @@ impl Datapath {
         if self.learning {
             config.flags |= Config::FLAG_LEARNED;
         }
-        if self.learn_trusted_only {
+        if self.learning {
+            // Only the trusted resolvers teach, always: an empty list teaches nothing.
             config.flags |= Config::FLAG_LEARN_TRUSTED;
         }
+        config.name_hash_key = self.name_hash_key;
         config
     }
 

@@ -52,6 +52,52 @@ pub struct Reading<'p> {
     pub others: Vec<IpAddr>,
 }
 
+/// The addresses the capture program may have taken in from `message` on its own: the A and
+/// AAAA records it reads the way it reads them (after a question spelled out, records whose
+/// owner is a pointer, at most 16). An answer the learner does not take has them removed.
+pub fn kernel_candidates(message: &[u8]) -> Vec<IpAddr> {
+    let be16 = |at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes([
+            *message.get(at)?,
+            *message.get(at + 1)?,
+        ]))
+    };
+    let mut out = Vec::new();
+    let Some(count) = be16(6) else {
+        return out;
+    };
+    let mut off = 12;
+    loop {
+        match message.get(off) {
+            Some(0) => break,
+            Some(&len) if len <= 63 => off += usize::from(len) + 1,
+            _ => return out,
+        }
+    }
+    off += 5;
+    for _ in 0..usize::from(count).min(intune_common::learn::MAX_ANSWER_RECORDS) {
+        if message.get(off).is_none_or(|b| b & 0xc0 != 0xc0) {
+            break;
+        }
+        let (Some(kind), Some(rdlen)) = (be16(off + 2), be16(off + 10)) else {
+            break;
+        };
+        let data = off + 12;
+        let rdlen = usize::from(rdlen);
+        match (kind, rdlen, message.get(data..data + rdlen)) {
+            (1, 4, Some(d)) => out.push(IpAddr::from([d[0], d[1], d[2], d[3]])),
+            (28, 16, Some(d)) => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(d);
+                out.push(IpAddr::from(a));
+            }
+            _ => {}
+        }
+        off = data + rdlen;
+    }
+    out
+}
+
 /// The endpoint addresses in `message`, or why there are none.
 pub fn learn<'p>(message: &[u8], patterns: &'p Patterns) -> Result<Reading<'p>, Unlearned> {
     let msg = Message::from_vec(message).map_err(|e| Unlearned::Malformed(e.to_string()))?;

@@ -23,7 +23,7 @@ use intune_common::{
 use serde::Serialize;
 
 use super::{
-    answer::{Unlearned, learn},
+    answer::{Unlearned, kernel_candidates, learn},
     patterns::Patterns,
     table::{Lesson, Table, Write},
 };
@@ -36,13 +36,17 @@ use crate::{
 /// How the learner works.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Resolvers whose answers are trusted; empty trusts any.
+    /// Resolvers whose answers are trusted; empty trusts none.
     pub trusted: Vec<IpAddr>,
     pub grace: Duration,
+    /// TTLs are cut to this (an answer's 68 years are not kept).
+    pub max_ttl: Duration,
     /// Learned addresses kept at most.
     pub cap: u32,
     /// The rule index of counter slot 0.
     pub rule_base: u32,
+    /// The capture program's name hash key.
+    pub name_hash_key: u64,
 }
 
 /// The maps the learner works on, its own descriptors of the daemon's program's maps.
@@ -61,6 +65,8 @@ pub struct LearnCounts {
     pub answers: u64,
     /// Responses from resolvers not trusted: ignored.
     pub untrusted: u64,
+    /// Responses to no query a device sent through the filter: ignored.
+    pub unsolicited: u64,
     /// Responses that are no DNS message, or were cut short by the capture.
     pub malformed: u64,
     /// Error responses (NXDOMAIN, SERVFAIL, ...).
@@ -282,17 +288,20 @@ impl Work {
         } else {
             IpAddr::V4(Ipv4Addr::new(ev.src[0], ev.src[1], ev.src[2], ev.src[3]))
         };
-        if !self.settings.trusted.is_empty() && !self.settings.trusted.contains(&resolver) {
+        let message = &ev.data[..usize::from(ev.len).min(ev.data.len())];
+        let rejected = if !self.settings.trusted.contains(&resolver) {
             self.counts.untrusted += 1;
-            metrics::daemon()
-                .learn_answers
-                .get_or_create(&ResultLabel {
-                    result: "untrusted",
-                })
-                .inc();
+            Some("untrusted")
+        } else if ev.solicited == 0 {
+            self.counts.unsolicited += 1;
+            Some("unsolicited")
+        } else {
+            None
+        };
+        if let Some(result) = rejected {
+            self.reject(message, result);
             return;
         }
-        let message = &ev.data[..usize::from(ev.len).min(ev.data.len())];
         // Hostile input must never take the learner down: a panic in the parser counts as a
         // malformed answer.
         let lessons = std::panic::catch_unwind(|| {
@@ -307,7 +316,8 @@ impl Work {
                             pattern: l.pattern.name.clone(),
                             sets: l.pattern.sets.clone(),
                             port_set: *self.port_ids.get(&l.pattern.ports)?,
-                            keep: Duration::from_secs(u64::from(l.ttl)) + self.settings.grace,
+                            keep: Duration::from_secs(u64::from(l.ttl)).min(self.settings.max_ttl)
+                                + self.settings.grace,
                         })
                     })
                     .collect::<Vec<_>>();
@@ -332,13 +342,14 @@ impl Work {
                 (Vec::new(), "malformed")
             }
         };
+        if lessons.is_empty() {
+            self.reject(message, result);
+            return;
+        }
         metrics::daemon()
             .learn_answers
             .get_or_create(&ResultLabel { result })
             .inc();
-        if lessons.is_empty() {
-            return;
-        }
         let now = Instant::now();
         for lesson in lessons {
             self.counts.learned += 1;
@@ -358,6 +369,16 @@ impl Work {
         }
     }
 
+    /// An answer that teaches nothing: whatever the capture program took in from it leaves at
+    /// once (unless another answer taught it).
+    fn reject(&mut self, message: &[u8], result: &'static str) {
+        metrics::daemon()
+            .learn_answers
+            .get_or_create(&ResultLabel { result })
+            .inc();
+        self.forget_provisional(&kernel_candidates(message));
+    }
+
     fn follow(&mut self, patterns: Patterns, ids: HashMap<Ports, u32>) {
         self.patterns = patterns;
         self.port_ids = ids;
@@ -372,9 +393,12 @@ impl Work {
         let now = std::time::SystemTime::now();
         let mut restored = 0;
         for r in std::mem::take(&mut self.restore) {
+            // No longer than a fresh answer could be kept: a file edited, or written under an
+            // older, laxer limit, does not keep an address for years.
             let Some(keep) = humantime::parse_rfc3339(&r.expires_at)
                 .ok()
                 .and_then(|at| at.duration_since(now).ok())
+                .map(|keep| keep.min(self.settings.max_ttl + self.settings.grace))
             else {
                 continue;
             };
@@ -413,8 +437,12 @@ impl Work {
                 continue;
             };
             let key = match p.name.strip_prefix("*.") {
-                None if !p.name.contains('*') => name_key(&p.name, KEY_EXACT),
-                Some(rest) if !rest.contains('*') => name_key(rest, KEY_SUFFIX),
+                None if !p.name.contains('*') => {
+                    name_key(&p.name, KEY_EXACT, self.settings.name_hash_key)
+                }
+                Some(rest) if !rest.contains('*') => {
+                    name_key(rest, KEY_SUFFIX, self.settings.name_hash_key)
+                }
                 _ => continue,
             };
             wanted.insert(key, port_set);

@@ -198,6 +198,22 @@ impl Watcher {
         self.schedule.addresses()
     }
 
+    /// Takes back the unexpired addresses of `held` (what a previous daemon recorded, or the
+    /// watcher a reload replaces) for the names followed now, each for what was left of it,
+    /// `max_ttl` plus grace at most. The names are still looked up at once. Returns how many.
+    pub fn restore(&mut self, held: &[crate::state::ResolvedAddress], now: Instant) -> usize {
+        let wall = std::time::SystemTime::now();
+        held.iter()
+            .filter(|r| {
+                let remaining = humantime::parse_rfc3339(&r.expires_at)
+                    .ok()
+                    .and_then(|at| at.duration_since(wall).ok())
+                    .unwrap_or_default();
+                self.schedule.restore(&r.name, r.address, remaining, now)
+            })
+            .count()
+    }
+
     /// Every address held: the name that gave it, its sets, and when it leaves unless an
     /// answer holds it again.
     pub fn held(&self) -> Vec<crate::state::ResolvedAddress> {

@@ -227,6 +227,21 @@ impl Schedule {
         recorded
     }
 
+    /// Takes back an address `name` held before a restart or a reload, for `remaining` (cut to
+    /// what a fresh answer could give: `max_ttl` plus grace). Only a name followed now; an
+    /// address it holds already keeps its own expiry. Returns whether it was taken.
+    pub fn restore(&mut self, name: &str, addr: IpAddr, remaining: Duration, now: Instant) -> bool {
+        let limit = self.config.max_ttl + self.config.grace;
+        let Some(state) = self.names.get_mut(name) else {
+            return false;
+        };
+        if state.addrs.contains_key(&addr) || remaining.is_zero() {
+            return false;
+        }
+        state.addrs.insert(addr, now + remaining.min(limit));
+        true
+    }
+
     /// No good answer since more than one name failed (or the only name did): the resolver,
     /// not a name, is the trouble.
     pub fn resolver_down(&self) -> bool {
@@ -320,6 +335,37 @@ mod tests {
             ttl: Duration::from_secs(ttl),
             chain: vec![],
         })
+    }
+
+    #[test]
+    fn restored_addresses_keep_what_was_left_at_most_max_ttl_plus_grace() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(config());
+        s.set_names(&names(&["a.test", "b.test"]), t0);
+        let addr = |a: &str| a.parse::<IpAddr>().unwrap();
+        assert!(s.restore("a.test", addr("192.0.2.1"), 100 * S, t0));
+        // 68 years recorded: cut to an hour and ten minutes.
+        assert!(s.restore("b.test", addr("192.0.2.2"), 2_147_483_647 * S, t0));
+        assert!(
+            !s.restore("c.test", addr("192.0.2.3"), 100 * S, t0),
+            "not followed"
+        );
+        assert!(
+            !s.restore("a.test", addr("192.0.2.4"), Duration::ZERO, t0),
+            "expired"
+        );
+        assert_eq!(s.names()["a.test"].addrs[&addr("192.0.2.1")], t0 + 100 * S);
+        assert_eq!(s.names()["b.test"].addrs[&addr("192.0.2.2")], t0 + 4200 * S);
+        // An answer's own expiry is kept over a recorded one.
+        s.record("a.test", answer(&["192.0.2.5"], 60), t0);
+        assert!(!s.restore("a.test", addr("192.0.2.5"), 10 * S, t0));
+        assert_eq!(s.names()["a.test"].addrs[&addr("192.0.2.5")], t0 + 660 * S);
+        // Still looked up at once.
+        assert!(s.take_due(t0).contains(&"b.test".to_string()));
+        assert!(
+            s.expire(t0 + 101 * S)
+                .contains(&("a.test".to_string(), addr("192.0.2.1")))
+        );
     }
 
     #[test]
