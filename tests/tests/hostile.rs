@@ -1,0 +1,388 @@
+//! A hostile device behind a gateway in enforce mode: device, gateway (the daemon, enforce
+//! mode, learning on, the site's resolver configured) and servers, in three namespaces. Every
+//! way around enforce mode the device can try with real sockets is dropped and counted; the
+//! gateway's own services and link-local groups pass as local; a restart with the resolver
+//! stopped keeps the resolved names reachable. Needs root.
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    process::{Child, Stdio},
+    sync::atomic::Ordering,
+    time::Duration,
+};
+
+use intune_ctl::datapath::pins::Pins;
+use intune_tests::{
+    dns::Dnsmasq,
+    netns::{Gateway, Netns},
+    output,
+    process::Lines,
+    require_root,
+};
+use serde_json::Value;
+
+/// An exact name the daemon resolves, and the wildcard it learns under.
+const SETS: &str = r#"[
+  {"id": 960, "serviceArea": "MEM", "category": "Allow", "required": true,
+   "urls": ["push.test", "*.wild.test"], "tcpPorts": "443"}
+]"#;
+
+/// The site's resolver.
+const RESOLVER: &str = "198.51.100.10";
+/// A server that is nothing of Intune's, listening on every port the tests try.
+const ELSEWHERE: &str = "198.51.100.77";
+/// push.test's address.
+const PUSH: &str = "198.51.100.20";
+
+struct Site {
+    dev: Netns,
+    gw: Netns,
+    srv: Netns,
+    dns: Dnsmasq,
+}
+
+fn site(tag: &str) -> Site {
+    let Gateway { dev, gw, srv } = Gateway::new(tag, &[RESOLVER, ELSEWHERE, PUSH]);
+    let dns = Dnsmasq::start_on(
+        Some(&srv),
+        RESOLVER.parse().unwrap(),
+        Some(53),
+        &format!("{PUSH} push.test\n"),
+        60,
+        &[],
+    );
+    // The gateway's own service (an SSH stand-in) and Intune's.
+    for (ns, addr) in [(&gw, "192.0.2.2:2222"), (&srv, "198.51.100.20:443")] {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let listener = ns.run(move || TcpListener::bind(addr).expect("bind"));
+        std::thread::spawn(move || for _ in listener.incoming() {});
+    }
+    Site { dev, gw, srv, dns }
+}
+
+struct Daemon {
+    child: Child,
+    lines: Lines,
+    pins: Pins,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(gw: &Netns) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sets.json"), SETS).unwrap();
+        let pins = Pins::new(format!(
+            "/sys/fs/bpf/ixt-hostile-{}-{}",
+            std::process::id(),
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches('.')
+        ));
+        let (child, lines) = Self::spawn(gw, dir.path(), &pins);
+        Daemon {
+            child,
+            lines,
+            pins,
+            dir,
+        }
+    }
+
+    /// kill -9, and the same command again.
+    fn restart(&mut self, gw: &Netns) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        (self.child, self.lines) = Self::spawn(gw, self.dir.path(), &self.pins);
+    }
+
+    fn spawn(gw: &Netns, dir: &std::path::Path, pins: &Pins) -> (Child, Lines) {
+        let mut child = gw
+            .command(env!("CARGO_BIN_EXE_intune-ctl-test"))
+            .args([
+                "daemon",
+                "--iface",
+                "g0",
+                "--mode",
+                "enforce",
+                "--no-service",
+            ])
+            .arg("--no-builtin")
+            .args(["--dns-resolver", RESOLVER, "--resolver", "198.51.100.10:53"])
+            .args(["--dns-min-ttl", "1s", "--learn-from-dns"])
+            .arg("--endpoints")
+            .arg(dir.join("sets.json"))
+            .arg("--state-dir")
+            .arg(dir)
+            .arg("--bpffs-dir")
+            .arg(pins.dir())
+            .arg("--control-socket")
+            .arg(dir.join("control.sock"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("daemon");
+        let lines = Lines::of(&mut child);
+        lines.wait_for("attached to g0", 30);
+        (child, lines)
+    }
+
+    /// `intune-ctl ARGS --json` with this daemon's paths.
+    fn ctl(&self, args: &[&str]) -> Value {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_intune-ctl-test"));
+        cmd.args(args)
+            .arg("--json")
+            .arg("--state-dir")
+            .arg(self.dir.path());
+        match args[0] {
+            "list" => {}
+            "status" => {
+                cmd.arg("--bpffs-dir")
+                    .arg(self.pins.dir())
+                    .arg("--control-socket")
+                    .arg(self.dir.path().join("control.sock"));
+            }
+            _ => {
+                cmd.arg("--bpffs-dir").arg(self.pins.dir());
+            }
+        }
+        let (code, out, err) = output(&mut cmd);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    }
+
+    /// Packets counted under `outcome`.
+    fn outcome(&self, outcome: &str) -> u64 {
+        let stats = self.ctl(&["stats", "--by", "outcome"]);
+        stats["outcomes"][outcome]["packets"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{stats}"))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = self.pins.remove_all();
+    }
+}
+
+/// Sends one raw IP datagram of `proto` with `payload` from `ns` to `dst` (the kernel writes
+/// the IP header).
+fn send_raw(ns: &Netns, proto: i32, dst: &'static str, payload: Vec<u8>) {
+    ns.run(move || {
+        // SAFETY: plain socket calls on a descriptor this closure owns.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, proto);
+            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let fd = OwnedFd::from_raw_fd(fd);
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(dst.parse::<std::net::Ipv4Addr>().unwrap().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            let sent = libc::sendto(
+                fd.as_raw_fd(),
+                payload.as_ptr().cast(),
+                payload.len(),
+                0,
+                (&addr as *const libc::sockaddr_in).cast(),
+                size_of::<libc::sockaddr_in>() as u32,
+            );
+            assert_eq!(
+                sent,
+                payload.len() as isize,
+                "sendto: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    });
+}
+
+/// An ICMP destination unreachable of `len` bytes (header included), checksummed.
+fn icmp_unreachable(len: usize) -> Vec<u8> {
+    let mut m = vec![0xabu8; len.max(8)];
+    m[..8].copy_from_slice(&[3, 1, 0, 0, 0, 0, 0, 0]);
+    let mut sum: u32 = m
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    m[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    m
+}
+
+/// A UDP datagram from `src` (the device's address and a port of its choice) to `dst`.
+fn send_udp_from(dev: &Netns, src: &'static str, dst: &'static str) {
+    dev.run(move || {
+        let sock = UdpSocket::bind(src).expect("bind");
+        for _ in 0..3 {
+            sock.send_to(b"tunnel", dst).expect("send");
+        }
+    });
+}
+
+/// Whether a TCP connection from `src` to `dst` opens within 800 ms.
+fn tcp_from(dev: &Netns, src: &'static str, dst: &'static str) -> bool {
+    dev.run(move || {
+        // std cannot bind before connect: a socket of our own.
+        // SAFETY: plain socket calls on a descriptor owned by the TcpStream at the end.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0);
+            let one: libc::c_int = 1;
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                (&one as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as u32,
+            );
+            let sa = |s: &str| {
+                let a: std::net::SocketAddrV4 = s.parse().unwrap();
+                libc::sockaddr_in {
+                    sin_family: libc::AF_INET as u16,
+                    sin_port: a.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(a.ip().octets()),
+                    },
+                    sin_zero: [0; 8],
+                }
+            };
+            let (local, remote) = (sa(src), sa(dst));
+            let len = size_of::<libc::sockaddr_in>() as u32;
+            assert_eq!(
+                libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len),
+                0,
+                "bind {src}: {}",
+                std::io::Error::last_os_error()
+            );
+            let stream = TcpStream::from_raw_fd(fd);
+            stream.set_nonblocking(true).unwrap();
+            libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len);
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            libc::poll(&mut pfd, 1, 800) == 1 && stream.peer_addr().is_ok()
+        }
+    })
+}
+
+#[test]
+fn a_hostile_device_finds_no_way_around_enforce_mode() {
+    require_root!();
+    let s = site("hx");
+    let d = Daemon::start(&s.gw);
+    // Listeners elsewhere on every port a tunnel might use.
+    let udp: Vec<_> = [
+        "198.51.100.77:4444",
+        "198.51.100.77:67",
+        "198.51.100.77:547",
+    ]
+    .into_iter()
+    .map(|a| (a, s.srv.udp_counter(a)))
+    .collect();
+    let other_resolver = s.srv.udp_counter("198.51.100.77:53");
+    let tcp: SocketAddr = "198.51.100.77:4444".parse().unwrap();
+    let listener = s.srv.run(move || TcpListener::bind(tcp).expect("bind"));
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    assert!(
+        s.dev
+            .connects("198.51.100.20:443", Duration::from_millis(800))
+            || {
+                // The name's address comes with the first resolver step: wait for it.
+                std::thread::sleep(Duration::from_secs(2));
+                s.dev
+                    .connects("198.51.100.20:443", Duration::from_millis(800))
+            },
+        "Intune passes"
+    );
+    let dropped_before = d.outcome("dropped");
+
+    // `nc -p 53 anyhost 4444`, UDP and TCP; a VPN client on the DHCP ports; DNS to a
+    // resolver that is not the site's; an ICMP error of 1,000 bytes to anywhere.
+    send_udp_from(&s.dev, "192.0.2.1:53", "198.51.100.77:4444");
+    assert!(!tcp_from(&s.dev, "192.0.2.1:53", "198.51.100.77:4444"));
+    send_udp_from(&s.dev, "192.0.2.1:68", "198.51.100.77:67");
+    send_udp_from(&s.dev, "192.0.2.1:546", "198.51.100.77:547");
+    send_udp_from(&s.dev, "192.0.2.1:0", "198.51.100.77:53");
+    send_raw(
+        &s.dev,
+        libc::IPPROTO_ICMP,
+        ELSEWHERE,
+        icmp_unreachable(1000),
+    );
+    send_raw(&s.dev, libc::IPPROTO_ICMP, ELSEWHERE, icmp_unreachable(100));
+    std::thread::sleep(Duration::from_millis(300));
+    for (addr, count) in &udp {
+        assert_eq!(count.load(Ordering::SeqCst), 0, "{addr} got through");
+    }
+    assert_eq!(other_resolver.load(Ordering::SeqCst), 0, "another resolver");
+    // 3 + 3 + 3 + 3 datagrams, the SYN (and maybe its retransmission), 2 ICMP errors.
+    let dropped = d.outcome("dropped") - dropped_before;
+    assert!(dropped >= 15, "dropped and counted: {dropped}");
+
+    // The gateway's own service, and VRRP to its link-local group, pass as local.
+    let local_before = d.outcome("local");
+    assert!(
+        s.dev.connects("192.0.2.2:2222", Duration::from_millis(800)),
+        "the gateway's own service"
+    );
+    for _ in 0..3 {
+        send_raw(&s.dev, 112, "224.0.0.18", vec![0x21, 1, 100, 0, 0, 0, 0, 0]);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let local = d.outcome("local") - local_before;
+    // SYN, ACK (and maybe a FIN) of the connection, three VRRP adverts.
+    assert!(local >= 5, "local: {local}");
+    // The device's own DNS to the site's resolver still works, and so does learning.
+    let status = d.ctl(&["status"]);
+    assert!(
+        status["warnings"].as_array().is_some_and(|w| w.is_empty()),
+        "{status}"
+    );
+    assert!(
+        status["local_addresses"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "192.0.2.2/24")),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_restart_with_the_resolver_stopped_keeps_resolved_names_reachable() {
+    require_root!();
+    let s = site("hr");
+    let mut d = Daemon::start(&s.gw);
+    let deadline = std::time::Instant::now() + intune_tests::scaled_secs(10);
+    while !s
+        .dev
+        .connects("198.51.100.20:443", Duration::from_millis(500))
+    {
+        assert!(std::time::Instant::now() < deadline, "push.test resolved");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Recorded within a second of the answer.
+    std::thread::sleep(Duration::from_millis(1500));
+    // The resolver goes down, the daemon dies, and comes back: attached with the name's
+    // address already in the maps.
+    s.dns.pause(true);
+    d.restart(&s.gw);
+    assert!(
+        s.dev
+            .connects("198.51.100.20:443", Duration::from_millis(800)),
+        "push.test reachable with its resolver down"
+    );
+    let list = d.ctl(&["list"]);
+    assert!(list.to_string().contains(PUSH), "{list}");
+    s.dns.pause(false);
+}
