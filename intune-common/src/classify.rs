@@ -7,7 +7,7 @@
 
 use crate::{
     maps::{
-        AllowEntry, Config, DIR_DST, DIR_SRC, MODE_ENFORCE, NO_PORT, NO_RULE, PortSet,
+        AllowEntry, Config, DIR_DST, DIR_SRC, DrainEntry, MODE_ENFORCE, NO_PORT, NO_RULE, PortSet,
         ROLE_BROADCAST, ROLE_DHCP_SERVER, ROLE_DNS_RESOLVER, ROLE_LOCAL, RuleRef, port_key,
     },
     outcome::{Outcome, verdict},
@@ -108,6 +108,9 @@ pub trait Tables {
     /// The `[[policy.allow]]` entry of the most specific prefix holding `addr`.
     fn lookup_allow_v4(&self, addr: &[u8; 4]) -> Option<&AllowEntry>;
     fn lookup_allow_v6(&self, addr: &[u8; 16]) -> Option<&AllowEntry>;
+    /// The draining entry of the most specific prefix holding `addr` (as for `addr_roles`).
+    /// The kernel notes the packet's time in it.
+    fn lookup_drain(&self, addr: &[u8; 16]) -> Option<&DrainEntry>;
     /// An address learned from a DNS answer; `addr` as for `addr_roles`.
     fn lookup_learned(&self, addr: &[u8; 16]) -> Option<RuleRef>;
     fn iface_direction(&self, ifindex: u32) -> Option<u32>;
@@ -167,15 +170,20 @@ fn decide_ip<T: Tables>(
     direction: u32,
     t: &T,
 ) -> (Outcome, u32, u32) {
-    if direction & DIR_DST != 0
-        && let Some(rule) = match_address(pkt.is_v6, &pkt.dst, packet_port(pkt, pkt.dport), cfg, t)
-    {
-        return (Outcome::Intune, rule, matched_port(pkt, pkt.dport));
+    let (mut dst_excluded, mut src_excluded) = (false, false);
+    if direction & DIR_DST != 0 {
+        match lookup_address(pkt.is_v6, &pkt.dst, packet_port(pkt, pkt.dport), cfg, t) {
+            Match::Rule(rule) => return (Outcome::Intune, rule, matched_port(pkt, pkt.dport)),
+            Match::Excluded => dst_excluded = true,
+            Match::None => {}
+        }
     }
-    if direction & DIR_SRC != 0
-        && let Some(rule) = match_address(pkt.is_v6, &pkt.src, packet_port(pkt, pkt.sport), cfg, t)
-    {
-        return (Outcome::Intune, rule, matched_port(pkt, pkt.sport));
+    if direction & DIR_SRC != 0 {
+        match lookup_address(pkt.is_v6, &pkt.src, packet_port(pkt, pkt.sport), cfg, t) {
+            Match::Rule(rule) => return (Outcome::Intune, rule, matched_port(pkt, pkt.sport)),
+            Match::Excluded => src_excluded = true,
+            Match::None => {}
+        }
     }
     if cfg.flags & Config::FLAG_PORT_ONLY != 0
         && pkt.has_ports
@@ -194,6 +202,16 @@ fn decide_ip<T: Tables>(
                 cfg.port_only_rule,
                 port_key(pkt.l4, pkt.sport),
             );
+        }
+    }
+    // What left the lists still carries the connections that use it (never past an
+    // exclusion: an admin's "never" wins at once).
+    if cfg.flags & Config::FLAG_DRAINING != 0 {
+        if direction & DIR_DST != 0 && !dst_excluded && draining(pkt, &pkt.dst, pkt.dport, t) {
+            return (Outcome::Intune, NO_RULE, matched_port(pkt, pkt.dport));
+        }
+        if direction & DIR_SRC != 0 && !src_excluded && draining(pkt, &pkt.src, pkt.sport, t) {
+            return (Outcome::Intune, NO_RULE, matched_port(pkt, pkt.sport));
         }
     }
     if is_infrastructure(pkt, cfg, direction, t) {
@@ -241,8 +259,48 @@ fn matched_port(pkt: &IpPacket, port: u16) -> u32 {
     }
 }
 
+/// What an address's lookup found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Match {
+    Rule(u32),
+    /// An excluded prefix: never Intune, not even a learned, draining or fragment's address.
+    Excluded,
+    None,
+}
+
 /// The rule an address (and port) hits: the port must be in the most specific prefix's
 /// effective port set, or in the ports of the name the address was learned under.
+#[inline(always)]
+fn lookup_address<T: Tables>(
+    v6: bool,
+    addr: &[u8; 16],
+    port: PortCheck,
+    cfg: &Config,
+    t: &T,
+) -> Match {
+    let listed = if v6 {
+        t.lookup_v6(addr)
+    } else {
+        t.lookup_v4(&[addr[0], addr[1], addr[2], addr[3]])
+    };
+    if let Some(hit) = listed {
+        if hit.rule == NO_RULE {
+            return Match::Excluded;
+        }
+        if let Some(rule) = allowed(hit, port, t) {
+            return Match::Rule(rule);
+        }
+    }
+    if cfg.flags & Config::FLAG_LEARNED != 0
+        && let Some(learned) = t.lookup_learned(&key(v6, addr))
+        && let Some(rule) = allowed(learned, port, t)
+    {
+        return Match::Rule(rule);
+    }
+    Match::None
+}
+
+/// As [`lookup_address`], for the rules' answer alone.
 #[inline(always)]
 fn match_address<T: Tables>(
     v6: bool,
@@ -251,25 +309,23 @@ fn match_address<T: Tables>(
     cfg: &Config,
     t: &T,
 ) -> Option<u32> {
-    let listed = if v6 {
-        t.lookup_v6(addr)
-    } else {
-        t.lookup_v4(&[addr[0], addr[1], addr[2], addr[3]])
+    match lookup_address(v6, addr, port, cfg, t) {
+        Match::Rule(rule) => Some(rule),
+        _ => None,
+    }
+}
+
+/// A draining prefix or address holding `addr` allows the packet's port.
+#[inline(always)]
+fn draining<T: Tables>(pkt: &IpPacket, addr: &[u8; 16], port: u16, t: &T) -> bool {
+    let Some(e) = t.lookup_drain(&key(pkt.is_v6, addr)) else {
+        return false;
     };
-    if let Some(hit) = listed {
-        // An excluded prefix: never Intune, not even a learned address or a later fragment.
-        if hit.rule == NO_RULE {
-            return None;
-        }
-        if let Some(rule) = allowed(hit, port, t) {
-            return Some(rule);
-        }
+    match packet_port(pkt, port) {
+        PortCheck::Any => true,
+        PortCheck::Port(l4, port) => e.ports.allows(l4, Some(port)),
+        PortCheck::Never => false,
     }
-    if cfg.flags & Config::FLAG_LEARNED == 0 {
-        return None;
-    }
-    let learned = t.lookup_learned(&key(v6, addr))?;
-    allowed(learned, port, t)
 }
 
 /// The rule of `hit`, if it allows the port.
@@ -682,6 +738,9 @@ mod tests {
             None
         }
         fn lookup_allow_v6(&self, _: &[u8; 16]) -> Option<&AllowEntry> {
+            None
+        }
+        fn lookup_drain(&self, _: &[u8; 16]) -> Option<&DrainEntry> {
             None
         }
         fn lookup_learned(&self, _: &[u8; 16]) -> Option<RuleRef> {

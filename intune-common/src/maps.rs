@@ -37,6 +37,10 @@ pub const ADDR_ROLES: &str = "ADDR_ROLES";
 /// [`AllowEntry`]; consulted when [`Config::FLAG_POLICY_ALLOW`] is set.
 pub const ALLOW_V4: &str = "ALLOW_V4";
 pub const ALLOW_V6: &str = "ALLOW_V6";
+/// LPM trie of [`DrainEntry`], key `Key<[u8; 16]>` (IPv6, or IPv4 mapped with the prefix
+/// length plus 96): what left the lists while connections may still use it, consulted when
+/// nothing listed allows a packet and [`Config::FLAG_DRAINING`] is set.
+pub const DRAIN: &str = "DRAIN";
 /// Array with one [`Trace`]: the last decision, written only when [`Config::FLAG_TRACE`] is set.
 pub const TRACE: &str = "TRACE";
 /// The classifier's tail calls: the log program (debug level only) and the DNS query
@@ -57,6 +61,8 @@ pub const MAX_IFACES: u32 = 256;
 /// Resolvers, DHCP servers, the gateway's own addresses and its subnets' broadcasts.
 pub const MAX_ADDR_ROLES: u32 = 4096;
 pub const MAX_ALLOW_ENTRIES: u32 = 1024;
+/// Prefixes and addresses draining at most; beyond, a leaving one leaves at once.
+pub const MAX_DRAIN: u32 = 65_536;
 
 /// Role bits of an address in `ADDR_ROLES`.
 pub const ROLE_DNS_RESOLVER: u32 = 1;
@@ -197,6 +203,22 @@ impl AllowEntry {
     }
 }
 
+/// A prefix or address that left every list: its ports (as the rule had them) pass until no
+/// packet came for the idle timeout. The program writes `last_seen_ns` on the packets it
+/// passes (at most once a second); the daemon removes the entry when it is old.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DrainEntry {
+    pub ports: AllowEntry,
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the last packet, or of the entry's start.
+    pub last_seen_ns: u64,
+}
+
+/// How much newer than `last_seen_ns` a packet must be to be written: one store a second,
+/// not one a packet.
+pub const DRAIN_TOUCH_NS: u64 = 1_000_000_000;
+
 /// Packets and bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -253,6 +275,8 @@ impl Config {
     pub const FLAG_ALLOW_LOCAL: u32 = 128;
     /// `[[policy.allow]]` entries are in `ALLOW_V4` / `ALLOW_V6`.
     pub const FLAG_POLICY_ALLOW: u32 = 256;
+    /// `DRAIN` holds entries.
+    pub const FLAG_DRAINING: u32 = 512;
 }
 
 /// The last decision, for callers of BPF_PROG_TEST_RUN.
@@ -278,4 +302,5 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::Trace {}
     unsafe impl aya::Pod for super::AllowEntry {}
+    unsafe impl aya::Pod for super::DrainEntry {}
 }

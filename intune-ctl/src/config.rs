@@ -76,6 +76,9 @@ pub struct PolicyConfig {
     /// Services that pass as `local`: `[[policy.allow]]` tables.
     #[serde(deserialize_with = "allow_rules")]
     pub allow: Vec<AllowRule>,
+    /// What leaves every list passes for its connections until idle this long; 0 = off.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// Allow Delivery Optimization peering (TCP 7680, UDP 3544) to any address.
     pub peer_ports: bool,
 }
@@ -89,6 +92,8 @@ impl Default for PolicyConfig {
             dhcp_servers: Vec::new(),
             allow_local: true,
             allow: Vec::new(),
+            // Longer than the keepalive of push connections (Windows, Apple: up to 30 min).
+            idle_timeout: Duration::from_secs(3600),
             peer_ports: false,
         }
     }

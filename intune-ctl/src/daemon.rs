@@ -112,6 +112,9 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
     }
     let mut ticker = tokio::time::interval(Duration::from_secs(d.args.interval));
     ticker.tick().await;
+    // Draining entries are looked at every second: one leaves within a second of its idle
+    // timeout.
+    let mut drain_ticker = tokio::time::interval(Duration::from_secs(1));
     loop {
         let resolve_at = d.watcher.as_ref().and_then(Watcher::next_wakeup);
         tokio::select! {
@@ -122,6 +125,7 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
             }
             _ = sleep_until_some(resolve_at), if resolve_at.is_some() => d.resolve().await,
             Some(local) = local_rx.recv() => d.set_local_addresses(&local),
+            _ = drain_ticker.tick() => d.sweep_drain(),
             accepted = control.accept() => {
                 if let Ok((mut stream, _)) = accepted {
                     let answer = match crate::control::read_request(&mut stream).await {
@@ -294,6 +298,8 @@ impl Daemon {
             tracing::warn!("Linux {}: {}", kernel.version, degraded.join("; "));
         }
         let mut dp = Datapath::load_pinned(capacity, &pins).context("loading the XDP program")?;
+        dp.set_drain(args.policy.drain_idle())
+            .context("turning draining on")?;
         let started = Instant::now();
         dp.install(&rules, &policy, false)
             .context("filling the program's maps")?;
@@ -383,6 +389,18 @@ impl Daemon {
         self.attached.retain(|(name, _)| *name != iface.name);
         self.attached.push((iface.name.clone(), how));
         Ok(())
+    }
+
+    /// Removes what drained for the idle timeout with no packet.
+    fn sweep_drain(&mut self) {
+        match self.dp.drain_sweep() {
+            Ok(gone) => {
+                for prefix in gone {
+                    tracing::info!(%prefix, "idle for the idle timeout after leaving the lists: removed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "sweeping the draining prefixes"),
+        }
     }
 
     /// The gateway's addresses changed: traffic to the new ones is local from now on.
@@ -554,6 +572,10 @@ impl Daemon {
             "dhcp_servers": self.args.policy.dhcp_servers,
             "allow_local": !self.args.policy.no_local,
             "local_addresses": self.dp.local_addresses().iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "draining": self.dp.draining().unwrap_or_default().iter().map(|d| serde_json::json!({
+                "prefix": d.prefix.to_string(),
+                "idle_seconds": d.idle.as_secs(),
+            })).collect::<Vec<_>>(),
             "warnings": self.dp.policy().warnings(),
             "rules": self.dp.installed().map_or(0, |r| r.rules.len()),
             "rules_by_source": by_source,
@@ -645,6 +667,7 @@ impl Daemon {
             }
         }
         self.dp.set_policy(&policy)?;
+        self.dp.set_drain(new.policy.drain_idle())?;
         updater::apply(&mut self.dp, rules, "config reload");
         for old in &self.args.ifaces {
             if !new.ifaces.iter().any(|i| i.name == old.name) {

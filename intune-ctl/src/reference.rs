@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use intune_common::{
     classify::{Decision, Tables, classify},
-    maps::{AllowEntry, Config, PortSet, RuleRef},
+    maps::{AllowEntry, Config, DrainEntry, PortSet, RuleRef},
 };
 use ipnet::IpNet;
 
@@ -23,6 +23,7 @@ pub struct ReferenceTables<'a> {
     allow: Vec<(IpNet, AllowEntry)>,
     iface: HashMap<u32, u32>,
     learned: HashMap<[u8; 16], RuleRef>,
+    drain: Vec<(IpNet, DrainEntry)>,
     config: Config,
 }
 
@@ -50,8 +51,16 @@ impl<'a> ReferenceTables<'a> {
                 .map(|(i, d)| (*i, d.bits()))
                 .collect(),
             learned: HashMap::new(),
+            drain: Vec::new(),
             config: policy.config(rules, false),
         })
+    }
+
+    /// With these prefixes draining (as the daemon drains what leaves its lists).
+    pub fn with_draining(mut self, drain: Vec<(IpNet, DrainEntry)>) -> Self {
+        self.drain = drain;
+        self.config.flags |= Config::FLAG_DRAINING;
+        self
     }
 
     /// With the gateway's own interface addresses (as the daemon follows them) in force.
@@ -101,6 +110,22 @@ impl Tables for ReferenceTables<'_> {
 
     fn addr_roles(&self, addr: &[u8; 16]) -> u32 {
         self.roles.get(addr).copied().unwrap_or(0)
+    }
+
+    fn lookup_drain(&self, addr: &[u8; 16]) -> Option<&DrainEntry> {
+        // Keys are IPv6 or IPv4 mapped, as the kernel's: compare in IPv6 terms.
+        let addr = Ipv6Addr::from(*addr);
+        self.drain
+            .iter()
+            .filter(|(net, _)| match net {
+                IpNet::V4(n) => addr.to_ipv4_mapped().is_some_and(|a| n.contains(&a)),
+                IpNet::V6(n) => n.contains(&addr),
+            })
+            .max_by_key(|(net, _)| match net {
+                IpNet::V4(n) => n.prefix_len() + 96,
+                IpNet::V6(n) => n.prefix_len(),
+            })
+            .map(|(_, e)| e)
     }
 
     fn lookup_allow_v4(&self, addr: &[u8; 4]) -> Option<&AllowEntry> {

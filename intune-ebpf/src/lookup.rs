@@ -1,16 +1,53 @@
 //! The classifier's lookups, answered by the maps.
 
-use aya_ebpf::maps::lpm_trie::Key;
+use core::cell::UnsafeCell;
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use intune_common::{
     classify::Tables,
-    maps::{AllowEntry, PortSet, RuleRef},
+    maps::{AllowEntry, DRAIN_TOUCH_NS, DrainEntry, PortSet, RuleRef},
     v4table::{CHUNK_FLAG, decode_leaf},
 };
 
 use crate::maps::{
-    ADDR_ROLES, ALLOW_V4, ALLOW_V6, IFACE_DIRECTION, LEARNED, LPM_V4, LPM_V6, PORT_SETS, V4_TBL16,
-    V4_TBL24, V4_TBL32,
+    ADDR_ROLES, ALLOW_V4, ALLOW_V6, DRAIN, IFACE_DIRECTION, LEARNED, LPM_V4, LPM_V6, PORT_SETS,
+    V4_TBL16, V4_TBL24, V4_TBL32,
 };
+
+/// `DRAIN`'s value as the program writes it: the layout of [`DrainEntry`], with the time of
+/// the last packet in a cell the program sets in place.
+#[repr(C)]
+pub struct DrainValue {
+    ports: AllowEntry,
+    _pad: u32,
+    last_seen_ns: UnsafeCell<u64>,
+}
+
+const _: () = assert!(size_of::<DrainValue>() == size_of::<DrainEntry>());
+
+// SAFETY: the cell holds a time any CPU may store whole; a lost store only delays the next.
+unsafe impl Sync for DrainValue {}
+
+impl DrainValue {
+    /// Notes a packet now, at most once a second: one store a second, not one a packet. A
+    /// race with another CPU or the daemon stores a time either way.
+    #[inline(always)]
+    fn touch(&self) {
+        // SAFETY: a u64 of a map value, in a cell; the helper has no preconditions.
+        unsafe {
+            let now = bpf_ktime_get_ns();
+            if now > (*self.last_seen_ns.get()).saturating_add(DRAIN_TOUCH_NS) {
+                core::ptr::write_volatile(self.last_seen_ns.get(), now);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn entry(&self) -> &DrainEntry {
+        // SAFETY: the same repr(C) layout (asserted above); nothing writes while it is read.
+        unsafe { &*(self as *const DrainValue).cast::<DrainEntry>() }
+    }
+}
 
 pub struct MapTables {
     /// Look IPv4 up in the trie, not the table (the table did not fit).
@@ -53,6 +90,13 @@ impl Tables for MapTables {
     #[inline(always)]
     fn lookup_allow_v4(&self, addr: &[u8; 4]) -> Option<&AllowEntry> {
         ALLOW_V4.get(Key::new(32, *addr))
+    }
+
+    #[inline(always)]
+    fn lookup_drain(&self, addr: &[u8; 16]) -> Option<&DrainEntry> {
+        let v = DRAIN.get(Key::new(128, *addr))?;
+        v.touch();
+        Some(v.entry())
     }
 
     #[inline(always)]

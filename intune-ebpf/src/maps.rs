@@ -11,9 +11,9 @@ use intune_common::{
         QueryKey, QueryValue,
     },
     maps::{
-        AllowEntry, Config, Counter, MAX_ADDR_ROLES, MAX_ALLOW_ENTRIES, MAX_IFACES, MAX_PORT_SETS,
-        MAX_PORT_SLOTS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, PORT_KEYS, PortSet, RuleRef,
-        Trace, V4_TABLE_CHUNKS,
+        AllowEntry, Config, Counter, MAX_ADDR_ROLES, MAX_ALLOW_ENTRIES, MAX_DRAIN, MAX_IFACES,
+        MAX_PORT_SETS, MAX_PORT_SLOTS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, PORT_KEYS,
+        PortSet, RuleRef, Trace, V4_TABLE_CHUNKS,
     },
     outcome::OUTCOME_COUNT,
     v4table::{CHUNK_ENTRIES, TBL16_ENTRIES},
@@ -71,6 +71,10 @@ pub static ALLOW_V4: LpmTrie<[u8; 4], AllowEntry> = LpmTrie::with_max_entries(MA
 #[map]
 pub static ALLOW_V6: LpmTrie<[u8; 16], AllowEntry> =
     LpmTrie::with_max_entries(MAX_ALLOW_ENTRIES, 0);
+
+#[map]
+pub static DRAIN: LpmTrie<[u8; 16], crate::lookup::DrainValue> =
+    LpmTrie::with_max_entries(MAX_DRAIN, 0);
 
 #[map]
 pub static LEARNED: HashMap<[u8; 16], RuleRef> = HashMap::with_max_entries(MAX_LEARNED, 0);

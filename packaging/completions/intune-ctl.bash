@@ -166,7 +166,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__classify)
-            opts="-h --pcap --endpoints --no-builtin --exclude --peer-ports --mode --direction --dns-resolver --dhcp-server --no-local --local-address --json --help"
+            opts="-h --pcap --endpoints --no-builtin --exclude --peer-ports --mode --direction --dns-resolver --dhcp-server --no-local --idle-timeout --local-address --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -200,6 +200,10 @@ _intune__ctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --local-address)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -226,7 +230,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__daemon)
-            opts="-h --config --iface --endpoints --no-builtin --exclude --peer-ports --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --learn-from-dns --learn-trusted --learn-max --mode --direction --dns-resolver --dhcp-server --no-local --xdp-mode --interval --bpffs-dir --control-socket --metrics-listen --detach-on-stop --help"
+            opts="-h --config --iface --endpoints --no-builtin --exclude --peer-ports --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --learn-from-dns --learn-trusted --learn-max --mode --direction --dns-resolver --dhcp-server --no-local --idle-timeout --xdp-mode --interval --bpffs-dir --control-socket --metrics-listen --detach-on-stop --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -329,6 +333,10 @@ _intune__ctl() {
                     return 0
                     ;;
                 --dhcp-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -52,6 +52,7 @@ src\t'Match the source: return traffic from Intune'
 both\t'Either'"
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l dns-resolver -d 'In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default: any resolver, which makes DNS a way around enforce mode)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l dhcp-server -d 'A DHCP server or relay DHCP may go to besides the broadcast (repeatable)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l idle-timeout -d 'What leaves every list (a prefix a refresh removed, an address out of DNS, an expired learned address) still passes for its connections until no packet came for this long; 0 removes it at once' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l local-address -d 'One of the gateway\'s own addresses with its prefix length (repeatable): frames to it are local, as the daemon decides for the addresses it follows' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l no-builtin -d 'Leave the built-in list out'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l peer-ports -d 'Also allow the port-only sets for any address (Delivery Optimization peering: TCP 7680, UDP 3544)'
@@ -89,6 +90,7 @@ src\t'Match the source: return traffic from Intune'
 both\t'Either'"
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l dns-resolver -d 'In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default: any resolver, which makes DNS a way around enforce mode)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l dhcp-server -d 'A DHCP server or relay DHCP may go to besides the broadcast (repeatable)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l idle-timeout -d 'What leaves every list (a prefix a refresh removed, an address out of DNS, an expired learned address) still passes for its connections until no packet came for this long; 0 removes it at once' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l xdp-mode -d 'auto: native where the driver has it, else generic' -r -f -a "auto\t'Native, falling back to generic when the driver has no XDP support'
 native\t''
 generic\t''"
@@ -137,6 +139,7 @@ src\t'Match the source: return traffic from Intune'
 both\t'Either'"
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l dns-resolver -d 'In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default: any resolver, which makes DNS a way around enforce mode)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l dhcp-server -d 'A DHCP server or relay DHCP may go to besides the broadcast (repeatable)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l idle-timeout -d 'What leaves every list (a prefix a refresh removed, an address out of DNS, an expired learned address) still passes for its connections until no packet came for this long; 0 removes it at once' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l xdp-mode -d 'auto: native where the driver has it, else generic' -r -f -a "auto\t'Native, falling back to generic when the driver has no XDP support'
 native\t''
 generic\t''"

@@ -40,6 +40,7 @@ src\:"Match the source\: return traffic from Intune"
 both\:"Either"))' \
 '*--dns-resolver=[In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default\: any resolver, which makes DNS a way around enforce mode)]:ADDRESS:_default' \
 '*--dhcp-server=[A DHCP server or relay DHCP may go to besides the broadcast (repeatable)]:ADDRESS:_default' \
+'--idle-timeout=[What leaves every list (a prefix a refresh removed, an address out of DNS, an expired learned address) still passes for its connections until no packet came for this long; 0 removes it at once]:DURATION:_default' \
 '*--local-address=[One of the gateway'\''s own addresses with its prefix length (repeatable)\: frames to it are local, as the daemon decides for the addresses it follows]:ADDR/LEN:_default' \
 '--no-builtin[Leave the built-in list out]' \
 '--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
@@ -79,6 +80,7 @@ src\:"Match the source\: return traffic from Intune"
 both\:"Either"))' \
 '*--dns-resolver=[In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default\: any resolver, which makes DNS a way around enforce mode)]:ADDRESS:_default' \
 '*--dhcp-server=[A DHCP server or relay DHCP may go to besides the broadcast (repeatable)]:ADDRESS:_default' \
+'--idle-timeout=[What leaves every list (a prefix a refresh removed, an address out of DNS, an expired learned address) still passes for its connections until no packet came for this long; 0 removes it at once]:DURATION:_default' \
 '--xdp-mode=[auto\: native where the driver has it, else generic]:XDP_MODE:((auto\:"Native, falling back to generic when the driver has no XDP support"
 native\:""
 generic\:""))' \
@@ -129,6 +131,7 @@ src\:"Match the source\: return traffic from Intune"
 both\:"Either"))' \
 '*--dns-resolver=[In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default\: any resolver, which makes DNS a way around enforce mode)]:ADDRESS:_default' \
 '*--dhcp-server=[A DHCP server or relay DHCP may go to besides the broadcast (repeatable)]:ADDRESS:_default' \
+'--idle-timeout=[What leaves every list (a prefix a refresh removed, an address out of DNS, an expired learned address) still passes for its connections until no packet came for this long; 0 removes it at once]:DURATION:_default' \
 '--xdp-mode=[auto\: native where the driver has it, else generic]:XDP_MODE:((auto\:"Native, falling back to generic when the driver has no XDP support"
 native\:""
 generic\:""))' \

@@ -81,9 +81,11 @@ impl Case {
             .expect("rule counters");
         let ports_before = self.dp.port_counters().expect("port counters");
         let d = self.dp.run_frame(frame).expect("test run");
-        let reference = ReferenceTables::new(&self.rules, &self.policy)
-            .with_local(&self.local)
-            .classify(frame, 1);
+        let mut reference = ReferenceTables::new(&self.rules, &self.policy).with_local(&self.local);
+        if self.dp.drain_idle().is_some() {
+            reference = reference.with_draining(self.dp.drain_entries().expect("drain"));
+        }
+        let reference = reference.classify(frame, 1);
         assert_eq!(
             d, reference,
             "kernel and reference disagree on {frame:02x?}"
@@ -807,6 +809,74 @@ fn policy_allow_entries_pass_their_services_as_local() {
     c.dropped(&Frame::tcp(DEV, "192.0.2.192", 40000, 22));
     c.dropped(&Frame::tcp(DEV, "192.0.2.170", 22, 4444));
     c.dropped(&Frame::icmp(DEV, "192.0.2.170", 8));
+}
+
+#[test]
+fn what_leaves_the_lists_drains_for_its_connections_on_its_old_ports() {
+    require_root!();
+    let mut c = Case::enforce();
+    c.dp.set_drain(Some(std::time::Duration::from_secs(3600)))
+        .expect("draining on");
+    // Set 903 (203.0.113.0/24: TCP 5223, UDP 3478-3481) leaves; 198.51.100.64/26, inside a
+    // listed prefix, becomes an exclusion.
+    let kept: Vec<_> = test_sets().into_iter().filter(|s| s.id != 903).collect();
+    let next = RuleSet::build(
+        &kept,
+        &intune_ctl::rules::RuleSetOptions {
+            exclude: vec!["198.51.100.64/26".parse().unwrap()],
+            ..Default::default()
+        },
+        Some(&c.rules),
+    )
+    .expect("rules");
+    c.dp.apply(next.clone()).expect("apply");
+    c.rules = next;
+    let drained: Vec<String> =
+        c.dp.draining()
+            .expect("draining")
+            .iter()
+            .map(|d| d.prefix.to_string())
+            .collect();
+    assert_eq!(drained, ["203.0.113.0/24"], "only what left drains");
+    // Its old ports pass, credited to no rule (the rule is gone); others do not.
+    c.expect(
+        &Frame::tcp(DEV, "203.0.113.9", 40000, 5223),
+        Outcome::Intune,
+        XDP_PASS,
+        None,
+    );
+    c.expect(
+        &Frame::udp(DEV, "203.0.113.9", 40000, 3480),
+        Outcome::Intune,
+        XDP_PASS,
+        None,
+    );
+    c.dropped(&Frame::tcp(DEV, "203.0.113.9", 40000, 443));
+    c.dropped(&Frame::udp(DEV, "203.0.113.9", 40000, 3482));
+    // An exclusion wins at once, and what is listed decides as listed.
+    c.dropped(&Frame::tcp(DEV, "198.51.100.70", 40000, 443));
+    c.expect(
+        &Frame::tcp(DEV, "198.51.100.7", 40000, 443),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("198.51.100.0/24"),
+    );
+    // Listed again: it stops draining, its rule decides.
+    let back = RuleSet::build(
+        &test_sets(),
+        &intune_ctl::rules::RuleSetOptions::default(),
+        Some(&c.rules),
+    )
+    .expect("rules");
+    c.dp.apply(back.clone()).expect("apply");
+    c.rules = back;
+    assert!(c.dp.draining().expect("draining").is_empty());
+    c.expect(
+        &Frame::tcp(DEV, "203.0.113.9", 40000, 5223),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("203.0.113.0/24"),
+    );
 }
 
 #[test]

@@ -333,8 +333,38 @@ fn kernel_and_reference_agree_on_random_and_mutated_frames() {
             Vec::new()
         };
         dp.set_local_addresses(&local).expect("local addresses");
-        let reference = ReferenceTables::new(&rules, &policy).with_local(&local);
+        // Addresses of the whole list, also those that leave it below.
         let pool = interesting_addresses(&rules, &mut rng);
+        // The last policy drains: the test sets' 903 and 901 leave (901's /24 holds 902's
+        // /28, which stays) and drain for their connections.
+        let (rules, drain) = if i == policy_count - 1 {
+            dp.set_drain(Some(std::time::Duration::from_secs(3600)))
+                .expect("draining on");
+            let kept: Vec<_> = sets
+                .iter()
+                .filter(|s| s.id != 903 && s.id != 901)
+                .cloned()
+                .collect();
+            let next = intune_ctl::rules::RuleSet::build(
+                &kept,
+                &intune_ctl::rules::RuleSetOptions {
+                    port_only,
+                    ..Default::default()
+                },
+                Some(&rules),
+            )
+            .expect("rules");
+            dp.apply(next.clone()).expect("apply");
+            let drain = dp.drain_entries().expect("drain");
+            assert!(drain.len() >= 3, "{drain:?}");
+            (next, drain)
+        } else {
+            (rules, Vec::new())
+        };
+        let mut reference = ReferenceTables::new(&rules, &policy).with_local(&local);
+        if !drain.is_empty() {
+            reference = reference.with_draining(drain);
+        }
         let mut mismatches = Vec::new();
         for _ in 0..per_policy {
             let mut frame = random_frame(&pool, &mut rng);

@@ -42,18 +42,22 @@ struct Site {
     dns: Dnsmasq,
 }
 
-fn site(tag: &str) -> Site {
-    let Gateway { dev, gw, srv } = Gateway::new(tag, &[RESOLVER, ELSEWHERE, PUSH]);
+/// push.test's address once it moved.
+const PUSH_MOVED: &str = "198.51.100.21";
+
+/// The namespaces, dnsmasq answering with `ttl`.
+fn site(tag: &str, ttl: u32) -> Site {
+    let Gateway { dev, gw, srv } = Gateway::new(tag, &[RESOLVER, ELSEWHERE, PUSH, PUSH_MOVED]);
     let dns = Dnsmasq::start_on(
         Some(&srv),
         RESOLVER.parse().unwrap(),
         Some(53),
         &format!("{PUSH} push.test\n"),
-        60,
+        ttl,
         &[],
     );
     // The gateway's own service (an SSH stand-in) and Intune's.
-    for (ns, addr) in [(&gw, "192.0.2.2:2222"), (&srv, "198.51.100.20:443")] {
+    for (ns, addr) in [(&gw, "192.0.2.2:2222"), (&srv, "198.51.100.21:443")] {
         let addr: SocketAddr = addr.parse().unwrap();
         let listener = ns.run(move || TcpListener::bind(addr).expect("bind"));
         std::thread::spawn(move || for _ in listener.incoming() {});
@@ -66,10 +70,16 @@ struct Daemon {
     lines: Lines,
     pins: Pins,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl Daemon {
     fn start(gw: &Netns) -> Daemon {
+        Self::start_with(gw, &[])
+    }
+
+    fn start_with(gw: &Netns, extra: &[&str]) -> Daemon {
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("sets.json"), SETS).unwrap();
         let pins = Pins::new(format!(
@@ -81,12 +91,13 @@ impl Daemon {
                 .to_string_lossy()
                 .trim_start_matches('.')
         ));
-        let (child, lines) = Self::spawn(gw, dir.path(), &pins);
+        let (child, lines) = Self::spawn(gw, dir.path(), &pins, &extra);
         Daemon {
             child,
             lines,
             pins,
             dir,
+            extra,
         }
     }
 
@@ -94,10 +105,10 @@ impl Daemon {
     fn restart(&mut self, gw: &Netns) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        (self.child, self.lines) = Self::spawn(gw, self.dir.path(), &self.pins);
+        (self.child, self.lines) = Self::spawn(gw, self.dir.path(), &self.pins, &self.extra);
     }
 
-    fn spawn(gw: &Netns, dir: &std::path::Path, pins: &Pins) -> (Child, Lines) {
+    fn spawn(gw: &Netns, dir: &std::path::Path, pins: &Pins, extra: &[String]) -> (Child, Lines) {
         let mut child = gw
             .command(env!("CARGO_BIN_EXE_intune-ctl-test"))
             .args([
@@ -119,6 +130,7 @@ impl Daemon {
             .arg(pins.dir())
             .arg("--control-socket")
             .arg(dir.join("control.sock"))
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -280,7 +292,7 @@ fn tcp_from(dev: &Netns, src: &'static str, dst: &'static str) -> bool {
 #[test]
 fn a_hostile_device_finds_no_way_around_enforce_mode() {
     require_root!();
-    let s = site("hx");
+    let s = site("hx", 60);
     let d = Daemon::start(&s.gw);
     // Listeners elsewhere on every port a tunnel might use.
     let udp: Vec<_> = [
@@ -361,7 +373,7 @@ fn a_hostile_device_finds_no_way_around_enforce_mode() {
 #[test]
 fn a_restart_with_the_resolver_stopped_keeps_resolved_names_reachable() {
     require_root!();
-    let s = site("hr");
+    let s = site("hr", 60);
     let mut d = Daemon::start(&s.gw);
     let deadline = std::time::Instant::now() + intune_tests::scaled_secs(10);
     while !s
@@ -385,4 +397,87 @@ fn a_restart_with_the_resolver_stopped_keeps_resolved_names_reachable() {
     let list = d.ctl(&["list"]);
     assert!(list.to_string().contains(PUSH), "{list}");
     s.dns.pause(false);
+}
+
+#[test]
+fn a_long_connection_outlives_its_address_leaving_dns_and_ends_idle() {
+    require_root!();
+    // TTL 2 s, grace and idle timeout 5 s (longer where the tests run slower).
+    let slow = intune_tests::slowdown();
+    let s = site("hl", 2 * slow);
+    let grace = format!("{}s", 5 * slow);
+    let d = Daemon::start_with(&s.gw, &["--dns-grace", &grace, "--idle-timeout", &grace]);
+    // The server reads what the device sends: bytes counted.
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let addr: SocketAddr = "198.51.100.20:443".parse().unwrap();
+    let listener = s.srv.run(move || TcpListener::bind(addr).expect("bind"));
+    {
+        let received = std::sync::Arc::clone(&received);
+        std::thread::spawn(move || {
+            use std::io::Read;
+            for mut conn in listener.incoming().map_while(Result::ok) {
+                let received = std::sync::Arc::clone(&received);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = conn.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        received.fetch_add(n, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+    }
+    let deadline = std::time::Instant::now() + intune_tests::scaled_secs(10);
+    while !s
+        .dev
+        .connects("198.51.100.20:443", Duration::from_millis(500))
+    {
+        assert!(std::time::Instant::now() < deadline, "push.test resolved");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let to: SocketAddr = "198.51.100.20:443".parse().unwrap();
+    let mut conn = s
+        .dev
+        .run(move || TcpStream::connect_timeout(&to, Duration::from_secs(2)));
+    let conn = conn.as_mut().expect("the long connection");
+    conn.set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    // The name moves: dnsmasq answers with its new address from now on.
+    s.dns.set_hosts(&format!("{PUSH_MOVED} push.test\n"));
+    let before = received.load(Ordering::SeqCst);
+    let seconds = 30;
+    for _ in 0..seconds {
+        use std::io::Write;
+        conn.write_all(b"x").expect("the connection carries on");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let carried = received.load(Ordering::SeqCst) - before;
+    assert!(
+        carried >= seconds - 1,
+        "{carried} of {seconds} bytes arrived: the connection was cut"
+    );
+    // The old address left DNS long ago and drains; the new one is listed.
+    let status = d.ctl(&["status"]);
+    let draining = status["draining"].to_string();
+    assert!(draining.contains("198.51.100.20/32"), "{status}");
+    assert!(
+        s.dev
+            .connects("198.51.100.21:443", Duration::from_millis(800))
+    );
+    // Quiet (closed: its FIN is its last packet): gone after the idle timeout; a new
+    // connection to the old address is dropped.
+    drop(conn);
+    std::thread::sleep(Duration::from_secs(u64::from(5 * slow) + 3));
+    let status = d.ctl(&["status"]);
+    assert!(
+        !status["draining"].to_string().contains("198.51.100.20"),
+        "{status}"
+    );
+    assert!(
+        !s.dev
+            .connects("198.51.100.20:443", Duration::from_millis(800)),
+        "the old address is gone"
+    );
 }

@@ -307,6 +307,11 @@ pub struct PolicyArgs {
     /// `[[policy.allow]]` services (config file only).
     #[arg(skip)]
     pub allow: Vec<crate::policy::AllowRule>,
+    /// What leaves every list (a prefix a refresh removed, an address out of DNS, an expired
+    /// learned address) still passes for its connections until no packet came for this long;
+    /// 0 removes it at once.
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
 }
 
 impl PolicyArgs {
@@ -320,6 +325,11 @@ impl PolicyArgs {
             allow_local: !self.no_local,
             allow: self.allow.clone(),
         }
+    }
+
+    /// The drain's idle timeout, `None` when what leaves leaves at once.
+    pub fn drain_idle(&self) -> Option<Duration> {
+        (!self.idle_timeout.is_zero()).then_some(self.idle_timeout)
     }
 }
 

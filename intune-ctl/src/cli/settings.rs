@@ -128,6 +128,7 @@ impl RunArgs {
         );
         from_config!("no_local", a.policy.no_local, !c.policy.allow_local);
         a.policy.allow = c.policy.allow.clone();
+        from_config!("idle_timeout", a.policy.idle_timeout, c.policy.idle_timeout);
         from_config!(
             "interval",
             a.interval,

@@ -67,6 +67,10 @@ impl Datapath {
         let stats = MapData::from_pin(pins.map(RULE_STATS)).map_err(map_err(RULE_STATS))?;
         let rule_stats =
             PerCpuArray::try_from(Map::PerCpuArray(stats)).map_err(map_err(RULE_STATS))?;
+        let drain = match self.drain_idle {
+            Some(_) => Some(self.drain_map()?),
+            None => None,
+        };
         self.learning = true;
         if let Some(config) = self.installed.as_ref().map(|r| self.config_for(r)) {
             self.write_config(config)?;
@@ -76,6 +80,7 @@ impl Datapath {
             learned,
             names,
             rule_stats,
+            drain,
         })
     }
 

@@ -175,6 +175,8 @@ pub struct Datapath {
     pub(crate) roles: std::collections::HashMap<[u8; 16], u32>,
     /// The prefixes `ALLOW_V4` / `ALLOW_V6` hold.
     pub(crate) allowed: Vec<ipnet::IpNet>,
+    /// What leaves the lists drains for its connections until idle this long (off: `None`).
+    pub(crate) drain_idle: Option<std::time::Duration>,
 }
 
 impl Datapath {
@@ -240,6 +242,7 @@ impl Datapath {
             local: Vec::new(),
             roles: std::collections::HashMap::new(),
             allowed: Vec::new(),
+            drain_idle: None,
         })
     }
 

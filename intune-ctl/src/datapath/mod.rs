@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod bpffs;
 pub mod counters;
+pub mod drain;
 pub mod kernel;
 pub mod kernel_log;
 pub mod learning;

@@ -104,12 +104,23 @@ impl Datapath {
         self.update_v4_table(new)?;
         let table = started.elapsed();
         self.write_config(self.config_for(new))?;
-        // 4. Only now remove what left.
+        // 4. Only now remove what left, which drains first (when the daemon drains): the
+        // connections that use it carry on until they are idle.
+        self.drain_relisted(new)?;
         let removed: Vec<&crate::rules::Rule> = old
             .rules
             .iter()
             .filter(|r| new.rule_by_target(&r.target).is_none())
             .collect();
+        let left: Vec<(IpNet, crate::endpoints::Ports)> = removed
+            .iter()
+            .filter(|r| !r.excluded)
+            .filter_map(|r| match r.target {
+                Target::Prefix(net) => Some((net, r.effective.clone())),
+                Target::AnyAddress => None,
+            })
+            .collect();
+        self.drain_left(&left)?;
         self.delete_lpm(removed.iter().filter_map(|r| match r.target {
             Target::Prefix(net) => Some(net),
             Target::AnyAddress => None,
@@ -216,6 +227,9 @@ impl Datapath {
         if self.learning {
             // Only the trusted resolvers teach, always: an empty list teaches nothing.
             config.flags |= Config::FLAG_LEARN_TRUSTED;
+        }
+        if self.drain_idle.is_some() {
+            config.flags |= Config::FLAG_DRAINING;
         }
         config.name_hash_key = self.name_hash_key;
         config

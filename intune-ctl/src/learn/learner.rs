@@ -56,6 +56,8 @@ pub struct Maps {
     /// The names the capture program learns from by itself (`LEARN_NAMES`).
     pub names: BpfHashMap<MapData, u64, u32>,
     pub rule_stats: PerCpuArray<MapData, Counter>,
+    /// Where an expired address drains for its connections (when the daemon drains).
+    pub drain: Option<crate::datapath::drain::DrainMap>,
 }
 
 /// What the learner counted since it started.
@@ -262,6 +264,7 @@ impl Work {
             let expired = self.table.expire(Instant::now());
             if !expired.is_empty() {
                 self.counts.expired += expired.len() as u64;
+                self.drain_expired(&expired);
                 self.write(&expired);
             }
             self.publish();
@@ -366,6 +369,34 @@ impl Work {
                 self.latencies.pop_front();
             }
             self.latencies.push_back(took);
+        }
+    }
+
+    /// Expired addresses drain (before they leave `LEARNED`): a connection that still uses
+    /// one is not cut.
+    fn drain_expired(&mut self, expired: &[Write]) {
+        let Some(drain) = self.maps.drain.as_mut() else {
+            return;
+        };
+        for w in expired {
+            let Write::Delete { address, .. } = *w else {
+                continue;
+            };
+            let Ok(v) = self.maps.learned.get(&key(address), 0) else {
+                continue;
+            };
+            let Some(ports) = self
+                .port_ids
+                .iter()
+                .find_map(|(ports, id)| (*id == v.port_set).then_some(ports))
+            else {
+                continue;
+            };
+            if let Err(e) =
+                crate::datapath::drain::start_draining(drain, &ipnet::IpNet::from(address), ports)
+            {
+                tracing::warn!(%address, error = %e, "cannot keep an expired learned address for its connections");
+            }
         }
     }
 
