@@ -16,6 +16,7 @@ use crate::{
     endpoints::{
         Category,
         ports::PortRanges,
+        schema::Region,
         service::{Instance, MIN_INTERVAL, ServiceConfig},
     },
     policy::{AllowProtocol, AllowRule, Direction, Mode, allow_entries},
@@ -155,6 +156,10 @@ pub struct SourcesConfig {
     pub files: Vec<PathBuf>,
     /// Prefixes and names never to allow.
     pub exclude: Vec<String>,
+    /// The tenant's region: "all", "na", "eu" or "ap".
+    pub region: Region,
+    /// Endpoint set ids left out.
+    pub skip_sets: Vec<u32>,
 }
 
 impl Default for SourcesConfig {
@@ -176,6 +181,8 @@ impl Default for SourcesConfig {
             service_timeout: service.request_timeout,
             files: Vec::new(),
             exclude: Vec::new(),
+            region: Region::All,
+            skip_sets: Vec::new(),
         }
     }
 }

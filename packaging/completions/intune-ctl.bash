@@ -166,7 +166,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__classify)
-            opts="-h --pcap --endpoints --no-builtin --exclude --peer-ports --mode --direction --dns-resolver --dhcp-server --no-local --idle-timeout --local-address --json --help"
+            opts="-h --pcap --endpoints --no-builtin --exclude --peer-ports --region --skip-set --mode --direction --dns-resolver --dhcp-server --no-local --idle-timeout --local-address --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -181,6 +181,14 @@ _intune__ctl() {
                     return 0
                     ;;
                 --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --region)
+                    COMPREPLY=($(compgen -W "all na eu ap" -- "${cur}"))
+                    return 0
+                    ;;
+                --skip-set)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -230,7 +238,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__daemon)
-            opts="-h --config --iface --endpoints --no-builtin --exclude --peer-ports --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --learn-from-dns --learn-trusted --learn-max --mode --direction --dns-resolver --dhcp-server --no-local --idle-timeout --xdp-mode --interval --bpffs-dir --control-socket --metrics-listen --detach-on-stop --help"
+            opts="-h --config --iface --endpoints --no-builtin --exclude --peer-ports --region --skip-set --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --learn-from-dns --learn-trusted --learn-max --mode --direction --dns-resolver --dhcp-server --no-local --idle-timeout --xdp-mode --interval --bpffs-dir --control-socket --metrics-listen --detach-on-stop --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -249,6 +257,14 @@ _intune__ctl() {
                     return 0
                     ;;
                 --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --region)
+                    COMPREPLY=($(compgen -W "all na eu ap" -- "${cur}"))
+                    return 0
+                    ;;
+                --skip-set)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -390,7 +406,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__endpoints)
-            opts="-h --source --endpoints --no-builtin --exclude --peer-ports --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --ips --urls --json --help"
+            opts="-h --source --endpoints --no-builtin --exclude --peer-ports --region --skip-set --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --ips --urls --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -405,6 +421,14 @@ _intune__ctl() {
                     return 0
                     ;;
                 --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --region)
+                    COMPREPLY=($(compgen -W "all na eu ap" -- "${cur}"))
+                    return 0
+                    ;;
+                --skip-set)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -676,7 +700,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__list)
-            opts="-h --endpoints --no-builtin --exclude --peer-ports --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --json --help"
+            opts="-h --endpoints --no-builtin --exclude --peer-ports --region --skip-set --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -687,6 +711,14 @@ _intune__ctl() {
                     return 0
                     ;;
                 --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --region)
+                    COMPREPLY=($(compgen -W "all na eu ap" -- "${cur}"))
+                    return 0
+                    ;;
+                --skip-set)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -800,7 +832,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__resolve)
-            opts="-h --endpoints --no-builtin --exclude --peer-ports --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --learn-from-dns --learn-trusted --learn-max --json --help"
+            opts="-h --endpoints --no-builtin --exclude --peer-ports --region --skip-set --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --learn-from-dns --learn-trusted --learn-max --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -811,6 +843,14 @@ _intune__ctl() {
                     return 0
                     ;;
                 --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --region)
+                    COMPREPLY=($(compgen -W "all na eu ap" -- "${cur}"))
+                    return 0
+                    ;;
+                --skip-set)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

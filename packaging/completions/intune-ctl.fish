@@ -45,6 +45,11 @@ complete -c intune-ctl -n "__fish_intune_ctl_needs_command" -f -a "help" -d 'Pri
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l pcap -d 'Capture to classify (pcap or pcapng, Ethernet link type)' -r -F
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l endpoints -d 'Extra endpoint sets, in the Microsoft 365 endpoint web service\'s JSON schema, added to the built-in list (repeatable)' -r -F
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l exclude -d 'A prefix or host name never to allow (repeatable)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l region -d 'The tenant\'s region (its location in the Intune admin center): the built-in list\'s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out' -r -f -a "all\t'Every region\'s endpoints'
+na\t'North America'
+eu\t'Europe'
+ap\t'Asia Pacific'"
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l skip-set -d 'An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple\'s push service with all of 17.0.0.0/8)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l mode -d 'monitor: pass everything and count; enforce: drop what is neither Intune nor infrastructure' -r -f -a "monitor\t'Pass everything, count'
 enforce\t'Pass Intune traffic and the infrastructure a network needs; drop the rest'"
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand classify" -l direction -d 'Which address is matched: dst (traffic from devices), src (return traffic) or both' -r -f -a "dst\t'Match the destination: traffic from devices to Intune'
@@ -63,6 +68,11 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l config 
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l iface -d 'Interface to attach to (repeatable); `IF:DIR` gives it its own direction (dst, src, both)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l endpoints -d 'Extra endpoint sets, in the Microsoft 365 endpoint web service\'s JSON schema, added to the built-in list (repeatable)' -r -F
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l exclude -d 'A prefix or host name never to allow (repeatable)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l region -d 'The tenant\'s region (its location in the Intune admin center): the built-in list\'s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out' -r -f -a "all\t'Every region\'s endpoints'
+na\t'North America'
+eu\t'Europe'
+ap\t'Asia Pacific'"
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l skip-set -d 'An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple\'s push service with all of 17.0.0.0/8)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l service-url -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand daemon" -l instance -r -f -a "worldwide\t''
 USGovDoD\t''
@@ -112,6 +122,11 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l config -d 
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l iface -d 'Interface to attach to (repeatable); `IF:DIR` gives it its own direction (dst, src, both)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l endpoints -d 'Extra endpoint sets, in the Microsoft 365 endpoint web service\'s JSON schema, added to the built-in list (repeatable)' -r -F
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l exclude -d 'A prefix or host name never to allow (repeatable)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l region -d 'The tenant\'s region (its location in the Intune admin center): the built-in list\'s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out' -r -f -a "all\t'Every region\'s endpoints'
+na\t'North America'
+eu\t'Europe'
+ap\t'Asia Pacific'"
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l skip-set -d 'An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple\'s push service with all of 17.0.0.0/8)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l service-url -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand run" -l instance -r -f -a "worldwide\t''
 USGovDoD\t''
@@ -195,6 +210,11 @@ file\t'The files given with --endpoints'
 effective\t'Built-in list, the service\'s last accepted list (the cache; no request), files, less exclusions'"
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand endpoints" -l endpoints -d 'Extra endpoint sets, in the Microsoft 365 endpoint web service\'s JSON schema, added to the built-in list (repeatable)' -r -F
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand endpoints" -l exclude -d 'A prefix or host name never to allow (repeatable)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand endpoints" -l region -d 'The tenant\'s region (its location in the Intune admin center): the built-in list\'s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out' -r -f -a "all\t'Every region\'s endpoints'
+na\t'North America'
+eu\t'Europe'
+ap\t'Asia Pacific'"
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand endpoints" -l skip-set -d 'An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple\'s push service with all of 17.0.0.0/8)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand endpoints" -l service-url -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand endpoints" -l instance -r -f -a "worldwide\t''
 USGovDoD\t''
@@ -218,6 +238,11 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand endpoints" -l json
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand endpoints" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand list" -l endpoints -d 'Extra endpoint sets, in the Microsoft 365 endpoint web service\'s JSON schema, added to the built-in list (repeatable)' -r -F
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand list" -l exclude -d 'A prefix or host name never to allow (repeatable)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand list" -l region -d 'The tenant\'s region (its location in the Intune admin center): the built-in list\'s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out' -r -f -a "all\t'Every region\'s endpoints'
+na\t'North America'
+eu\t'Europe'
+ap\t'Asia Pacific'"
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand list" -l skip-set -d 'An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple\'s push service with all of 17.0.0.0/8)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand list" -l service-url -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand list" -l instance -r -f -a "worldwide\t''
 USGovDoD\t''
@@ -236,13 +261,18 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand list" -l no-servic
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand list" -l no-ipv6 -d 'Ask for IPv4 prefixes only'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand list" -l required-only -d 'Keep only sets the service marks required'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand list" -l json
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand list" -s h -l help -d 'Print help'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand changes" -l state-dir -r -F
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand changes" -l last -d 'How many of the newest changes to show' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand changes" -l json
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand changes" -s h -l help -d 'Print help'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l endpoints -d 'Extra endpoint sets, in the Microsoft 365 endpoint web service\'s JSON schema, added to the built-in list (repeatable)' -r -F
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l exclude -d 'A prefix or host name never to allow (repeatable)' -r
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l region -d 'The tenant\'s region (its location in the Intune admin center): the built-in list\'s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out' -r -f -a "all\t'Every region\'s endpoints'
+na\t'North America'
+eu\t'Europe'
+ap\t'Asia Pacific'"
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l skip-set -d 'An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple\'s push service with all of 17.0.0.0/8)' -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l service-url -r
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l instance -r -f -a "worldwide\t''
 USGovDoD\t''
@@ -271,7 +301,7 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l requir
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l no-resolve -d 'Do not resolve the listed names: match the listed prefixes only'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l learn-from-dns -d 'Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic: off unless asked)'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -l json
-complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -s h -l help -d 'Print help'
+complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand resolve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "classify" -d 'Run every frame of a capture through the real program and print what it decided'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "daemon" -d 'The filter daemon: attach to the interfaces, keep the rule set current, print hit counters; reads /etc/intune-ctl/config.toml (or --config), flags override it'
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand help; and not __fish_seen_subcommand_from classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help" -f -a "status" -d 'The daemon\'s state: interfaces, mode, rules per source, last refresh, resolver'

@@ -33,6 +33,11 @@ _arguments "${_arguments_options[@]}" : \
 '--pcap=[Capture to classify (pcap or pcapng, Ethernet link type)]:FILE:_files' \
 '*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
 '*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
+'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out]:REGION:((all\:"Every region'\''s endpoints"
+na\:"North America"
+eu\:"Europe"
+ap\:"Asia Pacific"))' \
+'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8)]:ID:_default' \
 '--mode=[monitor\: pass everything and count; enforce\: drop what is neither Intune nor infrastructure]:MODE:((monitor\:"Pass everything, count"
 enforce\:"Pass Intune traffic and the infrastructure a network needs; drop the rest"))' \
 '--direction=[Which address is matched\: dst (traffic from devices), src (return traffic) or both]:DIRECTION:((dst\:"Match the destination\: traffic from devices to Intune"
@@ -56,6 +61,11 @@ _arguments "${_arguments_options[@]}" : \
 '*--iface=[Interface to attach to (repeatable); \`IF\:DIR\` gives it its own direction (dst, src, both)]:IF[:DIR]:_default' \
 '*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
 '*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
+'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out]:REGION:((all\:"Every region'\''s endpoints"
+na\:"North America"
+eu\:"Europe"
+ap\:"Asia Pacific"))' \
+'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8)]:ID:_default' \
 '--service-url=[]:URL:_default' \
 '--instance=[]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
 '*--service-area=[Service areas to ask for (repeatable)]:AREA:_default' \
@@ -107,6 +117,11 @@ _arguments "${_arguments_options[@]}" : \
 '*--iface=[Interface to attach to (repeatable); \`IF\:DIR\` gives it its own direction (dst, src, both)]:IF[:DIR]:_default' \
 '*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
 '*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
+'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out]:REGION:((all\:"Every region'\''s endpoints"
+na\:"North America"
+eu\:"Europe"
+ap\:"Asia Pacific"))' \
+'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8)]:ID:_default' \
 '--service-url=[]:URL:_default' \
 '--instance=[]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
 '*--service-area=[Service areas to ask for (repeatable)]:AREA:_default' \
@@ -234,6 +249,11 @@ file\:"The files given with --endpoints"
 effective\:"Built-in list, the service'\''s last accepted list (the cache; no request), files, less exclusions"))' \
 '*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
 '*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
+'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out]:REGION:((all\:"Every region'\''s endpoints"
+na\:"North America"
+eu\:"Europe"
+ap\:"Asia Pacific"))' \
+'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8)]:ID:_default' \
 '--service-url=[]:URL:_default' \
 '--instance=[]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
 '*--service-area=[Service areas to ask for (repeatable)]:AREA:_default' \
@@ -259,6 +279,11 @@ effective\:"Built-in list, the service'\''s last accepted list (the cache; no re
 _arguments "${_arguments_options[@]}" : \
 '*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
 '*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
+'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out]:REGION:((all\:"Every region'\''s endpoints"
+na\:"North America"
+eu\:"Europe"
+ap\:"Asia Pacific"))' \
+'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8)]:ID:_default' \
 '--service-url=[]:URL:_default' \
 '--instance=[]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
 '*--service-area=[Service areas to ask for (repeatable)]:AREA:_default' \
@@ -274,8 +299,8 @@ _arguments "${_arguments_options[@]}" : \
 '--no-ipv6[Ask for IPv4 prefixes only]' \
 '--required-only[Keep only sets the service marks required]' \
 '--json[]' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (changes)
@@ -291,6 +316,11 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
 '*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
+'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out]:REGION:((all\:"Every region'\''s endpoints"
+na\:"North America"
+eu\:"Europe"
+ap\:"Asia Pacific"))' \
+'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8)]:ID:_default' \
 '--service-url=[]:URL:_default' \
 '--instance=[]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
 '*--service-area=[Service areas to ask for (repeatable)]:AREA:_default' \
@@ -316,8 +346,8 @@ _arguments "${_arguments_options[@]}" : \
 '--no-resolve[Do not resolve the listed names\: match the listed prefixes only]' \
 '--learn-from-dns[Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic\: off unless asked)]' \
 '--json[]' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (help)

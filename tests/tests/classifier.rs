@@ -943,4 +943,32 @@ fn builtin_list_case(trie: bool) {
         XDP_PASS,
         Some("20.204.193.10/31"),
     );
+    // Azure Front Door, since December 2025 (set 163, TCP 80 and 443), IPv4 and IPv6.
+    c.expect(
+        &Frame::tcp(DEV, "13.107.228.200", 40000, 443),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("13.107.228.0/23"),
+    );
+    c.expect(
+        &Frame::tcp(DEV6, "2620:1ec:4b::1", 40000, 80),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("2620:1ec:4a::/47"),
+    );
+    c.dropped(&Frame::tcp(DEV6, "2620:1ec:4c::1", 40000, 443));
+    // A prefix the 2026-03 article added, and Apple's push service on 5223.
+    c.expect(
+        &Frame::tcp(DEV, "74.242.35.9", 40000, 443),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("74.242.35.0/25"),
+    );
+    c.expect(
+        &Frame::tcp(DEV, "17.57.144.10", 40000, 5223),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("17.0.0.0/8"),
+    );
+    c.dropped(&Frame::tcp(DEV, "17.57.144.10", 40000, 22));
 }

@@ -40,6 +40,15 @@ pub struct RuleArgs {
     /// UDP 3544).
     #[arg(long)]
     pub peer_ports: bool,
+    /// The tenant's region (its location in the Intune admin center): the built-in list's
+    /// per-region names (Win32 and script CDNs, macOS sidecar, device health attestation,
+    /// Remote Help) of the other regions are left out.
+    #[arg(long, value_enum, default_value_t)]
+    pub region: crate::endpoints::schema::Region,
+    /// An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple's push
+    /// service with all of 17.0.0.0/8).
+    #[arg(long = "skip-set", value_name = "ID")]
+    pub skip_sets: Vec<u32>,
 }
 
 impl RuleArgs {
@@ -59,6 +68,8 @@ impl RuleArgs {
             builtin: !self.no_builtin,
             files,
             exclude_names,
+            region: self.region,
+            skip_sets: self.skip_sets.clone(),
         })
     }
 

@@ -59,6 +59,8 @@ impl RunArgs {
         from_config!("endpoints", a.rules.endpoints, c.sources.files.clone());
         from_config!("no_builtin", a.rules.no_builtin, !c.sources.builtin);
         from_config!("exclude", a.rules.exclude, c.sources.exclude.clone());
+        from_config!("region", a.rules.region, c.sources.region);
+        from_config!("skip_sets", a.rules.skip_sets, c.sources.skip_sets.clone());
         from_config!("peer_ports", a.rules.peer_ports, c.policy.peer_ports);
         from_config!("no_service", a.service.no_service, !c.sources.service);
         from_config!(

@@ -23,9 +23,10 @@ mod tests {
             .filter(|s| s.origin == Origin::Service)
             .map(|s| s.id)
             .collect();
+        // The seed's tables, and set 192 of the English article of 2026-03-24.
         let article = [
             163, 172, 170, 97, 190, 189, 164, 165, 169, 173, 182, 181, 187, 188, 171, 178, 179, 56,
-            150, 59,
+            150, 59, 192,
         ];
         let mut want = article.to_vec();
         want.sort();
@@ -33,12 +34,74 @@ mod tests {
         got.sort();
         assert_eq!(got, want);
         let intune = sets.iter().find(|s| s.id == 163).unwrap();
-        assert_eq!(intune.ips.len(), 50);
+        // The seed's 50, the 36 the 2026-03 article adds, its consolidated list's one, and the
+        // seven Azure Front Door ranges.
+        assert_eq!(intune.ips.len(), 50 + 36 + 1 + 7);
+        let has = |p: &str| intune.ips.iter().any(|n| n.to_string() == p);
+        for p in [
+            "13.107.219.0/24",
+            "150.171.97.0/24",
+            "2620:1ec:4a::/47",
+            "74.242.35.0/25",
+            "20.189.172.160/27",
+            // Dropped by the 2026-03 article, kept from the seed: the union.
+            "13.71.199.64/28",
+            "20.49.93.160/27",
+        ] {
+            assert!(has(p), "{p}");
+        }
+        assert_eq!(intune.ips.iter().filter(|n| n.addr().is_ipv6()).count(), 3);
         assert_eq!(intune.ports.to_string(), "TCP 80,443");
+        let win32 = sets.iter().find(|s| s.id == 170).unwrap();
+        assert_eq!(win32.ports.to_string(), "TCP 80,443");
         let ntp = sets.iter().find(|s| s.id == 165).unwrap();
         assert_eq!(ntp.ports.to_string(), "UDP 123");
         let apple = sets.iter().find(|s| s.id == 178).unwrap();
         assert_eq!(apple.ports.to_string(), "TCP 80,443,5223");
+        let push = sets.iter().find(|s| s.id == 1030).unwrap();
+        assert_eq!(push.ports.to_string(), "TCP 443,5223");
+        assert_eq!(push.ips[0].to_string(), "17.0.0.0/8");
+    }
+
+    #[test]
+    fn every_set_names_its_article_versions_and_regions_are_whole() {
+        let sets = builtin().unwrap();
+        for s in &sets {
+            assert!(!s.article_versions.is_empty(), "set {}", s.id);
+            for v in &s.article_versions {
+                assert!(
+                    ["sv-seed", "en-2026-03-24"].contains(&v.as_str()),
+                    "set {}: {v}",
+                    s.id
+                );
+            }
+        }
+        let only_new: Vec<u32> = sets
+            .iter()
+            .filter(|s| s.article_versions == ["en-2026-03-24"])
+            .map(|s| s.id)
+            .collect();
+        assert!(
+            only_new.contains(&192) && only_new.contains(&1014),
+            "{only_new:?}"
+        );
+        // Each per-region kind of endpoint exists for all three regions.
+        use crate::endpoints::schema::Region;
+        for name in [
+            "prodimedata",
+            "macsidecar",
+            "intunemaape",
+            "trouter.communications",
+        ] {
+            for region in [Region::Na, Region::Eu, Region::Ap] {
+                assert!(
+                    sets.iter().any(
+                        |s| s.region == Some(region) && s.urls.iter().any(|u| u.contains(name))
+                    ),
+                    "{name} in {region:?}"
+                );
+            }
+        }
     }
 
     #[test]

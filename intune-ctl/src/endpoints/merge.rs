@@ -2,7 +2,7 @@
 //! files together, less the names an admin excludes. The service adds to the built-in list and
 //! never removes from it: a set id in both contributes the union of both.
 
-use super::EndpointSet;
+use super::{EndpointSet, schema::Region};
 
 /// Where the effective list comes from.
 #[derive(Clone, Debug, Default)]
@@ -11,6 +11,10 @@ pub struct Selection {
     pub files: Vec<EndpointSet>,
     /// Host names never to allow (exact, case-insensitive, or the same wildcard).
     pub exclude_names: Vec<String>,
+    /// The tenant's region: sets for other regions are left out.
+    pub region: Region,
+    /// Set ids left out, whatever their source.
+    pub skip_sets: Vec<u32>,
 }
 
 pub fn effective(
@@ -28,6 +32,11 @@ pub fn effective(
         .iter()
         .chain(service)
         .chain(&selection.files)
+        .filter(|set| {
+            !selection.skip_sets.contains(&set.id)
+                && (selection.region == Region::All
+                    || set.region.is_none_or(|r| r == selection.region))
+        })
         .map(|set| {
             let mut set = set.clone();
             set.urls.retain(|u| !excluded.contains(u));
@@ -42,6 +51,38 @@ mod tests {
     use crate::endpoints::{Source, parse_endpoint_sets};
 
     #[test]
+    fn a_region_leaves_the_others_out_and_skipped_sets_go() {
+        let builtin = crate::endpoints::builtin::builtin().unwrap();
+        let ids = |selection: &Selection| -> Vec<u32> {
+            effective(selection, &builtin, &[])
+                .iter()
+                .map(|s| s.id)
+                .collect()
+        };
+        let all = ids(&Selection {
+            builtin: true,
+            ..Selection::default()
+        });
+        let eu = ids(&Selection {
+            builtin: true,
+            region: Region::Eu,
+            skip_sets: vec![1030],
+            ..Selection::default()
+        });
+        for id in [1011, 1012, 1013, 1014, 1015, 1016, 1030] {
+            assert!(all.contains(&id), "{id}");
+        }
+        assert!(eu.contains(&1012) && eu.contains(&1015) && eu.contains(&1008));
+        for id in [1011, 1013, 1014, 1016, 1003, 1009, 1030] {
+            assert!(!eu.contains(&id), "{id} is not Europe's");
+        }
+        assert!(
+            eu.contains(&163) && eu.contains(&178),
+            "regionless sets stay"
+        );
+    }
+
+    #[test]
     fn sources_add_up_and_excluded_names_go() {
         let builtin = parse_endpoint_sets(r#"[{"id": 1, "serviceArea": "MEM", "category": "Default", "urls": ["a.example", "b.example"]}]"#, Source::Builtin).unwrap();
         let service = parse_endpoint_sets(
@@ -51,8 +92,8 @@ mod tests {
         .unwrap();
         let selection = Selection {
             builtin: true,
-            files: vec![],
             exclude_names: vec!["B.example.".into()],
+            ..Selection::default()
         };
         let all = effective(&selection, &builtin, &service);
         assert_eq!(all.len(), 2);

@@ -38,6 +38,30 @@ struct RawEndpointSet {
     /// intune-xdp's own: the ports hold for any address (Delivery Optimization peering).
     #[serde(default)]
     any_address: bool,
+    /// intune-xdp's own: the versions of the article the set's entries come from.
+    #[serde(default)]
+    article_versions: Vec<String>,
+    /// intune-xdp's own: the tenant region ("na", "eu", "ap") the set is for.
+    #[serde(default)]
+    region: Option<String>,
+}
+
+/// A tenant's region, as the Intune admin center shows its location: some endpoints differ
+/// by region, and a gateway needs only its tenant's.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Region {
+    /// Every region's endpoints.
+    #[default]
+    All,
+    /// North America.
+    Na,
+    /// Europe.
+    Eu,
+    /// Asia Pacific.
+    Ap,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -118,6 +142,10 @@ pub struct EndpointSet {
     pub origin: Origin,
     pub any_address: bool,
     pub source: Source,
+    /// The article versions its entries come from (the built-in list's sets).
+    pub article_versions: Vec<String>,
+    /// The tenant region it is for; `None`: every region.
+    pub region: Option<Region>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +240,15 @@ fn validate(raw: RawEndpointSet, source: Source) -> Result<EndpointSet, SchemaEr
     if raw.any_address && (!ips.is_empty() || !urls.is_empty() || ports.is_empty()) {
         return Err(field("anyAddress", "needs ports and no urls or ips".into()));
     }
+    let region = match raw.region.as_deref() {
+        None => None,
+        Some("na") => Some(Region::Na),
+        Some("eu") => Some(Region::Eu),
+        Some("ap") => Some(Region::Ap),
+        Some(other) => {
+            return Err(field("region", format!("{other:?} is not na, eu or ap")));
+        }
+    };
     if source == Source::Service {
         // What the network fetches must not open a port to the whole Internet, or a range
         // no service owns: such sets come only from files the admin wrote.
@@ -247,6 +284,8 @@ fn validate(raw: RawEndpointSet, source: Source) -> Result<EndpointSet, SchemaEr
         origin,
         any_address: raw.any_address,
         source,
+        article_versions: raw.article_versions,
+        region,
     })
 }
 

@@ -210,6 +210,35 @@ mod tests {
     }
 
     #[test]
+    fn kernel_candidates_are_the_records_the_capture_reads() {
+        let msg = response(
+            "x.manage.microsoft.com.",
+            vec![
+                cname("x.manage.microsoft.com.", 300, "edge.cdn.example."),
+                a("edge.cdn.example.", 120, "198.51.100.20"),
+                Record::from_rdata(
+                    name("edge.cdn.example."),
+                    60,
+                    RData::AAAA(AAAA("2001:db8::20".parse().unwrap())),
+                ),
+                a("unrelated.example.", 120, "203.0.113.1"),
+            ],
+        );
+        // The CNAME is skipped, the two records after it are read; the unrelated owner is
+        // spelled out (a name met for the first time), which ends the capture's reading too.
+        let got: Vec<String> = kernel_candidates(&msg)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(got, ["198.51.100.20", "2001:db8::20"]);
+        // Cut anywhere: what is whole before the cut, never a panic.
+        for len in 0..msg.len() {
+            let _ = kernel_candidates(&msg[..len]);
+        }
+        assert_eq!(kernel_candidates(&msg[..40]).len(), 0);
+    }
+
+    #[test]
     fn a_cname_chain_is_learned_under_the_intune_name() {
         let p = patterns();
         let msg = response(
