@@ -35,6 +35,15 @@ fn broken_configs_name_the_key_and_line() {
         ),
         ("[sources]\nexclude = [\"10.0.0.0/33\"]\n", "10.0.0.0/33"),
         ("[policy\n", "line 1"),
+        (
+            "[dns]\nlearn_from_dns = true\n",
+            "learning from DNS needs the resolvers it may trust",
+        ),
+        (
+            "[[policy.allow]]\nprefix = \"192.0.2.0/24\"\nprotocol = \"tcp\"\nports = \"443-80\"\n",
+            "policy.allow[0]",
+        ),
+        ("[sources]\nregion = \"mars\"\n", "mars"),
     ] {
         std::fs::write(&file, text).unwrap();
         let (code, _, stderr) = check(&file);
@@ -42,6 +51,23 @@ fn broken_configs_name_the_key_and_line() {
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
         assert!(stderr.contains(expect), "{text}: {stderr}");
     }
+    // Enforce mode with DNS to anywhere checks, and says what that opens.
+    std::fs::write(&file, "[policy]\nmode = \"enforce\"\n").unwrap();
+    let (code, _, stderr) = check(&file);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning: enforce mode with no dns_resolvers")
+            && stderr.contains("a tunnel on port 53"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &file,
+        "[policy]\nmode = \"enforce\"\ndns_resolvers = [\"192.0.2.53\"]\n\n[dns]\nlearn_from_dns = true\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = check(&file);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
     let (code, _, stderr) = check(&dir.path().join("missing.toml"));
     assert_eq!(code, 2);
     assert!(stderr.contains("missing.toml"), "{stderr}");

@@ -80,6 +80,16 @@ fn endpoints_from_the_service_once() {
             && stderr.contains("not JSON in the endpoint schema"),
         "{stderr}"
     );
+
+    // An empty list is rejected, as the daemon rejects it.
+    svc.set_version(Answer::ok(version_body("9")));
+    svc.set_endpoints(Answer::ok("[]"));
+    let (code, stdout, stderr) = intune_ctl(&base);
+    assert_eq!(code, 2, "{stdout}");
+    assert!(
+        stderr.contains("version 9 is rejected: the list holds no endpoint set"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -96,7 +106,9 @@ fn the_real_service_is_not_asked_more_than_hourly() {
 fn builtin_lists_and_the_effective_rule_set() {
     let (code, ips, _) = intune_ctl(&["endpoints", "--source", "builtin", "--ips"]);
     assert_eq!(code, 0);
-    assert_eq!(ips.lines().count(), 50, "set 163's prefixes");
+    // Set 163's prefixes: the seed's 50, the 2026-03 article's 37 and its seven Azure Front
+    // Door ranges; and Apple's 17.0.0.0/8 (set 1030).
+    assert_eq!(ips.lines().count(), 50 + 37 + 7 + 1, "{ips}");
     let (_, urls, _) = intune_ctl(&["endpoints", "--source", "builtin", "--urls"]);
     for name in [
         "manage.microsoft.com",

@@ -56,13 +56,17 @@ fn site(tag: &str, ttl: u32) -> Site {
         ttl,
         &[],
     );
-    // The gateway's own service (an SSH stand-in) and Intune's.
-    for (ns, addr) in [(&gw, "192.0.2.2:2222"), (&srv, "198.51.100.21:443")] {
-        let addr: SocketAddr = addr.parse().unwrap();
-        let listener = ns.run(move || TcpListener::bind(addr).expect("bind"));
-        std::thread::spawn(move || for _ in listener.incoming() {});
-    }
+    // The gateway's own service (an SSH stand-in) and push.test's new address.
+    listen(&gw, "192.0.2.2:2222");
+    listen(&srv, "198.51.100.21:443");
     Site { dev, gw, srv, dns }
+}
+
+/// A TCP listener in `ns` that accepts and forgets.
+fn listen(ns: &Netns, addr: &str) {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let listener = ns.run(move || TcpListener::bind(addr).expect("bind"));
+    std::thread::spawn(move || for _ in listener.incoming() {});
 }
 
 struct Daemon {
@@ -293,6 +297,7 @@ fn tcp_from(dev: &Netns, src: &'static str, dst: &'static str) -> bool {
 fn a_hostile_device_finds_no_way_around_enforce_mode() {
     require_root!();
     let s = site("hx", 60);
+    listen(&s.srv, "198.51.100.20:443");
     let d = Daemon::start(&s.gw);
     // Listeners elsewhere on every port a tunnel might use.
     let udp: Vec<_> = [
@@ -304,9 +309,7 @@ fn a_hostile_device_finds_no_way_around_enforce_mode() {
     .map(|a| (a, s.srv.udp_counter(a)))
     .collect();
     let other_resolver = s.srv.udp_counter("198.51.100.77:53");
-    let tcp: SocketAddr = "198.51.100.77:4444".parse().unwrap();
-    let listener = s.srv.run(move || TcpListener::bind(tcp).expect("bind"));
-    std::thread::spawn(move || for _ in listener.incoming() {});
+    listen(&s.srv, "198.51.100.77:4444");
     assert!(
         s.dev
             .connects("198.51.100.20:443", Duration::from_millis(800))
@@ -368,12 +371,32 @@ fn a_hostile_device_finds_no_way_around_enforce_mode() {
             .is_some_and(|a| a.iter().any(|x| x == "192.0.2.2/24")),
         "{status}"
     );
+    // An address the gateway gains later (a lease, a VIP keepalived moves in) is followed.
+    assert!(!s.dev.connects("192.0.2.3:2223", Duration::from_millis(300)));
+    s.gw.ip(&["addr", "add", "192.0.2.3/24", "dev", "g0"]);
+    listen(&s.gw, "192.0.2.3:2223");
+    let deadline = std::time::Instant::now() + intune_tests::scaled_secs(3);
+    while !d.ctl(&["status"])["local_addresses"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == "192.0.2.3/24"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new address is followed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        s.dev.connects("192.0.2.3:2223", Duration::from_millis(800)),
+        "a service on the new address"
+    );
 }
 
 #[test]
 fn a_restart_with_the_resolver_stopped_keeps_resolved_names_reachable() {
     require_root!();
     let s = site("hr", 60);
+    listen(&s.srv, "198.51.100.20:443");
     let mut d = Daemon::start(&s.gw);
     let deadline = std::time::Instant::now() + intune_tests::scaled_secs(10);
     while !s
