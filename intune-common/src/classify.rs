@@ -363,7 +363,7 @@ fn is_infrastructure<T: Tables>(pkt: &IpPacket, cfg: &Config, direction: u32, t:
         return false;
     }
     if is_dhcp(pkt.l4, pkt.sport, pkt.dport) {
-        return dhcp_destination_allowed(pkt, t);
+        return dhcp_destination_allowed(pkt, cfg, t);
     }
     // A query goes to a resolver; an answer comes from one, into the network (where sources
     // are matched): a device has no business sending from port 53.
@@ -373,7 +373,7 @@ fn is_infrastructure<T: Tables>(pkt: &IpPacket, cfg: &Config, direction: u32, t:
 
 #[inline(always)]
 fn is_resolver<T: Tables>(pkt: &IpPacket, addr: &[u8; 16], cfg: &Config, t: &T) -> bool {
-    cfg.flags & Config::FLAG_DNS_ANY != 0 || roles(pkt, addr, t) & ROLE_DNS_RESOLVER != 0
+    cfg.flags & Config::FLAG_DNS_ANY != 0 || roles(pkt, addr, cfg, t) & ROLE_DNS_RESOLVER != 0
 }
 
 /// A small error about traffic the rules allow: it goes to an Intune address (where
@@ -410,15 +410,15 @@ fn icmp_error_allowed<T: Tables>(
 /// DHCP and DHCPv6 go to the broadcast, the servers' link-scope group, or a configured server
 /// or relay; never to some address on the Internet.
 #[inline(always)]
-fn dhcp_destination_allowed<T: Tables>(pkt: &IpPacket, t: &T) -> bool {
+fn dhcp_destination_allowed<T: Tables>(pkt: &IpPacket, cfg: &Config, t: &T) -> bool {
     let a = &pkt.dst;
     if pkt.is_v6 {
         if same16(a, &DHCPV6_SERVERS_MULTICAST) {
             return true;
         }
-        return roles(pkt, a, t) & ROLE_DHCP_SERVER != 0;
+        return roles(pkt, a, cfg, t) & ROLE_DHCP_SERVER != 0;
     }
-    is_limited_broadcast(a) || roles(pkt, a, t) & (ROLE_BROADCAST | ROLE_DHCP_SERVER) != 0
+    is_limited_broadcast(a) || roles(pkt, a, cfg, t) & (ROLE_BROADCAST | ROLE_DHCP_SERVER) != 0
 }
 
 /// Traffic the gateway itself is the end of, or that never leaves the link, and the services
@@ -434,7 +434,7 @@ fn is_local<T: Tables>(pkt: &IpPacket, cfg: &Config, t: &T) -> bool {
             (pkt.dst[0] == 224 && pkt.dst[1] == 0 && pkt.dst[2] == 0)
                 || is_limited_broadcast(&pkt.dst)
         };
-        if link_group || roles(pkt, &pkt.dst, t) & (ROLE_LOCAL | ROLE_BROADCAST) != 0 {
+        if link_group || roles(pkt, &pkt.dst, cfg, t) & (ROLE_LOCAL | ROLE_BROADCAST) != 0 {
             return true;
         }
     }
@@ -460,9 +460,15 @@ fn policy_allows<T: Tables>(pkt: &IpPacket, t: &T) -> bool {
     to.is_some_and(|e| e.allows(pkt.l4, dport)) || from.is_some_and(|e| e.allows(pkt.l4, sport))
 }
 
+/// The roles of an address; the lookup is made only when an address with a role ends in the
+/// same byte (a bit of the config), so the drop path rarely pays for it.
 #[inline(always)]
-fn roles<T: Tables>(pkt: &IpPacket, addr: &[u8; 16], t: &T) -> u32 {
-    t.addr_roles(&key(pkt.is_v6, addr))
+fn roles<T: Tables>(pkt: &IpPacket, addr: &[u8; 16], cfg: &Config, t: &T) -> u32 {
+    let k = key(pkt.is_v6, addr);
+    if !cfg.may_have_role(&k) {
+        return 0;
+    }
+    t.addr_roles(&k)
 }
 
 /// The 16-byte key of an address: IPv6 as is, IPv4 mapped.

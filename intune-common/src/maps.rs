@@ -253,6 +253,9 @@ pub struct Config {
     pub _pad: u32,
     /// The capture's name hash key (see `learn::NAME_HASH_START`): odd, random at each load.
     pub name_hash_key: u64,
+    /// One bit for each value of the last byte of the addresses in `ADDR_ROLES` (keys as
+    /// there): an address whose bit is clear has no role, and is not looked up.
+    pub role_bytes: [u64; 4],
 }
 
 impl Config {
@@ -277,6 +280,18 @@ impl Config {
     pub const FLAG_POLICY_ALLOW: u32 = 256;
     /// `DRAIN` holds entries.
     pub const FLAG_DRAINING: u32 = 512;
+
+    /// Marks `key` (an `ADDR_ROLES` key) in [`Config::role_bytes`].
+    pub fn mark_role(&mut self, key: &[u8; 16]) {
+        let b = key[15];
+        self.role_bytes[(b >> 6) as usize] |= 1u64 << (b & 63);
+    }
+
+    #[inline(always)]
+    pub fn may_have_role(&self, key: &[u8; 16]) -> bool {
+        let b = key[15];
+        self.role_bytes[(b >> 6) as usize & 3] & (1u64 << (b & 63)) != 0
+    }
 }
 
 /// The last decision, for callers of BPF_PROG_TEST_RUN.

@@ -229,8 +229,9 @@ impl Policy {
             port_only_set,
             port_only_rule,
             _pad: 0,
-            // The datapath sets its own.
+            // The datapath sets its own, and the bits of the roles it holds.
             name_hash_key: 0,
+            role_bytes: [0; 4],
         }
     }
 

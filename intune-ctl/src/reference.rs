@@ -39,7 +39,7 @@ impl<'a> ReferenceTables<'a> {
     }
 
     pub fn try_new(rules: &'a RuleSet, policy: &Policy) -> Result<ReferenceTables<'a>, AllowError> {
-        Ok(ReferenceTables {
+        Ok(ReferenceTables::marked(ReferenceTables {
             rules,
             bitmaps: rules.port_set_bitmaps().collect(),
             policy: policy.clone(),
@@ -53,7 +53,16 @@ impl<'a> ReferenceTables<'a> {
             learned: HashMap::new(),
             drain: Vec::new(),
             config: policy.config(rules, false),
-        })
+        }))
+    }
+
+    /// The config's role bits for the roles held, as the datapath writes them.
+    fn marked(mut self) -> Self {
+        self.config.role_bytes = [0; 4];
+        for key in self.roles.keys() {
+            self.config.mark_role(key);
+        }
+        self
     }
 
     /// With these prefixes draining (as the daemon drains what leaves its lists).
@@ -66,7 +75,7 @@ impl<'a> ReferenceTables<'a> {
     /// With the gateway's own interface addresses (as the daemon follows them) in force.
     pub fn with_local(mut self, local: &[IpNet]) -> Self {
         self.roles = self.policy.address_roles(local);
-        self
+        self.marked()
     }
 
     /// With these learned addresses (keys as the kernel's `LEARNED` map has them) in force.

@@ -28,7 +28,10 @@ use crate::{
     maps::{CONFIG, OUTCOME_STATS, PORT_SLOTS, PORT_STATS, RULE_STATS, TRACE},
 };
 
+// Inlined into the entry the macro writes: left to itself, LLVM makes the classifier a
+// BPF-to-BPF call once it grows, which costs every frame.
 #[xdp]
+#[inline(always)]
 pub fn intune_xdp(ctx: XdpContext) -> u32 {
     // The array always has its one entry; an unconfigured program is harmless and passes.
     let Some(cfg) = CONFIG.get(0) else {

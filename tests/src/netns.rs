@@ -92,6 +92,16 @@ impl Netns {
         count
     }
 
+    /// Turns IPv4 forwarding on: the namespace routes between its interfaces.
+    pub fn forward(&self) {
+        let fwd = self
+            .command("sysctl")
+            .args(["-qw", "net.ipv4.ip_forward=1"])
+            .status()
+            .expect("sysctl");
+        assert!(fwd.success(), "forwarding in {}", self.name);
+    }
+
     /// Like [`Netns::run`], without waiting.
     pub fn spawn(&self, f: impl FnOnce() + Send + 'static) {
         let file = File::open(self.path()).expect("open netns");
@@ -147,12 +157,7 @@ impl Gateway {
             srv.ip(&["addr", "add", &format!("{a}/24"), "dev", "v0"]);
         }
         srv.ip(&["route", "add", "default", "via", "198.51.100.1"]);
-        let fwd = gw
-            .command("sysctl")
-            .args(["-qw", "net.ipv4.ip_forward=1"])
-            .status()
-            .expect("sysctl");
-        assert!(fwd.success(), "forwarding in the gateway namespace");
+        gw.forward();
         Gateway { dev, gw, srv }
     }
 }

@@ -59,3 +59,41 @@ pub fn metric(text: &str, name: &str) -> u64 {
         .parse::<f64>()
         .unwrap() as u64
 }
+
+/// Spawns `cmd` (a daemon command line already in its namespace) with its files in `dir`
+/// (`sets.json` as its endpoints, state and control socket) and its pins under `pins`, then
+/// `extra`; returns once it attached to `iface`.
+pub fn spawn_daemon(
+    cmd: &mut std::process::Command,
+    dir: &std::path::Path,
+    pins: &intune_ctl::datapath::pins::Pins,
+    extra: &[String],
+    iface: &str,
+) -> (Child, Lines) {
+    let mut child = cmd
+        .arg("--endpoints")
+        .arg(dir.join("sets.json"))
+        .arg("--state-dir")
+        .arg(dir)
+        .arg("--bpffs-dir")
+        .arg(pins.dir())
+        .arg("--control-socket")
+        .arg(dir.join("control.sock"))
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("daemon");
+    let lines = Lines::of(&mut child);
+    lines.wait_for(&format!("attached to {iface}"), 30);
+    (child, lines)
+}
+
+/// Waits until a TCP connection from `ns` to `to` opens (the name behind it resolved).
+pub fn wait_until_reachable(ns: &crate::netns::Netns, to: &str, secs: u64) {
+    let deadline = Instant::now() + crate::scaled_secs(secs);
+    while !ns.connects(to, std::time::Duration::from_millis(500)) {
+        assert!(Instant::now() < deadline, "{to} not reachable in {secs} s");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

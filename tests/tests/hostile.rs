@@ -7,7 +7,7 @@
 use std::{
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    process::{Child, Stdio},
+    process::Child,
     sync::atomic::Ordering,
     time::Duration,
 };
@@ -17,7 +17,7 @@ use intune_tests::{
     dns::Dnsmasq,
     netns::{Gateway, Netns},
     output,
-    process::Lines,
+    process::{Lines, spawn_daemon, wait_until_reachable},
     require_root,
 };
 use serde_json::Value;
@@ -113,35 +113,24 @@ impl Daemon {
     }
 
     fn spawn(gw: &Netns, dir: &std::path::Path, pins: &Pins, extra: &[String]) -> (Child, Lines) {
-        let mut child = gw
-            .command(env!("CARGO_BIN_EXE_intune-ctl-test"))
-            .args([
-                "daemon",
-                "--iface",
-                "g0",
-                "--mode",
-                "enforce",
-                "--no-service",
-            ])
-            .arg("--no-builtin")
-            .args(["--dns-resolver", RESOLVER, "--resolver", "198.51.100.10:53"])
-            .args(["--dns-min-ttl", "1s", "--learn-from-dns"])
-            .arg("--endpoints")
-            .arg(dir.join("sets.json"))
-            .arg("--state-dir")
-            .arg(dir)
-            .arg("--bpffs-dir")
-            .arg(pins.dir())
-            .arg("--control-socket")
-            .arg(dir.join("control.sock"))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("daemon");
-        let lines = Lines::of(&mut child);
-        lines.wait_for("attached to g0", 30);
-        (child, lines)
+        spawn_daemon(
+            gw.command(env!("CARGO_BIN_EXE_intune-ctl-test"))
+                .args([
+                    "daemon",
+                    "--iface",
+                    "g0",
+                    "--mode",
+                    "enforce",
+                    "--no-service",
+                ])
+                .arg("--no-builtin")
+                .args(["--dns-resolver", RESOLVER, "--resolver", "198.51.100.10:53"])
+                .args(["--dns-min-ttl", "1s", "--learn-from-dns"]),
+            dir,
+            pins,
+            extra,
+            "g0",
+        )
     }
 
     /// `intune-ctl ARGS --json` with this daemon's paths.
@@ -398,14 +387,7 @@ fn a_restart_with_the_resolver_stopped_keeps_resolved_names_reachable() {
     let s = site("hr", 60);
     listen(&s.srv, "198.51.100.20:443");
     let mut d = Daemon::start(&s.gw);
-    let deadline = std::time::Instant::now() + intune_tests::scaled_secs(10);
-    while !s
-        .dev
-        .connects("198.51.100.20:443", Duration::from_millis(500))
-    {
-        assert!(std::time::Instant::now() < deadline, "push.test resolved");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until_reachable(&s.dev, "198.51.100.20:443", 10);
     // Recorded within a second of the answer.
     std::thread::sleep(Duration::from_millis(1500));
     // The resolver goes down, the daemon dies, and comes back: attached with the name's
@@ -452,14 +434,7 @@ fn a_long_connection_outlives_its_address_leaving_dns_and_ends_idle() {
             }
         });
     }
-    let deadline = std::time::Instant::now() + intune_tests::scaled_secs(10);
-    while !s
-        .dev
-        .connects("198.51.100.20:443", Duration::from_millis(500))
-    {
-        assert!(std::time::Instant::now() < deadline, "push.test resolved");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until_reachable(&s.dev, "198.51.100.20:443", 10);
     let to: SocketAddr = "198.51.100.20:443".parse().unwrap();
     let mut conn = s
         .dev

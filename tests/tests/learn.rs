@@ -5,7 +5,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr, TcpListener, UdpSocket},
-    process::{Child, Stdio},
+    process::Child,
     sync::atomic::Ordering,
     time::Duration,
 };
@@ -16,7 +16,7 @@ use intune_tests::{
     dns::{Dnsmasq, query_bytes},
     netns::{Gateway, Netns, veth},
     output,
-    process::{Lines, metric, scrape},
+    process::{Lines, metric, scrape, spawn_daemon},
     require_root,
 };
 use serde_json::Value;
@@ -158,36 +158,28 @@ impl Daemon {
     }
 
     fn spawn(gw: &Netns, dir: &std::path::Path, pins: &Pins, extra: &[String]) -> (Child, Lines) {
-        let mut child = gw
-            .command(env!("CARGO_BIN_EXE_intune-ctl-test"))
-            .args([
-                "daemon",
-                "--mode",
-                "enforce",
-                "--no-service",
-                "--no-resolve",
-            ])
-            .args([
-                "--learn-from-dns",
-                "--dns-grace",
-                &format!("{}s", grace_secs()),
-            ])
-            .arg("--endpoints")
-            .arg(dir.join("sets.json"))
-            .arg("--state-dir")
-            .arg(dir)
-            .arg("--bpffs-dir")
-            .arg(pins.dir())
-            .arg("--control-socket")
-            .arg(dir.join("control.sock"))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("daemon");
-        let lines = Lines::of(&mut child);
-        lines.wait_for("attached to g0", 30);
-        (child, lines)
+        spawn_daemon(
+            gw.command(env!("CARGO_BIN_EXE_intune-ctl-test"))
+                .args([
+                    "daemon",
+                    "--mode",
+                    "enforce",
+                    "--no-service",
+                    "--no-resolve",
+                ])
+                .args([
+                    "--learn-from-dns",
+                    "--dns-grace",
+                    &format!("{}s", grace_secs()),
+                    // An expired address drains as long: then it is gone.
+                    "--idle-timeout",
+                    &format!("{}s", grace_secs()),
+                ]),
+            dir,
+            pins,
+            extra,
+            "g0",
+        )
     }
 
     /// kill -9, and the same command again.
@@ -386,8 +378,10 @@ fn answers_teach_wildcard_addresses_until_they_expire() {
     assert_eq!(hits["source"], "learned");
     assert!(hits["packets"].as_u64().unwrap() >= 2, "{stats}");
 
-    // TTL plus grace later, they are gone.
-    std::thread::sleep(Duration::from_secs(u64::from(ttl() + grace_secs())));
+    // TTL plus grace later they expire and drain; idle for the idle timeout, they are gone.
+    std::thread::sleep(
+        Duration::from_secs(u64::from(ttl() + 2 * grace_secs())) + intune_tests::scaled_secs(3),
+    );
     assert!(!first_syn_connects(&n.dev, edge), "expired");
     assert_eq!(d.learned()["addresses"], 0);
 }
@@ -498,10 +492,12 @@ fn an_answers_ttl_is_cut_to_max_ttl_and_learning_needs_trusted_resolvers() {
     let asked = ask_server(&n.dev, "192.0.2.1", "198.51.100.11:53", "x.wild.test");
     responder.join().expect("responder");
     assert!(first_syn_connects(&n.dev, asked), "{}", d.learned());
-    std::thread::sleep(Duration::from_secs(u64::from(max_ttl + grace_secs()) + 1));
+    std::thread::sleep(
+        Duration::from_secs(u64::from(max_ttl + 2 * grace_secs())) + intune_tests::scaled_secs(3),
+    );
     assert!(
         !first_syn_connects(&n.dev, asked),
-        "gone after max_ttl and grace: {}",
+        "gone after max_ttl, grace and the idle timeout: {}",
         d.learned()
     );
     drop(d);

@@ -47,12 +47,7 @@ fn topology(tag: &str) -> Topology {
     gw.ip(&["addr", "add", "192.0.2.129/25", "dev", "s0"]);
     srv.ip(&["addr", "add", "192.0.2.130/25", "dev", "v0"]);
     srv.ip(&["route", "add", "default", "via", "192.0.2.129"]);
-    let fwd = gw
-        .command("sysctl")
-        .args(["-qw", "net.ipv4.ip_forward=1"])
-        .status()
-        .expect("sysctl");
-    assert!(fwd.success(), "forwarding in the gateway namespace");
+    gw.forward();
     let t = Topology { dev, gw, srv };
     for addr in ["198.51.100.1", "203.0.113.80"] {
         t.server_address(addr);

@@ -173,6 +173,8 @@ pub struct Datapath {
     pub(crate) local: Vec<ipnet::IpNet>,
     /// What `ADDR_ROLES` holds.
     pub(crate) roles: std::collections::HashMap<[u8; 16], u32>,
+    /// Entries being removed from `ADDR_ROLES`: their bits stay in the config until they left.
+    pub(crate) roles_leaving: Vec<[u8; 16]>,
     /// The prefixes `ALLOW_V4` / `ALLOW_V6` hold.
     pub(crate) allowed: Vec<ipnet::IpNet>,
     /// What leaves the lists drains for its connections until idle this long (off: `None`).
@@ -241,6 +243,7 @@ impl Datapath {
             captures: Vec::new(),
             local: Vec::new(),
             roles: std::collections::HashMap::new(),
+            roles_leaving: Vec::new(),
             allowed: Vec::new(),
             drain_idle: None,
         })

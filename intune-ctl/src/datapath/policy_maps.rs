@@ -17,13 +17,11 @@ impl Datapath {
     pub fn set_policy(&mut self, policy: &Policy) -> Result<(), DatapathError> {
         let allow = allow_entries(&policy.allow)?;
         let old = std::mem::replace(&mut self.policy, policy.clone());
-        self.write_roles()?;
         self.write_iface_directions(&old)?;
         let old_allowed = std::mem::take(&mut self.allowed);
         self.write_allow(&allow)?;
-        if let Some(config) = self.installed.as_ref().map(|r| self.config_for(r)) {
-            self.write_config(config)?;
-        }
+        // Writes the config too, with everything it points at in place.
+        self.write_roles()?;
         let left: Vec<IpNet> = old_allowed
             .into_iter()
             .filter(|p| !self.allowed.contains(p))
@@ -57,7 +55,8 @@ impl Datapath {
     }
 
     /// `ADDR_ROLES` from the policy and the local addresses: changed entries first, then the
-    /// ones that left.
+    /// config that looks them up (with the leaving ones' bits still in), then the ones that
+    /// left, then the config without their bits.
     fn write_roles(&mut self) -> Result<(), DatapathError> {
         let want = self.policy.address_roles(&self.local);
         let old = std::mem::take(&mut self.roles);
@@ -68,11 +67,27 @@ impl Datapath {
                 map.insert(key, bits, 0).map_err(map_err(ADDR_ROLES))?;
             }
         }
-        for key in old.keys().filter(|k| !want.contains_key(*k)) {
+        self.roles_leaving = old.into_keys().filter(|k| !want.contains_key(k)).collect();
+        self.roles = want;
+        self.write_installed_config()?;
+        let leaving = std::mem::take(&mut self.roles_leaving);
+        let mut map = HashMap::<_, [u8; 16], u32>::try_from(self.map_mut(ADDR_ROLES)?)
+            .map_err(map_err(ADDR_ROLES))?;
+        for key in &leaving {
             map.remove(key).map_err(map_err(ADDR_ROLES))?;
         }
-        self.roles = want;
+        if !leaving.is_empty() {
+            self.write_installed_config()?;
+        }
         Ok(())
+    }
+
+    /// The config of the installed rule set, rewritten (nothing before a first install).
+    fn write_installed_config(&mut self) -> Result<(), DatapathError> {
+        match self.installed.as_ref().map(|r| self.config_for(r)) {
+            Some(config) => self.write_config(config),
+            None => Ok(()),
+        }
     }
 
     fn write_iface_directions(&mut self, old: &Policy) -> Result<(), DatapathError> {

@@ -232,6 +232,9 @@ impl Datapath {
             config.flags |= Config::FLAG_DRAINING;
         }
         config.name_hash_key = self.name_hash_key;
+        for key in self.roles.keys().chain(self.roles_leaving.iter()) {
+            config.mark_role(key);
+        }
         config
     }
 
