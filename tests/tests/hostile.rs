@@ -287,6 +287,15 @@ fn a_hostile_device_finds_no_way_around_enforce_mode() {
     require_root!();
     let s = site("hx", 60);
     listen(&s.srv, "198.51.100.20:443");
+    // Before the filter it gets through: the drops below are the filter's.
+    let before = s.srv.udp_counter("198.51.100.77:9");
+    send_udp_from(&s.dev, "192.0.2.1:0", "198.51.100.77:9");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        before.load(Ordering::SeqCst),
+        3,
+        "reachable before the filter"
+    );
     let d = Daemon::start(&s.gw);
     // Listeners elsewhere on every port a tunnel might use.
     let udp: Vec<_> = [
@@ -298,6 +307,7 @@ fn a_hostile_device_finds_no_way_around_enforce_mode() {
     .map(|a| (a, s.srv.udp_counter(a)))
     .collect();
     let other_resolver = s.srv.udp_counter("198.51.100.77:53");
+
     listen(&s.srv, "198.51.100.77:4444");
     assert!(
         s.dev
@@ -319,6 +329,7 @@ fn a_hostile_device_finds_no_way_around_enforce_mode() {
     send_udp_from(&s.dev, "192.0.2.1:68", "198.51.100.77:67");
     send_udp_from(&s.dev, "192.0.2.1:546", "198.51.100.77:547");
     send_udp_from(&s.dev, "192.0.2.1:0", "198.51.100.77:53");
+
     send_raw(
         &s.dev,
         libc::IPPROTO_ICMP,
@@ -331,7 +342,8 @@ fn a_hostile_device_finds_no_way_around_enforce_mode() {
         assert_eq!(count.load(Ordering::SeqCst), 0, "{addr} got through");
     }
     assert_eq!(other_resolver.load(Ordering::SeqCst), 0, "another resolver");
-    // 3 + 3 + 3 + 3 datagrams, the SYN (and maybe its retransmission), 2 ICMP errors.
+
+    // 4 × 3 datagrams, the SYN (and maybe its retransmission), 2 ICMP errors.
     let dropped = d.outcome("dropped") - dropped_before;
     assert!(dropped >= 15, "dropped and counted: {dropped}");
 
@@ -386,7 +398,11 @@ fn a_restart_with_the_resolver_stopped_keeps_resolved_names_reachable() {
     require_root!();
     let s = site("hr", 60);
     listen(&s.srv, "198.51.100.20:443");
-    let mut d = Daemon::start(&s.gw);
+    // Nothing drains here: what stays reachable stays because its address came back.
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "[dns]\nrate = 50\n").unwrap();
+    let path = config.path().to_string_lossy().into_owned();
+    let mut d = Daemon::start_with(&s.gw, &["--config", &path, "--idle-timeout", "0s"]);
     wait_until_reachable(&s.dev, "198.51.100.20:443", 10);
     // Recorded within a second of the answer.
     std::thread::sleep(Duration::from_millis(1500));
@@ -398,6 +414,18 @@ fn a_restart_with_the_resolver_stopped_keeps_resolved_names_reachable() {
         s.dev
             .connects("198.51.100.20:443", Duration::from_millis(800)),
         "push.test reachable with its resolver down"
+    );
+    let list = d.ctl(&["list"]);
+    assert!(list.to_string().contains(PUSH), "{list}");
+    // A SIGHUP that changes [dns] starts a new resolver state: the addresses carry over.
+    std::fs::write(config.path(), "[dns]\nrate = 40\n").unwrap();
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGHUP) };
+    d.lines.wait_for("reloaded the config", 10);
+    assert!(
+        s.dev
+            .connects("198.51.100.20:443", Duration::from_millis(800)),
+        "push.test reachable after the reload, its resolver still down"
     );
     let list = d.ctl(&["list"]);
     assert!(list.to_string().contains(PUSH), "{list}");

@@ -353,6 +353,8 @@ fn update_latencies(args: &Args) -> anyhow::Result<String> {
             )?;
             let mut dp = Datapath::load(Capacity::for_prefixes(opts.max_rules))?;
             dp.install(&rules, &policy, false)?;
+            // Checked against the list in force, as the refresher checks.
+            let mut in_force = parse_endpoint_sets(&response(&ips), Source::Service)?;
             let mut times = Vec::new();
             for _ in 0..UPDATE_RUNS {
                 let k = ((n as f64 * share) as usize).max(1);
@@ -363,11 +365,13 @@ fn update_latencies(args: &Args) -> anyhow::Result<String> {
                 let body = response(&ips);
                 let t = Instant::now();
                 let sets = parse_endpoint_sets(&body, Source::Service)?;
-                intune_ctl::refresh::validate(&sets, None, 1.0).map_err(anyhow::Error::from)?;
+                intune_ctl::refresh::validate(&sets, Some(&in_force), 1.0)
+                    .map_err(anyhow::Error::from)?;
                 let parsed = t.elapsed();
                 let next = RuleSet::build(&sets, &opts, dp.installed())?;
                 let built = t.elapsed();
                 dp.apply(next)?;
+                in_force = sets;
                 if std::env::var_os("INTUNE_BENCH_PHASES").is_some() {
                     eprintln!(
                         "  parsed {parsed:?}, built {built:?}, applied {:?}",
