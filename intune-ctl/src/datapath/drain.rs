@@ -120,14 +120,20 @@ impl Datapath {
         self.drain_idle
     }
 
-    /// A handle of `DRAIN` of its own, for the learner's thread.
+    /// A handle of `DRAIN` of its own, for the learner's thread: a duplicate of the
+    /// descriptor (opening the map by id would need CAP_SYS_ADMIN, which the unit withholds).
     pub fn drain_map(&self) -> Result<DrainMap, DatapathError> {
+        use std::os::fd::AsFd as _;
         let map = self.ebpf.map(DRAIN).ok_or(DatapathError::Missing(DRAIN))?;
         let Map::LpmTrie(data) = map else {
             return Err(DatapathError::Missing(DRAIN));
         };
-        let id = data.info().map_err(map_err(DRAIN))?.id();
-        let own = MapData::from_id(id).map_err(map_err(DRAIN))?;
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(DatapathError::Fd)?;
+        let own = MapData::from_fd(fd).map_err(map_err(DRAIN))?;
         LpmTrie::try_from(Map::LpmTrie(own)).map_err(map_err(DRAIN))
     }
 
