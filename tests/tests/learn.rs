@@ -171,9 +171,9 @@ impl Daemon {
                     "--learn-from-dns",
                     "--dns-grace",
                     &format!("{}s", grace_secs()),
-                    // An expired address drains as long: then it is gone.
+                    // An expired address drains a second: then it is gone.
                     "--idle-timeout",
-                    &format!("{}s", grace_secs()),
+                    "1s",
                 ]),
             dir,
             pins,
@@ -380,7 +380,7 @@ fn answers_teach_wildcard_addresses_until_they_expire() {
 
     // TTL plus grace later they expire and drain; idle for the idle timeout, they are gone.
     std::thread::sleep(
-        Duration::from_secs(u64::from(ttl() + 2 * grace_secs())) + intune_tests::scaled_secs(3),
+        Duration::from_secs(u64::from(ttl() + grace_secs()) + 1) + intune_tests::scaled_secs(2),
     );
     assert!(!first_syn_connects(&n.dev, edge), "expired");
     assert_eq!(d.learned()["addresses"], 0);
@@ -493,7 +493,7 @@ fn an_answers_ttl_is_cut_to_max_ttl_and_learning_needs_trusted_resolvers() {
     responder.join().expect("responder");
     assert!(first_syn_connects(&n.dev, asked), "{}", d.learned());
     std::thread::sleep(
-        Duration::from_secs(u64::from(max_ttl + 2 * grace_secs())) + intune_tests::scaled_secs(3),
+        Duration::from_secs(u64::from(max_ttl + grace_secs()) + 1) + intune_tests::scaled_secs(2),
     );
     assert!(
         !first_syn_connects(&n.dev, asked),
