@@ -6,8 +6,8 @@
 use std::sync::OnceLock;
 
 use intune_ctl::{
-    endpoints::builtin::builtin,
-    learn::{answer::learn, patterns::Patterns},
+    sources::endpoints::builtin::builtin,
+    sources::learn::{answer::learn, patterns::Patterns},
 };
 use libfuzzer_sys::fuzz_target;
 

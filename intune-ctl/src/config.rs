@@ -13,14 +13,14 @@ use serde::Deserialize;
 use crate::{
     cli::common::{parse_category, parse_resolver},
     datapath::XdpChoice,
-    endpoints::{
+    sources::endpoints::{
         Category,
         ports::PortRanges,
         schema::Region,
         service::{Instance, MIN_INTERVAL, ServiceConfig},
     },
-    policy::{AllowProtocol, AllowRule, Direction, Mode, allow_entries},
-    state::DEFAULT_STATE_DIR,
+    ruleset::policy::{AllowProtocol, AllowRule, Direction, Mode, allow_entries},
+    daemon::state::DEFAULT_STATE_DIR,
 };
 
 pub const DEFAULT_CONFIG: &str = "/etc/intune-ctl/config.toml";
@@ -244,7 +244,7 @@ impl Default for PathsConfig {
         PathsConfig {
             state_dir: DEFAULT_STATE_DIR.into(),
             bpffs_dir: DEFAULT_BPFFS_DIR.into(),
-            control_socket: crate::control::DEFAULT_SOCKET.into(),
+            control_socket: crate::daemon::control::DEFAULT_SOCKET.into(),
         }
     }
 }

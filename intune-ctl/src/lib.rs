@@ -1,22 +1,16 @@
 //! intune-ctl: loads the intune-xdp kernel program, fills its maps from the Intune endpoint
 //! list, runs frames through it and reads its counters.
+//!
+//! Data flows one way: `sources` (built-in list, web service, files, names resolved, names
+//! learned) → `ruleset` (rules with their effective ports, changes, the IPv4 table) →
+//! `datapath` (the kernel program and its maps). `daemon` runs that flow as tasks around the
+//! one owner of the datapath; `cli` is the command line, which nothing else imports.
 
 pub mod capture;
-pub mod changes;
 pub mod cli;
 pub mod config;
-pub mod control;
 pub mod daemon;
 pub mod datapath;
-pub mod endpoints;
-pub mod learn;
-pub mod local_addrs;
-pub mod metrics;
-pub mod policy;
 pub mod reference;
-pub mod refresh;
-pub mod resolve;
-pub mod rules;
-pub mod state;
-pub mod updater;
-pub mod v4table;
+pub mod ruleset;
+pub mod sources;

@@ -11,8 +11,8 @@ use intune_common::{
 use ipnet::IpNet;
 
 use crate::{
-    policy::{AllowError, Policy, allow_entries},
-    rules::RuleSet,
+    ruleset::policy::{AllowError, Policy, allow_entries},
+    ruleset::rules::RuleSet,
 };
 
 pub struct ReferenceTables<'a> {

@@ -8,9 +8,9 @@ pub mod process;
 
 use intune_ctl::{
     datapath::{Capacity, Datapath, V4Lookup},
-    endpoints::{EndpointSet, Source, parse_endpoint_sets},
-    policy::Policy,
-    rules::{RuleSet, RuleSetOptions},
+    sources::endpoints::{EndpointSet, Source, parse_endpoint_sets},
+    ruleset::policy::Policy,
+    ruleset::rules::{RuleSet, RuleSetOptions},
 };
 
 /// Runs `cmd` to the end: its exit code (-1 when killed), stdout and stderr.
@@ -76,7 +76,7 @@ pub fn test_sets() -> Vec<EndpointSet> {
 }
 
 pub fn builtin_sets() -> Vec<EndpointSet> {
-    intune_ctl::endpoints::builtin::builtin().expect("built-in list parses")
+    intune_ctl::sources::endpoints::builtin::builtin().expect("built-in list parses")
 }
 
 pub fn rule_set(sets: &[EndpointSet], port_only: bool) -> RuleSet {

@@ -12,10 +12,10 @@ use intune_common::{
 };
 use intune_ctl::{
     datapath::Datapath,
-    endpoints::{Source, parse_endpoint_sets},
-    policy::{AllowProtocol, AllowRule, Direction, Mode, Policy},
+    sources::endpoints::{Source, parse_endpoint_sets},
+    ruleset::policy::{AllowProtocol, AllowRule, Direction, Mode, Policy},
     reference::ReferenceTables,
-    rules::RuleSet,
+    ruleset::rules::RuleSet,
 };
 use intune_tests::{
     frames::{Ext, Frame, L4, arp, ip},
@@ -822,7 +822,7 @@ fn what_leaves_the_lists_drains_for_its_connections_on_its_old_ports() {
     let kept: Vec<_> = test_sets().into_iter().filter(|s| s.id != 903).collect();
     let next = RuleSet::build(
         &kept,
-        &intune_ctl::rules::RuleSetOptions {
+        &intune_ctl::ruleset::rules::RuleSetOptions {
             exclude: vec!["198.51.100.64/26".parse().unwrap()],
             ..Default::default()
         },
@@ -864,7 +864,7 @@ fn what_leaves_the_lists_drains_for_its_connections_on_its_old_ports() {
     // Listed again: it stops draining, its rule decides.
     let back = RuleSet::build(
         &test_sets(),
-        &intune_ctl::rules::RuleSetOptions::default(),
+        &intune_ctl::ruleset::rules::RuleSetOptions::default(),
         Some(&c.rules),
     )
     .expect("rules");

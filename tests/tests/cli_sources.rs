@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use intune_ctl::state::{ChangeRecord, SetChange, StateDir};
+use intune_ctl::daemon::state::{ChangeRecord, SetChange, StateDir};
 use intune_tests::http::{Answer, FakeService, version_body};
 use serde_json::Value;
 

@@ -6,9 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use intune_common::outcome::Outcome;
 use intune_ctl::{
-    policy::{AllowProtocol, AllowRule, Direction, Mode, Policy},
+    ruleset::policy::{AllowProtocol, AllowRule, Direction, Mode, Policy},
     reference::ReferenceTables,
-    rules::{RuleSet, Target},
+    ruleset::rules::{RuleSet, Target},
 };
 use intune_tests::{
     builtin_sets,
@@ -345,9 +345,9 @@ fn kernel_and_reference_agree_on_random_and_mutated_frames() {
                 .filter(|s| s.id != 903 && s.id != 901)
                 .cloned()
                 .collect();
-            let next = intune_ctl::rules::RuleSet::build(
+            let next = intune_ctl::ruleset::rules::RuleSet::build(
                 &kept,
-                &intune_ctl::rules::RuleSetOptions {
+                &intune_ctl::ruleset::rules::RuleSetOptions {
                     port_only,
                     ..Default::default()
                 },

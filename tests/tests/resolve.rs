@@ -11,9 +11,9 @@ use intune_common::outcome::XDP_PASS;
 use intune_ctl::{
     cli::common::RuleArgs,
     datapath::Datapath,
-    policy::{Mode, Policy},
-    resolve::{Dns, DnsConfig, ScheduleConfig, Watcher},
-    updater,
+    ruleset::policy::{Mode, Policy},
+    sources::resolve::{Dns, DnsConfig, ScheduleConfig, Watcher},
+    daemon::updater,
 };
 use intune_tests::{
     dns::{Dnsmasq, ServfailServer},
@@ -276,7 +276,7 @@ impl Rig {
             rt,
             ..
         } = self;
-        let rebuild = |w: &Watcher, previous: Option<&intune_ctl::rules::RuleSet>| {
+        let rebuild = |w: &Watcher, previous: Option<&intune_ctl::ruleset::rules::RuleSet>| {
             rules
                 .build_resolved(&[], Some(w), previous)
                 .map(|(_, rules)| rules)

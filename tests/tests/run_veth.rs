@@ -363,7 +363,7 @@ fn the_config_file_sets_the_daemon_up_and_flags_override_it() {
 /// The packets counted so far on the rule for `prefix`, read from the pinned counters with
 /// the index the daemon recorded.
 fn rule_packets(run: &Running, prefix: &str) -> u64 {
-    let state = intune_ctl::state::StateDir::open(run.state_dir()).expect("state dir");
+    let state = intune_ctl::daemon::state::StateDir::open(run.state_dir()).expect("state dir");
     let rules = state.load_rules().expect("rules").expect("recorded rules");
     let index = rules
         .iter()

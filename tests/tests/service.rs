@@ -6,17 +6,17 @@ use std::time::Duration;
 use intune_common::outcome::XDP_PASS;
 use intune_ctl::{
     datapath::Datapath,
-    endpoints::{
+    sources::endpoints::{
         EndpointSet,
         builtin::builtin,
         merge::{self, Selection},
         service::{ServiceClient, ServiceConfig},
     },
-    policy::{Mode, Policy},
-    refresh::Refresher,
-    rules::{RuleSet, RuleSetOptions},
-    state::StateDir,
-    updater,
+    ruleset::policy::{Mode, Policy},
+    sources::refresh::Refresher,
+    ruleset::rules::{RuleSet, RuleSetOptions},
+    daemon::state::StateDir,
+    daemon::updater,
 };
 use intune_tests::{
     frames::Frame,

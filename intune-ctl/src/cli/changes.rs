@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 
 use crate::{
-    changes::describe,
-    state::{DEFAULT_STATE_DIR, StateDir},
+    ruleset::changes::describe,
+    daemon::state::{DEFAULT_STATE_DIR, StateDir},
 };
 
 #[derive(Debug, clap::Args)]

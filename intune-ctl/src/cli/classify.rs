@@ -11,7 +11,7 @@ use intune_common::{
 use serde::Serialize;
 
 use super::common::{PolicyArgs, RuleArgs, load_datapath};
-use crate::{capture::read_frames, reference::ReferenceTables, rules::RuleSet};
+use crate::{capture::read_frames, reference::ReferenceTables, ruleset::rules::RuleSet};
 
 /// Frame sizes BPF_PROG_TEST_RUN accepts for an XDP program: an Ethernet header at least, and
 /// what fits a page after XDP headroom (256) and skb_shared_info (320). Shorter frames never

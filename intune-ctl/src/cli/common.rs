@@ -10,17 +10,17 @@ use ipnet::IpNet;
 
 use crate::{
     datapath::{Capacity, Datapath},
-    endpoints::{
+    sources::endpoints::{
         self, Category, EndpointSet,
         builtin::builtin,
         merge::{self, Selection},
         service::{self, Instance, ServiceClient, ServiceConfig},
     },
-    policy::{Direction, Mode, Policy},
-    refresh::Refresher,
-    resolve::{Dns, DnsConfig, ScheduleConfig, Watcher},
-    rules::{RuleSet, RuleSetOptions},
-    state::{DEFAULT_STATE_DIR, StateDir},
+    ruleset::policy::{Direction, Mode, Policy},
+    sources::refresh::Refresher,
+    sources::resolve::{Dns, DnsConfig, ScheduleConfig, Watcher},
+    ruleset::rules::{RuleSet, RuleSetOptions},
+    daemon::state::{DEFAULT_STATE_DIR, StateDir},
 };
 
 /// Which endpoint sets make the rule set (the web service's list is added by [`ServiceArgs`]).
@@ -44,7 +44,7 @@ pub struct RuleArgs {
     /// per-region names (Win32 and script CDNs, macOS sidecar, device health attestation,
     /// Remote Help) of the other regions are left out.
     #[arg(long, value_enum, default_value_t)]
-    pub region: crate::endpoints::schema::Region,
+    pub region: crate::sources::endpoints::schema::Region,
     /// An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple's push
     /// service with all of 17.0.0.0/8).
     #[arg(long = "skip-set", value_name = "ID")]
@@ -317,7 +317,7 @@ pub struct PolicyArgs {
     pub no_local: bool,
     /// `[[policy.allow]]` services (config file only).
     #[arg(skip)]
-    pub allow: Vec<crate::policy::AllowRule>,
+    pub allow: Vec<crate::ruleset::policy::AllowRule>,
     /// What leaves every list (a prefix a refresh removed, an address out of DNS, an expired
     /// learned address) still passes for its connections until no packet came for this long;
     /// 0 removes it at once.

@@ -8,9 +8,9 @@ use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 
 use super::common::{RuleArgs, ServiceArgs};
 use crate::{
-    endpoints::{EndpointSet, builtin::builtin, merge, service::ServiceClient},
-    refresh::Refresher,
-    state::StateDir,
+    sources::endpoints::{EndpointSet, builtin::builtin, merge, service::ServiceClient},
+    sources::refresh::Refresher,
+    daemon::state::StateDir,
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -76,7 +76,7 @@ async fn fetch(service: &ServiceArgs) -> anyhow::Result<Vec<EndpointSet>> {
     let version = client.version().await?;
     let list = client.endpoints().await?;
     // The same checks the daemon makes before it takes a list (no list in force to compare).
-    crate::refresh::validate(&list.sets, None, 1.0).map_err(|reason| {
+    crate::sources::refresh::validate(&list.sets, None, 1.0).map_err(|reason| {
         anyhow::anyhow!("the service's version {version} is rejected: {reason}")
     })?;
     tracing::info!(%version, sets = list.sets.len(), "fetched the endpoint list");

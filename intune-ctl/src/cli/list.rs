@@ -8,10 +8,10 @@ use serde::Serialize;
 
 use super::common::{RuleArgs, ServiceArgs};
 use crate::{
-    endpoints::{Category, Ports},
-    resolve::Names,
-    rules::Target,
-    state::{LearnedAddress, ResolvedAddress, StateDir},
+    sources::endpoints::{Category, Ports},
+    sources::resolve::Names,
+    ruleset::rules::Target,
+    daemon::state::{LearnedAddress, ResolvedAddress, StateDir},
 };
 
 #[derive(Debug, clap::Args)]

@@ -12,7 +12,7 @@ use crate::{
         pins::Pins,
         probe::{Probe, frame},
     },
-    state::{DEFAULT_STATE_DIR, StateDir},
+    daemon::state::{DEFAULT_STATE_DIR, StateDir},
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]

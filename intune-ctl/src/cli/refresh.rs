@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::control::{self, DEFAULT_SOCKET, Request};
+use crate::daemon::control::{self, DEFAULT_SOCKET, Request};
 
 #[derive(Debug, clap::Args)]
 pub struct RefreshArgs {

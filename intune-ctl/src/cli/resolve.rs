@@ -8,7 +8,7 @@ use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde::Serialize;
 
 use super::common::{DnsArgs, RuleArgs, ServiceArgs};
-use crate::resolve::NameReport;
+use crate::sources::resolve::NameReport;
 
 #[derive(Debug, clap::Args)]
 pub struct ResolveArgs {

@@ -6,7 +6,7 @@ use super::{
     common::{DnsArgs, PolicyArgs, RuleArgs, ServiceArgs},
     settings::Given,
 };
-use crate::{config::DEFAULT_BPFFS_DIR, datapath::XdpChoice, policy::Direction};
+use crate::{config::DEFAULT_BPFFS_DIR, datapath::XdpChoice, ruleset::policy::Direction};
 
 #[derive(Clone, Debug, PartialEq, clap::Args)]
 pub struct RunArgs {
@@ -35,7 +35,7 @@ pub struct RunArgs {
     #[arg(long, alias = "bpffs", default_value = DEFAULT_BPFFS_DIR, value_name = "DIR")]
     pub bpffs_dir: PathBuf,
     /// The control socket `status` and `refresh` talk to.
-    #[arg(long, default_value = crate::control::DEFAULT_SOCKET, value_name = "PATH")]
+    #[arg(long, default_value = crate::daemon::control::DEFAULT_SOCKET, value_name = "PATH")]
     pub control_socket: PathBuf,
     /// Serve Prometheus metrics on this address.
     #[arg(long, value_name = "ADDR:PORT")]

@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::{
     config::DEFAULT_BPFFS_DIR,
     datapath::{counters::PinnedCounters, pins::Pins},
-    endpoints::builtin::builtin,
-    state::{DEFAULT_STATE_DIR, InstalledRule, LearnedAddress, StateDir},
+    sources::endpoints::builtin::builtin,
+    daemon::state::{DEFAULT_STATE_DIR, InstalledRule, LearnedAddress, StateDir},
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

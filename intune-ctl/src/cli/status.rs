@@ -5,9 +5,9 @@ use std::{path::PathBuf, time::Duration};
 
 use crate::{
     config::DEFAULT_BPFFS_DIR,
-    control::{self, DEFAULT_SOCKET, Request},
+    daemon::control::{self, DEFAULT_SOCKET, Request},
     datapath::pins::Pins,
-    state::{DEFAULT_STATE_DIR, StateDir},
+    daemon::state::{DEFAULT_STATE_DIR, StateDir},
 };
 
 #[derive(Debug, clap::Args)]

@@ -16,8 +16,8 @@ use ipnet::IpNet;
 
 use super::{Datapath, DatapathError, sync::map_err};
 use crate::{
-    endpoints::Ports,
-    rules::{RuleSet, Target},
+    sources::endpoints::Ports,
+    ruleset::rules::{RuleSet, Target},
 };
 
 pub type DrainMap = LpmTrie<MapData, [u8; 16], DrainEntry>;

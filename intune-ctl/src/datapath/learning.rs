@@ -21,7 +21,7 @@ use super::{
     pins::Pins,
     sync::map_err,
 };
-use crate::learn::learner::{Maps, key};
+use crate::sources::learn::learner::{Maps, key};
 
 pub const CAPTURE_PROGRAM: &str = "intune_dns";
 pub const ANSWERS_PROGRAM: &str = "intune_dns_answers";

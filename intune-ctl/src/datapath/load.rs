@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::pins::{LOOKUP_MAPS, Pins, SHARED_MAPS};
-use crate::{policy::Policy, rules::RuleSet, v4table::V4Table};
+use crate::{ruleset::policy::Policy, ruleset::rules::RuleSet, ruleset::v4table::V4Table};
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
@@ -74,7 +74,7 @@ pub enum DatapathError {
     #[error("the kernel program's log: {0}")]
     KernelLog(String),
     #[error("the policy: {0}")]
-    Allow(#[from] crate::policy::AllowError),
+    Allow(#[from] crate::ruleset::policy::AllowError),
 }
 
 /// Map sizes the program is loaded with.

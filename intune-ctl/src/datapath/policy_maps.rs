@@ -9,7 +9,7 @@ use intune_common::maps::{ADDR_ROLES, ALLOW_V4, ALLOW_V6, AllowEntry, IFACE_DIRE
 use ipnet::IpNet;
 
 use super::{Datapath, DatapathError, sync::map_err};
-use crate::policy::{Policy, allow_entries};
+use crate::ruleset::policy::{Policy, allow_entries};
 
 impl Datapath {
     /// Moves the running program to `policy`: new entries go in, the config switches, entries

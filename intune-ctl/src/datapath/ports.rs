@@ -12,7 +12,7 @@ use intune_common::{
 };
 
 use super::{Datapath, DatapathError, sync::map_err};
-use crate::endpoints::ports::Ports;
+use crate::sources::endpoints::ports::Ports;
 
 /// Which port each slot counts, as userspace keeps it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -180,7 +180,7 @@ pub(super) fn slot_records(map: &aya::maps::Map) -> Result<Vec<(u32, u32)>, Data
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoints::ports::PortRanges;
+    use crate::sources::endpoints::ports::PortRanges;
 
     fn ports(tcp: &str, udp: &str) -> Ports {
         Ports {

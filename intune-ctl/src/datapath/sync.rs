@@ -11,9 +11,9 @@ use ipnet::IpNet;
 
 use super::{Datapath, DatapathError, V4Lookup};
 use crate::{
-    policy::Policy,
-    rules::{RuleSet, Target},
-    v4table::V4Table,
+    ruleset::policy::Policy,
+    ruleset::rules::{RuleSet, Target},
+    ruleset::v4table::V4Table,
 };
 
 /// Up to this many table entries go in one BPF_MAP_UPDATE_BATCH call; more are stored through
@@ -107,12 +107,12 @@ impl Datapath {
         // 4. Only now remove what left, which drains first (when the daemon drains): the
         // connections that use it carry on until they are idle.
         self.drain_relisted(new)?;
-        let removed: Vec<&crate::rules::Rule> = old
+        let removed: Vec<&crate::ruleset::rules::Rule> = old
             .rules
             .iter()
             .filter(|r| new.rule_by_target(&r.target).is_none())
             .collect();
-        let left: Vec<(IpNet, crate::endpoints::Ports)> = removed
+        let left: Vec<(IpNet, crate::sources::endpoints::Ports)> = removed
             .iter()
             .filter(|r| !r.excluded)
             .filter_map(|r| match r.target {

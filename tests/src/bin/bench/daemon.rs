@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use intune_ctl::state::{CachedResponse, StateDir, now_rfc3339};
+use intune_ctl::daemon::state::{CachedResponse, StateDir, now_rfc3339};
 use rand::{SeedableRng, rngs::StdRng};
 
 use super::{

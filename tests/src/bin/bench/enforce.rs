@@ -8,9 +8,9 @@ use std::{fmt::Write as _, net::Ipv4Addr, time::Duration};
 use aya::programs::Xdp;
 use intune_ctl::{
     datapath::{Capacity, Datapath},
-    endpoints::{EndpointSet, Source, parse_endpoint_sets},
-    policy::{AllowProtocol, AllowRule, Mode, Policy},
-    rules::{RuleSet, RuleSetOptions},
+    sources::endpoints::{EndpointSet, Source, parse_endpoint_sets},
+    ruleset::policy::{AllowProtocol, AllowRule, Mode, Policy},
+    ruleset::rules::{RuleSet, RuleSetOptions},
 };
 use intune_tests::frames::Frame;
 use rand::{Rng, rngs::StdRng};
@@ -135,7 +135,7 @@ pub fn enforce_costs(floor: &Xdp, repeat: u32, rng: &mut StdRng) -> anyhow::Resu
     let dp = loaded(
         &base,
         &Policy {
-            direction: intune_ctl::policy::Direction::Src,
+            direction: intune_ctl::ruleset::policy::Direction::Src,
             ..enforce()
         },
     )?;

@@ -7,8 +7,8 @@ use std::{fmt::Write as _, path::Path};
 use aya::Ebpf;
 use intune_ctl::{
     datapath::{Capacity, Datapath, load::FLOOR_PROGRAM},
-    policy::{Mode, Policy},
-    rules::{RuleSet, RuleSetOptions},
+    ruleset::policy::{Mode, Policy},
+    ruleset::rules::{RuleSet, RuleSetOptions},
 };
 use rand::{SeedableRng, rngs::StdRng};
 

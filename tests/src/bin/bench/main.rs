@@ -25,9 +25,9 @@ use aya::{
 };
 use intune_ctl::{
     datapath::{Capacity, Datapath, V4Lookup, load::FLOOR_PROGRAM},
-    endpoints::{EndpointSet, Source, parse_endpoint_sets},
-    policy::{Mode, Policy},
-    rules::{RuleSet, RuleSetOptions},
+    sources::endpoints::{EndpointSet, Source, parse_endpoint_sets},
+    ruleset::policy::{Mode, Policy},
+    ruleset::rules::{RuleSet, RuleSetOptions},
 };
 use intune_tests::frames::{Frame, ip};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -365,7 +365,7 @@ fn update_latencies(args: &Args) -> anyhow::Result<String> {
                 let body = response(&ips);
                 let t = Instant::now();
                 let sets = parse_endpoint_sets(&body, Source::Service)?;
-                intune_ctl::refresh::validate(&sets, Some(&in_force), 1.0)
+                intune_ctl::sources::refresh::validate(&sets, Some(&in_force), 1.0)
                     .map_err(anyhow::Error::from)?;
                 let parsed = t.elapsed();
                 let next = RuleSet::build(&sets, &opts, dp.installed())?;

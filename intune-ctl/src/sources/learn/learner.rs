@@ -28,9 +28,9 @@ use super::{
     table::{Lesson, Table, Write},
 };
 use crate::{
-    endpoints::Ports,
-    metrics::{self, ResultLabel},
-    state::{LearnedAddress, StateDir},
+    sources::endpoints::Ports,
+    daemon::metrics::{self, ResultLabel},
+    daemon::state::{LearnedAddress, StateDir},
 };
 
 /// How the learner works.
@@ -623,7 +623,7 @@ impl Work {
                 asked: e.asked.clone(),
                 pattern: e.pattern.clone(),
                 endpoint_sets: e.sets.clone(),
-                expires_at: crate::state::rfc3339_in(e.expires.saturating_duration_since(now)),
+                expires_at: crate::daemon::state::rfc3339_in(e.expires.saturating_duration_since(now)),
             })
             .collect();
         if let Err(e) = state.save_learned(&records) {

@@ -15,7 +15,7 @@ use intune_common::{
 };
 use ipnet::IpNet;
 
-use crate::endpoints::{EndpointSet, Ports, Sources};
+use crate::sources::endpoints::{EndpointSet, Ports, Sources};
 
 /// What a rule matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -284,7 +284,7 @@ impl RuleSet {
                 .unwrap_or_else(|| rule_ids.fresh());
         }
         // The ports of each endpoint name, for the addresses learned under it.
-        for pattern in crate::learn::patterns::Patterns::of(sets).all() {
+        for pattern in crate::sources::learn::patterns::Patterns::of(sets).all() {
             if !pattern.ports.is_empty() {
                 port_ids.id(&pattern.ports, &mut rs.port_sets);
             }
@@ -547,7 +547,7 @@ impl RuleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoints::{Source, parse_endpoint_sets};
+    use crate::sources::endpoints::{Source, parse_endpoint_sets};
     use intune_common::proto::{IPPROTO_TCP, IPPROTO_UDP};
 
     fn sets(json: &str) -> Vec<EndpointSet> {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::endpoints::{EndpointSet, Ports};
+use crate::sources::endpoints::{EndpointSet, Ports};
 
 /// One endpoint name as the list writes it, with the sets that list it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,7 +141,7 @@ fn label_glob(pattern: &str, label: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoints::{Source, parse_endpoint_sets};
+    use crate::sources::endpoints::{Source, parse_endpoint_sets};
 
     fn patterns() -> Patterns {
         let sets = parse_endpoint_sets(

@@ -15,7 +15,7 @@ pub use lookup::{Answer, Dns, DnsConfig, LookupError};
 pub use names::Names;
 pub use schedule::{Schedule, ScheduleConfig};
 
-use crate::endpoints::{EndpointSet, Source};
+use crate::sources::endpoints::{EndpointSet, Source};
 
 /// Follows the list's exact names and keeps their addresses.
 pub struct Watcher {
@@ -122,7 +122,7 @@ impl Watcher {
         while let Some(joined) = lookups.join_next().await {
             let Ok((name, result)) = joined else { continue };
             let error = result.as_ref().err().cloned();
-            crate::metrics::daemon().looked_up(matches!(error, None | Some(LookupError::NxDomain)));
+            crate::daemon::metrics::daemon().looked_up(matches!(error, None | Some(LookupError::NxDomain)));
             let done = Instant::now();
             let recorded = self.schedule.record(&name, result, done);
             let retry_in = humantime::format_duration(recorded.retry_in).to_string();
@@ -201,7 +201,7 @@ impl Watcher {
     /// Takes back the unexpired addresses of `held` (what a previous daemon recorded, or the
     /// watcher a reload replaces) for the names followed now, each for what was left of it,
     /// `max_ttl` plus grace at most. The names are still looked up at once. Returns how many.
-    pub fn restore(&mut self, held: &[crate::state::ResolvedAddress], now: Instant) -> usize {
+    pub fn restore(&mut self, held: &[crate::daemon::state::ResolvedAddress], now: Instant) -> usize {
         let wall = std::time::SystemTime::now();
         held.iter()
             .filter(|r| {
@@ -216,14 +216,14 @@ impl Watcher {
 
     /// Every address held: the name that gave it, its sets, and when it leaves unless an
     /// answer holds it again.
-    pub fn held(&self) -> Vec<crate::state::ResolvedAddress> {
+    pub fn held(&self) -> Vec<crate::daemon::state::ResolvedAddress> {
         let now = Instant::now();
         let wall = std::time::SystemTime::now();
         let mut out = Vec::new();
         for (name, s) in self.schedule.names() {
             for (addr, until) in &s.addrs {
                 let expires = wall + until.saturating_duration_since(now);
-                out.push(crate::state::ResolvedAddress {
+                out.push(crate::daemon::state::ResolvedAddress {
                     address: *addr,
                     name: name.clone(),
                     endpoint_sets: s.sets.clone(),

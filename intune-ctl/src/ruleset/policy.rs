@@ -12,7 +12,7 @@ use intune_common::{
 };
 use ipnet::IpNet;
 
-use crate::rules::RuleSet;
+use crate::ruleset::rules::RuleSet;
 
 #[derive(
     Clone,

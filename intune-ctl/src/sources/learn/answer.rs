@@ -171,7 +171,7 @@ pub fn learn<'p>(message: &[u8], patterns: &'p Patterns) -> Result<Reading<'p>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoints::{Source, parse_endpoint_sets};
+    use crate::sources::endpoints::{Source, parse_endpoint_sets};
     use hickory_proto::{
         op::Query,
         rr::{

@@ -7,11 +7,11 @@ use std::collections::HashSet;
 use ipnet::IpNet;
 
 use crate::{
-    endpoints::{
+    sources::endpoints::{
         EndpointSet, Source, parse_endpoint_sets,
         service::{ServiceClient, ServiceError},
     },
-    state::{CachedResponse, StateDir, StateError, now_rfc3339},
+    daemon::state::{CachedResponse, StateDir, StateError, now_rfc3339},
 };
 
 /// A list of the service's that passed validation.

@@ -28,7 +28,7 @@ use intune_common::{maps::Counter as KernelCounter, proto::l4_name};
 
 use crate::{
     datapath::{counters::PinnedCounters, pins::Pins},
-    state::StateDir,
+    daemon::state::StateDir,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use crate::{
-    changes,
+    ruleset::changes,
     datapath::Datapath,
-    endpoints::EndpointSet,
-    refresh::{Poll, RefreshError, Refresher},
-    resolve::{Step, Watcher},
-    rules::RuleSet,
-    state::{ChangeRecord, StateDir},
+    sources::endpoints::EndpointSet,
+    sources::refresh::{Poll, RefreshError, Refresher},
+    sources::resolve::{Step, Watcher},
+    ruleset::rules::RuleSet,
+    daemon::state::{ChangeRecord, StateDir},
 };
 
 /// Builds the effective rule set from the service's sets (and whatever else is configured).
@@ -35,7 +35,7 @@ pub async fn refresh(
     state: Option<&StateDir>,
 ) -> Refreshed {
     let polled = r.poll().await;
-    crate::metrics::daemon().refreshed(polled.is_ok());
+    crate::daemon::metrics::daemon().refreshed(polled.is_ok());
     let done = |outcome: String| Refreshed {
         wait: Duration::ZERO,
         outcome,
@@ -93,7 +93,7 @@ pub fn apply(dp: &mut Datapath, rules: RuleSet, cause: &str) -> Option<ChangeRec
     let change = changes::summarize(dp.installed(), &rules, cause);
     let started = std::time::Instant::now();
     let applied = dp.apply(rules);
-    crate::metrics::daemon().map_update(started.elapsed());
+    crate::daemon::metrics::daemon().map_update(started.elapsed());
     match applied {
         Ok(report) => {
             for (target, c) in &report.removed {

@@ -48,11 +48,11 @@ pub fn effective(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoints::{Source, parse_endpoint_sets};
+    use crate::sources::endpoints::{Source, parse_endpoint_sets};
 
     #[test]
     fn a_region_leaves_the_others_out_and_skipped_sets_go() {
-        let builtin = crate::endpoints::builtin::builtin().unwrap();
+        let builtin = crate::sources::endpoints::builtin::builtin().unwrap();
         let ids = |selection: &Selection| -> Vec<u32> {
             effective(selection, &builtin, &[])
                 .iter()

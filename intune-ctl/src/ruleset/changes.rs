@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    rules::RuleSet,
-    state::{ChangeRecord, SetChange, now_rfc3339},
+    ruleset::rules::RuleSet,
+    daemon::state::{ChangeRecord, SetChange, now_rfc3339},
 };
 
 pub fn summarize(old: Option<&RuleSet>, new: &RuleSet, cause: &str) -> ChangeRecord {

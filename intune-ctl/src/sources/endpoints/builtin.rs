@@ -3,7 +3,7 @@
 
 use super::schema::{EndpointSet, SchemaError, Source, parse_endpoint_sets};
 
-const BUILTIN_JSON: &str = include_str!("../../data/intune-endpoints.json");
+const BUILTIN_JSON: &str = include_str!("../../../data/intune-endpoints.json");
 
 /// The built-in endpoint sets.
 pub fn builtin() -> Result<Vec<EndpointSet>, SchemaError> {
@@ -13,7 +13,7 @@ pub fn builtin() -> Result<Vec<EndpointSet>, SchemaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoints::Origin;
+    use crate::sources::endpoints::Origin;
 
     #[test]
     fn holds_every_table_of_the_article() {
@@ -86,7 +86,7 @@ mod tests {
             "{only_new:?}"
         );
         // Each per-region kind of endpoint exists for all three regions.
-        use crate::endpoints::schema::Region;
+        use crate::sources::endpoints::schema::Region;
         for name in [
             "prodimedata",
             "macsidecar",

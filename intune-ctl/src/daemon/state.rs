@@ -98,7 +98,7 @@ pub struct InstalledRule {
 }
 
 impl InstalledRule {
-    pub fn of(rules: &crate::rules::RuleSet) -> Vec<InstalledRule> {
+    pub fn of(rules: &crate::ruleset::rules::RuleSet) -> Vec<InstalledRule> {
         rules
             .rules
             .iter()
@@ -125,10 +125,10 @@ impl InstalledRule {
         }
     }
 
-    pub fn target(&self) -> Option<crate::rules::Target> {
+    pub fn target(&self) -> Option<crate::ruleset::rules::Target> {
         match self.prefix.as_str() {
-            "any" => Some(crate::rules::Target::AnyAddress),
-            p => p.parse().ok().map(crate::rules::Target::Prefix),
+            "any" => Some(crate::ruleset::rules::Target::AnyAddress),
+            p => p.parse().ok().map(crate::ruleset::rules::Target::Prefix),
         }
     }
 }

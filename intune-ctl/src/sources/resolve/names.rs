@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::endpoints::EndpointSet;
+use crate::sources::endpoints::EndpointSet;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Names {
@@ -40,7 +40,7 @@ impl Names {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoints::{Source, parse_endpoint_sets};
+    use crate::sources::endpoints::{Source, parse_endpoint_sets};
 
     #[test]
     fn exact_and_wildcard_names_with_their_sets() {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 
-use crate::rules::RuleSet;
+use crate::ruleset::rules::RuleSet;
 
 /// Entry writes, in the order they must reach the kernel: lower levels first, so that no
 /// entry ever points at a chunk not yet written.
@@ -366,8 +366,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        endpoints::{Source, parse_endpoint_sets},
-        rules::RuleSetOptions,
+        sources::endpoints::{Source, parse_endpoint_sets},
+        ruleset::rules::RuleSetOptions,
     };
 
     /// The kernel's three arrays, as the writes leave them.

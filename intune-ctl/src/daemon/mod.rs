@@ -2,6 +2,12 @@
 //! counter ticker, the web-service check, the resolver, the watchdog and the signals. SIGHUP
 //! re-reads the config and applies it whole or not at all.
 
+pub mod control;
+pub mod local_addrs;
+pub mod metrics;
+pub mod state;
+pub mod updater;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -10,20 +16,19 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    changes,
+    ruleset::changes,
     cli::{run::RunArgs, settings::Given},
     datapath::{Capacity, Datapath, V4Lookup, bpffs, kernel::Kernel, load::Attached, pins::Pins},
-    endpoints::EndpointSet,
-    learn::{
+    sources::endpoints::EndpointSet,
+    sources::learn::{
         learner::{Learner, Settings, View},
         patterns::Patterns,
     },
-    policy::Policy,
-    refresh::Refresher,
-    resolve::Watcher,
-    rules::{Rule, RuleSet, Target},
-    state::{InstalledRule, StateDir},
-    updater,
+    ruleset::policy::Policy,
+    sources::refresh::Refresher,
+    sources::resolve::Watcher,
+    ruleset::rules::{Rule, RuleSet, Target},
+    daemon::state::{InstalledRule, StateDir},
 };
 
 /// Everything a running daemon holds.
@@ -54,7 +59,7 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
     // Settled before the socket is bound: a bad interface touches nothing.
     let policy = policy_of(&args)?;
     let control_path = args.control_socket.clone();
-    let control = crate::control::bind(&control_path).map_err(|e| {
+    let control = crate::daemon::control::bind(&control_path).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
             " (are you root?)"
         } else {
@@ -76,12 +81,12 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
     };
     // The gateway's own addresses are known before the attach: its SSH session must not
     // see one dropped packet in enforce mode. Followed from then on.
-    let local = crate::local_addrs::current()
+    let local = crate::daemon::local_addrs::current()
         .await
         .context("reading the gateway's own addresses from netlink")?;
     let mut d = Daemon::start(args, policy, &local)?;
     let (local_tx, mut local_rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(crate::local_addrs::follow(local_tx));
+    tokio::spawn(crate::daemon::local_addrs::follow(local_tx));
     if let Some(log) =
         d.dp.kernel_log()
             .context("reading the kernel program's log")?
@@ -89,9 +94,9 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
         tokio::spawn(log.forward());
     }
     if let Some(listener) = metrics {
-        let registry = crate::metrics::registry(d.pins.clone(), d.args.service.state_dir.clone());
+        let registry = crate::daemon::metrics::registry(d.pins.clone(), d.args.service.state_dir.clone());
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(listener, registry).await {
+            if let Err(e) = crate::daemon::metrics::serve(listener, registry).await {
                 tracing::error!(error = %e, "the metrics endpoint stopped");
             }
         });
@@ -128,12 +133,12 @@ pub async fn run(base: &RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
             _ = drain_ticker.tick() => d.sweep_drain(),
             accepted = control.accept() => {
                 if let Ok((mut stream, _)) = accepted {
-                    let answer = match crate::control::read_request(&mut stream).await {
-                        Ok(crate::control::Request::Status) => d.status_json(),
-                        Ok(crate::control::Request::Refresh) => d.refresh_now().await,
+                    let answer = match crate::daemon::control::read_request(&mut stream).await {
+                        Ok(crate::daemon::control::Request::Status) => d.status_json(),
+                        Ok(crate::daemon::control::Request::Refresh) => d.refresh_now().await,
                         Err(e) => serde_json::json!({"error": format!("{e:#}")}),
                     };
-                    if let Err(e) = crate::control::write_answer(&mut stream, &answer).await {
+                    if let Err(e) = crate::daemon::control::write_answer(&mut stream, &answer).await {
                         tracing::debug!(error = %e, "answering on the control socket");
                     }
                 }
@@ -305,7 +310,7 @@ impl Daemon {
             .context("filling the program's maps")?;
         dp.set_local_addresses(local)
             .context("writing the gateway's own addresses")?;
-        crate::metrics::daemon().map_update(started.elapsed());
+        crate::daemon::metrics::daemon().map_update(started.elapsed());
         if let Some(previous) = &previous {
             forget_left_rules(&mut dp, previous, &rules)?;
         }
@@ -445,7 +450,7 @@ impl Daemon {
         let done = updater::refresh(r, &build, &mut self.dp, Some(&self.state)).await;
         self.remember();
         self.next_poll = tokio::time::Instant::now() + done.wait.max(self.args.service.interval());
-        self.last_refresh = Some((Instant::now(), crate::state::now_rfc3339(), done.outcome));
+        self.last_refresh = Some((Instant::now(), crate::daemon::state::now_rfc3339(), done.outcome));
         // The new list may name other hosts: follow them.
         let service = service_sets(self.refresher.as_ref());
         match self.args.rules.effective(service) {
@@ -502,7 +507,7 @@ impl Daemon {
             Some(r) => {
                 let limited = r.client().config().is_default_url()
                     && self.last_refresh.as_ref().is_some_and(|(at, _, _)| {
-                        at.elapsed() < crate::endpoints::service::MIN_INTERVAL
+                        at.elapsed() < crate::sources::endpoints::service::MIN_INTERVAL
                     });
                 if limited {
                     "not checked: the endpoint web service allows one check an hour".to_string()
