@@ -8,9 +8,10 @@
 
 pub mod capture;
 pub mod cli;
-pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod reference;
+pub mod repeated;
 pub mod ruleset;
+pub mod settings;
 pub mod sources;

@@ -16,7 +16,7 @@ use intune_ctl::{
     sources::refresh::Refresher,
     ruleset::rules::{RuleSet, RuleSetOptions},
     daemon::state::StateDir,
-    daemon::updater,
+    daemon::{service_task, updater},
 };
 use intune_tests::{
     frames::Frame,
@@ -67,7 +67,10 @@ struct Rig {
     logs: Logs,
 }
 
-fn build(service: &[EndpointSet], previous: Option<&RuleSet>) -> anyhow::Result<RuleSet> {
+fn build(
+    service: &[EndpointSet],
+    previous: Option<&RuleSet>,
+) -> anyhow::Result<(Vec<EndpointSet>, RuleSet)> {
     let sets = merge::effective(
         &Selection {
             builtin: true,
@@ -76,7 +79,8 @@ fn build(service: &[EndpointSet], previous: Option<&RuleSet>) -> anyhow::Result<
         &builtin()?,
         service,
     );
-    Ok(RuleSet::build(&sets, &RuleSetOptions::default(), previous)?)
+    let rules = RuleSet::build(&sets, &RuleSetOptions::default(), previous)?;
+    Ok((sets, rules))
 }
 
 fn refresher(url: &str, state_dir: &std::path::Path) -> Refresher {
@@ -106,7 +110,7 @@ impl Rig {
             .accepted()
             .map(|a| a.sets.clone())
             .unwrap_or_default();
-        let rules = build(&cached, None).expect("rules");
+        let (_, rules) = build(&cached, None).expect("rules");
         let dp = load(
             &rules,
             &Policy {
@@ -139,8 +143,17 @@ impl Rig {
             logs,
             ..
         } = self;
+        // What the daemon's owner does with a list the service task hands it.
+        let take = async |version: String, sets: Vec<EndpointSet>| {
+            let taken = updater::take_list(dp, |previous| build(&sets, previous), &version);
+            Some(taken.map(|t| {
+                state.record_change(t.change).expect("recording the change");
+                t.outcome
+            }))
+        };
         tracing::subscriber::with_default(logs.subscriber(), || {
-            rt.block_on(updater::refresh(refresher, &build, dp, Some(state)))
+            rt.block_on(service_task::check(refresher, take))
+                .expect("a check")
                 .wait
         })
     }
@@ -419,7 +432,7 @@ fn a_restart_without_network_starts_from_the_cache_and_a_corrupt_cache_is_ignore
     });
     let accepted = offline.accepted().expect("the cached list");
     assert_eq!(accepted.version, "1");
-    let rules = build(&accepted.sets, None).expect("rules");
+    let (_, rules) = build(&accepted.sets, None).expect("rules");
     let dp = load(
         &rules,
         &Policy {

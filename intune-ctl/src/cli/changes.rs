@@ -1,18 +1,16 @@
 //! `intune-ctl changes`: the last applied changes of the rule set, from the state directory.
 
-use std::path::PathBuf;
-
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 
 use crate::{
     ruleset::changes::describe,
-    daemon::state::{DEFAULT_STATE_DIR, StateDir},
+    daemon::state::StateDir,
 };
 
 #[derive(Debug, clap::Args)]
 pub struct ChangesArgs {
-    #[arg(long, default_value = DEFAULT_STATE_DIR, value_name = "DIR")]
-    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub paths: super::flags::PathFlags,
     /// How many of the newest changes to show.
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub last: usize,
@@ -21,14 +19,15 @@ pub struct ChangesArgs {
 }
 
 pub fn run(args: &ChangesArgs) -> anyhow::Result<()> {
-    let all = StateDir::open(&args.state_dir)?.changes()?;
+    let settings = args.paths.settings()?;
+    let all = StateDir::open(&settings.paths.state_dir)?.changes()?;
     let shown = &all[all.len().saturating_sub(args.last)..];
     if args.json {
         println!("{}", serde_json::to_string_pretty(shown)?);
         return Ok(());
     }
     if shown.is_empty() {
-        println!("no changes recorded in {}", args.state_dir.display());
+        println!("no changes recorded in {}", settings.paths.state_dir.display());
         return Ok(());
     }
     let mut table = Table::new();

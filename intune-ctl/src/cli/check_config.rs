@@ -3,43 +3,37 @@
 
 use std::path::PathBuf;
 
-use super::{run::RunArgs, settings::Given};
+use crate::{
+    ruleset::{build::RuleBuilder, policy::Policy},
+    settings::{DEFAULT_CONFIG, Settings},
+};
 
 #[derive(Debug, clap::Args)]
 pub struct CheckConfigArgs {
     /// The config file to check.
-    #[arg(value_name = "FILE", default_value = crate::config::DEFAULT_CONFIG)]
+    #[arg(value_name = "FILE", default_value = DEFAULT_CONFIG)]
     pub file: PathBuf,
 }
 
 pub fn run(args: &CheckConfigArgs) -> anyhow::Result<()> {
-    let config = crate::config::Config::read(&args.file)?;
-    let base = <RunArgs as clap::FromArgMatches>::from_arg_matches(
-        &<RunArgs as clap::Args>::augment_args(clap::Command::new("check"))
-            .get_matches_from(["check"]),
-    )?;
-    let settings = base.with_config(&config, &Given(None));
+    let settings = Settings::read(&args.file)?;
     if settings.dns.learn_from_dns {
-        crate::daemon::trusted_resolvers(&settings)?;
+        settings.trusted_resolvers().map_err(anyhow::Error::msg)?;
     }
     // The service's list is not fetched: the rule set from the other sources must build.
-    let (sets, rules) = settings.rules.build(&[], None)?;
+    let (sets, rules) = RuleBuilder::new(&settings)?.build(&[], &[], None)?;
     let names: usize = sets.iter().map(|s| s.urls.len()).sum();
     println!(
         "{}: ok; {} interfaces, mode {:?}, {} endpoint sets ({} prefixes, {} names) before the web service{}",
         args.file.display(),
-        settings.ifaces.len(),
+        settings.interfaces.len(),
         settings.policy.mode,
         sets.len(),
         rules.prefix_count(),
         names,
-        if settings.service.no_service {
-            " (off)"
-        } else {
-            ""
-        }
+        if settings.sources.service { "" } else { " (off)" }
     );
-    for warning in settings.policy.policy().warnings() {
+    for warning in Policy::of(&settings.policy).warnings() {
         eprintln!("warning: {warning}");
     }
     Ok(())

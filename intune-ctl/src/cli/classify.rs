@@ -10,8 +10,16 @@ use intune_common::{
 };
 use serde::Serialize;
 
-use super::common::{PolicyArgs, RuleArgs, load_datapath};
-use crate::{capture::read_frames, reference::ReferenceTables, ruleset::rules::RuleSet};
+use super::{
+    common::load_datapath,
+    flags::{PolicyFlags, RuleFlags, validated},
+};
+use crate::{
+    capture::read_frames,
+    reference::ReferenceTables,
+    ruleset::{build::RuleBuilder, policy::Policy, rules::RuleSet},
+    settings::Settings,
+};
 
 /// Frame sizes BPF_PROG_TEST_RUN accepts for an XDP program: an Ethernet header at least, and
 /// what fits a page after XDP headroom (256) and skb_shared_info (320). Shorter frames never
@@ -24,9 +32,9 @@ pub struct ClassifyArgs {
     #[arg(long, value_name = "FILE")]
     pub pcap: PathBuf,
     #[command(flatten)]
-    pub rules: RuleArgs,
+    pub rules: RuleFlags,
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub policy: PolicyFlags,
     /// One of the gateway's own addresses with its prefix length (repeatable): frames to it
     /// are local, as the daemon decides for the addresses it follows.
     #[arg(long = "local-address", value_name = "ADDR/LEN")]
@@ -51,8 +59,14 @@ pub struct FrameResult {
 
 pub fn run(args: &ClassifyArgs) -> anyhow::Result<()> {
     let frames = read_frames(&args.pcap)?;
-    let (_, rules) = args.rules.build(&[], None)?;
-    let policy = args.policy.policy();
+    // A capture is classified against the flags alone: the gateway's config file may hold
+    // another policy than the one asked about.
+    let mut settings = Settings::default();
+    args.rules.apply(&mut settings);
+    args.policy.apply(&mut settings);
+    let settings = validated(settings)?;
+    let (_, rules) = RuleBuilder::new(&settings)?.build(&[], &[], None)?;
+    let policy = Policy::of(&settings.policy);
     let mut dp = load_datapath(&rules, &policy, true)?;
     dp.set_local_addresses(&args.local)
         .context("writing the local addresses")?;

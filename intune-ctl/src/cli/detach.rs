@@ -3,12 +3,9 @@
 //! is left, the program and the counter maps too. On kernels before 6.6 the DNS capture is a tc
 //! filter that a killed daemon may have left behind: it goes too.
 
-use std::path::PathBuf;
-
 use anyhow::{Context as _, bail};
 
 use crate::{
-    config::DEFAULT_BPFFS_DIR,
     datapath::{learning::remove_left_capture, pins::Pins},
 };
 
@@ -17,13 +14,13 @@ pub struct DetachArgs {
     /// Interface to detach from (repeatable; default: every one).
     #[arg(long = "iface", value_name = "IF")]
     pub ifaces: Vec<String>,
-    /// Where the daemon pinned the filter.
-    #[arg(long, default_value = DEFAULT_BPFFS_DIR, value_name = "DIR")]
-    pub bpffs_dir: PathBuf,
+    #[command(flatten)]
+    pub paths: super::flags::PathFlags,
 }
 
 pub fn run(args: &DetachArgs) -> anyhow::Result<()> {
-    let pins = Pins::new(&args.bpffs_dir);
+    let settings = args.paths.settings()?;
+    let pins = Pins::new(&settings.paths.bpffs_dir);
     let linked = pins.linked_ifaces();
     let targets = if args.ifaces.is_empty() {
         linked.clone()

@@ -6,11 +6,19 @@ use std::collections::BTreeSet;
 use anyhow::bail;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 
-use super::common::{RuleArgs, ServiceArgs};
+use super::flags::{PathFlags, RuleFlags, ServiceFlags, validated};
 use crate::{
-    sources::endpoints::{EndpointSet, builtin::builtin, merge, service::ServiceClient},
-    sources::refresh::Refresher,
     daemon::state::StateDir,
+    ruleset::build::RuleBuilder,
+    settings::Settings,
+    sources::{
+        endpoints::{
+            EndpointSet,
+            builtin::builtin,
+            service::{ServiceClient, ServiceConfig},
+        },
+        refresh::Refresher,
+    },
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -30,9 +38,11 @@ pub struct EndpointsArgs {
     #[arg(long, value_enum, default_value_t)]
     pub source: SourceChoice,
     #[command(flatten)]
-    pub rules: RuleArgs,
+    pub paths: PathFlags,
     #[command(flatten)]
-    pub service: ServiceArgs,
+    pub rules: RuleFlags,
+    #[command(flatten)]
+    pub service: ServiceFlags,
     /// The unique prefixes, one a line.
     #[arg(long, conflicts_with = "urls")]
     pub ips: bool,
@@ -44,32 +54,32 @@ pub struct EndpointsArgs {
 }
 
 pub async fn run(args: &EndpointsArgs) -> anyhow::Result<()> {
+    let mut settings = args.paths.settings()?;
+    args.rules.apply(&mut settings);
+    args.service.apply(&mut settings);
+    let settings = validated(settings)?;
     let sets = match args.source {
         SourceChoice::Builtin => builtin()?,
         SourceChoice::File => {
-            if args.rules.endpoints.is_empty() {
-                bail!("--source file needs --endpoints FILE");
+            if settings.sources.files.is_empty() {
+                bail!("--source file needs --endpoints FILE (or sources.files)");
             }
-            args.rules.selection()?.files
+            RuleBuilder::new(&settings)?.files().to_vec()
         }
-        SourceChoice::Service => fetch(&args.service).await?,
+        SourceChoice::Service => fetch(&settings).await?,
         SourceChoice::Effective => {
-            let cached = if args.service.no_service {
-                Vec::new()
-            } else {
-                cached_sets(&args.service)
-            };
-            merge::effective(&args.rules.selection()?, &builtin()?, &cached)
+            let cached = Refresher::cached_sets(&settings.sources, &settings.paths.state_dir);
+            RuleBuilder::new(&settings)?.effective(&cached)
         }
     };
     print(&sets, args)
 }
 
 /// One version check and one list, without touching the cache.
-async fn fetch(service: &ServiceArgs) -> anyhow::Result<Vec<EndpointSet>> {
-    let cfg = service.config()?;
+async fn fetch(settings: &Settings) -> anyhow::Result<Vec<EndpointSet>> {
+    let cfg = ServiceConfig::of(&settings.sources);
     // The installation's id when the state directory is ours; a one-off id otherwise.
-    let id = StateDir::open(&service.state_dir)
+    let id = StateDir::open(&settings.paths.state_dir)
         .and_then(|s| s.client_request_id())
         .unwrap_or_else(|_| uuid::Uuid::new_v4());
     let client = ServiceClient::new(cfg, id)?;
@@ -81,26 +91,6 @@ async fn fetch(service: &ServiceArgs) -> anyhow::Result<Vec<EndpointSet>> {
     })?;
     tracing::info!(%version, sets = list.sets.len(), "fetched the endpoint list");
     Ok(list.sets)
-}
-
-/// The service's last accepted list from the cache, or nothing.
-pub fn cached_sets(service: &ServiceArgs) -> Vec<EndpointSet> {
-    let Ok(cfg) = service.config() else {
-        return Vec::new();
-    };
-    let Ok(state) = StateDir::open(&service.state_dir) else {
-        return Vec::new();
-    };
-    let id = state
-        .client_request_id()
-        .unwrap_or_else(|_| uuid::Uuid::new_v4());
-    let Ok(client) = ServiceClient::new(cfg, id) else {
-        return Vec::new();
-    };
-    Refresher::new(client, state, service.max_shrink)
-        .accepted()
-        .map(|a| a.sets.clone())
-        .unwrap_or_default()
 }
 
 fn print(sets: &[EndpointSet], args: &EndpointsArgs) -> anyhow::Result<()> {

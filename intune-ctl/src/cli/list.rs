@@ -1,38 +1,30 @@
-//! `intune-ctl list`: the effective rule set, every prefix with its ports, endpoint sets and
-//! where they came from.
+//! `intune-ctl list`: the rule set the daemon installed, every prefix with its ports, endpoint
+//! sets and where they came from, the names it matches, and the addresses resolved and
+//! learned for them.
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
-use std::collections::HashMap;
-
 use serde::Serialize;
 
-use super::common::{RuleArgs, ServiceArgs};
+use super::flags::{PathFlags, RuleFlags, ServiceFlags, validated};
 use crate::{
-    sources::endpoints::{Category, Ports},
-    sources::resolve::Names,
-    ruleset::rules::Target,
     daemon::state::{LearnedAddress, ResolvedAddress, StateDir},
+    ruleset::{
+        build::RuleBuilder,
+        listing::{Listing, NameRow, Provenance, Row},
+    },
+    sources::refresh::Refresher,
 };
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     #[command(flatten)]
-    pub rules: RuleArgs,
+    pub paths: PathFlags,
     #[command(flatten)]
-    pub service: ServiceArgs,
+    pub rules: RuleFlags,
+    #[command(flatten)]
+    pub service: ServiceFlags,
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Serialize)]
-struct Row {
-    prefix: String,
-    ports: Ports,
-    endpoint_sets: Vec<u32>,
-    sources: Vec<String>,
-    /// Per endpoint set: where it came from, its category, whether it is required.
-    provenance: Vec<Provenance>,
-    excluded: bool,
 }
 
 /// What `list --json` prints.
@@ -46,88 +38,43 @@ struct List {
     learned: Vec<LearnedAddress>,
 }
 
-#[derive(Serialize)]
-struct NameRow {
-    name: String,
-    endpoint_sets: Vec<u32>,
-    /// Has a `*`: cannot be resolved ahead of time.
-    wildcard: bool,
-}
-
-#[derive(Serialize)]
-struct Provenance {
-    set: u32,
-    sources: Vec<String>,
-    category: Option<Category>,
-    required: Option<bool>,
-}
-
-impl std::fmt::Display for Provenance {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.set, self.sources.join("+"))?;
-        if let Some(category) = self.category {
-            write!(f, " {category:?}")?;
-        }
-        if self.required == Some(true) {
-            f.write_str(" required")?;
-        }
-        Ok(())
-    }
-}
-
+/// The rules the daemon installed, as it recorded them; with flags that shape the rule set,
+/// or when no daemon recorded any, the rule set the settings make (from the service's cached
+/// list, without a request).
 pub fn run(args: &ListArgs) -> anyhow::Result<()> {
-    let cached = if args.service.no_service {
-        Vec::new()
+    let mut settings = args.paths.settings()?;
+    args.rules.apply(&mut settings);
+    args.service.apply(&mut settings);
+    let settings = validated(settings)?;
+    let state = StateDir::open(&settings.paths.state_dir).ok();
+    let recorded = if args.rules.any() {
+        None
     } else {
-        super::endpoints::cached_sets(&args.service)
-    };
-    let (sets, rules) = args.rules.build(&cached, None)?;
-    // Sets of one id from several sources share category and required: the first tells.
-    let mut about: HashMap<u32, (Category, bool)> = HashMap::new();
-    for set in &sets {
-        about.entry(set.id).or_insert((set.category, set.required));
-    }
-    let rows: Vec<Row> = rules
-        .rules
-        .iter()
-        .map(|r| {
-            let sources = r.sources();
-            let provenance = r
-                .sets
-                .iter()
-                .map(|s| Provenance {
-                    set: s.id,
-                    sources: s.sources.iter().map(|x| x.to_string()).collect(),
-                    category: about.get(&s.id).map(|a| a.0),
-                    required: about.get(&s.id).map(|a| a.1),
-                })
-                .collect();
-            Row {
-                prefix: match r.target {
-                    Target::Prefix(n) => n.to_string(),
-                    Target::AnyAddress => "any".into(),
-                },
-                ports: r.effective.clone(),
-                endpoint_sets: r.set_ids(),
-                sources,
-                provenance,
-                excluded: r.excluded,
+        state.as_ref().and_then(|s| match s.load_listing() {
+            Ok(listing) => listing,
+            Err(e) => {
+                tracing::warn!(error = %e, "the daemon's listing; showing what the settings make");
+                None
             }
         })
-        .collect();
-    let names = Names::of(&sets);
-    let name_rows: Vec<NameRow> = names
-        .exact
-        .iter()
-        .map(|(n, ids)| (n, ids, false))
-        .chain(names.wildcard.iter().map(|(n, ids)| (n, ids, true)))
-        .map(|(name, sets, wildcard)| NameRow {
-            name: name.clone(),
-            endpoint_sets: sets.clone(),
-            wildcard,
-        })
-        .collect();
-    let state = StateDir::open(&args.service.state_dir).ok();
+    };
+    let Listing {
+        rules: rows,
+        names: name_rows,
+    } = match recorded {
+        Some(listing) => listing,
+        None => {
+            if state.as_ref().is_some_and(|s| s.load_rules().ok().flatten().is_none()) && !args.rules.any() {
+                eprintln!(
+                    "no rules recorded by a daemon in {}: this is the rule set the settings make",
+                    settings.paths.state_dir.display()
+                );
+            }
+            let cached = Refresher::cached_sets(&settings.sources, &settings.paths.state_dir);
+            let (sets, rules) = RuleBuilder::new(&settings)?.build(&cached, &[], None)?;
+            Listing::of(&sets, &rules)
+        }
+    };
     let resolved = state
         .as_ref()
         .and_then(|s| s.load_resolved().ok())

@@ -1,18 +1,17 @@
 //! `intune-ctl lookup ADDRESS`: what the running filter does with such a packet, answered by
 //! the real program against the live maps (see `datapath::probe`).
 
-use std::{net::IpAddr, path::PathBuf};
+use std::net::IpAddr;
 
 use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::{
-    config::DEFAULT_BPFFS_DIR,
     datapath::{
         pins::Pins,
         probe::{Probe, frame},
     },
-    daemon::state::{DEFAULT_STATE_DIR, StateDir},
+    daemon::state::StateDir,
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -44,10 +43,8 @@ pub struct LookupArgs {
     pub direction: Side,
     #[arg(long)]
     pub json: bool,
-    #[arg(long, default_value = DEFAULT_BPFFS_DIR, value_name = "DIR")]
-    pub bpffs_dir: PathBuf,
-    #[arg(long, default_value = DEFAULT_STATE_DIR, value_name = "DIR")]
-    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub paths: super::flags::PathFlags,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,14 +70,15 @@ fn device(like: IpAddr) -> IpAddr {
 }
 
 pub fn run(args: &LookupArgs) -> anyhow::Result<()> {
-    let pins = Pins::new(&args.bpffs_dir);
+    let settings = args.paths.settings()?;
+    let pins = Pins::new(&settings.paths.bpffs_dir);
     let probe = Probe::open(&pins).with_context(|| {
         format!(
             "no running filter pinned under {} (is the daemon started?)",
             pins.dir().display()
         )
     })?;
-    let rules = StateDir::open(&args.state_dir)?
+    let rules = StateDir::open(&settings.paths.state_dir)?
         .load_rules()?
         .unwrap_or_default();
     let udp = args.proto == Proto::Udp;

@@ -4,20 +4,20 @@ pub mod changes;
 pub mod check_config;
 pub mod classify;
 pub mod common;
+pub mod daemon;
 pub mod detach;
 pub mod endpoints;
+pub mod flags;
 pub mod list;
 pub mod lookup;
 pub mod refresh;
 pub mod resolve;
-pub mod run;
-pub mod settings;
 pub mod stats;
 pub mod status;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 /// Loads and watches intune-xdp, the XDP filter that knows the Microsoft Intune endpoints.
 #[derive(Debug, Parser)]
@@ -34,7 +34,7 @@ enum Command {
     /// The filter daemon: attach to the interfaces, keep the rule set current, print hit
     /// counters; reads /etc/intune-ctl/config.toml (or --config), flags override it.
     #[command(visible_alias = "run")]
-    Daemon(Box<run::RunArgs>),
+    Daemon(Box<daemon::DaemonArgs>),
     /// The daemon's state: interfaces, mode, rules per source, last refresh, resolver.
     Status(status::StatusArgs),
     /// Ask the daemon to check the web service and look the names up again now.
@@ -70,8 +70,7 @@ enum Command {
 /// Parses the command line, runs the command, reports an error with exit code 2.
 pub fn main() -> ExitCode {
     init_logs();
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let cli = Cli::parse();
     if !matches!(cli.command, Command::Daemon(_)) {
         // A command piped into `head` should end quietly when the pipe closes, as Unix tools
         // do; the daemon keeps Rust's default, since losing stdout must not stop a filter.
@@ -80,10 +79,7 @@ pub fn main() -> ExitCode {
     }
     let result = match &cli.command {
         Command::Classify(args) => classify::run(args),
-        Command::Daemon(args) => {
-            let given = settings::Given(matches.subcommand_matches("daemon"));
-            block_on(run::run(args, &given))
-        }
+        Command::Daemon(args) => run_daemon(daemon::run((**args).clone())),
         Command::CheckConfig(args) => check_config::run(args),
         Command::Detach(args) => detach::run(args),
         Command::Man => clap_mangen::Man::new(Cli::command())
@@ -153,6 +149,15 @@ fn stderr_is_journal() -> bool {
         return false;
     }
     st.st_dev as u64 == dev && st.st_ino as u64 == ino
+}
+
+/// The daemon's runtime: once the daemon returns, tasks still waiting on a network (a check
+/// of a hanging web service) are given a moment, not the minutes their timeouts allow.
+fn run_daemon(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(f);
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
 }
 
 fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {

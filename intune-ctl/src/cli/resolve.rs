@@ -7,17 +7,25 @@ use anyhow::bail;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde::Serialize;
 
-use super::common::{DnsArgs, RuleArgs, ServiceArgs};
-use crate::sources::resolve::NameReport;
+use super::flags::{DnsFlags, PathFlags, RuleFlags, ServiceFlags, validated};
+use crate::{
+    ruleset::build::RuleBuilder,
+    sources::{
+        refresh::Refresher,
+        resolve::{NameReport, Watcher},
+    },
+};
 
 #[derive(Debug, clap::Args)]
 pub struct ResolveArgs {
     #[command(flatten)]
-    pub rules: RuleArgs,
+    pub paths: PathFlags,
     #[command(flatten)]
-    pub service: ServiceArgs,
+    pub rules: RuleFlags,
     #[command(flatten)]
-    pub dns: DnsArgs,
+    pub service: ServiceFlags,
+    #[command(flatten)]
+    pub dns: DnsFlags,
     #[arg(long)]
     pub json: bool,
 }
@@ -36,16 +44,17 @@ struct Wildcard {
 }
 
 pub async fn run(args: &ResolveArgs) -> anyhow::Result<()> {
-    if args.dns.no_resolve {
-        bail!("--no-resolve leaves nothing for resolve to do");
+    let mut settings = args.paths.settings()?;
+    args.rules.apply(&mut settings);
+    args.service.apply(&mut settings);
+    args.dns.apply(&mut settings);
+    let settings = validated(settings)?;
+    if !settings.dns.enabled {
+        bail!("--no-resolve (dns.enabled = false) leaves nothing for resolve to do");
     }
-    let cached = if args.service.no_service {
-        Vec::new()
-    } else {
-        super::endpoints::cached_sets(&args.service)
-    };
-    let (sets, _) = args.rules.build(&cached, None)?;
-    let Some(mut watcher) = args.dns.watcher()? else {
+    let cached = Refresher::cached_sets(&settings.sources, &settings.paths.state_dir);
+    let sets = RuleBuilder::new(&settings)?.effective(&cached);
+    let Some(mut watcher) = Watcher::of(&settings.dns)? else {
         return Ok(());
     };
     watcher.follow(&sets, Instant::now());
@@ -79,7 +88,7 @@ pub async fn run(args: &ResolveArgs) -> anyhow::Result<()> {
     if !report.names.is_empty() && !answered {
         bail!(
             "no name got an answer from {}",
-            resolvers_text(&args.dns.resolvers)
+            resolvers_text(&settings.dns.resolvers)
         );
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! `intune-ctl stats`: the hit counters the daemon pinned, named with the rules it recorded.
 //! Reads bpffs and the state directory only, so it works while the daemon is down.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::Context as _;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
@@ -9,10 +9,9 @@ use intune_common::maps::Counter;
 use serde::Serialize;
 
 use crate::{
-    config::DEFAULT_BPFFS_DIR,
     datapath::{counters::PinnedCounters, pins::Pins},
     sources::endpoints::builtin::builtin,
-    daemon::state::{DEFAULT_STATE_DIR, InstalledRule, LearnedAddress, StateDir},
+    daemon::state::{InstalledRule, LearnedAddress, StateDir},
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -37,10 +36,8 @@ pub struct StatsArgs {
     pub watch: Option<u64>,
     #[arg(long)]
     pub json: bool,
-    #[arg(long, default_value = DEFAULT_BPFFS_DIR, value_name = "DIR")]
-    pub bpffs_dir: PathBuf,
-    #[arg(long, default_value = DEFAULT_STATE_DIR, value_name = "DIR")]
-    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub paths: super::flags::PathFlags,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -105,14 +102,15 @@ struct Snapshot {
 }
 
 pub fn run(args: &StatsArgs) -> anyhow::Result<()> {
-    let pins = Pins::new(&args.bpffs_dir);
+    let settings = args.paths.settings()?;
+    let pins = Pins::new(&settings.paths.bpffs_dir);
     let counters = PinnedCounters::open(&pins).with_context(|| {
         format!(
             "no counters pinned under {} (is the daemon installed and started?)",
             pins.dir().display()
         )
     })?;
-    let state = StateDir::open(&args.state_dir)?;
+    let state = StateDir::open(&settings.paths.state_dir)?;
     let mut previous: Option<Snapshot> = None;
     loop {
         // Re-read each time: the daemon records a new rule set as it applies one.

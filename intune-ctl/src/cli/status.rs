@@ -1,46 +1,52 @@
 //! `intune-ctl status`: what the daemon says on its control socket; when it is not running,
 //! what bpffs and the state directory still tell (the filter may well be attached).
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
-use crate::{
-    config::DEFAULT_BPFFS_DIR,
-    daemon::control::{self, DEFAULT_SOCKET, Request},
-    datapath::pins::Pins,
-    daemon::state::{DEFAULT_STATE_DIR, StateDir},
+use crate::daemon::{
+    control,
+    protocol::{InterfaceStatus, Request, StatusReport},
+    state::StateDir,
 };
+use crate::datapath::pins::Pins;
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
-    #[arg(long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
-    pub control_socket: PathBuf,
-    #[arg(long, default_value = DEFAULT_BPFFS_DIR, value_name = "DIR")]
-    pub bpffs_dir: PathBuf,
-    #[arg(long, default_value = DEFAULT_STATE_DIR, value_name = "DIR")]
-    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub paths: super::flags::PathFlags,
 }
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
-    let status = match control::ask(
-        &args.control_socket,
+    let settings = args.paths.settings()?;
+    let paths = &settings.paths;
+    let status = match control::ask::<StatusReport>(
+        &paths.control_socket,
         Request::Status,
         Duration::from_secs(5),
     ) {
         Ok(status) => status,
         Err(e) => {
             tracing::debug!(error = format!("{e:#}"), "no daemon on the control socket");
-            let rules = StateDir::open(&args.state_dir)
+            let rules = StateDir::open(&paths.state_dir)
                 .ok()
                 .and_then(|s| s.load_rules().ok().flatten())
                 .map_or(0, |r| r.len());
-            let linked = Pins::new(&args.bpffs_dir).linked_ifaces();
-            serde_json::json!({
-                "daemon": "not running",
-                "interfaces": linked.iter().map(|n| serde_json::json!({"name": n, "attached": "pinned"})).collect::<Vec<_>>(),
-                "rules": rules,
-            })
+            StatusReport {
+                daemon: "not running".into(),
+                interfaces: Pins::new(&paths.bpffs_dir)
+                    .linked_ifaces()
+                    .into_iter()
+                    .map(|name| InterfaceStatus {
+                        name,
+                        direction: None,
+                        attached: Some("pinned".into()),
+                    })
+                    .collect(),
+                rules,
+                ..StatusReport::default()
+            }
         }
     };
     if args.json {
@@ -52,91 +58,69 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
 }
 
 /// The status as lines for a person.
-fn human(s: &serde_json::Value) -> String {
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "-".into(),
-        other => other.to_string(),
-    };
+fn human(s: &StatusReport) -> String {
+    use std::fmt::Write as _;
+    let or_dash = |v: Option<&str>| v.unwrap_or("-").to_string();
     let mut out = String::new();
-    out.push_str(&format!("daemon: {}", text(&s["daemon"])));
-    if s["pid"].is_number() {
-        out.push_str(&format!(
-            " (pid {}, up {})",
-            s["pid"],
-            humantime::format_duration(Duration::from_secs(
-                s["uptime_seconds"].as_u64().unwrap_or(0)
-            ))
-        ));
+    let _ = write!(out, "daemon: {}", s.daemon);
+    if let Some(pid) = s.pid {
+        let up = humantime::format_duration(Duration::from_secs(s.uptime_seconds.unwrap_or(0)));
+        let _ = write!(out, " (pid {pid}, up {up})");
     }
     out.push('\n');
-    for i in s["interfaces"].as_array().into_iter().flatten() {
-        out.push_str(&format!(
-            "interface {}: {} {}\n",
-            text(&i["name"]),
-            text(&i["attached"]),
-            i.get("direction").map(text).unwrap_or_default()
-        ));
+    for i in &s.interfaces {
+        let dir = i.direction.map(|d| format!("{d:?}").to_lowercase()).unwrap_or_default();
+        let _ = writeln!(out, "interface {}: {} {dir}", i.name, or_dash(i.attached.as_deref()));
     }
-    if !s["mode"].is_null() {
-        out.push_str(&format!("mode: {}\n", text(&s["mode"])));
+    if let Some(mode) = s.mode {
+        let _ = writeln!(out, "mode: {}", format!("{mode:?}").to_lowercase());
     }
-    out.push_str(&format!("rules: {}", text(&s["rules"])));
-    if let Some(by) = s["rules_by_source"].as_object() {
-        let parts: Vec<String> = by.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        out.push_str(&format!(" ({})", parts.join(", ")));
+    let _ = write!(out, "rules: {}", s.rules);
+    if !s.rules_by_source.is_empty() {
+        let parts: Vec<String> = s.rules_by_source.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = write!(out, " ({})", parts.join(", "));
     }
     out.push('\n');
-    if let Some(svc) = s["service"].as_object() {
-        out.push_str(&format!(
-            "web service: {} version {}, last check {}, next in {} s\n",
-            text(&svc["url"]),
-            text(&svc["version"]),
-            svc["last_check"]
-                .as_object()
-                .map_or("-".into(), |c| format!(
-                    "{} ({})",
-                    text(&c["at"]),
-                    text(&c["outcome"])
-                )),
-            text(&svc["next_check_in_seconds"])
-        ));
-    } else if s["daemon"] == "running" {
+    if let Some(svc) = &s.service {
+        let last = svc
+            .last_check
+            .as_ref()
+            .map_or("-".into(), |c| format!("{} ({})", c.at, c.outcome));
+        let checking = if svc.checking { ", checking now" } else { "" };
+        let _ = writeln!(
+            out,
+            "web service: {} version {}, last check {last}, next in {} s{checking}",
+            svc.url,
+            or_dash(svc.version.as_deref()),
+            svc.next_check_in_seconds
+        );
+    } else if s.daemon == "running" {
         out.push_str("web service: off\n");
     }
-    if let Some(r) = s["resolver"].as_object() {
-        out.push_str(&format!(
-            "resolver: {} names, {} addresses{}{}\n",
-            text(&r["names"]),
-            text(&r["resolved_addresses"]),
-            if r["down"] == true {
-                ", DOWN (addresses kept)"
-            } else {
-                ""
-            },
-            r["failing"]
-                .as_array()
-                .filter(|f| !f.is_empty())
-                .map_or(String::new(), |f| format!(
-                    ", failing: {}",
-                    f.iter().map(text).collect::<Vec<_>>().join(" ")
-                ))
-        ));
+    if let Some(r) = &s.resolver {
+        let down = if r.down { ", DOWN (addresses kept)" } else { "" };
+        let failing = if r.failing.is_empty() {
+            String::new()
+        } else {
+            format!(", failing: {}", r.failing.join(" "))
+        };
+        let _ = writeln!(
+            out,
+            "resolver: {} names, {} addresses{down}{failing}",
+            r.names, r.resolved_addresses
+        );
     }
-    if let Some(w) = s["wildcards"].as_array().filter(|w| !w.is_empty()) {
-        out.push_str(&format!(
-            "wildcard names (not resolvable ahead of time): {}\n",
-            w.iter().map(text).collect::<Vec<_>>().join(" ")
-        ));
+    if !s.wildcards.is_empty() {
+        let _ = writeln!(
+            out,
+            "wildcard names (not resolvable ahead of time): {}",
+            s.wildcards.join(" ")
+        );
     }
-    if let Some(k) = s["kernel"].as_object() {
-        out.push_str(&format!(
-            "kernel: Linux {}, DNS capture by {}\n",
-            text(&k["version"]),
-            text(&k["dns_capture"])
-        ));
-        for d in k["degraded"].as_array().into_iter().flatten() {
-            out.push_str(&format!("  degraded: {}\n", text(d)));
+    if let Some(k) = &s.kernel {
+        let _ = writeln!(out, "kernel: Linux {}, DNS capture by {}", k.version, k.dns_capture);
+        for d in &k.degraded {
+            let _ = writeln!(out, "  degraded: {d}");
         }
     }
     out

@@ -1,7 +1,8 @@
-//! The daemon's control socket (`/run/intune-ctl/control.sock`, mode 0600): one JSON request a
-//! line, one JSON answer a line. It serves what only the running daemon knows (`status`) and
+//! The daemon's control socket (`/run/intune-ctl/control.sock`, mode 0600), speaking
+//! [`protocol`](super::protocol). It serves what only the running daemon knows (`status`) and
 //! what only it can do (`refresh`); counters and rules are read from bpffs and the state
-//! directory without it.
+//! directory without it. Every client is served on a task of its own: one that connects and
+//! says nothing delays nobody.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -11,16 +12,18 @@ use std::{
 };
 
 use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
+
+use super::protocol::{Answer, Request};
 
 pub const DEFAULT_SOCKET: &str = "/run/intune-ctl/control.sock";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "lowercase")]
-pub enum Request {
-    Status,
-    Refresh,
-}
+/// How long a client may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A request with the way back to its client.
+pub type Asked = (Request, oneshot::Sender<Answer>);
 
 /// Binds the socket: its directory created private when missing (an existing one is left as
 /// it is), a stale socket replaced, the socket 0600.
@@ -45,29 +48,63 @@ pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-/// Reads one request from `stream`.
-pub async fn read_request(stream: &mut tokio::net::UnixStream) -> anyhow::Result<Request> {
-    use tokio::io::AsyncBufReadExt as _;
+/// Accepts clients until the daemon stops; each request goes to `requests`, and its answer
+/// back to the client.
+pub async fn serve(listener: tokio::net::UnixListener, requests: mpsc::Sender<Asked>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting on the control socket");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let requests = requests.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer_one(stream, requests).await {
+                tracing::debug!(error = format!("{e:#}"), "a control client");
+            }
+        });
+    }
+}
+
+async fn answer_one(
+    mut stream: tokio::net::UnixStream,
+    requests: mpsc::Sender<Asked>,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
     let mut line = String::new();
-    let mut reader = tokio::io::BufReader::new(stream);
-    tokio::time::timeout(Duration::from_secs(2), reader.read_line(&mut line))
-        .await
-        .context("no request within 2 s")??;
-    serde_json::from_str(line.trim()).with_context(|| format!("not a request: {:?}", line.trim()))
+    let mut reader = tokio::io::BufReader::new(&mut stream);
+    let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await;
+    let answer = match read {
+        Err(_) => Answer::Error {
+            error: format!("no request within {} s", REQUEST_TIMEOUT.as_secs()),
+        },
+        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(_)) => match serde_json::from_str::<Request>(line.trim()) {
+            Err(_) => Answer::Error {
+                error: format!("not a request: {:?}", line.trim()),
+            },
+            Ok(request) => {
+                let (tx, rx) = oneshot::channel();
+                requests
+                    .send((request, tx))
+                    .await
+                    .context("the daemon is stopping")?;
+                rx.await.context("the daemon dropped the request")?
+            }
+        },
+    };
+    let mut text = serde_json::to_string(&answer)?;
+    text.push('\n');
+    stream.write_all(text.as_bytes()).await?;
+    Ok(())
 }
 
-pub async fn write_answer(
-    stream: &mut tokio::net::UnixStream,
-    answer: &serde_json::Value,
-) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt as _;
-    let mut line = answer.to_string();
-    line.push('\n');
-    stream.write_all(line.as_bytes()).await
-}
-
-/// Asks the daemon at `path`; `timeout` bounds the whole exchange.
-pub fn ask(path: &Path, request: Request, timeout: Duration) -> anyhow::Result<serde_json::Value> {
+/// Asks the daemon at `path`; `timeout` bounds the whole exchange. An error answer is an
+/// error here.
+pub fn ask<T: DeserializeOwned>(path: &Path, request: Request, timeout: Duration) -> anyhow::Result<T> {
     let mut stream = UnixStream::connect(path).with_context(|| {
         format!(
             "connecting to the daemon at {} (is it running?)",
@@ -83,5 +120,10 @@ pub fn ask(path: &Path, request: Request, timeout: Duration) -> anyhow::Result<s
     BufReader::new(stream)
         .read_line(&mut answer)
         .context("reading the daemon's answer")?;
-    serde_json::from_str(&answer).context("the daemon's answer is not JSON")
+    let value: serde_json::Value =
+        serde_json::from_str(&answer).context("the daemon's answer is not JSON")?;
+    if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
+        anyhow::bail!("the daemon refused: {error}");
+    }
+    serde_json::from_value(value).context("the daemon's answer is not what was asked for")
 }

@@ -17,6 +17,7 @@ const CHANGES_FILE: &str = "changes.json";
 const RULES_FILE: &str = "rules.json";
 const RESOLVED_FILE: &str = "resolved.json";
 const LEARNED_FILE: &str = "learned.json";
+const LISTING_FILE: &str = "listing.json";
 /// Changes kept in the record.
 const CHANGES_KEPT: usize = 100;
 
@@ -259,6 +260,27 @@ impl StateDir {
             file: self.dir.join(name).display().to_string(),
             message: e.to_string(),
         })
+    }
+
+    /// What `list` shows of the installed rule set.
+    pub fn save_listing(&self, listing: &crate::ruleset::listing::Listing) -> Result<(), StateError> {
+        self.save_json(LISTING_FILE, listing)
+    }
+
+    /// The listing the daemon recorded, `None` when none is.
+    pub fn load_listing(&self) -> Result<Option<crate::ruleset::listing::Listing>, StateError> {
+        let path = self.path().join(LISTING_FILE);
+        match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StateError::Io {
+                dir: path.display().to_string(),
+                source: e,
+            }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| StateError::Corrupt {
+                file: LISTING_FILE.into(),
+                message: e.to_string(),
+            }),
+        }
     }
 
     pub fn save_resolved(&self, held: &[ResolvedAddress]) -> Result<(), StateError> {

@@ -176,6 +176,22 @@ pub struct Policy {
     pub allow: Vec<AllowRule>,
 }
 
+impl Policy {
+    /// The policy `[policy]` asks for; per-interface directions are added by whoever knows the
+    /// interfaces' indices.
+    pub fn of(s: &crate::settings::PolicySettings) -> Policy {
+        Policy {
+            mode: s.mode,
+            direction: s.direction,
+            iface_directions: Vec::new(),
+            dns_resolvers: s.dns_resolvers.clone(),
+            dhcp_servers: s.dhcp_servers.clone(),
+            allow_local: s.allow_local,
+            allow: s.allow.clone(),
+        }
+    }
+}
+
 impl Default for Policy {
     fn default() -> Self {
         Policy {

@@ -108,6 +108,34 @@ pub fn validate(
     Ok(())
 }
 
+impl Refresher {
+    /// The refresher `[sources]` asks for (its last accepted list from the cache in
+    /// `state_dir`), or `None` with the service off.
+    pub fn of(
+        s: &crate::settings::SourcesSettings,
+        state_dir: &std::path::Path,
+    ) -> Result<Option<Refresher>, RefreshError> {
+        if !s.service {
+            return Ok(None);
+        }
+        let state = StateDir::open(state_dir)?;
+        let client = ServiceClient::new(
+            crate::sources::endpoints::service::ServiceConfig::of(s),
+            state.client_request_id()?,
+        )?;
+        Ok(Some(Refresher::new(client, state, s.max_shrink)))
+    }
+
+    /// The service's last accepted list from the cache in `state_dir`, without a request;
+    /// nothing when the service is off or nothing is cached.
+    pub fn cached_sets(s: &crate::settings::SourcesSettings, state_dir: &std::path::Path) -> Vec<EndpointSet> {
+        match Refresher::of(s, state_dir) {
+            Ok(Some(r)) => r.accepted().map(|a| a.sets.clone()).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// What a poll found.
 #[derive(Debug)]
 pub enum Poll {

@@ -92,8 +92,21 @@ impl serde::Serialize for PortRanges {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for PortRanges {
+    /// What [`Serialize`](serde::Serialize) wrote: "80,443", "" for none.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PortRanges, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim().is_empty() {
+            return Ok(PortRanges::default());
+        }
+        PortRanges::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// TCP and UDP ports.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Ports {
     #[serde(rename = "tcpPorts")]

@@ -64,7 +64,7 @@ pub enum Region {
     Ap,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 pub enum Category {
     Optimize,
     Allow,

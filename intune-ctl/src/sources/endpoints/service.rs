@@ -96,6 +96,23 @@ impl Default for ServiceConfig {
 }
 
 impl ServiceConfig {
+    /// What `[sources]` asks of the service; connections may take a third of a request.
+    pub fn of(s: &crate::settings::SourcesSettings) -> ServiceConfig {
+        let timeout = s.service_timeout.max(Duration::from_secs(1));
+        ServiceConfig {
+            base_url: s.service_url.clone(),
+            instance: s.instance,
+            service_areas: s.service_areas.clone(),
+            common_sets: s.common_sets.clone(),
+            no_ipv6: s.no_ipv6,
+            categories: s.categories.clone(),
+            required_only: s.required_only,
+            connect_timeout: Duration::from_secs(timeout.as_secs().div_ceil(3).max(1)),
+            request_timeout: timeout,
+            ..ServiceConfig::default()
+        }
+    }
+
     pub fn is_default_url(&self) -> bool {
         self.base_url.trim_end_matches('/') == DEFAULT_URL
     }

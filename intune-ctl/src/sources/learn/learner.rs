@@ -61,7 +61,7 @@ pub struct Maps {
 }
 
 /// What the learner counted since it started.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct LearnCounts {
     /// DNS responses captured.
     pub answers: u64,

@@ -24,6 +24,66 @@ pub struct Watcher {
     names: Names,
     /// Whether the last step found the resolver down (logged on the change only).
     down: bool,
+    /// The names failing now, said in one line however many they are.
+    failures: crate::repeated::Repeated,
+}
+
+/// What the watcher holds, for those who do not own it (the daemon's datapath owner, `status`).
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// The addresses of each name that has some.
+    pub by_name: BTreeMap<String, Vec<IpAddr>>,
+    /// Names followed.
+    pub names: usize,
+    /// Names whose last lookup failed.
+    pub failing: Vec<String>,
+    pub down: bool,
+    /// Every address held with its expiry, as the state directory records it.
+    pub held: Vec<crate::daemon::state::ResolvedAddress>,
+}
+
+impl Snapshot {
+    /// The endpoint sets the answers make: per set that lists resolved names, the addresses
+    /// as /32 and /128 prefixes with the set's ports, category and required flag.
+    pub fn resolved_sets(&self, effective: &[EndpointSet]) -> Vec<EndpointSet> {
+        let mut out = Vec::new();
+        for set in effective {
+            let mut urls = Vec::new();
+            let mut ips: Vec<IpNet> = Vec::new();
+            for url in set.exact_urls() {
+                let name = url.trim_end_matches('.').to_ascii_lowercase();
+                let Some(addrs) = self.by_name.get(&name) else {
+                    continue;
+                };
+                ips.extend(addrs.iter().map(|a| IpNet::from(*a)));
+                urls.push(name);
+            }
+            if ips.is_empty() {
+                continue;
+            }
+            ips.sort();
+            ips.dedup();
+            out.push(EndpointSet {
+                urls,
+                ips,
+                source: Source::Dns,
+                any_address: false,
+                ..set.clone()
+            });
+        }
+        out
+    }
+
+    /// Every address held, with the names that gave it.
+    pub fn addresses(&self) -> BTreeMap<IpAddr, Vec<&str>> {
+        let mut out: BTreeMap<IpAddr, Vec<&str>> = BTreeMap::new();
+        for (name, addrs) in &self.by_name {
+            for a in addrs {
+                out.entry(*a).or_default().push(name);
+            }
+        }
+        out
+    }
 }
 
 /// What changed in one step.
@@ -53,12 +113,35 @@ pub struct NameReport {
 }
 
 impl Watcher {
+    /// The watcher `[dns]` asks for, or `None` with resolving off.
+    pub fn of(s: &crate::settings::DnsSettings) -> Result<Option<Watcher>, lookup::SetupError> {
+        if !s.enabled {
+            return Ok(None);
+        }
+        let dns = Dns::new(&DnsConfig {
+            servers: s.resolvers.clone(),
+            timeout: s.timeout.max(std::time::Duration::from_millis(100)),
+            ..DnsConfig::default()
+        })?;
+        Ok(Some(Watcher::new(
+            dns,
+            ScheduleConfig {
+                min_ttl: s.min_ttl,
+                max_ttl: s.max_ttl,
+                grace: s.grace,
+                max_per_second: s.rate,
+                max_backoff: std::time::Duration::from_secs(300).clamp(s.min_ttl, s.max_ttl),
+            },
+        )))
+    }
+
     pub fn new(dns: Dns, config: ScheduleConfig) -> Watcher {
         Watcher {
             dns: Arc::new(dns),
             schedule: Schedule::new(config),
             names: Names::default(),
             down: false,
+            failures: crate::repeated::Repeated::new("resolving the listed names"),
         }
     }
 
@@ -104,7 +187,7 @@ impl Watcher {
     }
 
     /// Looks up the names that are due (concurrently), records the answers, expires what ran
-    /// out. Logs per name what failed and what came and went.
+    /// out. Logs what came and went; failures per name at debug, together in one line.
     pub async fn step(&mut self, now: Instant) -> Step {
         let due = self.schedule.take_due(now);
         let mut step = Step {
@@ -137,10 +220,14 @@ impl Watcher {
                         .names()
                         .get(&name)
                         .map_or(0, |s| s.addrs.len());
-                    tracing::warn!(name, %error, retry_in, kept, "resolving failed; the name's addresses stay until their grace ends")
+                    tracing::debug!(name, %error, retry_in, kept, "resolving failed; the name's addresses stay until their grace ends");
+
                 }
             }
             step.added += recorded.added.len();
+        }
+        if step.lookups > 0 {
+            self.log_failures();
         }
         let down = self.schedule.resolver_down();
         if down != self.down {
@@ -158,39 +245,61 @@ impl Watcher {
         step
     }
 
-    /// The endpoint sets the answers make: per set that lists resolved names, the addresses
-    /// as /32 and /128 prefixes with the set's ports, category and required flag.
-    pub fn resolved_sets(&self, effective: &[EndpointSet]) -> Vec<EndpointSet> {
-        let states = self.schedule.names();
-        let mut out = Vec::new();
-        for set in effective {
-            let mut urls = Vec::new();
-            let mut ips: Vec<IpNet> = Vec::new();
-            for url in set.exact_urls() {
-                let name = url.trim_end_matches('.').to_ascii_lowercase();
-                let Some(state) = states.get(&name) else {
-                    continue;
-                };
-                if state.addrs.is_empty() {
-                    continue;
+    /// One line for the names failing now however many there are, said again only when the
+    /// causes change (or hourly, with the count); one line when none fails any more.
+    fn log_failures(&mut self) {
+        // Per cause: how many names, and the first few of them.
+        let mut failed: BTreeMap<String, (usize, Vec<&str>)> = BTreeMap::new();
+        for (name, s) in self.schedule.names() {
+            if let Some(error) = &s.error {
+                let (count, names) = failed.entry(error.to_string()).or_default();
+                *count += 1;
+                if names.len() < 3 {
+                    names.push(name);
                 }
-                ips.extend(state.addrs.keys().map(|a| IpNet::from(*a)));
-                urls.push(name);
             }
-            if ips.is_empty() {
-                continue;
-            }
-            ips.sort();
-            ips.dedup();
-            out.push(EndpointSet {
-                urls,
-                ips,
-                source: Source::Dns,
-                any_address: false,
-                ..set.clone()
-            });
         }
-        out
+        if failed.is_empty() {
+            self.failures.clear();
+            return;
+        }
+        let count: usize = failed.values().map(|(n, _)| n).sum();
+        let causes: Vec<String> = failed
+            .iter()
+            .map(|(e, (n, names))| {
+                let more = if *n > names.len() { ", ..." } else { "" };
+                format!("{e} ({n}: {}{more})", names.join(", "))
+            })
+            .collect();
+        let key = failed.keys().map(String::as_str).collect::<Vec<_>>().join("; ");
+        let message = format!(
+            "{count} of {} names failed to resolve: {}; their addresses stay until their grace ends",
+            self.names.exact.len(),
+            causes.join("; ")
+        );
+        self.failures.warn(&key, &message);
+    }
+
+    /// The endpoint sets the answers make (see [`Snapshot::resolved_sets`]).
+    pub fn resolved_sets(&self, effective: &[EndpointSet]) -> Vec<EndpointSet> {
+        self.snapshot().resolved_sets(effective)
+    }
+
+    /// What the watcher holds now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            by_name: self
+                .schedule
+                .names()
+                .iter()
+                .filter(|(_, s)| !s.addrs.is_empty())
+                .map(|(n, s)| (n.clone(), s.addrs.keys().copied().collect()))
+                .collect(),
+            names: self.names.exact.len(),
+            failing: self.failing().into_iter().map(str::to_string).collect(),
+            down: self.resolver_down(),
+            held: self.held(),
+        }
     }
 
     /// Every address held, with the names that gave it.

@@ -1,17 +1,18 @@
-//! The daemon's TOML config (`/etc/intune-ctl/config.toml`). Every key has a default, so an
-//! empty file works; an unknown key or a bad value is an error naming the key and its line.
-//! Flags given on the command line override the file (see `cli::run`).
+//! The one settings type: the TOML config (`/etc/intune-ctl/config.toml`) as read, with each
+//! default written once here (an empty file works), and the command line's flags applied over
+//! it by `cli::flags`. An unknown key or a bad value is an error naming the key and its line;
+//! what only the whole can tell (after the flags) is checked by [`Settings::validate`]. The
+//! library takes a `Settings`, never a command-line type.
 
 use std::{
     net::{IpAddr, SocketAddr},
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
 use serde::Deserialize;
 
 use crate::{
-    cli::common::{parse_category, parse_resolver},
     datapath::XdpChoice,
     sources::endpoints::{
         Category,
@@ -27,7 +28,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/intune-ctl/config.toml";
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/intune";
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum SettingsError {
     #[error("reading {path}: {source}")]
     Read {
         path: PathBuf,
@@ -39,15 +40,15 @@ pub enum ConfigError {
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub struct Settings {
     #[serde(rename = "interface")]
     pub interfaces: Vec<Interface>,
-    pub policy: PolicyConfig,
-    pub sources: SourcesConfig,
-    pub dns: DnsConfig,
-    pub paths: PathsConfig,
-    pub metrics: MetricsConfig,
-    pub daemon: DaemonConfig,
+    pub policy: PolicySettings,
+    pub sources: SourcesSettings,
+    pub dns: DnsSettings,
+    pub paths: PathsSettings,
+    pub metrics: MetricsSettings,
+    pub daemon: DaemonSettings,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -57,13 +58,14 @@ pub struct Interface {
     /// The policy's direction when absent.
     #[serde(default)]
     pub direction: Option<Direction>,
+    /// `[daemon] xdp_mode` when absent.
     #[serde(default)]
-    pub xdp_mode: XdpChoice,
+    pub xdp_mode: Option<XdpChoice>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct PolicyConfig {
+pub struct PolicySettings {
     pub mode: Mode,
     /// Direction of interfaces that name none.
     pub direction: Direction,
@@ -84,9 +86,9 @@ pub struct PolicyConfig {
     pub peer_ports: bool,
 }
 
-impl Default for PolicyConfig {
+impl Default for PolicySettings {
     fn default() -> Self {
-        PolicyConfig {
+        PolicySettings {
             mode: Mode::Monitor,
             direction: Direction::Dst,
             dns_resolvers: Vec::new(),
@@ -134,7 +136,7 @@ fn allow_rules<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<AllowRule>,
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct SourcesConfig {
+pub struct SourcesSettings {
     pub builtin: bool,
     pub service: bool,
     pub service_url: String,
@@ -162,11 +164,11 @@ pub struct SourcesConfig {
     pub skip_sets: Vec<u32>,
 }
 
-impl Default for SourcesConfig {
+impl Default for SourcesSettings {
     /// The web service's settings default as the client's do.
     fn default() -> Self {
         let service = ServiceConfig::default();
-        SourcesConfig {
+        SourcesSettings {
             builtin: true,
             service: true,
             service_url: service.base_url,
@@ -189,7 +191,7 @@ impl Default for SourcesConfig {
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct DnsConfig {
+pub struct DnsSettings {
     /// Resolve the listed names at all.
     pub enabled: bool,
     /// `ADDR:PORT` or `ADDR`; empty = the system's.
@@ -214,9 +216,9 @@ pub struct DnsConfig {
     pub learn_max: u32,
 }
 
-impl Default for DnsConfig {
+impl Default for DnsSettings {
     fn default() -> Self {
-        DnsConfig {
+        DnsSettings {
             enabled: true,
             resolvers: Vec::new(),
             min_ttl: Duration::from_secs(30),
@@ -233,15 +235,15 @@ impl Default for DnsConfig {
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct PathsConfig {
+pub struct PathsSettings {
     pub state_dir: PathBuf,
     pub bpffs_dir: PathBuf,
     pub control_socket: PathBuf,
 }
 
-impl Default for PathsConfig {
+impl Default for PathsSettings {
     fn default() -> Self {
-        PathsConfig {
+        PathsSettings {
             state_dir: DEFAULT_STATE_DIR.into(),
             bpffs_dir: DEFAULT_BPFFS_DIR.into(),
             control_socket: crate::daemon::control::DEFAULT_SOCKET.into(),
@@ -251,7 +253,7 @@ impl Default for PathsConfig {
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct MetricsConfig {
+pub struct MetricsSettings {
     /// `ADDR:PORT` to serve Prometheus metrics on; empty = off.
     #[serde(deserialize_with = "listen")]
     pub listen: Option<SocketAddr>,
@@ -259,57 +261,97 @@ pub struct MetricsConfig {
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct DaemonConfig {
+pub struct DaemonSettings {
     /// Remove the filter when the daemon stops. Off: a gateway must not open up because a
     /// daemon stopped.
     pub detach_on_stop: bool,
     /// How often the hit-counter table is printed.
     #[serde(with = "humantime_serde")]
     pub counters_interval: Duration,
+    /// How interfaces that name none attach: auto is native where the driver has it.
+    pub xdp_mode: XdpChoice,
 }
 
-impl Default for DaemonConfig {
+impl Default for DaemonSettings {
     fn default() -> Self {
-        DaemonConfig {
+        DaemonSettings {
             detach_on_stop: false,
             counters_interval: Duration::from_secs(5),
+            xdp_mode: XdpChoice::Auto,
         }
     }
 }
 
-impl Config {
+impl Settings {
     /// Parses `text` read from `path`: errors name the key and the line.
-    pub fn parse(text: &str, path: &std::path::Path) -> Result<Config, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
+    pub fn parse(text: &str, path: &std::path::Path) -> Result<Settings, SettingsError> {
+        let invalid = |message: String| SettingsError::Invalid {
             path: path.to_path_buf(),
             message,
         };
-        let config: Config = toml::from_str(text).map_err(|e| invalid(describe(&e, text)))?;
+        let config: Settings = toml::from_str(text).map_err(|e| invalid(describe(&e, text)))?;
         config.validate().map_err(invalid)?;
         Ok(config)
     }
 
-    pub fn read(path: &std::path::Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    pub fn read(path: &std::path::Path) -> Result<Settings, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text, path)
+        Settings::parse(&text, path)
     }
 
-    /// Checks what serde cannot: shares, ranges, names.
-    fn validate(&self) -> Result<(), String> {
+    /// The settings of a command: `path` (`--config`), else the default file when it exists,
+    /// else every default.
+    pub fn load(path: Option<&Path>) -> Result<Settings, SettingsError> {
+        match path {
+            Some(path) => Settings::read(path),
+            None if Path::new(DEFAULT_CONFIG).exists() => Settings::read(Path::new(DEFAULT_CONFIG)),
+            None => Ok(Settings::default()),
+        }
+    }
+
+    /// Checks what serde cannot: shares, ranges, names, and what holds only together. Run on
+    /// the file as read and again once the flags are over it; messages name the key and its
+    /// flag.
+    pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.sources.max_shrink) {
             return Err(format!(
-                "sources.max_shrink = {} is not a share between 0 and 1",
+                "sources.max_shrink (--max-shrink) = {} is not a share between 0 and 1",
                 self.sources.max_shrink
             ));
         }
+        if self.sources.service
+            && self.sources.refresh_interval < MIN_INTERVAL
+            && self.sources.service_url.trim_end_matches('/') == crate::sources::endpoints::service::DEFAULT_URL
+        {
+            return Err(format!(
+                "sources.refresh_interval (--refresh-interval) = {} is below the hour the endpoint web service allows; shorter intervals are for a service_url (--service-url) of your own",
+                humantime::format_duration(self.sources.refresh_interval)
+            ));
+        }
+        if self.sources.refresh_interval.is_zero() || self.sources.service_timeout.is_zero() {
+            return Err("sources.refresh_interval and service_timeout must be longer than 0".into());
+        }
         if self.dns.min_ttl > self.dns.max_ttl {
-            return Err("dns.min_ttl is longer than dns.max_ttl".into());
+            return Err(format!(
+                "dns.min_ttl (--dns-min-ttl) {} is longer than dns.max_ttl (--dns-max-ttl) {}",
+                humantime::format_duration(self.dns.min_ttl),
+                humantime::format_duration(self.dns.max_ttl)
+            ));
         }
         if self.dns.rate == 0 {
-            return Err("dns.rate must be at least 1".into());
+            return Err("dns.rate (--dns-rate) must be at least 1".into());
+        }
+        if !(1..=1_048_576).contains(&self.dns.learn_max) {
+            return Err(format!(
+                "dns.learn_max (--learn-max) = {} is not between 1 and 1048576",
+                self.dns.learn_max
+            ));
+        }
+        if self.daemon.counters_interval < Duration::from_secs(1) {
+            return Err("daemon.counters_interval (--interval) must be at least 1 s".into());
         }
         for (i, iface) in self.interfaces.iter().enumerate() {
             if iface.name.is_empty() || iface.name.contains([':', '/', ' ']) {
@@ -321,6 +363,80 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Settings {
+    /// The resolvers whose answers teach: `learn_trusted`, else the policy's `dns_resolvers`.
+    /// With neither, any server a device asks could open any address to every device: learning
+    /// is refused.
+    pub fn trusted_resolvers(&self) -> Result<Vec<IpAddr>, String> {
+        let trusted = if self.dns.learn_trusted.is_empty() {
+            &self.policy.dns_resolvers
+        } else {
+            &self.dns.learn_trusted
+        };
+        if trusted.is_empty() {
+            return Err("learning from DNS needs the resolvers it may trust: set [dns] learn_trusted \
+                 (--learn-trusted) or [policy] dns_resolvers (--dns-resolver); an answer from any \
+                 other server could open any address to every device"
+                .into());
+        }
+        Ok(trusted.clone())
+    }
+
+    /// How the interface attaches.
+    pub fn xdp_mode_of(&self, iface: &Interface) -> XdpChoice {
+        iface.xdp_mode.unwrap_or(self.daemon.xdp_mode)
+    }
+}
+
+impl SourcesSettings {
+    /// Whether `other` asks the same of the web service (files and exclusions aside).
+    pub fn same_service(&self, other: &SourcesSettings) -> bool {
+        let key = |s: &SourcesSettings| {
+            (
+                s.service,
+                s.service_url.clone(),
+                s.instance,
+                s.service_areas.clone(),
+                s.common_sets.clone(),
+                s.no_ipv6,
+                s.categories.clone(),
+                s.required_only,
+                s.refresh_interval,
+                s.max_shrink.to_bits(),
+                s.service_timeout,
+            )
+        };
+        key(self) == key(other)
+    }
+}
+
+impl PolicySettings {
+    /// The drain's idle timeout, `None` when what leaves leaves at once.
+    pub fn drain_idle(&self) -> Option<Duration> {
+        (!self.idle_timeout.is_zero()).then_some(self.idle_timeout)
+    }
+}
+
+/// `--category` and `sources.categories`: Optimize, Allow or Default, any case.
+pub fn parse_category(text: &str) -> Result<Category, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "optimize" => Ok(Category::Optimize),
+        "allow" => Ok(Category::Allow),
+        "default" => Ok(Category::Default),
+        _ => Err(format!("{text:?} is not Optimize, Allow or Default")),
+    }
+}
+
+/// `ADDR:PORT`, or a bare address for port 53.
+pub fn parse_resolver(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    text.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{text:?} is not ADDR:PORT or an address"))
 }
 
 /// Category names, checked as they are read (the error gets the key's line).
@@ -373,13 +489,13 @@ fn describe(e: &toml::de::Error, text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Config, String> {
-        Config::parse(text, std::path::Path::new("c.toml")).map_err(|e| e.to_string())
+    fn parse(text: &str) -> Result<Settings, String> {
+        Settings::parse(text, std::path::Path::new("c.toml")).map_err(|e| e.to_string())
     }
 
     #[test]
     fn an_empty_file_is_the_defaults() {
-        assert_eq!(parse("").unwrap(), Config::default());
+        assert_eq!(parse("").unwrap(), Settings::default());
     }
 
     #[test]
@@ -420,7 +536,7 @@ listen = "127.0.0.1:9469"
         )
         .unwrap();
         assert_eq!(c.interfaces[0].direction, Some(Direction::Src));
-        assert_eq!(c.interfaces[0].xdp_mode, XdpChoice::Generic);
+        assert_eq!(c.interfaces[0].xdp_mode, Some(XdpChoice::Generic));
         assert_eq!(c.policy.mode, Mode::Enforce);
         assert_eq!(c.sources.instance, Instance::UsGovDod);
         assert_eq!(c.dns.grace, Duration::from_secs(300));

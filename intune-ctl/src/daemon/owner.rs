@@ -1,0 +1,568 @@
+//! The datapath owner: the only code that touches the maps. It takes what the tasks send (a
+//! new service list, the resolver's addresses, the gateway's addresses, a reload, a control
+//! request), builds the rule set and applies it. Nothing here waits on a network or a disk:
+//! state is written by the recorder's thread, lists are fetched and names resolved by tasks.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use tokio::sync::mpsc;
+
+use super::{
+    counters_table,
+    protocol::{
+        DrainingStatus, InterfaceStatus, KernelStatus, Latency, LearningStatus, ResolverStatus,
+        ServiceStatus, StatusReport,
+    },
+    recorder::{Record, Recorder},
+    resolver_task::ResolverCmd,
+    service_task::ServiceCmd,
+    state::InstalledRule,
+};
+use crate::{
+    datapath::{Datapath, kernel::Kernel, load::Attached, pins::Pins},
+    repeated::Repeated,
+    ruleset::{
+        build::RuleBuilder, changes, listing::Listing, policy::Policy, rules::RuleSet,
+    },
+    settings::{Interface, Settings},
+    sources::{
+        endpoints::EndpointSet,
+        learn::{learner::Learner, learner::View, patterns::Patterns},
+        refresh::Refresher,
+        resolve::{Names, Snapshot, Watcher},
+    },
+};
+
+/// Everything the owner holds.
+pub struct Owner {
+    pub settings: Settings,
+    pub builder: RuleBuilder,
+    pub dp: Datapath,
+    pub pins: Pins,
+    pub recorder: Recorder,
+    pub policy: Policy,
+    /// The service's list in force.
+    pub service_sets: Vec<EndpointSet>,
+    pub service: Option<(ServiceStatus, tokio::time::Instant)>,
+    /// What the resolver holds; `None` with resolving off.
+    pub resolved: Option<Snapshot>,
+    pub learner: Option<Learner>,
+    pub started: Instant,
+    /// How each interface was attached.
+    pub attached: Vec<(String, String)>,
+    pub to_service: mpsc::Sender<ServiceCmd>,
+    pub to_resolver: mpsc::Sender<ResolverCmd>,
+    pub counter_reads: Repeated,
+}
+
+/// What a reload built before anything is applied: the settings and everything made from
+/// them that needs a disk (endpoint files, the service cache, resolv.conf).
+pub struct Prepared {
+    pub settings: Settings,
+    pub builder: RuleBuilder,
+    /// `Some` when the service settings changed: the refresher to use from now on.
+    pub refresher: Option<Option<Refresher>>,
+    /// `Some` when the `[dns]` settings changed.
+    pub watcher: Option<Option<Watcher>>,
+}
+
+impl Prepared {
+    /// Reads what `settings` name, against the settings running now.
+    pub fn new(settings: Settings, running: &Settings) -> anyhow::Result<Prepared> {
+        let builder = RuleBuilder::new(&settings)?;
+        let refresher = if settings.sources.same_service(&running.sources)
+            && settings.paths.state_dir == running.paths.state_dir
+        {
+            None
+        } else {
+            Some(Refresher::of(&settings.sources, &settings.paths.state_dir)?)
+        };
+        let watcher = if settings.dns == running.dns {
+            None
+        } else {
+            Some(Watcher::of(&settings.dns)?)
+        };
+        Ok(Prepared {
+            settings,
+            builder,
+            refresher,
+            watcher,
+        })
+    }
+}
+
+/// The policy of `s`, with per-interface directions by ifindex.
+pub fn policy_of(s: &Settings) -> anyhow::Result<Policy> {
+    if s.dns.learn_from_dns {
+        s.trusted_resolvers().map_err(anyhow::Error::msg)?;
+    }
+    let mut policy = Policy::of(&s.policy);
+    if s.interfaces.is_empty() {
+        bail!("no interface to attach to: give --iface IF or an [[interface]] in the config");
+    }
+    for iface in &s.interfaces {
+        let ifindex = ifindex(&iface.name);
+        if ifindex == 0 {
+            bail!("interface {} does not exist", iface.name);
+        }
+        if let Some(dir) = iface.direction {
+            policy.iface_directions.push((ifindex, dir));
+        }
+    }
+    Ok(policy)
+}
+
+fn ifindex(iface: &str) -> u32 {
+    match std::ffi::CString::new(iface) {
+        // SAFETY: a valid C string.
+        Ok(c) => unsafe { libc::if_nametoindex(c.as_ptr()) },
+        Err(_) => 0,
+    }
+}
+
+impl Owner {
+    fn resolved_sets(&self, sets: &[EndpointSet]) -> Vec<EndpointSet> {
+        self.resolved
+            .as_ref()
+            .map(|r| r.resolved_sets(sets))
+            .unwrap_or_default()
+    }
+
+    /// The rule set of `service` and what the resolver holds, with the one in force as its
+    /// previous.
+    fn build(&self, service: &[EndpointSet]) -> anyhow::Result<(Vec<EndpointSet>, RuleSet)> {
+        let sets = self.builder.effective(service);
+        let resolved = self.resolved_sets(&sets);
+        self.builder.build(service, &resolved, self.dp.installed())
+    }
+
+    /// Records the installed rules and their listing.
+    pub fn remember(&self, sets: &[EndpointSet]) {
+        if let Some(rules) = self.dp.installed() {
+            self.recorder.record(Record::Installed(
+                InstalledRule::of(rules),
+                Box::new(Listing::of(sets, rules)),
+            ));
+        }
+    }
+
+    /// Applies `rules` hitlessly, records the change; the error says what failed.
+    fn apply(&mut self, sets: &[EndpointSet], rules: RuleSet, cause: &str) -> Result<String, String> {
+        match super::updater::apply(&mut self.dp, rules, cause) {
+            Some(change) => {
+                let text = changes::describe(&change);
+                self.recorder.record(Record::Change(change));
+                self.remember(sets);
+                Ok(text)
+            }
+            None => Err("the map update failed; the maps still allow what they allowed".into()),
+        }
+    }
+
+    /// A list the service task validated: built and applied, or the reason why not.
+    pub fn take_service_list(&mut self, version: &str, sets: Vec<EndpointSet>) -> Result<String, String> {
+        let effective = self.builder.effective(&sets);
+        let resolved = self.resolved_sets(&effective);
+        let builder = &self.builder;
+        let taken = super::updater::take_list(
+            &mut self.dp,
+            |previous| builder.build(&sets, &resolved, previous),
+            version,
+        )?;
+        self.recorder.record(Record::Change(taken.change));
+        self.remember(&taken.effective);
+        self.service_sets = sets;
+        self.follow_names(&taken.effective);
+        Ok(taken.outcome)
+    }
+
+    /// The resolver's addresses came or went (or it follows other names now).
+    pub fn take_resolved(&mut self, snapshot: Option<Snapshot>, changed: bool) {
+        self.resolved = snapshot;
+        if !changed {
+            return;
+        }
+        match self.build(&self.service_sets.clone()) {
+            Ok((sets, rules)) => {
+                if self.dp.installed().is_some_and(|r| same_rules(r, &rules)) {
+                    return;
+                }
+                let _ = self.apply(&sets, rules, "DNS answers");
+            }
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "the resolved addresses do not make a rule set; keeping the one in force"
+            ),
+        }
+    }
+
+    /// Has the resolver and the learner follow the names of `sets` (the effective list).
+    fn follow_names(&self, sets: &[EndpointSet]) {
+        if self.to_resolver.try_send(ResolverCmd::Follow(sets.to_vec())).is_err() {
+            tracing::warn!("the resolver task is busy or gone; it follows the new names later");
+        }
+        self.learn_names(sets);
+    }
+
+    /// Has the learner follow the names of `sets`, with the port sets the installed rule set
+    /// holds for them.
+    pub fn learn_names(&self, sets: &[EndpointSet]) {
+        if let (Some(learner), Some(rules)) = (&self.learner, self.dp.installed()) {
+            learner.follow(Patterns::of(sets), |p| rules.port_set_of(p));
+        }
+    }
+
+    /// Attaches to `iface` (replacing a program already there without a gap).
+    pub fn attach(&mut self, iface: &Interface) -> anyhow::Result<()> {
+        let choice = self.settings.xdp_mode_of(iface);
+        let how = match self
+            .dp
+            .attach_pinned(&iface.name, choice, &self.pins)
+            .with_context(|| format!("attaching to {}", iface.name))?
+        {
+            Attached::New(mode) => format!("{mode} XDP"),
+            Attached::Replaced => "replaced the running program, no gap".to_string(),
+        };
+        let dir = iface.direction.unwrap_or(self.policy.direction);
+        println!(
+            "attached to {} ({how}), mode {:?}, direction {dir:?}",
+            iface.name, self.policy.mode
+        );
+        self.attached.retain(|(name, _)| *name != iface.name);
+        self.attached.push((iface.name.clone(), how));
+        Ok(())
+    }
+
+    fn detach(&mut self, name: &str) -> anyhow::Result<()> {
+        self.attached.retain(|(n, _)| n != name);
+        self.dp.capture_off(name)?;
+        self.pins.remove_link(name)?;
+        Ok(())
+    }
+
+    /// Removes what drained for the idle timeout with no packet.
+    pub fn sweep_drain(&mut self) {
+        match self.dp.drain_sweep() {
+            Ok(gone) => {
+                for prefix in gone {
+                    tracing::info!(%prefix, "idle for the idle timeout after leaving the lists: removed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "sweeping the draining prefixes"),
+        }
+    }
+
+    /// The gateway's addresses changed: traffic to the new ones is local from now on.
+    pub fn set_local_addresses(&mut self, local: &[ipnet::IpNet]) {
+        if self.dp.local_addresses() == local {
+            return;
+        }
+        match self.dp.set_local_addresses(local) {
+            Ok(()) => tracing::info!(
+                addresses = %local.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+                "the gateway's own addresses"
+            ),
+            Err(e) => tracing::error!(error = %e, "writing the gateway's own addresses"),
+        }
+    }
+
+    /// The counter tables; a failed read is a warning (said once while it lasts).
+    pub fn print_counters(&mut self) {
+        let addresses = self.resolved.as_ref().map(Snapshot::addresses).unwrap_or_default();
+        match counters_table::print(&self.dp, &addresses) {
+            Ok(()) => self.counter_reads.clear(),
+            Err(e) => self.counter_reads.warn(&e.to_string(), &format!("{e:#}")),
+        }
+    }
+
+    /// One line for systemd's STATUS.
+    pub fn status_line(&self) -> String {
+        let rules = self.dp.installed().map_or(0, |r| r.rules.len());
+        let version = self
+            .service
+            .as_ref()
+            .and_then(|(s, _)| s.version.clone())
+            .unwrap_or_else(|| "none".to_string());
+        let resolved = self.resolved.as_ref().map_or(0, |r| r.addresses().len());
+        format!(
+            "{} interfaces, {rules} rules, service version {version}, {resolved} resolved addresses",
+            self.settings.interfaces.len()
+        )
+    }
+
+    /// What `intune-ctl status` shows.
+    pub fn status(&self) -> StatusReport {
+        let mut by_source: BTreeMap<String, usize> = BTreeMap::new();
+        for rule in self.dp.installed().map_or(&[][..], |r| &r.rules) {
+            for s in rule.sources() {
+                *by_source.entry(s).or_default() += 1;
+            }
+        }
+        let p = &self.settings.policy;
+        let wildcards = match &self.resolved {
+            Some(_) => Names::of(&self.builder.effective(&self.service_sets))
+                .wildcard
+                .into_keys()
+                .collect(),
+            None => Vec::new(),
+        };
+        StatusReport {
+            daemon: "running".into(),
+            pid: Some(std::process::id()),
+            uptime_seconds: Some(self.started.elapsed().as_secs()),
+            interfaces: self
+                .settings
+                .interfaces
+                .iter()
+                .map(|i| InterfaceStatus {
+                    name: i.name.clone(),
+                    direction: Some(i.direction.unwrap_or(p.direction)),
+                    attached: self
+                        .attached
+                        .iter()
+                        .find(|(n, _)| *n == i.name)
+                        .map(|(_, how)| how.clone()),
+                })
+                .collect(),
+            mode: Some(p.mode),
+            dns_resolvers: p.dns_resolvers.clone(),
+            dhcp_servers: p.dhcp_servers.clone(),
+            allow_local: Some(p.allow_local),
+            local_addresses: self.dp.local_addresses().iter().map(ToString::to_string).collect(),
+            draining: self
+                .dp
+                .draining()
+                .unwrap_or_default()
+                .iter()
+                .map(|d| DrainingStatus {
+                    prefix: d.prefix.to_string(),
+                    idle_seconds: d.idle.as_secs(),
+                })
+                .collect(),
+            warnings: self.dp.policy().warnings(),
+            rules: self.dp.installed().map_or(0, |r| r.rules.len()),
+            rules_by_source: by_source,
+            service: self.service.as_ref().map(|(s, next)| ServiceStatus {
+                next_check_in_seconds: next
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .as_secs(),
+                ..s.clone()
+            }),
+            resolver: self.resolved.as_ref().map(|r| ResolverStatus {
+                names: r.names,
+                resolved_addresses: r.addresses().len(),
+                failing: r.failing.clone(),
+                down: r.down,
+            }),
+            wildcards,
+            learning: self.learner.as_ref().map(|l| learning_status(&l.view())),
+            kernel: Some(kernel_status()),
+        }
+    }
+
+    /// Applies prepared settings whole, or nothing of them: everything that can fail without
+    /// touching the kernel is checked first; if applying fails, what was applied is put back.
+    pub fn reload(&mut self, new: Prepared) -> anyhow::Result<()> {
+        let (s, old) = (&new.settings, &self.settings);
+        if s.paths.bpffs_dir != old.paths.bpffs_dir {
+            bail!("paths.bpffs_dir cannot change while the daemon runs; restart it");
+        }
+        if s.paths.state_dir != old.paths.state_dir {
+            bail!("paths.state_dir cannot change while the daemon runs; restart it");
+        }
+        if (s.dns.learn_from_dns, s.dns.learn_max, &s.dns.learn_trusted)
+            != (old.dns.learn_from_dns, old.dns.learn_max, &old.dns.learn_trusted)
+        {
+            bail!(
+                "dns.learn_from_dns, learn_max and learn_trusted cannot change while the daemon runs; restart it"
+            );
+        }
+        let policy = policy_of(s)?;
+        let service_sets = match &new.refresher {
+            Some(r) => r
+                .as_ref()
+                .and_then(Refresher::accepted)
+                .map(|a| a.sets.clone())
+                .unwrap_or_default(),
+            None => self.service_sets.clone(),
+        };
+        let effective = new.builder.effective(&service_sets);
+        // New resolver settings: the addresses held so far carry over (with the new limits)
+        // until the new watcher's own answers replace them.
+        let mut watcher = new.watcher;
+        let resolved = match watcher.as_mut() {
+            None => self.resolved.clone(),
+            Some(None) => None,
+            Some(Some(w)) => {
+                w.follow(&effective, Instant::now());
+                if let Some(old) = &self.resolved {
+                    w.restore(&old.held, Instant::now());
+                }
+                Some(w.snapshot())
+            }
+        };
+        let resolved_sets = resolved
+            .as_ref()
+            .map(|r| r.resolved_sets(&effective))
+            .unwrap_or_default();
+        let (_, rules) = new
+            .builder
+            .build(&service_sets, &resolved_sets, self.dp.installed())?;
+        // From here on the kernel changes; a failure puts back what was applied.
+        let old_policy = self.policy.clone();
+        let old_drain = self.dp.drain_idle();
+        let added: Vec<Interface> = s
+            .interfaces
+            .iter()
+            .filter(|i| !old.interfaces.iter().any(|o| o.name == i.name))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = old
+            .interfaces
+            .iter()
+            .filter(|o| !s.interfaces.iter().any(|i| i.name == o.name))
+            .map(|o| o.name.clone())
+            .collect();
+        let mut attached_now: Vec<String> = Vec::new();
+        let applied = (|| -> anyhow::Result<()> {
+            self.policy = policy.clone();
+            for iface in &added {
+                // The new interface's own xdp mode, or the new default.
+                let iface = Interface {
+                    xdp_mode: Some(new.settings.xdp_mode_of(iface)),
+                    ..iface.clone()
+                };
+                self.attach(&iface)?;
+                attached_now.push(iface.name.clone());
+            }
+            self.dp.set_policy(&policy).context("writing the new policy")?;
+            self.dp
+                .set_drain(new.settings.policy.drain_idle())
+                .context("turning draining on or off")?;
+            if super::updater::apply(&mut self.dp, rules, "config reload").is_none() {
+                bail!("applying the new rule set failed");
+            }
+            Ok(())
+        })();
+        if let Err(e) = applied {
+            self.policy = old_policy.clone();
+            if let Err(undo) = self.dp.set_policy(&old_policy) {
+                tracing::error!(error = %undo, "putting the old policy back");
+            }
+            if let Err(undo) = self.dp.set_drain(old_drain) {
+                tracing::error!(error = %undo, "putting the old drain setting back");
+            }
+            for name in attached_now {
+                if let Err(undo) = self.detach(&name) {
+                    tracing::error!(iface = name, error = %undo, "detaching what the failed reload attached");
+                }
+            }
+            return Err(e.context("the reload was undone"));
+        }
+        // Applied: the tasks take their new parts, the learner its new interfaces.
+        for iface in &added {
+            if self.learner.is_some() {
+                match self.dp.capture_on(&iface.name) {
+                    Ok(hook) => println!(
+                        "learning from DNS answers on {} ({})",
+                        iface.name,
+                        hook.name()
+                    ),
+                    Err(e) => tracing::error!(
+                        iface = iface.name,
+                        error = %e,
+                        "no learning from DNS answers on this interface"
+                    ),
+                }
+            }
+        }
+        for name in &removed {
+            match self.detach(name) {
+                Ok(()) => println!("detached from {name} (no longer in the config)"),
+                Err(e) => tracing::error!(iface = name, error = format!("{e:#}"), "detaching an interface no longer in the config"),
+            }
+        }
+        if let Some(refresher) = new.refresher {
+            self.service_sets = service_sets;
+            let interval = new.settings.sources.refresh_interval;
+            if self.to_service.try_send(ServiceCmd::Replace(refresher, interval)).is_err() {
+                tracing::error!("the web-service task is gone; the new service settings wait for a restart");
+            }
+        }
+        if let Some(watcher) = watcher {
+            self.resolved = resolved;
+            if self.to_resolver.try_send(ResolverCmd::Replace(watcher)).is_err() {
+                tracing::error!("the resolver task is gone; the new [dns] settings wait for a restart");
+            }
+        }
+        self.settings = new.settings;
+        self.builder = new.builder;
+        self.follow_names(&effective);
+        self.remember(&effective);
+        Ok(())
+    }
+
+    /// The last counters, then the filter stays (or goes, with `detach_on_stop`).
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.print_counters();
+        let names: Vec<&str> = self.settings.interfaces.iter().map(|i| i.name.as_str()).collect();
+        if self.settings.daemon.detach_on_stop {
+            self.pins.remove_all().with_context(|| {
+                format!("removing the pins under {}", self.pins.dir().display())
+            })?;
+            println!("detached from {}", names.join(", "));
+        } else {
+            println!(
+                "stopped; the filter stays attached to {} (`intune-ctl detach` removes it)",
+                names.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Whether two rule sets hold the same rules (a resolver round that changed nothing the
+/// rules see is not applied).
+fn same_rules(a: &RuleSet, b: &RuleSet) -> bool {
+    a.rules.len() == b.rules.len()
+        && a.rules.iter().all(|r| {
+            b.rule_by_target(&r.target)
+                .is_some_and(|o| o.rule_ref() == r.rule_ref() && o.effective == r.effective)
+        })
+}
+
+/// What `status` shows of the kernel: its version, how the capture attaches, what it lacks.
+fn kernel_status() -> KernelStatus {
+    let k = Kernel::current();
+    KernelStatus {
+        version: k.version.to_string(),
+        dns_capture: k.capture_hook().name().to_string(),
+        degraded: k.degraded().iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// What `status` shows of the learner: counts, addresses held and the capture-to-map times.
+fn learning_status(v: &View) -> LearningStatus {
+    let mut times: Vec<Duration> = v.latencies.iter().copied().collect();
+    times.sort_unstable();
+    let pct = |q: f64| {
+        times
+            .get(((times.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .map(|d| d.as_secs_f64() * 1e3)
+    };
+    LearningStatus {
+        addresses: v.held,
+        max_addresses: v.cap,
+        counts: v.counts.clone(),
+        latency_ms: Latency {
+            samples: times.len(),
+            p50: pct(0.5),
+            p99: pct(0.99),
+            max: pct(1.0),
+        },
+    }
+}

@@ -1,0 +1,121 @@
+//! The resolver task: owns the watcher, looks the listed names up when they are due, records
+//! the addresses it holds in the state directory, and sends what it holds to the datapath
+//! owner whenever addresses came or went. Lookups never wait on the owner, nor it on them.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::{
+    daemon::state::StateDir,
+    sources::{
+        endpoints::EndpointSet,
+        resolve::{Snapshot, Watcher},
+    },
+};
+
+pub enum ResolverCmd {
+    /// The effective endpoint list changed: follow its names.
+    Follow(Vec<EndpointSet>),
+    /// An admin's `refresh`: every name is due now.
+    AllDue,
+    /// A reload changed the `[dns]` settings: this watcher (or none) from now on.
+    Replace(Option<Watcher>),
+}
+
+/// What the watcher holds, and whether the rule set must change for it.
+pub struct Resolved {
+    pub snapshot: Option<Snapshot>,
+    pub changed: bool,
+}
+
+pub struct ResolverTask {
+    watcher: Option<Watcher>,
+    state: Option<StateDir>,
+    saved: Option<Instant>,
+    out: mpsc::Sender<Resolved>,
+}
+
+impl ResolverTask {
+    pub fn new(
+        watcher: Option<Watcher>,
+        state: Option<StateDir>,
+        out: mpsc::Sender<Resolved>,
+    ) -> ResolverTask {
+        ResolverTask {
+            watcher,
+            state,
+            saved: None,
+            out,
+        }
+    }
+
+    pub async fn run(mut self, mut cmds: mpsc::Receiver<ResolverCmd>) {
+        loop {
+            let wake = self.watcher.as_ref().and_then(Watcher::next_wakeup);
+            tokio::select! {
+                cmd = cmds.recv() => {
+                    let changed = match cmd {
+                        None => return,
+                        Some(ResolverCmd::Follow(sets)) => self
+                            .watcher
+                            .as_mut()
+                            .is_some_and(|w| w.follow(&sets, Instant::now())),
+                        Some(ResolverCmd::AllDue) => {
+                            if let Some(w) = self.watcher.as_mut() {
+                                w.all_due(Instant::now());
+                            }
+                            false
+                        }
+                        Some(ResolverCmd::Replace(w)) => {
+                            self.watcher = w;
+                            true
+                        }
+                    };
+                    if !self.send(changed).await {
+                        return;
+                    }
+                }
+                () = sleep_until_some(wake), if wake.is_some() => {
+                    let Some(w) = self.watcher.as_mut() else { continue };
+                    let step = w.step(Instant::now()).await;
+                    self.save(step.changed(), step.lookups > 0);
+                    if !self.send(step.changed()).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send(&self, changed: bool) -> bool {
+        let resolved = Resolved {
+            snapshot: self.watcher.as_ref().map(Watcher::snapshot),
+            changed,
+        };
+        self.out.send(resolved).await.is_ok()
+    }
+
+    /// Records the addresses held: when something came or went, else at most every half
+    /// minute (expiries move with every answer; each write is an fsync).
+    fn save(&mut self, changed: bool, looked_up: bool) {
+        let (Some(w), Some(state)) = (&self.watcher, &self.state) else {
+            return;
+        };
+        let stale = self
+            .saved
+            .is_none_or(|at| at.elapsed() > Duration::from_secs(30));
+        if changed || (looked_up && stale) {
+            if let Err(e) = state.save_resolved(&w.held()) {
+                tracing::warn!(error = %e, "recording the resolved addresses");
+            }
+            self.saved = Some(Instant::now());
+        }
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
