@@ -51,9 +51,13 @@ impl Repeated {
 
     /// What was warned about is over.
     pub fn clear(&mut self) {
-        if let Some((_, message)) = self.current.take() {
+        if let Some((cause, _)) = self.current.take() {
             let what = self.what;
-            tracing::info!(repeated = self.repeats, "{what}: works again (was: {message})");
+            tracing::info!(
+                repeated = self.repeats,
+                "{what}: works again (no more {cause}, after {} repeats)",
+                self.repeats
+            );
             self.repeats = 0;
             self.said = None;
         }

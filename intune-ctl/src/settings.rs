@@ -318,7 +318,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.sources.max_shrink) {
             return Err(format!(
-                "sources.max_shrink (--max-shrink) = {} is not a share between 0 and 1",
+                "--max-shrink {} is not a share between 0 and 1 (sources.max_shrink)",
                 self.sources.max_shrink
             ));
         }
@@ -327,7 +327,8 @@ impl Settings {
             && self.sources.service_url.trim_end_matches('/') == crate::sources::endpoints::service::DEFAULT_URL
         {
             return Err(format!(
-                "sources.refresh_interval (--refresh-interval) = {} is below the hour the endpoint web service allows; shorter intervals are for a service_url (--service-url) of your own",
+                "--refresh-interval {} is below the hour the endpoint web service allows; shorter intervals are for a --service-url of your own (sources.refresh_interval = \"{}\", sources.service_url)",
+                self.sources.refresh_interval.as_secs(),
                 humantime::format_duration(self.sources.refresh_interval)
             ));
         }
@@ -336,7 +337,7 @@ impl Settings {
         }
         if self.dns.min_ttl > self.dns.max_ttl {
             return Err(format!(
-                "dns.min_ttl (--dns-min-ttl) {} is longer than dns.max_ttl (--dns-max-ttl) {}",
+                "--dns-min-ttl {} is longer than --dns-max-ttl {} (dns.min_ttl, dns.max_ttl)",
                 humantime::format_duration(self.dns.min_ttl),
                 humantime::format_duration(self.dns.max_ttl)
             ));
@@ -350,8 +351,8 @@ impl Settings {
                 self.dns.learn_max
             ));
         }
-        if self.daemon.counters_interval < Duration::from_secs(1) {
-            return Err("daemon.counters_interval (--interval) must be at least 1 s".into());
+        if self.daemon.counters_interval.is_zero() {
+            return Err("--interval 0 (daemon.counters_interval): the counter tables need at least a second".into());
         }
         for (i, iface) in self.interfaces.iter().enumerate() {
             if iface.name.is_empty() || iface.name.contains([':', '/', ' ']) {

@@ -312,6 +312,7 @@ fn answers_teach_wildcard_addresses_until_they_expire() {
     // program learns it before the answer leaves: the first SYN gets through even with the
     // daemon stopped.
     d.signal(libc::SIGSTOP);
+    let asked_at = std::time::Instant::now();
     assert_eq!(ask(&n.dev, "app.wild.test"), edge);
     let first = first_syn_connects(&n.dev, edge);
     d.signal(libc::SIGCONT);
@@ -364,7 +365,7 @@ fn answers_teach_wildcard_addresses_until_they_expire() {
     assert_eq!(app["pattern"], "*.wild.test");
     assert_eq!(app["endpoint_sets"], serde_json::json!([950]));
     let verdict = d.ctl(&["lookup", "203.0.113.20", "--port", "443"]);
-    assert_eq!(verdict["action"], "pass", "{verdict}");
+    assert_eq!(verdict["action"], "pass", "{verdict} {} {:?}", d.learned(), asked_at.elapsed());
     // Confirmed, the address counts on a counter of its own (the first connection, made while
     // it was provisional, counted only as Intune traffic).
     assert!(first_syn_connects(&n.dev, edge));
@@ -465,9 +466,11 @@ fn untrusted_resolvers_and_hostile_answers_teach_nothing_and_pass_as_before() {
         assert!(std::time::Instant::now() < deadline, "{}", d.learned());
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The address with the 60 s TTL: a start-up under emulation may outlast the short ones.
     assert!(
-        first_syn_connects(&n.dev, edge),
-        "restored without a new answer"
+        first_syn_connects(&n.dev, asked),
+        "restored without a new answer: {}",
+        d.learned()
     );
 }
 

@@ -141,7 +141,13 @@ pub async fn run(load: Loader) -> anyhow::Result<()> {
             }
         });
     }
-    let mut ticker = tokio::time::interval(owner.settings.daemon.counters_interval);
+    let mut ticker = tokio::time::interval(
+        owner
+            .settings
+            .daemon
+            .counters_interval
+            .max(Duration::from_secs(1)),
+    );
     ticker.tick().await;
     // Draining entries are looked at every second: one leaves within a second of its idle
     // timeout.

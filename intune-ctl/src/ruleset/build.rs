@@ -37,7 +37,7 @@ impl RuleBuilder {
             match e.parse::<IpNet>() {
                 Ok(net) => exclude.push(net.trunc()),
                 Err(_) if e.contains('/') => anyhow::bail!(
-                    "sources.exclude (--exclude) {e:?} is neither a prefix nor a host name"
+                    "--exclude {e:?} is neither a prefix nor a host name (sources.exclude)"
                 ),
                 Err(_) => exclude_names.push(e.clone()),
             }

@@ -24,8 +24,8 @@ pub struct Watcher {
     names: Names,
     /// Whether the last step found the resolver down (logged on the change only).
     down: bool,
-    /// The names failing now, said in one line however many they are.
-    failures: crate::repeated::Repeated,
+    /// Per cause, the names failing with it now: one line however many they are.
+    failures: BTreeMap<String, crate::repeated::Repeated>,
 }
 
 /// What the watcher holds, for those who do not own it (the daemon's datapath owner, `status`).
@@ -141,7 +141,7 @@ impl Watcher {
             schedule: Schedule::new(config),
             names: Names::default(),
             down: false,
-            failures: crate::repeated::Repeated::new("resolving the listed names"),
+            failures: BTreeMap::new(),
         }
     }
 
@@ -245,39 +245,39 @@ impl Watcher {
         step
     }
 
-    /// One line for the names failing now however many there are, said again only when the
-    /// causes change (or hourly, with the count); one line when none fails any more.
+    /// One line for each cause names fail with, however many names it hits, said again only
+    /// hourly (with the count); one line when no name fails with it any more.
     fn log_failures(&mut self) {
         // Per cause: how many names, and the first few of them.
-        let mut failed: BTreeMap<String, (usize, Vec<&str>)> = BTreeMap::new();
+        let mut failed: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::new();
         for (name, s) in self.schedule.names() {
             if let Some(error) = &s.error {
                 let (count, names) = failed.entry(error.to_string()).or_default();
                 *count += 1;
                 if names.len() < 3 {
-                    names.push(name);
+                    names.push(name.clone());
                 }
             }
         }
-        if failed.is_empty() {
-            self.failures.clear();
-            return;
+        self.failures.retain(|cause, repeated| {
+            let still = failed.contains_key(cause);
+            if !still {
+                repeated.clear();
+            }
+            still
+        });
+        let total = self.names.exact.len();
+        for (cause, (count, names)) in failed {
+            let more = if count > names.len() { ", ..." } else { "" };
+            let message = format!(
+                "{count} of {total} names failed to resolve: {cause} ({}{more}); their addresses stay until their grace ends",
+                names.join(", ")
+            );
+            self.failures
+                .entry(cause.clone())
+                .or_insert_with(|| crate::repeated::Repeated::new("resolving the listed names"))
+                .warn(&cause, &message);
         }
-        let count: usize = failed.values().map(|(n, _)| n).sum();
-        let causes: Vec<String> = failed
-            .iter()
-            .map(|(e, (n, names))| {
-                let more = if *n > names.len() { ", ..." } else { "" };
-                format!("{e} ({n}: {}{more})", names.join(", "))
-            })
-            .collect();
-        let key = failed.keys().map(String::as_str).collect::<Vec<_>>().join("; ");
-        let message = format!(
-            "{count} of {} names failed to resolve: {}; their addresses stay until their grace ends",
-            self.names.exact.len(),
-            causes.join("; ")
-        );
-        self.failures.warn(&key, &message);
     }
 
     /// The endpoint sets the answers make (see [`Snapshot::resolved_sets`]).
