@@ -11,7 +11,15 @@ use crate::{
         ROLE_BROADCAST, ROLE_DHCP_SERVER, ROLE_DNS_RESOLVER, ROLE_LOCAL, RuleRef, port_key,
     },
     outcome::{Outcome, verdict},
-    proto::*,
+    proto::{
+        DHCPV6_SERVERS_MULTICAST, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6,
+        ICMP_ERROR_HLEN, ICMP_MIN_HLEN, ICMPV4_ERROR_MAX_LEN, ICMPV6_ERROR_MAX_LEN, IPPROTO_AH,
+        IPPROTO_FRAGMENT, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+        IPV4_FRAG_OFFSET_MASK, IPV4_MIN_HLEN, IPV6_FRAG_OFFSET_MASK, IPV6_HLEN,
+        MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, PORT_DNS, QUOTED_PORTS_LEN, TCP_MIN_HLEN, UDP_HLEN,
+        VLAN_HLEN, is_dhcp, is_icmpv4_error, is_icmpv6_error, is_icmpv6_link_control,
+        is_ipv6_ext_header,
+    },
 };
 
 /// What the classifier needs of an IP packet, whoever parsed it. Integers and bools only, so

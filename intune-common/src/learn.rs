@@ -57,7 +57,7 @@ pub const QUESTION_HASH_START: u64 = 0xcbf2_9ce4_8422_2325;
 
 #[inline(always)]
 pub fn question_hash_push(h: u64, byte: u8) -> u64 {
-    (h ^ byte as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    (h ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
 }
 
 /// Bytes of a question section at most: a 255-byte name, type and class.
@@ -89,7 +89,7 @@ pub fn name_hash_push(h: u64, byte: u8, key: u64) -> u64 {
     } else {
         byte
     };
-    h.wrapping_mul(key).wrapping_add(lower as u64)
+    h.wrapping_mul(key).wrapping_add(u64::from(lower))
 }
 
 /// The hash of the last `len` characters of a text whose hash is `whole`, when the text

@@ -84,8 +84,8 @@ pub const NO_PORT: u32 = u32::MAX;
 #[inline(always)]
 pub fn port_key(l4: u8, port: u16) -> u32 {
     match l4 {
-        crate::proto::IPPROTO_UDP => 65536 + port as u32,
-        _ => port as u32,
+        crate::proto::IPPROTO_UDP => 65536 + u32::from(port),
+        _ => u32::from(port),
     }
 }
 

@@ -1,8 +1,10 @@
 //! The rule set and policy answering the classifier's lookups the way the kernel maps do: with
 //! `intune_common::classify`, a complete userspace reference of the kernel program.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use intune_common::{
     classify::{Decision, Tables, classify},
@@ -10,9 +12,9 @@ use intune_common::{
 };
 use ipnet::IpNet;
 
-use crate::{
-    ruleset::policy::{AllowError, Policy, allow_entries},
-    ruleset::rules::RuleSet,
+use crate::ruleset::{
+    policy::{AllowError, Policy, allow_entries},
+    rules::RuleSet,
 };
 
 pub struct ReferenceTables<'a> {
@@ -91,7 +93,9 @@ impl<'a> ReferenceTables<'a> {
     }
 
     fn rule_ref(&self, addr: IpAddr) -> Option<RuleRef> {
-        self.rules.lookup(addr).map(|r| r.rule_ref())
+        self.rules
+            .lookup(addr)
+            .map(super::ruleset::rules::Rule::rule_ref)
     }
 
     /// As the kernel's LPM trie answers: the longest prefix holding `addr`.

@@ -33,13 +33,20 @@ impl Repeated {
             Some((c, _)) if c == cause => {
                 self.repeats += 1;
                 if self.said.is_none_or(|at| at.elapsed() >= REMIND_EVERY) {
-                    tracing::warn!(repeated = self.repeats, "{what}: {message} (still; repeated {} times)", self.repeats);
+                    tracing::warn!(
+                        repeated = self.repeats,
+                        "{what}: {message} (still; repeated {} times)",
+                        self.repeats
+                    );
                     self.said = Some(Instant::now());
                 }
             }
             _ => {
                 if self.repeats > 0 {
-                    tracing::info!("{what}: the previous warning repeated {} times", self.repeats);
+                    tracing::info!(
+                        "{what}: the previous warning repeated {} times",
+                        self.repeats
+                    );
                 }
                 tracing::warn!("{what}: {message}");
                 self.current = Some((cause.to_string(), message.to_string()));

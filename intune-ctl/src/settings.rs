@@ -13,15 +13,15 @@ use std::{
 use serde::Deserialize;
 
 use crate::{
+    daemon::state::DEFAULT_STATE_DIR,
     datapath::XdpChoice,
+    ruleset::policy::{AllowProtocol, AllowRule, Direction, Mode, allow_entries},
     sources::endpoints::{
         Category,
         ports::PortRanges,
         schema::Region,
         service::{Instance, MIN_INTERVAL, ServiceConfig},
     },
-    ruleset::policy::{AllowProtocol, AllowRule, Direction, Mode, allow_entries},
-    daemon::state::DEFAULT_STATE_DIR,
 };
 
 pub const DEFAULT_CONFIG: &str = "/etc/intune-ctl/config.toml";
@@ -324,7 +324,8 @@ impl Settings {
         }
         if self.sources.service
             && self.sources.refresh_interval < MIN_INTERVAL
-            && self.sources.service_url.trim_end_matches('/') == crate::sources::endpoints::service::DEFAULT_URL
+            && self.sources.service_url.trim_end_matches('/')
+                == crate::sources::endpoints::service::DEFAULT_URL
         {
             return Err(format!(
                 "--refresh-interval {} is below the hour the endpoint web service allows; shorter intervals are for a --service-url of your own (sources.refresh_interval = \"{}\", sources.service_url)",
@@ -333,7 +334,9 @@ impl Settings {
             ));
         }
         if self.sources.refresh_interval.is_zero() || self.sources.service_timeout.is_zero() {
-            return Err("sources.refresh_interval and service_timeout must be longer than 0".into());
+            return Err(
+                "sources.refresh_interval and service_timeout must be longer than 0".into(),
+            );
         }
         if self.dns.min_ttl > self.dns.max_ttl {
             return Err(format!(
@@ -377,10 +380,12 @@ impl Settings {
             &self.dns.learn_trusted
         };
         if trusted.is_empty() {
-            return Err("learning from DNS needs the resolvers it may trust: set [dns] learn_trusted \
+            return Err(
+                "learning from DNS needs the resolvers it may trust: set [dns] learn_trusted \
                  (--learn-trusted) or [policy] dns_resolvers (--dns-resolver); an answer from any \
                  other server could open any address to every device"
-                .into());
+                    .into(),
+            );
         }
         Ok(trusted.clone())
     }
@@ -471,6 +476,7 @@ fn listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, 
 }
 
 /// The toml error with its line number and the key it is about.
+#[expect(clippy::naive_bytecount, reason = "a config file is short")]
 fn describe(e: &toml::de::Error, text: &str) -> String {
     let line = e.span().map(|s| {
         text.as_bytes()[..s.start.min(text.len())]

@@ -3,9 +3,8 @@
 #![no_main]
 
 // The panic handler and license.
-use intune_ebpf as _;
-
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use intune_ebpf as _;
 
 #[xdp]
 pub fn xdp_floor(_ctx: XdpContext) -> u32 {

@@ -11,11 +11,9 @@ use aya_log_ebpf::{
 };
 use intune_common::{
     classify::{Decision, FrameKind, IpPacket},
-    maps::NO_RULE,
+    maps::{LOG_PROGRAM_INDEX, NO_RULE},
     outcome::XDP_PASS,
 };
-
-use intune_common::maps::LOG_PROGRAM_INDEX;
 
 use crate::maps::{LOG_SCRATCH, XDP_TAIL};
 

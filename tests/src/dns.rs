@@ -1,13 +1,14 @@
 //! Real DNS servers on loopback for the tests: dnsmasq from Debian, answering from a hosts file
 //! it re-reads on SIGHUP, and a tiny upstream that answers every query with SERVFAIL.
 
-use crate::netns::Netns;
 use std::{
     net::{SocketAddr, UdpSocket},
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+use crate::netns::Netns;
 
 /// A dnsmasq child on 127.0.0.1 with no upstream but the ones given.
 pub struct Dnsmasq {

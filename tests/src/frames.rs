@@ -214,7 +214,7 @@ impl Frame {
         let mut exts = Vec::new();
         for (i, ext) in self.v6_ext.iter().enumerate() {
             let next = match self.v6_ext.get(i + 1) {
-                Some(e) => ext_kind(e),
+                Some(e) => ext_kind(*e),
                 None => proto,
             };
             match ext {
@@ -236,7 +236,7 @@ impl Frame {
                 }
             }
         }
-        let first = self.v6_ext.first().map(ext_kind).unwrap_or(proto);
+        let first = self.v6_ext.first().map_or(proto, |e| ext_kind(*e));
         let mut h = vec![0u8; 40];
         h[0] = 0x60;
         h[4..6].copy_from_slice(&((exts.len() + l4.len()) as u16).to_be_bytes());
@@ -250,7 +250,7 @@ impl Frame {
     }
 }
 
-fn ext_kind(e: &Ext) -> u8 {
+fn ext_kind(e: Ext) -> u8 {
     match e {
         Ext::HopByHop => 0,
         Ext::Routing => 43,

@@ -8,9 +8,11 @@ pub mod process;
 
 use intune_ctl::{
     datapath::{Capacity, Datapath, V4Lookup},
+    ruleset::{
+        policy::Policy,
+        rules::{RuleSet, RuleSetOptions},
+    },
     sources::endpoints::{EndpointSet, Source, parse_endpoint_sets},
-    ruleset::policy::Policy,
-    ruleset::rules::{RuleSet, RuleSetOptions},
 };
 
 /// Runs `cmd` to the end: its exit code (-1 when killed), stdout and stderr.
@@ -39,12 +41,26 @@ pub fn scaled_secs(secs: u64) -> std::time::Duration {
     std::time::Duration::from_secs(secs * u64::from(slowdown()))
 }
 
-/// True when running as root; otherwise says why the test is skipped.
+/// True when running as root; otherwise says why the test is skipped. Either way notes it in
+/// `INTUNE_ROOT_TESTS_LOG` when set (`cargo xtask test` counts them, and fails a root run that
+/// skipped any).
 pub fn is_root(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
         eprintln!("skipped {test}: needs root (BPF and network namespaces); CI runs it as root");
+    }
+    if let Some(log) = std::env::var_os("INTUNE_ROOT_TESTS_LOG") {
+        use std::io::Write as _;
+        let line = format!("{} {test}\n", if root { "ran" } else { "skipped" });
+        // One short append: lines of parallel tests do not interleave.
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
     }
     root
 }
@@ -52,11 +68,13 @@ pub fn is_root(test: &str) -> bool {
 /// Skips the calling test with a message unless running as root.
 #[macro_export]
 macro_rules! require_root {
-    () => {
-        if !$crate::is_root(module_path!()) {
+    () => {{
+        fn here() {}
+        let name = std::any::type_name_of_val(&here);
+        if !$crate::is_root(name.strip_suffix("::here").unwrap_or(name)) {
             return;
         }
-    };
+    }};
 }
 
 /// Endpoint sets for tests: nested prefixes with different ports, IPv6, and a port-only set.

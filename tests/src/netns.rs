@@ -109,7 +109,7 @@ impl Netns {
             // SAFETY: as in `run`.
             let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
+            f();
         });
     }
 }

@@ -3,19 +3,18 @@
 
 use intune_common::{
     classify::Decision,
-    maps::{NO_PORT, NO_RULE, key_port},
+    maps::{MAX_PORT_SLOTS, NO_PORT, NO_RULE, key_port},
     outcome::{Outcome, XDP_DROP, XDP_PASS},
-};
-use intune_common::{
-    maps::MAX_PORT_SLOTS,
     proto::{IPPROTO_TCP, IPPROTO_UDP},
 };
 use intune_ctl::{
     datapath::Datapath,
-    sources::endpoints::{Source, parse_endpoint_sets},
-    ruleset::policy::{AllowProtocol, AllowRule, Direction, Mode, Policy},
     reference::ReferenceTables,
-    ruleset::rules::RuleSet,
+    ruleset::{
+        policy::{AllowProtocol, AllowRule, Direction, Mode, Policy},
+        rules::RuleSet,
+    },
+    sources::endpoints::{Source, parse_endpoint_sets},
 };
 use intune_tests::{
     frames::{Ext, Frame, L4, arp, ip},
@@ -261,8 +260,12 @@ fn hits_are_counted_per_port_with_ports_beyond_the_counters_together() {
     let other = c.dp.port_counters().expect("port counters")[0];
     assert_eq!((other.port, other.counter.packets), (None, 2));
     // The range leaves: its ports give their counters back, 443 and 123 keep counting.
-    let next = RuleSet::build(&ranges("443"), &Default::default(), Some(&c.rules))
-        .expect("rule set builds");
+    let next = RuleSet::build(
+        &ranges("443"),
+        &intune_ctl::ruleset::rules::RuleSetOptions::default(),
+        Some(&c.rules),
+    )
+    .expect("rule set builds");
     c.dp.apply(next.clone()).expect("update");
     c.rules = next;
     assert_eq!(

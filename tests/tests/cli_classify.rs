@@ -102,7 +102,7 @@ fn json_output_has_one_object_a_frame_and_totals() {
     assert_eq!(lines.len(), 7);
     for (i, l) in lines[..6].iter().enumerate() {
         let mut keys: Vec<&str> = l.as_object().unwrap().keys().map(String::as_str).collect();
-        keys.sort();
+        keys.sort_unstable();
         assert_eq!(
             keys,
             ["endpoint_sets", "frame", "outcome", "prefix", "verdict"]

@@ -179,7 +179,10 @@ fn a_hanging_web_service_delays_no_signal_status_or_resolver_step() {
     // The first check is under way and hangs: the service took the connection.
     let deadline = Instant::now() + scaled_secs(10);
     while accepted.load(Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "the daemon never asked the service");
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never asked the service"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // The 100 ms an admin may wait (more under emulation).
@@ -204,12 +207,21 @@ fn a_hanging_web_service_delays_no_signal_status_or_resolver_step() {
     dns.set_hosts("198.51.100.8 a.test\n");
     let deadline = Instant::now() + scaled_secs(10);
     while !d.passes("198.51.100.8") {
-        assert!(Instant::now() < deadline, "a.test's new address never arrived");
+        assert!(
+            Instant::now() < deadline,
+            "a.test's new address never arrived"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let (status, _) = d.status();
-    assert_eq!(status["service"]["checking"], true, "still hanging: {status}");
-    assert!(status["resolver"]["resolved_addresses"].as_u64() >= Some(1), "{status}");
+    assert_eq!(
+        status["service"]["checking"], true,
+        "still hanging: {status}"
+    );
+    assert!(
+        status["resolver"]["resolved_addresses"].as_u64() >= Some(1),
+        "{status}"
+    );
 
     // A reload is not held up either.
     d.signal(libc::SIGHUP);
@@ -268,7 +280,11 @@ fn a_reload_that_fails_half_way_is_undone_and_the_read_commands_follow_the_confi
     std::fs::write(dir.path().join("more.json"), MORE_SETS).unwrap();
     let pins = pins_for(dir.path());
     let config = dir.path().join("config.toml");
-    std::fs::write(&config, reload_config(dir.path(), &pins, T0, &["sets.json"])).unwrap();
+    std::fs::write(
+        &config,
+        reload_config(dir.path(), &pins, T0, &["sets.json"]),
+    )
+    .unwrap();
     // Only the config says where the daemon's files are; a flag adds an exclusion the config
     // does not hold, so a rule set rebuilt from the config alone would differ.
     let mut child = ns
@@ -331,7 +347,8 @@ fn a_reload_that_fails_half_way_is_undone_and_the_read_commands_follow_the_confi
     )
     .unwrap();
     d.signal(libc::SIGHUP);
-    d.lines.wait_for("the reload was undone: attaching to lo", 10);
+    d.lines
+        .wait_for("the reload was undone: attaching to lo", 10);
     assert_eq!(d.pins.linked_ifaces(), ["t0"], "t1 was detached again");
     assert_eq!(read(&["lookup", "198.51.100.5"])["action"], "drop");
     assert_eq!(read(&["lookup", "203.0.113.5"])["action"], "pass");

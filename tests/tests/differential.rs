@@ -6,9 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use intune_common::outcome::Outcome;
 use intune_ctl::{
-    ruleset::policy::{AllowProtocol, AllowRule, Direction, Mode, Policy},
     reference::ReferenceTables,
-    ruleset::rules::{RuleSet, Target},
+    ruleset::{
+        policy::{AllowProtocol, AllowRule, Direction, Mode, Policy},
+        rules::{RuleSet, Target},
+    },
 };
 use intune_tests::{
     builtin_sets,
@@ -299,13 +301,13 @@ fn kernel_and_reference_agree_on_random_and_mutated_frames() {
             false,
         ),
     ];
-    let per_policy = std::env::var("INTUNE_DIFF_FRAMES_PER_POLICY")
-        .ok()
-        .map(|s| {
-            s.parse::<usize>()
-                .expect("INTUNE_DIFF_FRAMES_PER_POLICY is a number")
-        })
-        .unwrap_or(FRAMES_PER_POLICY);
+    let per_policy =
+        std::env::var("INTUNE_DIFF_FRAMES_PER_POLICY")
+            .ok()
+            .map_or(FRAMES_PER_POLICY, |s| {
+                s.parse::<usize>()
+                    .expect("INTUNE_DIFF_FRAMES_PER_POLICY is a number")
+            });
     assert!(
         per_policy >= MIN_FRAMES_PER_POLICY,
         "INTUNE_DIFF_FRAMES_PER_POLICY must be at least {MIN_FRAMES_PER_POLICY}"

@@ -84,7 +84,7 @@ struct Daemon {
 
 impl Daemon {
     fn wait_for(&self, needle: &str, secs: u64) {
-        self.lines.wait_for(needle, secs)
+        self.lines.wait_for(needle, secs);
     }
 }
 
@@ -164,7 +164,7 @@ listen = "127.0.0.1:9470"
                 socket = socket.display(),
             ),
         )
-        .unwrap()
+        .unwrap();
     };
     write_config("enforce");
     let mut child =

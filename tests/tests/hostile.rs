@@ -83,7 +83,7 @@ impl Daemon {
     }
 
     fn start_with(gw: &Netns, extra: &[&str]) -> Daemon {
-        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let extra: Vec<String> = extra.iter().map(std::string::ToString::to_string).collect();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("sets.json"), SETS).unwrap();
         let pins = Pins::new(format!(
@@ -196,7 +196,7 @@ fn send_raw(ns: &Netns, proto: i32, dst: &'static str, payload: Vec<u8>) {
                 payload.as_ptr().cast(),
                 payload.len(),
                 0,
-                (&addr as *const libc::sockaddr_in).cast(),
+                (&raw const addr).cast(),
                 size_of::<libc::sockaddr_in>() as u32,
             );
             assert_eq!(
@@ -247,7 +247,7 @@ fn tcp_from(dev: &Netns, src: &'static str, dst: &'static str) -> bool {
                 fd,
                 libc::SOL_SOCKET,
                 libc::SO_REUSEADDR,
-                (&one as *const libc::c_int).cast(),
+                (&raw const one).cast(),
                 size_of::<libc::c_int>() as u32,
             );
             let sa = |s: &str| {
@@ -264,20 +264,20 @@ fn tcp_from(dev: &Netns, src: &'static str, dst: &'static str) -> bool {
             let (local, remote) = (sa(src), sa(dst));
             let len = size_of::<libc::sockaddr_in>() as u32;
             assert_eq!(
-                libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len),
+                libc::bind(fd, (&raw const local).cast(), len),
                 0,
                 "bind {src}: {}",
                 std::io::Error::last_os_error()
             );
             let stream = TcpStream::from_raw_fd(fd);
             stream.set_nonblocking(true).unwrap();
-            libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len);
+            libc::connect(fd, (&raw const remote).cast(), len);
             let mut pfd = libc::pollfd {
                 fd,
                 events: libc::POLLOUT,
                 revents: 0,
             };
-            libc::poll(&mut pfd, 1, 800) == 1 && stream.peer_addr().is_ok()
+            libc::poll(&raw mut pfd, 1, 800) == 1 && stream.peer_addr().is_ok()
         }
     })
 }
@@ -363,7 +363,9 @@ fn a_hostile_device_finds_no_way_around_enforce_mode() {
     // The device's own DNS to the site's resolver still works, and so does learning.
     let status = d.ctl(&["status"]);
     assert!(
-        status["warnings"].as_array().is_some_and(|w| w.is_empty()),
+        status["warnings"]
+            .as_array()
+            .is_some_and(std::vec::Vec::is_empty),
         "{status}"
     );
     assert!(

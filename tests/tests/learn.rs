@@ -146,7 +146,7 @@ impl Daemon {
                 .to_string_lossy()
                 .trim_start_matches('.')
         ));
-        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let extra: Vec<String> = extra.iter().map(std::string::ToString::to_string).collect();
         let (child, lines) = Self::spawn(gw, dir.path(), &pins, &extra);
         Daemon {
             child,
@@ -365,7 +365,13 @@ fn answers_teach_wildcard_addresses_until_they_expire() {
     assert_eq!(app["pattern"], "*.wild.test");
     assert_eq!(app["endpoint_sets"], serde_json::json!([950]));
     let verdict = d.ctl(&["lookup", "203.0.113.20", "--port", "443"]);
-    assert_eq!(verdict["action"], "pass", "{verdict} {} {:?}", d.learned(), asked_at.elapsed());
+    assert_eq!(
+        verdict["action"],
+        "pass",
+        "{verdict} {} {:?}",
+        d.learned(),
+        asked_at.elapsed()
+    );
     // Confirmed, the address counts on a counter of its own (the first connection, made while
     // it was provisional, counted only as Intune traffic).
     assert!(first_syn_connects(&n.dev, edge));
@@ -556,10 +562,10 @@ fn the_capture_follows_interfaces_added_by_sighup_and_detach_leaves_no_filter() 
     dev2.ip(&["route", "add", "default", "via", "192.0.2.130"]);
     n.gw.ip(&["addr", "add", "192.0.2.130/25", "dev", "g1"]);
     let config = |ifaces: &[&str]| -> String {
-        let mut c: String = ifaces
-            .iter()
-            .map(|i| format!("[[interface]]\nname = \"{i}\"\n\n"))
-            .collect();
+        let mut c = String::new();
+        for i in ifaces {
+            c.push_str(&format!("[[interface]]\nname = \"{i}\"\n\n"));
+        }
         c.push_str("[dns]\nlearn_trusted = [\"198.51.100.10\"]\n");
         c
     };

@@ -9,12 +9,14 @@ use std::{
 
 use intune_common::outcome::XDP_PASS;
 use intune_ctl::{
-    datapath::Datapath,
-    ruleset::build::RuleBuilder,
-    settings::Settings,
-    ruleset::policy::{Mode, Policy},
-    sources::resolve::{Dns, DnsConfig, ScheduleConfig, Watcher},
     daemon::updater,
+    datapath::Datapath,
+    ruleset::{
+        build::RuleBuilder,
+        policy::{Mode, Policy},
+    },
+    settings::Settings,
+    sources::resolve::{Dns, DnsConfig, ScheduleConfig, Watcher},
 };
 use intune_tests::{
     dns::{Dnsmasq, ServfailServer},
@@ -290,7 +292,7 @@ impl Rig {
                         updater::apply(dp, new, "DNS answers");
                     }
                 }
-            })
+            });
         });
     }
 
@@ -393,6 +395,9 @@ fn the_maps_follow_ttls_rotation_grace_and_a_silent_resolver() {
     let logs = rig.logs.text();
     assert!(logs.contains("the resolver answers again"), "{logs}");
     assert!(logs.contains("works again"), "{logs}");
-    assert!(logs.contains("repeated"), "how often the failure repeated: {logs}");
+    assert!(
+        logs.contains("repeated"),
+        "how often the failure repeated: {logs}"
+    );
     assert!(rig.passes("198.51.100.12", 443));
 }

@@ -81,7 +81,7 @@ fn connects(ns: &Netns, to: &str) -> bool {
 struct Running {
     child: Child,
     /// Holds the endpoint file while the command runs.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     lines: mpsc::Receiver<String>,
     /// The test's own pin directory, removed when the test ends.
     pins: Pins,
@@ -174,11 +174,11 @@ impl Running {
         if !args.contains(&"--iface") && !args.contains(&"--config") {
             argv.extend(["--iface".into(), "g0".into()]);
         }
-        argv.extend(args.iter().map(|a| a.to_string()));
+        argv.extend(args.iter().map(std::string::ToString::to_string));
         let (child, lines) = spawn(gw, &argv);
         Running {
             child,
-            _dir: dir,
+            dir,
             lines,
             pins,
             argv,
@@ -193,7 +193,7 @@ impl Running {
     }
 
     fn state_dir(&self) -> &Path {
-        self._dir.path()
+        self.dir.path()
     }
 
     /// Output lines until one contains `needle`, or panics after `secs`.
@@ -651,7 +651,7 @@ fn sighup_applies_a_good_config_and_rejects_a_broken_one() {
             &config,
             format!("[[interface]]\nname = \"g0\"\n\n[policy]\nmode = \"{mode}\"\n"),
         )
-        .unwrap()
+        .unwrap();
     };
     write("monitor");
     let mut run = Running::start(&t.gw, &["--config", config.to_str().unwrap()]);

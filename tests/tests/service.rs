@@ -5,18 +5,21 @@ use std::time::Duration;
 
 use intune_common::outcome::XDP_PASS;
 use intune_ctl::{
+    daemon::{service_task, state::StateDir, updater},
     datapath::Datapath,
-    sources::endpoints::{
-        EndpointSet,
-        builtin::builtin,
-        merge::{self, Selection},
-        service::{ServiceClient, ServiceConfig},
+    ruleset::{
+        policy::{Mode, Policy},
+        rules::{RuleSet, RuleSetOptions},
     },
-    ruleset::policy::{Mode, Policy},
-    sources::refresh::Refresher,
-    ruleset::rules::{RuleSet, RuleSetOptions},
-    daemon::state::StateDir,
-    daemon::{service_task, updater},
+    sources::{
+        endpoints::{
+            EndpointSet,
+            builtin::builtin,
+            merge::{self, Selection},
+            service::{ServiceClient, ServiceConfig},
+        },
+        refresh::Refresher,
+    },
 };
 use intune_tests::{
     frames::Frame,

@@ -14,9 +14,11 @@ use aya_obj::programs::XdpAttachType;
 use intune_common::outcome::{XDP_DROP, XDP_PASS};
 use intune_ctl::{
     datapath::bpffs,
+    ruleset::{
+        policy::{Mode, Policy},
+        rules::{RuleSet, RuleSetOptions, Target},
+    },
     sources::endpoints::{EndpointSet, Source, parse_endpoint_sets},
-    ruleset::policy::{Mode, Policy},
-    ruleset::rules::{RuleSet, RuleSetOptions, Target},
 };
 use intune_tests::{TEST_SETS, frames::Frame, load, require_root};
 

@@ -3,12 +3,11 @@
 mod setup;
 mod vm;
 
-use setup::Scope;
-
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use setup::Scope;
 
 #[derive(Parser)]
 #[command(about = "intune-xdp developer tasks")]
@@ -79,7 +78,18 @@ fn run(task: Task) -> anyhow::Result<()> {
             let root = unsafe { libc::geteuid() } == 0;
             let guests = !host && root;
             setup::setup(if guests { Scope::Vm } else { Scope::Tests })?;
-            let host_result = cargo(&["test"], &args);
+            lint()?;
+            // Each root-only test notes here whether it ran: a root run skips none.
+            let log = workspace_root().join("target/root-only-tests.log");
+            let _ = std::fs::remove_file(&log);
+            let mut host_result = cargo_with(&["test"], &args, &[("INTUNE_ROOT_TESTS_LOG", &log)]);
+            let (ran, skipped) = root_only_tests(&log);
+            eprintln!("xtask: root-only tests: {ran} ran, {skipped} skipped");
+            if root && skipped > 0 {
+                host_result = host_result.and(Err(anyhow::anyhow!(
+                    "{skipped} root-only tests skipped though running as root"
+                )));
+            }
             if !guests {
                 if !host {
                     eprintln!("xtask: skipped the guests of vm-test: they need root; CI runs them");
@@ -172,11 +182,58 @@ fn run(task: Task) -> anyhow::Result<()> {
     }
 }
 
+/// The style checks: rustfmt (nightly, for the import grouping) and clippy with warnings as
+/// errors.
+fn lint() -> anyhow::Result<()> {
+    let status = Command::new("rustup")
+        .args(["run", "nightly", "cargo", "fmt", "--all", "--", "--check"])
+        .current_dir(workspace_root())
+        .status()
+        .context("running rustfmt")?;
+    if !status.success() {
+        bail!("the code is not formatted: run `cargo +nightly fmt --all`");
+    }
+    cargo(
+        &[
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "intune-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )
+}
+
+/// How many root-only tests ran and how many were skipped, from the notes they left.
+fn root_only_tests(log: &std::path::Path) -> (usize, usize) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let count = |word: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(word))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    (count("ran "), count("skipped "))
+}
+
 fn cargo(base: &[&str], extra: &[String]) -> anyhow::Result<()> {
+    cargo_with(base, extra, &[])
+}
+
+fn cargo_with(
+    base: &[&str],
+    extra: &[String],
+    env: &[(&str, &std::path::Path)],
+) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(base)
         .args(extra)
+        .envs(env.iter().copied())
         .current_dir(workspace_root())
         .status()
         .with_context(|| format!("running {cargo}"))?;
@@ -189,6 +246,5 @@ fn cargo(base: &[&str], extra: &[String]) -> anyhow::Result<()> {
 fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| ".".into())
+        .map_or_else(|| ".".into(), std::path::Path::to_path_buf)
 }

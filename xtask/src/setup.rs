@@ -51,10 +51,14 @@ pub fn setup(scope: Scope) -> anyhow::Result<()> {
     bpf_linker()?;
     match scope {
         Scope::Build => {}
-        Scope::Tests => debian_packages(PACKAGES)?,
+        Scope::Tests => {
+            debian_packages(PACKAGES)?;
+            lint_tools()?;
+        }
         Scope::Vm => {
             let all: Vec<&str> = PACKAGES.iter().chain(VM_PACKAGES).copied().collect();
             debian_packages(&all)?;
+            lint_tools()?;
             musl_target()?;
             cargo_deb()?;
         }
@@ -106,6 +110,31 @@ fn nightly_rust_src() -> anyhow::Result<()> {
             &["component", "add", "rust-src", "--toolchain", "nightly"],
         )
         .context("installing rust-src for nightly (needed by -Z build-std=core)")?;
+    }
+    Ok(())
+}
+
+/// clippy (stable) and rustfmt (nightly: the import grouping of `rustfmt.toml` is unstable),
+/// which `cargo xtask test` checks with.
+fn lint_tools() -> anyhow::Result<()> {
+    for toolchain in ["stable", "nightly"] {
+        let component = if toolchain == "stable" {
+            "clippy"
+        } else {
+            "rustfmt"
+        };
+        let installed = output(
+            "rustup",
+            &["component", "list", "--toolchain", toolchain, "--installed"],
+        )
+        .unwrap_or_default();
+        if !installed.lines().any(|l| l.starts_with(component)) {
+            run(
+                "rustup",
+                &["component", "add", component, "--toolchain", toolchain],
+            )
+            .with_context(|| format!("installing {component} for {toolchain}"))?;
+        }
     }
     Ok(())
 }

@@ -2,10 +2,7 @@
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 
-use crate::{
-    ruleset::changes::describe,
-    daemon::state::StateDir,
-};
+use crate::{daemon::state::StateDir, ruleset::changes::describe};
 
 #[derive(Debug, clap::Args)]
 pub struct ChangesArgs {
@@ -27,7 +24,10 @@ pub fn run(args: &ChangesArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if shown.is_empty() {
-        println!("no changes recorded in {}", settings.paths.state_dir.display());
+        println!(
+            "no changes recorded in {}",
+            settings.paths.state_dir.display()
+        );
         return Ok(());
     }
     let mut table = Table::new();

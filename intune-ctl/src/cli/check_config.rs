@@ -31,7 +31,11 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<()> {
         sets.len(),
         rules.prefix_count(),
         names,
-        if settings.sources.service { "" } else { " (off)" }
+        if settings.sources.service {
+            ""
+        } else {
+            " (off)"
+        }
     );
     for warning in Policy::of(&settings.policy).warnings() {
         eprintln!("warning: {warning}");

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use super::flags::{DaemonFlags, DnsFlags, PathFlags, PolicyFlags, RuleFlags, ServiceFlags, validated};
+use super::flags::{
+    DaemonFlags, DnsFlags, PathFlags, PolicyFlags, RuleFlags, ServiceFlags, validated,
+};
 use crate::settings::Settings;
 
 #[derive(Clone, Debug, clap::Args)]

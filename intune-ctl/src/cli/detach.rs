@@ -5,9 +5,7 @@
 
 use anyhow::{Context as _, bail};
 
-use crate::{
-    datapath::{learning::remove_left_capture, pins::Pins},
-};
+use crate::datapath::{learning::remove_left_capture, pins::Pins};
 
 #[derive(Debug, clap::Args)]
 pub struct DetachArgs {

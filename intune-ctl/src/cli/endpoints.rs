@@ -97,7 +97,7 @@ fn print(sets: &[EndpointSet], args: &EndpointsArgs) -> anyhow::Result<()> {
     if args.ips || args.urls {
         let unique: BTreeSet<String> = if args.ips {
             sets.iter()
-                .flat_map(|s| s.ips.iter().map(|n| n.to_string()))
+                .flat_map(|s| s.ips.iter().map(std::string::ToString::to_string))
                 .collect()
         } else {
             sets.iter().flat_map(|s| s.urls.iter().cloned()).collect()

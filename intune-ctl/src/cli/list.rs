@@ -61,19 +61,22 @@ pub fn run(args: &ListArgs) -> anyhow::Result<()> {
     let Listing {
         rules: rows,
         names: name_rows,
-    } = match recorded {
-        Some(listing) => listing,
-        None => {
-            if state.as_ref().is_some_and(|s| s.load_rules().ok().flatten().is_none()) && !args.rules.any() {
-                eprintln!(
-                    "no rules recorded by a daemon in {}: this is the rule set the settings make",
-                    settings.paths.state_dir.display()
-                );
-            }
-            let cached = Refresher::cached_sets(&settings.sources, &settings.paths.state_dir);
-            let (sets, rules) = RuleBuilder::new(&settings)?.build(&cached, &[], None)?;
-            Listing::of(&sets, &rules)
+    } = if let Some(listing) = recorded {
+        listing
+    } else {
+        if state
+            .as_ref()
+            .is_some_and(|s| s.load_rules().ok().flatten().is_none())
+            && !args.rules.any()
+        {
+            eprintln!(
+                "no rules recorded by a daemon in {}: this is the rule set the settings make",
+                settings.paths.state_dir.display()
+            );
         }
+        let cached = Refresher::cached_sets(&settings.sources, &settings.paths.state_dir);
+        let (sets, rules) = RuleBuilder::new(&settings)?.build(&cached, &[], None)?;
+        Listing::of(&sets, &rules)
     };
     let resolved = state
         .as_ref()

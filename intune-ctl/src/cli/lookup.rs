@@ -7,11 +7,11 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::{
+    daemon::state::StateDir,
     datapath::{
         pins::Pins,
         probe::{Probe, frame},
     },
-    daemon::state::StateDir,
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]

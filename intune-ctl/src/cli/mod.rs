@@ -145,7 +145,7 @@ fn stderr_is_journal() -> bool {
     };
     // SAFETY: fstat on a descriptor number into a zeroed struct; a closed stderr fails.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(libc::STDERR_FILENO, &mut st) } != 0 {
+    if unsafe { libc::fstat(libc::STDERR_FILENO, &raw mut st) } != 0 {
         return false;
     }
     st.st_dev as u64 == dev && st.st_ino as u64 == ino

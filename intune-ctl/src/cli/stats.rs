@@ -9,9 +9,9 @@ use intune_common::maps::Counter;
 use serde::Serialize;
 
 use crate::{
+    daemon::state::{InstalledRule, LearnedAddress, StateDir},
     datapath::{counters::PinnedCounters, pins::Pins},
     sources::endpoints::builtin::builtin,
-    daemon::state::{InstalledRule, LearnedAddress, StateDir},
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -301,7 +301,7 @@ fn cells(h: &Hits, watch: bool) -> Vec<String> {
 }
 
 fn header(first: &[&str], watch: bool) -> Vec<String> {
-    let mut h: Vec<String> = first.iter().map(|s| s.to_string()).collect();
+    let mut h: Vec<String> = first.iter().map(std::string::ToString::to_string).collect();
     h.extend(["packets", "bytes"].map(String::from));
     if watch {
         h.extend(["packets/s", "bytes/s"].map(String::from));

@@ -3,12 +3,14 @@
 
 use std::time::Duration;
 
-use crate::daemon::{
-    control,
-    protocol::{InterfaceStatus, Request, StatusReport},
-    state::StateDir,
+use crate::{
+    daemon::{
+        control,
+        protocol::{InterfaceStatus, Request, StatusReport},
+        state::StateDir,
+    },
+    datapath::pins::Pins,
 };
-use crate::datapath::pins::Pins;
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -69,15 +71,27 @@ fn human(s: &StatusReport) -> String {
     }
     out.push('\n');
     for i in &s.interfaces {
-        let dir = i.direction.map(|d| format!("{d:?}").to_lowercase()).unwrap_or_default();
-        let _ = writeln!(out, "interface {}: {} {dir}", i.name, or_dash(i.attached.as_deref()));
+        let dir = i
+            .direction
+            .map(|d| format!("{d:?}").to_lowercase())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "interface {}: {} {dir}",
+            i.name,
+            or_dash(i.attached.as_deref())
+        );
     }
     if let Some(mode) = s.mode {
         let _ = writeln!(out, "mode: {}", format!("{mode:?}").to_lowercase());
     }
     let _ = write!(out, "rules: {}", s.rules);
     if !s.rules_by_source.is_empty() {
-        let parts: Vec<String> = s.rules_by_source.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let parts: Vec<String> = s
+            .rules_by_source
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         let _ = write!(out, " ({})", parts.join(", "));
     }
     out.push('\n');
@@ -98,7 +112,11 @@ fn human(s: &StatusReport) -> String {
         out.push_str("web service: off\n");
     }
     if let Some(r) = &s.resolver {
-        let down = if r.down { ", DOWN (addresses kept)" } else { "" };
+        let down = if r.down {
+            ", DOWN (addresses kept)"
+        } else {
+            ""
+        };
         let failing = if r.failing.is_empty() {
             String::new()
         } else {
@@ -118,7 +136,11 @@ fn human(s: &StatusReport) -> String {
         );
     }
     if let Some(k) = &s.kernel {
-        let _ = writeln!(out, "kernel: Linux {}, DNS capture by {}", k.version, k.dns_capture);
+        let _ = writeln!(
+            out,
+            "kernel: Linux {}, DNS capture by {}",
+            k.version, k.dns_capture
+        );
         for d in &k.degraded {
             let _ = writeln!(out, "  degraded: {d}");
         }

@@ -104,7 +104,11 @@ async fn answer_one(
 
 /// Asks the daemon at `path`; `timeout` bounds the whole exchange. An error answer is an
 /// error here.
-pub fn ask<T: DeserializeOwned>(path: &Path, request: Request, timeout: Duration) -> anyhow::Result<T> {
+pub fn ask<T: DeserializeOwned>(
+    path: &Path,
+    request: Request,
+    timeout: Duration,
+) -> anyhow::Result<T> {
     let mut stream = UnixStream::connect(path).with_context(|| {
         format!(
             "connecting to the daemon at {} (is it running?)",

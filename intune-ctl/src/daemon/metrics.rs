@@ -12,6 +12,7 @@ use std::{
 
 use http_body_util::Full;
 use hyper::{Request, Response, body::Bytes, service::service_fn};
+use intune_common::{maps::Counter as KernelCounter, proto::l4_name};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
@@ -24,11 +25,9 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use intune_common::{maps::Counter as KernelCounter, proto::l4_name};
-
 use crate::{
-    datapath::{counters::PinnedCounters, pins::Pins},
     daemon::state::StateDir,
+    datapath::{counters::PinnedCounters, pins::Pins},
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

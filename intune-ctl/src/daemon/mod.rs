@@ -121,14 +121,18 @@ pub async fn run(load: Loader) -> anyhow::Result<()> {
         tokio::spawn(log.forward());
     }
     if let Some(listener) = metrics {
-        let registry = metrics::registry(owner.pins.clone(), owner.settings.paths.state_dir.clone());
+        let registry =
+            metrics::registry(owner.pins.clone(), owner.settings.paths.state_dir.clone());
         tokio::spawn(async move {
             if let Err(e) = metrics::serve(listener, registry).await {
                 tracing::error!(error = %e, "the metrics endpoint stopped");
             }
         });
     }
-    notify(&[NotifyState::Ready, NotifyState::Status(&owner.status_line())]);
+    notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&owner.status_line()),
+    ]);
     // The watchdog is fed from a task of its own: it catches a daemon whose runtime has died
     // or hung, and nothing the owner does legitimately takes long.
     if let Some(period) = sd_notify::watchdog_enabled() {
@@ -352,7 +356,10 @@ fn start(
     // name its counters and `lookup` can ask its maps.
     recorder::write(
         &state,
-        Record::Installed(InstalledRule::of(&rules), Box::new(Listing::of(&sets, &rules))),
+        Record::Installed(
+            InstalledRule::of(&rules),
+            Box::new(Listing::of(&sets, &rules)),
+        ),
     );
     dp.pin_program_at(&pins).context("pinning the program")?;
     dp.pin_lookup_maps(&pins)
@@ -361,7 +368,10 @@ fn start(
         Some(a) => format!("start (cached service version {})", a.version),
         None => "start".to_string(),
     };
-    recorder::write(&state, Record::Change(changes::summarize(None, &rules, &cause)));
+    recorder::write(
+        &state,
+        Record::Change(changes::summarize(None, &rules, &cause)),
+    );
     let recorder = Recorder::start(StateDir::open(&settings.paths.state_dir)?)
         .context("starting the state writer")?;
     let mut owner = Owner {
@@ -429,8 +439,7 @@ fn start_learning(owner: &mut Owner, state: StateDir) -> anyhow::Result<Learner>
         rule_base: owner.dp.learned_rule_base(),
         name_hash_key: owner.dp.name_hash_key(),
     };
-    let learner =
-        Learner::start(maps, settings, Some(state)).context("starting the learner")?;
+    let learner = Learner::start(maps, settings, Some(state)).context("starting the learner")?;
     println!(
         "learning addresses from DNS answers on {} (from {}, to the queries devices send)",
         names.join(", "),

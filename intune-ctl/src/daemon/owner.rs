@@ -25,13 +25,14 @@ use super::{
 use crate::{
     datapath::{Datapath, kernel::Kernel, load::Attached, pins::Pins},
     repeated::Repeated,
-    ruleset::{
-        build::RuleBuilder, changes, listing::Listing, policy::Policy, rules::RuleSet,
-    },
+    ruleset::{build::RuleBuilder, changes, listing::Listing, policy::Policy, rules::RuleSet},
     settings::{Interface, Settings},
     sources::{
         endpoints::EndpointSet,
-        learn::{learner::Learner, learner::View, patterns::Patterns},
+        learn::{
+            learner::{Learner, View},
+            patterns::Patterns,
+        },
         refresh::Refresher,
         resolve::{Names, Snapshot, Watcher},
     },
@@ -151,7 +152,12 @@ impl Owner {
     }
 
     /// Applies `rules` hitlessly, records the change; the error says what failed.
-    fn apply(&mut self, sets: &[EndpointSet], rules: RuleSet, cause: &str) -> Result<String, String> {
+    fn apply(
+        &mut self,
+        sets: &[EndpointSet],
+        rules: RuleSet,
+        cause: &str,
+    ) -> Result<String, String> {
         match super::updater::apply(&mut self.dp, rules, cause) {
             Some(change) => {
                 let text = changes::describe(&change);
@@ -164,7 +170,11 @@ impl Owner {
     }
 
     /// A list the service task validated: built and applied, or the reason why not.
-    pub fn take_service_list(&mut self, version: &str, sets: Vec<EndpointSet>) -> Result<String, String> {
+    pub fn take_service_list(
+        &mut self,
+        version: &str,
+        sets: Vec<EndpointSet>,
+    ) -> Result<String, String> {
         let effective = self.builder.effective(&sets);
         let resolved = self.resolved_sets(&effective);
         let builder = &self.builder;
@@ -202,7 +212,11 @@ impl Owner {
 
     /// Has the resolver and the learner follow the names of `sets` (the effective list).
     fn follow_names(&self, sets: &[EndpointSet]) {
-        if self.to_resolver.try_send(ResolverCmd::Follow(sets.to_vec())).is_err() {
+        if self
+            .to_resolver
+            .try_send(ResolverCmd::Follow(sets.to_vec()))
+            .is_err()
+        {
             tracing::warn!("the resolver task is busy or gone; it follows the new names later");
         }
         self.learn_names(sets);
@@ -272,7 +286,11 @@ impl Owner {
 
     /// The counter tables; a failed read is a warning (said once while it lasts).
     pub fn print_counters(&mut self) {
-        let addresses = self.resolved.as_ref().map(Snapshot::addresses).unwrap_or_default();
+        let addresses = self
+            .resolved
+            .as_ref()
+            .map(Snapshot::addresses)
+            .unwrap_or_default();
         match counters_table::print(&self.dp, &addresses) {
             Ok(()) => self.counter_reads.clear(),
             Err(e) => self.counter_reads.warn(&e.to_string(), &format!("{e:#}")),
@@ -332,7 +350,12 @@ impl Owner {
             dns_resolvers: p.dns_resolvers.clone(),
             dhcp_servers: p.dhcp_servers.clone(),
             allow_local: Some(p.allow_local),
-            local_addresses: self.dp.local_addresses().iter().map(ToString::to_string).collect(),
+            local_addresses: self
+                .dp
+                .local_addresses()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             draining: self
                 .dp
                 .draining()
@@ -375,7 +398,11 @@ impl Owner {
             bail!("paths.state_dir cannot change while the daemon runs; restart it");
         }
         if (s.dns.learn_from_dns, s.dns.learn_max, &s.dns.learn_trusted)
-            != (old.dns.learn_from_dns, old.dns.learn_max, &old.dns.learn_trusted)
+            != (
+                old.dns.learn_from_dns,
+                old.dns.learn_max,
+                &old.dns.learn_trusted,
+            )
         {
             bail!(
                 "dns.learn_from_dns, learn_max and learn_trusted cannot change while the daemon runs; restart it"
@@ -439,7 +466,9 @@ impl Owner {
                 self.attach(&iface)?;
                 attached_now.push(iface.name.clone());
             }
-            self.dp.set_policy(&policy).context("writing the new policy")?;
+            self.dp
+                .set_policy(&policy)
+                .context("writing the new policy")?;
             self.dp
                 .set_drain(new.settings.policy.drain_idle())
                 .context("turning draining on or off")?;
@@ -483,20 +512,36 @@ impl Owner {
         for name in &removed {
             match self.detach(name) {
                 Ok(()) => println!("detached from {name} (no longer in the config)"),
-                Err(e) => tracing::error!(iface = name, error = format!("{e:#}"), "detaching an interface no longer in the config"),
+                Err(e) => tracing::error!(
+                    iface = name,
+                    error = format!("{e:#}"),
+                    "detaching an interface no longer in the config"
+                ),
             }
         }
         if let Some(refresher) = new.refresher {
             self.service_sets = service_sets;
             let interval = new.settings.sources.refresh_interval;
-            if self.to_service.try_send(ServiceCmd::Replace(refresher, interval)).is_err() {
-                tracing::error!("the web-service task is gone; the new service settings wait for a restart");
+            if self
+                .to_service
+                .try_send(ServiceCmd::Replace(refresher, interval))
+                .is_err()
+            {
+                tracing::error!(
+                    "the web-service task is gone; the new service settings wait for a restart"
+                );
             }
         }
         if let Some(watcher) = watcher {
             self.resolved = resolved;
-            if self.to_resolver.try_send(ResolverCmd::Replace(watcher)).is_err() {
-                tracing::error!("the resolver task is gone; the new [dns] settings wait for a restart");
+            if self
+                .to_resolver
+                .try_send(ResolverCmd::Replace(watcher))
+                .is_err()
+            {
+                tracing::error!(
+                    "the resolver task is gone; the new [dns] settings wait for a restart"
+                );
             }
         }
         self.settings = new.settings;
@@ -509,7 +554,12 @@ impl Owner {
     /// The last counters, then the filter stays (or goes, with `detach_on_stop`).
     pub fn stop(mut self) -> anyhow::Result<()> {
         self.print_counters();
-        let names: Vec<&str> = self.settings.interfaces.iter().map(|i| i.name.as_str()).collect();
+        let names: Vec<&str> = self
+            .settings
+            .interfaces
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect();
         if self.settings.daemon.detach_on_stop {
             self.pins.remove_all().with_context(|| {
                 format!("removing the pins under {}", self.pins.dir().display())

@@ -58,6 +58,7 @@ pub async fn check(
 }
 
 /// What the task is asked.
+#[expect(clippy::large_enum_variant, reason = "a few messages an hour")]
 pub enum ServiceCmd {
     /// An admin's `refresh`: check now unless the documented hourly limit forbids it; the
     /// answer is what came of it.

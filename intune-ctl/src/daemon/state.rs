@@ -198,13 +198,13 @@ impl StateDir {
     /// The installation's ClientRequestId, generated once and kept.
     pub fn client_request_id(&self) -> Result<uuid::Uuid, StateError> {
         if let Some(text) = self.read(CLIENT_ID_FILE)? {
-            match text.trim().parse() {
-                Ok(id) => return Ok(id),
-                Err(_) => tracing::warn!(
-                    file = CLIENT_ID_FILE,
-                    "not a GUID; generating a new client request id"
-                ),
+            if let Ok(id) = text.trim().parse() {
+                return Ok(id);
             }
+            tracing::warn!(
+                file = CLIENT_ID_FILE,
+                "not a GUID; generating a new client request id"
+            );
         }
         let id = uuid::Uuid::new_v4();
         self.write_atomic(CLIENT_ID_FILE, format!("{id}\n").as_bytes())?;
@@ -263,7 +263,10 @@ impl StateDir {
     }
 
     /// What `list` shows of the installed rule set.
-    pub fn save_listing(&self, listing: &crate::ruleset::listing::Listing) -> Result<(), StateError> {
+    pub fn save_listing(
+        &self,
+        listing: &crate::ruleset::listing::Listing,
+    ) -> Result<(), StateError> {
         self.save_json(LISTING_FILE, listing)
     }
 
@@ -276,10 +279,14 @@ impl StateDir {
                 dir: path.display().to_string(),
                 source: e,
             }),
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| StateError::Corrupt {
-                file: LISTING_FILE.into(),
-                message: e.to_string(),
-            }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StateError::Corrupt {
+                        file: LISTING_FILE.into(),
+                        message: e.to_string(),
+                    })
+            }
         }
     }
 

@@ -57,7 +57,7 @@ impl Datapath {
             libc::syscall(
                 libc::SYS_bpf,
                 BPF_MAP_UPDATE_BATCH,
-                &mut attr as *mut BatchAttr,
+                &raw mut attr,
                 std::mem::size_of::<BatchAttr>() as u32,
             )
         };

@@ -13,7 +13,7 @@ fn is_bpffs(dir: &Path) -> bool {
     };
     // SAFETY: statfs writes into a zeroed struct of the right type.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
+    unsafe { libc::statfs(c.as_ptr(), &raw mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
 }
 
 /// Makes `dir` a directory on a bpffs: created on the bpffs above it, or with bpffs mounted

@@ -16,8 +16,8 @@ use ipnet::IpNet;
 
 use super::{Datapath, DatapathError, sync::map_err};
 use crate::{
-    sources::endpoints::Ports,
     ruleset::rules::{RuleSet, Target},
+    sources::endpoints::Ports,
 };
 
 pub type DrainMap = LpmTrie<MapData, [u8; 16], DrainEntry>;
@@ -76,7 +76,7 @@ pub fn monotonic_ns() -> u64 {
         tv_nsec: 0,
     };
     // SAFETY: a valid timespec to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 

@@ -72,7 +72,7 @@ impl Kernel {
             rlim_max: libc::RLIM_INFINITY,
         };
         // SAFETY: setrlimit with a valid struct; failure leaves the limit as it was.
-        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) } != 0 {
             tracing::warn!(
                 error = %std::io::Error::last_os_error(),
                 "could not raise RLIMIT_MEMLOCK (Linux {} charges BPF maps to it); set LimitMEMLOCK=infinity in the unit",

@@ -1,6 +1,8 @@
 //! Turning on learning from DNS answers: the capture program on the interfaces' egress, the
 //! maps handed to the learner, the decision told to consult learned addresses.
 
+use std::net::IpAddr;
+
 use aya::{
     maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::{
@@ -8,8 +10,6 @@ use aya::{
         tc::{self, NlOptions, TcAttachOptions},
     },
 };
-use std::net::IpAddr;
-
 use intune_common::{
     learn::{ANSWERS_PROGRAM_INDEX, DNS_EVENTS, DNS_TAIL, LEARN_NAMES, LEARN_TRUSTED, LEARNED},
     maps::{QUERY_PROGRAM_INDEX, RULE_STATS, XDP_TAIL},

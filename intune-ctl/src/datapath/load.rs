@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use super::pins::{LOOKUP_MAPS, Pins, SHARED_MAPS};
-use crate::{ruleset::policy::Policy, ruleset::rules::RuleSet, ruleset::v4table::V4Table};
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
@@ -20,6 +18,9 @@ use intune_common::{
     },
     v4table::CHUNK_ENTRIES,
 };
+
+use super::pins::{LOOKUP_MAPS, Pins, SHARED_MAPS};
+use crate::ruleset::{policy::Policy, rules::RuleSet, v4table::V4Table};
 
 /// The kernel program, built by build.rs from the `intune-ebpf` crate.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/intune-xdp"));
@@ -384,10 +385,7 @@ fn native_unsupported(err: &ProgramError) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.raw_os_error(),
-                Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)
-            );
+            return matches!(io.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL));
         }
         source = e.source();
     }

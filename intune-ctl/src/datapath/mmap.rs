@@ -32,6 +32,10 @@ impl U32Array {
         assert!(index < self.len, "entry {index} of {}", self.len);
         let slot = &mut self.mmap[index * STRIDE..index * STRIDE + 4];
         // SAFETY: the slot is 8-aligned (page-aligned mapping, 8-byte stride) and 4 bytes long.
+        #[expect(
+            clippy::cast_ptr_alignment,
+            reason = "8-aligned, as the SAFETY note says"
+        )]
         let atomic = unsafe { AtomicU32::from_ptr(slot.as_mut_ptr().cast::<u32>()) };
         atomic.store(value, Ordering::Release);
     }

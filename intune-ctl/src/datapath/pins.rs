@@ -91,7 +91,7 @@ impl Pins {
         for (name, needed) in [(RULE_STATS, rules), (OUTCOME_STATS, OUTCOME_COUNT)] {
             let path = self.map(name);
             if let Ok(map) = MapData::from_pin(&path) {
-                let entries = map.info().map(|i| i.max_entries()).unwrap_or(0);
+                let entries = map.info().map_or(0, |i| i.max_entries());
                 if entries < needed {
                     tracing::warn!(
                         map = name,

@@ -10,10 +10,10 @@ use intune_common::maps::{
 use ipnet::IpNet;
 
 use super::{Datapath, DatapathError, V4Lookup};
-use crate::{
-    ruleset::policy::Policy,
-    ruleset::rules::{RuleSet, Target},
-    ruleset::v4table::V4Table,
+use crate::ruleset::{
+    policy::Policy,
+    rules::{RuleSet, Target},
+    v4table::V4Table,
 };
 
 /// Up to this many table entries go in one BPF_MAP_UPDATE_BATCH call; more are stored through
@@ -90,7 +90,7 @@ impl Datapath {
             match old.rule_by_target(&rule.target) {
                 None => report.added.push(rule.target),
                 Some(o) if o.rule_ref() != rule.rule_ref() || o.effective != rule.effective => {
-                    report.changed += 1
+                    report.changed += 1;
                 }
                 Some(_) => continue,
             }

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    ruleset::rules::RuleSet,
     daemon::state::{ChangeRecord, SetChange, now_rfc3339},
+    ruleset::rules::RuleSet,
 };
 
 pub fn summarize(old: Option<&RuleSet>, new: &RuleSet, cause: &str) -> ChangeRecord {
@@ -25,7 +25,7 @@ pub fn summarize(old: Option<&RuleSet>, new: &RuleSet, cause: &str) -> ChangeRec
                     || o.excluded != rule.excluded
                     || o.set_ids() != rule.set_ids() =>
             {
-                changed += 1
+                changed += 1;
             }
             Some(_) => {}
         }

@@ -4,16 +4,17 @@
 //! previous rule set keeps them for what is unchanged, so hit counters carry on, and never hands
 //! out an index the previous set still used, so a lookup in flight never sees one reused.
 
-use std::collections::{BTreeMap, HashMap};
-
-use rustc_hash::FxHashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use intune_common::{
     classify::IpPacket,
     maps::{DIR_DST, DIR_SRC, MAX_PORT_SETS, MAX_RULES, NO_RULE, PortSet, RuleRef},
 };
 use ipnet::IpNet;
+use rustc_hash::FxHashMap;
 
 use crate::sources::endpoints::{EndpointSet, Ports, Sources};
 
@@ -280,8 +281,7 @@ impl RuleSet {
             let target = rs.rules[i].target;
             rs.rules[i].index = previous
                 .and_then(|p| p.rule_by_target(&target))
-                .map(|r| r.index)
-                .unwrap_or_else(|| rule_ids.fresh());
+                .map_or_else(|| rule_ids.fresh(), |r| r.index);
         }
         // The ports of each endpoint name, for the addresses learned under it.
         for pattern in crate::sources::learn::patterns::Patterns::of(sets).all() {
@@ -546,9 +546,10 @@ impl RuleSet {
 
 #[cfg(test)]
 mod tests {
+    use intune_common::proto::{IPPROTO_TCP, IPPROTO_UDP};
+
     use super::*;
     use crate::sources::endpoints::{Source, parse_endpoint_sets};
-    use intune_common::proto::{IPPROTO_TCP, IPPROTO_UDP};
 
     fn sets(json: &str) -> Vec<EndpointSet> {
         parse_endpoint_sets(json, Source::File).unwrap()

@@ -1,12 +1,12 @@
 //! Compiles the rule set's IPv4 prefixes into the kernel's DIR-16-8-8 table
 //! (`intune_common::v4table`): every address gets the leaf of its most specific prefix.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use intune_common::{
     maps::NO_RULE,
     v4table::{CHUNK_ENTRIES, MAX_LEAF_PORT_SET, MAX_LEAF_RULE, TBL16_ENTRIES, chunk, leaf},
 };
-use std::collections::{BTreeMap, BTreeSet};
-
 use ipnet::IpNet;
 
 use crate::ruleset::rules::RuleSet;
@@ -53,6 +53,10 @@ const PARKED_MAX: usize = 4096;
 
 impl Ids {
     /// Frees `id`, which the kernel holds with `content`.
+    #[expect(
+        clippy::large_types_passed_by_value,
+        reason = "moved into the box it is parked in"
+    )]
     fn release(&mut self, id: u32, content: Option<Chunk>) {
         self.quarantine.push(id);
         if let Some(content) = content.filter(|_| self.parked.len() < PARKED_MAX) {
@@ -66,15 +70,14 @@ impl Ids {
         if let Some(id) = self.in_use.get(&key) {
             return (*id, Held::Kept);
         }
-        let (id, held) = match self.free.pop() {
-            Some(id) => (
+        let (id, held) = if let Some(id) = self.free.pop() {
+            (
                 id,
                 self.parked.remove(&id).map_or(Held::Unknown, Held::Parked),
-            ),
-            None => {
-                self.high += 1;
-                (self.high - 1, Held::Zeros)
-            }
+            )
+        } else {
+            self.high += 1;
+            (self.high - 1, Held::Zeros)
         };
         self.in_use.insert(key, id);
         (id, held)
@@ -311,11 +314,11 @@ impl V4Table {
         };
         for (k24, content) in c32 {
             let (id, held) = self.ids32.assign(k24);
-            write_chunk(id, held, old.c32.get(&k24), &content, &mut writes.tbl32);
+            write_chunk(id, &held, old.c32.get(&k24), &content, &mut writes.tbl32);
             c24[(k24 & 0xff) as usize] = chunk(id);
         }
         let (id, held) = self.ids24.assign(k16);
-        write_chunk(id, held, old_c24.as_ref(), &c24, &mut writes.tbl24);
+        write_chunk(id, &held, old_c24.as_ref(), &c24, &mut writes.tbl24);
         set(&mut self.tbl16, k16 as usize, chunk(id), &mut writes.tbl16);
     }
 }
@@ -339,12 +342,12 @@ fn set(mirror: &mut Vec<u32>, index: usize, value: u32, writes: &mut Vec<(usize,
 /// prefixes' contents of the key's own chunk).
 fn write_chunk(
     id: u32,
-    held: Held,
+    held: &Held,
     kept: Option<&Chunk>,
     content: &Chunk,
     writes: &mut Vec<(usize, u32)>,
 ) {
-    let before: Option<&Chunk> = match &held {
+    let before: Option<&Chunk> = match held {
         Held::Kept => kept,
         Held::Zeros => Some(&ZERO),
         Held::Parked(c) => Some(c),
@@ -366,8 +369,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        sources::endpoints::{Source, parse_endpoint_sets},
         ruleset::rules::RuleSetOptions,
+        sources::endpoints::{Source, parse_endpoint_sets},
     };
 
     /// The kernel's three arrays, as the writes leave them.

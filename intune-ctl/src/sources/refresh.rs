@@ -7,11 +7,11 @@ use std::collections::HashSet;
 use ipnet::IpNet;
 
 use crate::{
+    daemon::state::{CachedResponse, StateDir, StateError, now_rfc3339},
     sources::endpoints::{
         EndpointSet, Source, parse_endpoint_sets,
         service::{ServiceClient, ServiceError},
     },
-    daemon::state::{CachedResponse, StateDir, StateError, now_rfc3339},
 };
 
 /// A list of the service's that passed validation.
@@ -128,7 +128,10 @@ impl Refresher {
 
     /// The service's last accepted list from the cache in `state_dir`, without a request;
     /// nothing when the service is off or nothing is cached.
-    pub fn cached_sets(s: &crate::settings::SourcesSettings, state_dir: &std::path::Path) -> Vec<EndpointSet> {
+    pub fn cached_sets(
+        s: &crate::settings::SourcesSettings,
+        state_dir: &std::path::Path,
+    ) -> Vec<EndpointSet> {
         match Refresher::of(s, state_dir) {
             Ok(Some(r)) => r.accepted().map(|a| a.sets.clone()).unwrap_or_default(),
             _ => Vec::new(),

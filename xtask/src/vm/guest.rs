@@ -121,7 +121,11 @@ fn build_deb(workspace: &std::path::Path, cargo: &str) -> anyhow::Result<PathBuf
     let deb = printed
         .lines()
         .map(str::trim)
-        .rfind(|l| l.ends_with(".deb"))
+        .rfind(|l| {
+            std::path::Path::new(l)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("deb"))
+        })
         .context("cargo deb named no package file")?;
     Ok(PathBuf::from(deb))
 }

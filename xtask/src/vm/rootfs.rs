@@ -186,8 +186,7 @@ fn mirror() -> String {
         .filter(|l| !l.trim_start().starts_with('#'))
         .flat_map(|l| l.split_whitespace())
         .find(|w| w.starts_with("http") && w.trim_end_matches('/').ends_with("/debian"))
-        .map(str::to_owned)
-        .unwrap_or_else(|| "http://deb.debian.org/debian".into())
+        .map_or_else(|| "http://deb.debian.org/debian".into(), str::to_owned)
 }
 
 /// Changes whenever what goes into an image does: a new recipe builds a new image.

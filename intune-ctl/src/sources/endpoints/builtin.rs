@@ -29,9 +29,9 @@ mod tests {
             150, 59, 192,
         ];
         let mut want = article.to_vec();
-        want.sort();
+        want.sort_unstable();
         let mut got = ids.clone();
-        got.sort();
+        got.sort_unstable();
         assert_eq!(got, want);
         let intune = sets.iter().find(|s| s.id == 163).unwrap();
         // The seed's 50, the 36 the 2026-03 article adds, its consolidated list's one, and the

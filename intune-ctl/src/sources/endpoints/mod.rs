@@ -6,12 +6,12 @@ pub mod ports;
 pub mod schema;
 pub mod service;
 
+use std::path::Path;
+
 pub use ports::Ports;
 pub use schema::{
     Category, EndpointSet, Origin, SchemaError, Source, Sources, parse_endpoint_sets,
 };
-
-use std::path::Path;
 
 /// The built-in list when `files` is empty, else the sets of the files together.
 pub fn from_files_or_builtin(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<EndpointSet>> {

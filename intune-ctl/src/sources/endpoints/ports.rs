@@ -18,12 +18,11 @@ impl PortRanges {
             if item.is_empty() {
                 continue;
             }
-            let (lo, hi) = match item.split_once('-') {
-                Some((lo, hi)) => (parse_port(lo.trim())?, parse_port(hi.trim())?),
-                None => {
-                    let p = parse_port(item)?;
-                    (p, p)
-                }
+            let (lo, hi) = if let Some((lo, hi)) = item.split_once('-') {
+                (parse_port(lo.trim())?, parse_port(hi.trim())?)
+            } else {
+                let p = parse_port(item)?;
+                (p, p)
             };
             if lo > hi {
                 return Err(format!("port range {item:?} runs backwards"));
@@ -105,7 +104,16 @@ impl<'de> serde::Deserialize<'de> for PortRanges {
 
 /// TCP and UDP ports.
 #[derive(
-    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "camelCase")]
 pub struct Ports {

@@ -284,8 +284,9 @@ impl ServiceClient {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|secs| Duration::from_secs(secs).min(MAX_RATE_LIMIT_WAIT))
-                .unwrap_or(RATE_LIMIT_WAIT);
+                .map_or(RATE_LIMIT_WAIT, |secs| {
+                    Duration::from_secs(secs).min(MAX_RATE_LIMIT_WAIT)
+                });
             return Err(ServiceError::RateLimited {
                 url: url.to_string(),
                 wait,

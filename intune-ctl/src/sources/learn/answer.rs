@@ -170,8 +170,6 @@ pub fn learn<'p>(message: &[u8], patterns: &'p Patterns) -> Result<Reading<'p>, 
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::sources::endpoints::{Source, parse_endpoint_sets};
     use hickory_proto::{
         op::Query,
         rr::{
@@ -179,6 +177,9 @@ mod tests {
             rdata::{A, AAAA, CNAME},
         },
     };
+
+    use super::*;
+    use crate::sources::endpoints::{Source, parse_endpoint_sets};
 
     fn patterns() -> Patterns {
         let sets = parse_endpoint_sets(
@@ -228,7 +229,7 @@ mod tests {
         // spelled out (a name met for the first time), which ends the capture's reading too.
         let got: Vec<String> = kernel_candidates(&msg)
             .iter()
-            .map(|a| a.to_string())
+            .map(std::string::ToString::to_string)
             .collect();
         assert_eq!(got, ["198.51.100.20", "2001:db8::20"]);
         // Cut anywhere: what is whole before the cut, never a panic.

@@ -28,9 +28,11 @@ use super::{
     table::{Lesson, Table, Write},
 };
 use crate::{
+    daemon::{
+        metrics::{self, ResultLabel},
+        state::{LearnedAddress, StateDir},
+    },
     sources::endpoints::Ports,
-    daemon::metrics::{self, ResultLabel},
-    daemon::state::{LearnedAddress, StateDir},
 };
 
 /// How the learner works.
@@ -139,9 +141,9 @@ impl Learner {
             state,
             dirty: false,
             saved: None,
-            cpus: aya::util::nr_cpus().map(|n| n.max(1)).unwrap_or(1),
+            cpus: aya::util::nr_cpus().map_or(1, |n| n.max(1)),
             kernel_names: HashMap::new(),
-            stale: Default::default(),
+            stale: std::collections::HashSet::default(),
             swept: Instant::now(),
         };
         let stopping = Arc::clone(&stop);
@@ -216,8 +218,9 @@ fn realtime() {
     let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
     param.sched_priority = 10;
     // SAFETY: sets this thread's own policy with a valid parameter.
-    let err =
-        unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+    let err = unsafe {
+        libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &raw const param)
+    };
     if err != 0 {
         tracing::info!(
             error = %std::io::Error::from_raw_os_error(err),
@@ -254,7 +257,7 @@ impl Work {
                 revents: 0,
             };
             // SAFETY: one valid pollfd for the ring buffer's descriptor, which `self` owns.
-            unsafe { libc::poll(&mut pfd, 1, wait.as_millis().max(1) as i32) };
+            unsafe { libc::poll(&raw mut pfd, 1, wait.as_millis().max(1) as i32) };
             while let Some(ev) = self.next_event() {
                 self.answer(&ev);
             }
@@ -598,7 +601,7 @@ impl Work {
             metrics::daemon()
                 .learned_addresses
                 .set(self.table.len() as i64);
-            v.latencies = self.latencies.clone();
+            v.latencies.clone_from(&self.latencies);
         }
         if self.dirty
             && self
@@ -623,7 +626,9 @@ impl Work {
                 asked: e.asked.clone(),
                 pattern: e.pattern.clone(),
                 endpoint_sets: e.sets.clone(),
-                expires_at: crate::daemon::state::rfc3339_in(e.expires.saturating_duration_since(now)),
+                expires_at: crate::daemon::state::rfc3339_in(
+                    e.expires.saturating_duration_since(now),
+                ),
             })
             .collect();
         if let Err(e) = state.save_learned(&records) {
@@ -653,7 +658,7 @@ fn since_capture(ktime_ns: u64) -> Option<Duration> {
         tv_nsec: 0,
     };
     // SAFETY: a valid timespec to fill.
-    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) } != 0 {
         return None;
     }
     let now = (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64;

@@ -19,6 +19,10 @@ pub struct Pattern {
 
 /// All names of a rule set, indexed for matching one name in a few hash lookups.
 #[derive(Clone, Debug, Default)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "the patterns themselves, beside their indices"
+)]
 pub struct Patterns {
     patterns: Vec<Pattern>,
     /// Every pattern by its text.
@@ -37,7 +41,8 @@ pub fn normalize(name: &str) -> String {
 
 impl Patterns {
     pub fn of(sets: &[EndpointSet]) -> Patterns {
-        let mut by_name: std::collections::BTreeMap<String, Pattern> = Default::default();
+        let mut by_name: std::collections::BTreeMap<String, Pattern> =
+            std::collections::BTreeMap::default();
         for set in sets {
             for url in &set.urls {
                 let name = normalize(url);

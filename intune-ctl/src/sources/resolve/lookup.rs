@@ -9,7 +9,10 @@ use hickory_resolver::{
     TokioResolver,
     config::{NameServerConfig, ResolverConfig, ResolverOpts},
     net::{NetError, runtime::TokioRuntimeProvider},
-    proto::{op::ResponseCode, rr::RData, rr::RecordType},
+    proto::{
+        op::ResponseCode,
+        rr::{RData, RecordType},
+    },
 };
 use serde::Serialize;
 

@@ -9,11 +9,10 @@ pub mod schedule;
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Instant};
 
 use ipnet::IpNet;
-use serde::Serialize;
-
 pub use lookup::{Answer, Dns, DnsConfig, LookupError};
 pub use names::Names;
 pub use schedule::{Schedule, ScheduleConfig};
+use serde::Serialize;
 
 use crate::sources::endpoints::{EndpointSet, Source};
 
@@ -205,13 +204,14 @@ impl Watcher {
         while let Some(joined) = lookups.join_next().await {
             let Ok((name, result)) = joined else { continue };
             let error = result.as_ref().err().cloned();
-            crate::daemon::metrics::daemon().looked_up(matches!(error, None | Some(LookupError::NxDomain)));
+            crate::daemon::metrics::daemon()
+                .looked_up(matches!(error, None | Some(LookupError::NxDomain)));
             let done = Instant::now();
             let recorded = self.schedule.record(&name, result, done);
             let retry_in = humantime::format_duration(recorded.retry_in).to_string();
             match error {
                 None if !recorded.added.is_empty() => {
-                    tracing::info!(name, added = ?recorded.added, "name resolved to new addresses")
+                    tracing::info!(name, added = ?recorded.added, "name resolved to new addresses");
                 }
                 None => tracing::debug!(name, retry_in, "name resolved"),
                 Some(error) => {
@@ -221,7 +221,6 @@ impl Watcher {
                         .get(&name)
                         .map_or(0, |s| s.addrs.len());
                     tracing::debug!(name, %error, retry_in, kept, "resolving failed; the name's addresses stay until their grace ends");
-
                 }
             }
             step.added += recorded.added.len();
@@ -310,7 +309,11 @@ impl Watcher {
     /// Takes back the unexpired addresses of `held` (what a previous daemon recorded, or the
     /// watcher a reload replaces) for the names followed now, each for what was left of it,
     /// `max_ttl` plus grace at most. The names are still looked up at once. Returns how many.
-    pub fn restore(&mut self, held: &[crate::daemon::state::ResolvedAddress], now: Instant) -> usize {
+    pub fn restore(
+        &mut self,
+        held: &[crate::daemon::state::ResolvedAddress],
+        now: Instant,
+    ) -> usize {
         let wall = std::time::SystemTime::now();
         held.iter()
             .filter(|r| {

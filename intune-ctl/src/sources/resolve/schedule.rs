@@ -124,7 +124,7 @@ impl Schedule {
                 error: None,
                 failures: 0,
             });
-            state.sets = sets.clone();
+            state.sets.clone_from(sets);
         }
         tracing::debug!(before, after = self.names.len(), "names to resolve");
         dropped_addrs
@@ -329,6 +329,7 @@ mod tests {
         list.iter().map(|n| (n.to_string(), vec![1])).collect()
     }
 
+    #[expect(clippy::unnecessary_wraps, reason = "what a lookup returns, to record")]
     fn answer(addrs: &[&str], ttl: u64) -> Result<Answer, LookupError> {
         Ok(Answer {
             addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),

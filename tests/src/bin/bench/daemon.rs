@@ -71,7 +71,7 @@ fn start(ctl: &Path, state_dir: &Path, tag: &str) -> anyhow::Result<Started> {
     loop {
         match lines.next() {
             Some(Ok(line)) if line.starts_with("attached to") => break,
-            Some(Ok(_)) => continue,
+            Some(Ok(_)) => {}
             _ => bail!("the daemon ended before attaching"),
         }
     }

@@ -83,7 +83,7 @@ fn sets() -> String {
 pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces): state is the first.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()?
         + fields.get(12).context("stime")?.parse::<u64>()?;
@@ -179,7 +179,7 @@ pub fn dns_scale(ctl: &Path, window: Duration) -> anyhow::Result<String> {
     let hwm = status_kib(pid, "VmHWM:")?;
     let anon = status_kib(pid, "RssAnon:")?;
     let minutes = wall.as_secs_f64() / 60.0;
-    let cpu_pct = 100.0 * (cpu1 - cpu0).as_secs_f64() / wall.as_secs_f64();
+    let cpu_pct = 100.0 * cpu1.checked_sub(cpu0).unwrap().as_secs_f64() / wall.as_secs_f64();
     let queries = (q1 - q0) as f64 / minutes;
     let ops = (ops1 - ops0) as f64 / minutes;
     eprintln!(

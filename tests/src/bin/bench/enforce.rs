@@ -8,9 +8,11 @@ use std::{fmt::Write as _, net::Ipv4Addr, time::Duration};
 use aya::programs::Xdp;
 use intune_ctl::{
     datapath::{Capacity, Datapath},
+    ruleset::{
+        policy::{AllowProtocol, AllowRule, Mode, Policy},
+        rules::{RuleSet, RuleSetOptions},
+    },
     sources::endpoints::{EndpointSet, Source, parse_endpoint_sets},
-    ruleset::policy::{AllowProtocol, AllowRule, Mode, Policy},
-    ruleset::rules::{RuleSet, RuleSetOptions},
 };
 use intune_tests::frames::Frame;
 use rand::{Rng, rngs::StdRng};

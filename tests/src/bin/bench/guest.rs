@@ -7,8 +7,10 @@ use std::{fmt::Write as _, path::Path};
 use aya::Ebpf;
 use intune_ctl::{
     datapath::{Capacity, Datapath, load::FLOOR_PROGRAM},
-    ruleset::policy::{Mode, Policy},
-    ruleset::rules::{RuleSet, RuleSetOptions},
+    ruleset::{
+        policy::{Mode, Policy},
+        rules::{RuleSet, RuleSetOptions},
+    },
 };
 use rand::{SeedableRng, rngs::StdRng};
 

@@ -137,7 +137,7 @@ pub fn learn_bench(ctl: &Path) -> anyhow::Result<String> {
     let (p50, p99, max) = (ms("p50"), ms("p99"), ms("max"));
     let learned = learning["counts"]["learned"].as_u64().unwrap_or(0);
     let answers = learning["counts"]["answers"].as_u64().unwrap_or(0);
-    let cpu = 100.0 * (cpu1 - cpu0).as_secs_f64() / wall.as_secs_f64();
+    let cpu = 100.0 * cpu1.checked_sub(cpu0).unwrap().as_secs_f64() / wall.as_secs_f64();
     eprintln!(
         "learning {RATE}/s for {SECONDS} s: {answers} answers captured, {learned} addresses learned; confirmed p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms; CPU {cpu:.1}%, RSS {rss:.1} MiB"
     );

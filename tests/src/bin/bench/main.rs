@@ -25,9 +25,11 @@ use aya::{
 };
 use intune_ctl::{
     datapath::{Capacity, Datapath, V4Lookup, load::FLOOR_PROGRAM},
+    ruleset::{
+        policy::{Mode, Policy},
+        rules::{RuleSet, RuleSetOptions},
+    },
     sources::endpoints::{EndpointSet, Source, parse_endpoint_sets},
-    ruleset::policy::{Mode, Policy},
-    ruleset::rules::{RuleSet, RuleSetOptions},
 };
 use intune_tests::frames::{Frame, ip};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -86,11 +88,11 @@ fn args() -> anyhow::Result<Args> {
                     .split(',')
                     .map(str::parse)
                     .collect::<Result<_, _>>()
-                    .context("--sizes")?
+                    .context("--sizes")?;
             }
             "--out" => a.out = value()?.into(),
             "--dns-window" => {
-                a.dns_window = Duration::from_secs(value()?.parse().context("--dns-window")?)
+                a.dns_window = Duration::from_secs(value()?.parse().context("--dns-window")?);
             }
             "--dns-only" => a.dns_only = true,
             "--daemon-only" => a.daemon_only = true,
@@ -113,18 +115,18 @@ fn synthetic_sets(n: usize, rng: &mut StdRng) -> Vec<EndpointSet> {
     let mut ips = vec!["13.67.13.176/28".to_string(), "2603:1000::/40".to_string()];
     let mut seen = std::collections::HashSet::new();
     while ips.len() < n {
-        let p = if ips.len() % 4 != 3 {
-            let len = rng.random_range(16..=32u8);
-            let net = ipnet::Ipv4Net::new(Ipv4Addr::from(rng.random::<u32>()), len)
-                .unwrap()
-                .trunc();
-            ipnet::IpNet::V4(net)
-        } else {
+        let p = if ips.len() % 4 == 3 {
             let len = rng.random_range(32..=64u8);
             let net = ipnet::Ipv6Net::new(Ipv6Addr::from(rng.random::<u128>()), len)
                 .unwrap()
                 .trunc();
             ipnet::IpNet::V6(net)
+        } else {
+            let len = rng.random_range(16..=32u8);
+            let net = ipnet::Ipv4Net::new(Ipv4Addr::from(rng.random::<u32>()), len)
+                .unwrap()
+                .trunc();
+            ipnet::IpNet::V4(net)
         };
         if seen.insert(p) {
             ips.push(p.to_string());
@@ -305,9 +307,7 @@ fn machine() -> String {
             })
         })
         .unwrap_or(0);
-    let cpus = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(0);
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     format!("{cpus} × {cpu}, {mem} GiB, Linux {}", kernel.trim())
 }
 
