@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use aya::{
     maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::{
-        LinkOrder, SchedClassifier, TcAttachType,
+        LinkOrder, SchedClassifier, TcAttachType, TestRun as _, TestRunOptions,
         tc::{self, NlOptions, TcAttachOptions},
     },
 };
@@ -82,6 +82,18 @@ impl Datapath {
             rule_stats,
             drain,
         })
+    }
+
+    /// Runs one frame through the DNS capture (loaded by [`Datapath::start_learning`]) with
+    /// BPF_PROG_TEST_RUN, as if it left an interface: what it hands the learner arrives on the
+    /// events ring. Returns the program's verdict.
+    pub fn run_capture(&mut self, frame: &[u8]) -> Result<i32, DatapathError> {
+        let result = self.capture_program()?.test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat: 1,
+            ..TestRunOptions::default()
+        })?;
+        Ok(result.return_value as i32)
     }
 
     /// The rule index of the first learned address's counter.
