@@ -381,3 +381,133 @@ fn a_reload_that_fails_half_way_is_undone_and_the_read_commands_follow_the_confi
     let list = read(&["list"]);
     assert!(list.to_string().contains("198.51.100.0/24"), "{list}");
 }
+
+/// SYNs from `p0` to 203.0.113.5:443, which `t0`'s filter sees arrive; each connect sends one.
+fn send_syns(ns: &Netns, count: usize) {
+    ns.run(move || {
+        let to: std::net::SocketAddr = "203.0.113.5:443".parse().unwrap();
+        for _ in 0..count {
+            let _ = std::net::TcpStream::connect_timeout(&to, Duration::from_millis(5));
+        }
+    });
+}
+
+/// The packets `stats` counts on `prefix`'s rule.
+fn rule_packets(stats: &Value, prefix: &str) -> u64 {
+    stats["rules"]
+        .as_array()
+        .and_then(|rules| rules.iter().find(|r| r["prefix"] == prefix))
+        .and_then(|r| r["packets"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_rule_set_that_outgrows_the_maps_moves_to_bigger_ones_without_a_gap() {
+    require_root!();
+    let ns = namespace("tg");
+    // p0 sends to 203.0.113.5 straight at t0.
+    ns.ip(&["link", "set", "t0", "address", "02:00:00:00:00:01"]);
+    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "p0"]);
+    ns.ip(&["route", "add", "203.0.113.0/24", "dev", "p0"]);
+    ns.ip(&[
+        "neigh",
+        "add",
+        "203.0.113.5",
+        "lladdr",
+        "02:00:00:00:00:01",
+        "dev",
+        "p0",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sets.json"), SETS).unwrap();
+    // More rules than the counters the program starts with (65,536): 70,000 addresses of the
+    // shared address space (only in the maps; nothing is sent to them).
+    let ips: Vec<String> = (0..70_000u32)
+        .map(|i| {
+            format!(
+                "\"100.{}.{}.{}/32\"",
+                64 + i / 65_536,
+                (i / 256) % 256,
+                i % 256
+            )
+        })
+        .collect();
+    let big = format!(
+        r#"[{{"id": 962, "serviceArea": "MEM", "category": "Default", "required": true,
+            "ips": [{}], "tcpPorts": "443"}}]"#,
+        ips.join(",")
+    );
+    std::fs::write(dir.path().join("big.json"), big).unwrap();
+    let pins = pins_for(dir.path());
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        reload_config(dir.path(), &pins, T0, &["sets.json"]),
+    )
+    .unwrap();
+    let mut child = ns
+        .command(bin())
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("daemon");
+    let lines = Lines::of(&mut child);
+    lines.wait_for("attached to t0", 30);
+    let d = Daemon {
+        child,
+        lines,
+        pins,
+        dir,
+    };
+    send_syns(&ns, 20);
+    assert_eq!(rule_packets(&d.ctl(&["stats"]), "203.0.113.0/24"), 20);
+
+    // The reload, with SYNs flowing all through it.
+    std::fs::write(
+        &config,
+        reload_config(d.dir.path(), &d.pins, T0, &["sets.json", "big.json"]),
+    )
+    .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let sender = {
+        let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
+        let path = ns.path();
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(path).expect("netns");
+            // SAFETY: a valid namespace fd; only this thread changes namespace.
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0);
+            let to: std::net::SocketAddr = "203.0.113.5:443".parse().unwrap();
+            while !stop.load(Ordering::SeqCst) {
+                let _ = std::net::TcpStream::connect_timeout(&to, Duration::from_millis(5));
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    d.signal(libc::SIGHUP);
+    d.lines
+        .wait_for("moved the filter to bigger ones without a gap", 60);
+    d.lines.wait_for("reloaded the config", 60);
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::SeqCst);
+    sender.join().expect("sender");
+    let during = sent.load(Ordering::SeqCst) as u64;
+    assert!(during > 0, "SYNs flowed through the swap");
+    std::thread::sleep(Duration::from_millis(100));
+    // Every SYN counted, before and during: the filter never left t0, its counts came along.
+    let stats = d.ctl(&["stats"]);
+    assert_eq!(
+        rule_packets(&stats, "203.0.113.0/24"),
+        20 + during,
+        "{during} sent during the reload"
+    );
+    assert_eq!(d.pins.linked_ifaces(), ["t0"]);
+    let (status, _) = d.status();
+    assert!(status["rules"].as_u64() > Some(70_000), "{status}");
+    assert!(d.passes("100.64.200.7"), "a rule beyond the old maps' room");
+    assert!(d.passes("203.0.113.5"));
+}

@@ -415,7 +415,7 @@ fn start(
 }
 
 /// The DNS capture on every interface, and the learner reading it.
-fn start_learning(owner: &mut Owner, state: StateDir) -> anyhow::Result<Learner> {
+pub(crate) fn start_learning(owner: &mut Owner, state: StateDir) -> anyhow::Result<Learner> {
     let names: Vec<String> = owner
         .settings
         .interfaces

@@ -23,7 +23,7 @@ use super::{
     state::InstalledRule,
 };
 use crate::{
-    datapath::{Datapath, kernel::Kernel, load::Attached, pins::Pins},
+    datapath::{Datapath, XdpChoice, kernel::Kernel, load::Attached, pins::Pins},
     repeated::Repeated,
     ruleset::{build::RuleBuilder, changes, listing::Listing, policy::Policy, rules::RuleSet},
     settings::{Interface, Settings},
@@ -151,13 +151,94 @@ impl Owner {
         }
     }
 
-    /// Applies `rules` hitlessly, records the change; the error says what failed.
+    /// Moves the filter onto a program with bigger maps when `rules` outgrow the ones it was
+    /// loaded with: swapped onto the pinned links without a gap, rule counters carried over,
+    /// the learner restarted on the new maps (taking back what it learned from its record).
+    pub fn make_room(&mut self, rules: &RuleSet) -> anyhow::Result<()> {
+        if self.dp.fits(rules) {
+            return Ok(());
+        }
+        let before = self.dp.capacity();
+        let mut next = self
+            .dp
+            .grown_for(rules, &self.pins)
+            .context("loading the program with bigger maps")?;
+        // The learner writes into the old maps: it stops, and starts again on the new ones.
+        let learning = self.learner.take().is_some();
+        let mut moved: Vec<(String, XdpChoice)> = Vec::new();
+        for (name, _) in self.attached.clone() {
+            let choice = self
+                .settings
+                .interfaces
+                .iter()
+                .find(|i| i.name == name)
+                .map_or(self.settings.daemon.xdp_mode, |i| {
+                    self.settings.xdp_mode_of(i)
+                });
+            if let Err(e) = next.attach_pinned(&name, choice, &self.pins) {
+                // Back onto the program that still holds everything.
+                for (done, choice) in &moved {
+                    if let Err(undo) = self.dp.attach_pinned(done, *choice, &self.pins) {
+                        tracing::error!(iface = done, error = %undo, "moving back to the old program");
+                    }
+                }
+                let _ = self.dp.pin_program_at(&self.pins);
+                let _ = self.dp.pin_lookup_maps(&self.pins);
+                if learning {
+                    self.restart_learner()?;
+                }
+                return Err(
+                    anyhow::Error::new(e).context(format!("moving {name} to the bigger maps"))
+                );
+            }
+            moved.push((name, choice));
+        }
+        // Packets already inside the old program finish within microseconds.
+        std::thread::sleep(Duration::from_millis(10));
+        if let Err(e) = next.carry_rule_counters_from(&self.dp) {
+            tracing::warn!(error = %e, "carrying the rule counters over to the bigger maps");
+        }
+        drop(std::mem::replace(&mut self.dp, next));
+        if learning {
+            self.restart_learner()?;
+        }
+        let after = self.dp.capacity();
+        println!(
+            "the rule set outgrew the maps: moved the filter to bigger ones without a gap ({} rule counters, were {})",
+            after.rules, before.rules
+        );
+        tracing::info!(
+            rules_before = before.rules,
+            rules_after = after.rules,
+            "the rule set outgrew the maps: moved the filter to bigger ones without a gap"
+        );
+        Ok(())
+    }
+
+    fn restart_learner(&mut self) -> anyhow::Result<()> {
+        let state = super::state::StateDir::open(&self.settings.paths.state_dir)?;
+        self.learner = Some(super::start_learning(self, state)?);
+        let sets = self.builder.effective(&self.service_sets);
+        self.learn_names(&sets);
+        Ok(())
+    }
+
+    /// Applies `rules` hitlessly (on bigger maps when they need them), records the change;
+    /// the error says what failed.
     fn apply(
         &mut self,
         sets: &[EndpointSet],
         rules: RuleSet,
         cause: &str,
     ) -> Result<String, String> {
+        if let Err(e) = self.make_room(&rules) {
+            tracing::error!(
+                cause,
+                error = format!("{e:#}"),
+                "the rule set outgrew the maps and bigger ones failed; the rule set in force stays"
+            );
+            return Err(format!("{e:#}"));
+        }
         match super::updater::apply(&mut self.dp, rules, cause) {
             Some(change) => {
                 let text = changes::describe(&change);
@@ -177,12 +258,17 @@ impl Owner {
     ) -> Result<String, String> {
         let effective = self.builder.effective(&sets);
         let resolved = self.resolved_sets(&effective);
-        let builder = &self.builder;
-        let taken = super::updater::take_list(
-            &mut self.dp,
-            |previous| builder.build(&sets, &resolved, previous),
-            version,
-        )?;
+        let built = self.builder.build(&sets, &resolved, self.dp.installed());
+        if let Ok((_, rules)) = &built
+            && let Err(e) = self.make_room(rules)
+        {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "the new endpoint list outgrew the maps and bigger ones failed; keeping the one in force"
+            );
+            return Err(format!("service version {version} not applied: {e:#}"));
+        }
+        let taken = super::updater::take_list(&mut self.dp, |_| built, version)?;
         self.recorder.record(Record::Change(taken.change));
         self.remember(&taken.effective);
         self.service_sets = sets;
@@ -466,6 +552,7 @@ impl Owner {
                 self.attach(&iface)?;
                 attached_now.push(iface.name.clone());
             }
+            self.make_room(&rules)?;
             self.dp
                 .set_policy(&policy)
                 .context("writing the new policy")?;

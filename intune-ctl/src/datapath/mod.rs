@@ -5,6 +5,7 @@ pub mod batch;
 pub mod bpffs;
 pub mod counters;
 pub mod drain;
+pub mod grow;
 pub mod kernel;
 pub mod kernel_log;
 pub mod learning;
