@@ -60,6 +60,19 @@ pub fn metric(text: &str, name: &str) -> u64 {
         .unwrap() as u64
 }
 
+/// Pins of a test's own under bpffs, named by `tag`, the test process and the test's
+/// temporary directory `dir`: parallel tests never share them.
+pub fn test_pins(tag: &str, dir: &std::path::Path) -> intune_ctl::datapath::pins::Pins {
+    intune_ctl::datapath::pins::Pins::new(format!(
+        "/sys/fs/bpf/ixt-{tag}-{}-{}",
+        std::process::id(),
+        dir.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .trim_start_matches('.')
+    ))
+}
+
 /// Spawns `cmd` (a daemon command line already in its namespace) with its files in `dir`
 /// (`sets.json` as its endpoints, state and control socket) and its pins under `pins`, then
 /// `extra`; returns once it attached to `iface`.

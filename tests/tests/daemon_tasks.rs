@@ -22,7 +22,7 @@ use intune_tests::{
     dns::Dnsmasq,
     netns::Netns,
     output,
-    process::{Lines, spawn_daemon},
+    process::{Lines, spawn_daemon, test_pins},
     require_root, scaled_secs, slowdown,
 };
 use serde_json::Value;
@@ -71,14 +71,7 @@ fn silent_service(ns: &Netns) -> (String, Arc<AtomicUsize>) {
 }
 
 fn pins_for(dir: &Path) -> Pins {
-    Pins::new(format!(
-        "/sys/fs/bpf/ixt-tasks-{}-{}",
-        std::process::id(),
-        dir.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .trim_start_matches('.')
-    ))
+    test_pins("tasks", dir)
 }
 
 struct Daemon {
@@ -89,6 +82,28 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// `daemon --config CONFIG` in `ns` (and `extra`), its files in `dir`; once attached to t0.
+    fn configured(ns: &Netns, dir: tempfile::TempDir, config: &Path, extra: &[&str]) -> Daemon {
+        let pins = pins_for(dir.path());
+        let mut child = ns
+            .command(bin())
+            .args(["daemon", "--config"])
+            .arg(config)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("daemon");
+        let lines = Lines::of(&mut child);
+        lines.wait_for("attached to t0", 30);
+        Daemon {
+            child,
+            lines,
+            pins,
+            dir,
+        }
+    }
+
     fn signal(&self, signal: i32) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, signal) };
@@ -287,23 +302,7 @@ fn a_reload_that_fails_half_way_is_undone_and_the_read_commands_follow_the_confi
     .unwrap();
     // Only the config says where the daemon's files are; a flag adds an exclusion the config
     // does not hold, so a rule set rebuilt from the config alone would differ.
-    let mut child = ns
-        .command(bin())
-        .args(["daemon", "--config"])
-        .arg(&config)
-        .args(["--exclude", "203.0.113.128/25"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("daemon");
-    let lines = Lines::of(&mut child);
-    lines.wait_for("attached to t0", 30);
-    let d = Daemon {
-        child,
-        lines,
-        pins,
-        dir,
-    };
+    let d = Daemon::configured(&ns, dir, &config, &["--exclude", "203.0.113.128/25"]);
     let read = |args: &[&str]| -> Value {
         let (code, out, err) = output(
             std::process::Command::new(bin())
@@ -445,22 +444,7 @@ fn a_rule_set_that_outgrows_the_maps_moves_to_bigger_ones_without_a_gap() {
         reload_config(dir.path(), &pins, T0, &["sets.json"]),
     )
     .unwrap();
-    let mut child = ns
-        .command(bin())
-        .args(["daemon", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("daemon");
-    let lines = Lines::of(&mut child);
-    lines.wait_for("attached to t0", 30);
-    let d = Daemon {
-        child,
-        lines,
-        pins,
-        dir,
-    };
+    let d = Daemon::configured(&ns, dir, &config, &[]);
     send_syns(&ns, 20);
     assert_eq!(rule_packets(&d.ctl(&["stats"]), "203.0.113.0/24"), 20);
 

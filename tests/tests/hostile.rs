@@ -17,7 +17,7 @@ use intune_tests::{
     dns::Dnsmasq,
     netns::{Gateway, Netns},
     output,
-    process::{Lines, spawn_daemon, wait_until_reachable},
+    process::{Lines, spawn_daemon, test_pins, wait_until_reachable},
     require_root,
 };
 use serde_json::Value;
@@ -86,15 +86,7 @@ impl Daemon {
         let extra: Vec<String> = extra.iter().map(std::string::ToString::to_string).collect();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("sets.json"), SETS).unwrap();
-        let pins = Pins::new(format!(
-            "/sys/fs/bpf/ixt-hostile-{}-{}",
-            std::process::id(),
-            dir.path()
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .trim_start_matches('.')
-        ));
+        let pins = test_pins("hostile", dir.path());
         let (child, lines) = Self::spawn(gw, dir.path(), &pins, &extra);
         Daemon {
             child,

@@ -16,7 +16,7 @@ use intune_tests::{
     dns::{Dnsmasq, query_bytes},
     netns::{Gateway, Netns, veth},
     output,
-    process::{Lines, metric, scrape, spawn_daemon},
+    process::{Lines, metric, scrape, spawn_daemon, test_pins},
     require_root,
 };
 use serde_json::Value;
@@ -137,15 +137,7 @@ impl Daemon {
 
     fn start_in(gw: &Netns, dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
         std::fs::write(dir.path().join("sets.json"), SETS).unwrap();
-        let pins = Pins::new(format!(
-            "/sys/fs/bpf/ixt-learn-{}-{}",
-            std::process::id(),
-            dir.path()
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .trim_start_matches('.')
-        ));
+        let pins = test_pins("learn", dir.path());
         let extra: Vec<String> = extra.iter().map(std::string::ToString::to_string).collect();
         let (child, lines) = Self::spawn(gw, dir.path(), &pins, &extra);
         Daemon {

@@ -37,7 +37,7 @@ const LOG_PROGRAM: &str = "intune_xdp_log";
 /// Loads the log program into the classifier's tail-call slot (when the log is on). A stopped
 /// daemon's program logs no more, and still decides.
 pub(super) fn install(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
-    super::tail::xdp(ebpf, LOG_PROGRAM, XDP_TAIL, LOG_PROGRAM_INDEX)
+    super::tail::load_into::<aya::programs::Xdp>(ebpf, LOG_PROGRAM, XDP_TAIL, LOG_PROGRAM_INDEX)
 }
 
 /// Hands aya-log's records (already formatted) to `tracing`.

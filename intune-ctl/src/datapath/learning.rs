@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use aya::{
     maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::{
-        LinkOrder, SchedClassifier, TcAttachType, TestRun as _, TestRunOptions,
+        LinkOrder, SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp,
         tc::{self, NlOptions, TcAttachOptions},
     },
 };
@@ -41,8 +41,13 @@ impl Datapath {
     ) -> Result<Maps, DatapathError> {
         // The helpers first: the query recorder (the classifier tail-calls it for the queries
         // it passes) and the answer reader (the capture tail-calls it).
-        super::tail::xdp(&mut self.ebpf, QUERY_PROGRAM, XDP_TAIL, QUERY_PROGRAM_INDEX)?;
-        super::tail::tc(
+        super::tail::load_into::<Xdp>(
+            &mut self.ebpf,
+            QUERY_PROGRAM,
+            XDP_TAIL,
+            QUERY_PROGRAM_INDEX,
+        )?;
+        super::tail::load_into::<SchedClassifier>(
             &mut self.ebpf,
             ANSWERS_PROGRAM,
             DNS_TAIL,

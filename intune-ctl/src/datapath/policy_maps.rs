@@ -113,22 +113,7 @@ impl Datapath {
 
     fn write_allow(&mut self, entries: &[(IpNet, AllowEntry)]) -> Result<(), DatapathError> {
         for (net, entry) in entries {
-            match net {
-                IpNet::V4(n) => {
-                    let mut trie =
-                        LpmTrie::<_, [u8; 4], AllowEntry>::try_from(self.map_mut(ALLOW_V4)?)
-                            .map_err(map_err(ALLOW_V4))?;
-                    let key = Key::new(u32::from(n.prefix_len()), n.network().octets());
-                    trie.insert(&key, entry, 0).map_err(map_err(ALLOW_V4))?;
-                }
-                IpNet::V6(n) => {
-                    let mut trie =
-                        LpmTrie::<_, [u8; 16], AllowEntry>::try_from(self.map_mut(ALLOW_V6)?)
-                            .map_err(map_err(ALLOW_V6))?;
-                    let key = Key::new(u32::from(n.prefix_len()), n.network().octets());
-                    trie.insert(&key, entry, 0).map_err(map_err(ALLOW_V6))?;
-                }
-            }
+            self.allow_entry(net, Some(entry))?;
             self.allowed.push(*net);
         }
         Ok(())
@@ -136,23 +121,36 @@ impl Datapath {
 
     fn remove_allow(&mut self, nets: Vec<IpNet>) -> Result<(), DatapathError> {
         for net in nets {
-            match net {
-                IpNet::V4(n) => {
-                    let mut trie =
-                        LpmTrie::<_, [u8; 4], AllowEntry>::try_from(self.map_mut(ALLOW_V4)?)
-                            .map_err(map_err(ALLOW_V4))?;
-                    trie.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
-                        .map_err(map_err(ALLOW_V4))?;
-                }
-                IpNet::V6(n) => {
-                    let mut trie =
-                        LpmTrie::<_, [u8; 16], AllowEntry>::try_from(self.map_mut(ALLOW_V6)?)
-                            .map_err(map_err(ALLOW_V6))?;
-                    trie.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
-                        .map_err(map_err(ALLOW_V6))?;
-                }
-            }
+            self.allow_entry(&net, None)?;
         }
         Ok(())
+    }
+
+    /// Writes (`Some`) or removes (`None`) `net`'s entry in the trie of its family.
+    fn allow_entry(
+        &mut self,
+        net: &IpNet,
+        entry: Option<&AllowEntry>,
+    ) -> Result<(), DatapathError> {
+        let len = u32::from(net.prefix_len());
+        match net {
+            IpNet::V4(n) => self.allow_trie(ALLOW_V4, &Key::new(len, n.network().octets()), entry),
+            IpNet::V6(n) => self.allow_trie(ALLOW_V6, &Key::new(len, n.network().octets()), entry),
+        }
+    }
+
+    fn allow_trie<const N: usize>(
+        &mut self,
+        name: &'static str,
+        key: &Key<[u8; N]>,
+        entry: Option<&AllowEntry>,
+    ) -> Result<(), DatapathError> {
+        let mut trie = LpmTrie::<_, [u8; N], AllowEntry>::try_from(self.map_mut(name)?)
+            .map_err(map_err(name))?;
+        match entry {
+            Some(entry) => trie.insert(key, entry, 0),
+            None => trie.remove(key),
+        }
+        .map_err(map_err(name))
     }
 }

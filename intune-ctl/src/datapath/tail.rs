@@ -4,40 +4,53 @@
 use aya::{
     Ebpf,
     maps::ProgramArray,
-    programs::{ProgramFd, SchedClassifier, Xdp},
+    programs::{Program, ProgramError, ProgramFd, SchedClassifier, Xdp},
 };
 
 use super::{DatapathError, sync::map_err};
 
-/// Loads the XDP program `program` into slot `index` of `map`.
-pub(super) fn xdp(
-    ebpf: &mut Ebpf,
-    program: &'static str,
-    map: &'static str,
-    index: u32,
-) -> Result<(), DatapathError> {
-    let prog: &mut Xdp = ebpf
-        .program_mut(program)
-        .ok_or(DatapathError::Missing(program))?
-        .try_into()?;
-    prog.load()?;
-    let fd = prog.fd()?.try_clone().map_err(DatapathError::Fd)?;
-    set(ebpf, map, index, &fd)
+/// The program kinds a slot holds: loaded with no arguments, found by descriptor.
+pub(super) trait Slotted {
+    fn load_program(&mut self) -> Result<(), ProgramError>;
+    fn program_fd(&self) -> Result<&ProgramFd, ProgramError>;
 }
 
-/// Loads the TC program `program` into slot `index` of `map`.
-pub(super) fn tc(
+impl Slotted for Xdp {
+    fn load_program(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
+
+    fn program_fd(&self) -> Result<&ProgramFd, ProgramError> {
+        self.fd()
+    }
+}
+
+impl Slotted for SchedClassifier {
+    fn load_program(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
+
+    fn program_fd(&self) -> Result<&ProgramFd, ProgramError> {
+        self.fd()
+    }
+}
+
+/// Loads `program` (an XDP or TC program) into slot `index` of `map`.
+pub(super) fn load_into<P: Slotted>(
     ebpf: &mut Ebpf,
     program: &'static str,
     map: &'static str,
     index: u32,
-) -> Result<(), DatapathError> {
-    let prog: &mut SchedClassifier = ebpf
+) -> Result<(), DatapathError>
+where
+    for<'a> &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    let prog: &mut P = ebpf
         .program_mut(program)
         .ok_or(DatapathError::Missing(program))?
         .try_into()?;
-    prog.load()?;
-    let fd = prog.fd()?.try_clone().map_err(DatapathError::Fd)?;
+    prog.load_program()?;
+    let fd = prog.program_fd()?.try_clone().map_err(DatapathError::Fd)?;
     set(ebpf, map, index, &fd)
 }
 
