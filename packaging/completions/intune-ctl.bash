@@ -130,13 +130,25 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__changes)
-            opts="-h --state-dir --last --json --help"
+            opts="-h --config --bpffs-dir --state-dir --control-socket --last --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control-socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -238,7 +250,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__daemon)
-            opts="-h --config --iface --endpoints --no-builtin --exclude --peer-ports --region --skip-set --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --learn-from-dns --learn-trusted --learn-max --mode --direction --dns-resolver --dhcp-server --no-local --idle-timeout --xdp-mode --interval --bpffs-dir --control-socket --metrics-listen --detach-on-stop --help"
+            opts="-h --config --bpffs-dir --state-dir --control-socket --iface --xdp-mode --interval --metrics-listen --detach-on-stop --endpoints --no-builtin --exclude --peer-ports --region --skip-set --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --learn-from-dns --learn-trusted --learn-max --mode --direction --dns-resolver --dhcp-server --no-local --idle-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -248,7 +260,31 @@ _intune__ctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --bpffs-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --iface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --xdp-mode)
+                    COMPREPLY=($(compgen -W "auto native generic" -- "${cur}"))
+                    return 0
+                    ;;
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -285,10 +321,6 @@ _intune__ctl() {
                     return 0
                     ;;
                 --category)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -356,26 +388,6 @@ _intune__ctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --xdp-mode)
-                    COMPREPLY=($(compgen -W "auto native generic" -- "${cur}"))
-                    return 0
-                    ;;
-                --interval)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --bpffs-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --control-socket)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --metrics-listen)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -384,7 +396,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__detach)
-            opts="-h --iface --bpffs-dir --help"
+            opts="-h --iface --config --bpffs-dir --state-dir --control-socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -394,7 +406,19 @@ _intune__ctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --bpffs-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control-socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -406,7 +430,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__endpoints)
-            opts="-h --source --endpoints --no-builtin --exclude --peer-ports --region --skip-set --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --ips --urls --json --help"
+            opts="-h --source --config --bpffs-dir --state-dir --control-socket --endpoints --no-builtin --exclude --peer-ports --region --skip-set --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --refresh-interval --max-shrink --service-timeout --ips --urls --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -414,6 +438,22 @@ _intune__ctl() {
             case "${prev}" in
                 --source)
                     COMPREPLY=($(compgen -W "builtin service file effective" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --endpoints)
@@ -449,10 +489,6 @@ _intune__ctl() {
                     return 0
                     ;;
                 --category)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -700,12 +736,28 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__list)
-            opts="-h --endpoints --no-builtin --exclude --peer-ports --region --skip-set --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --json --help"
+            opts="-h --config --bpffs-dir --state-dir --control-socket --endpoints --no-builtin --exclude --peer-ports --region --skip-set --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --refresh-interval --max-shrink --service-timeout --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --endpoints)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -742,10 +794,6 @@ _intune__ctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --state-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --refresh-interval)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -766,7 +814,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__lookup)
-            opts="-h --port --proto --direction --json --bpffs-dir --state-dir --help"
+            opts="-h --port --proto --direction --json --config --bpffs-dir --state-dir --control-socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -784,11 +832,19 @@ _intune__ctl() {
                     COMPREPLY=($(compgen -W "dst src" -- "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --bpffs-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control-socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -814,12 +870,24 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__refresh)
-            opts="-h --json --control-socket --help"
+            opts="-h --json --config --bpffs-dir --state-dir --control-socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --control-socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -832,12 +900,28 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__resolve)
-            opts="-h --endpoints --no-builtin --exclude --peer-ports --region --skip-set --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --state-dir --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --learn-from-dns --learn-trusted --learn-max --json --help"
+            opts="-h --config --bpffs-dir --state-dir --control-socket --endpoints --no-builtin --exclude --peer-ports --region --skip-set --no-service --service-url --instance --service-area --common-set --no-ipv6 --category --required-only --refresh-interval --max-shrink --service-timeout --resolver --no-resolve --dns-min-ttl --dns-max-ttl --dns-grace --dns-timeout --dns-rate --learn-from-dns --learn-trusted --learn-max --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --endpoints)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -871,10 +955,6 @@ _intune__ctl() {
                     return 0
                     ;;
                 --category)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -930,7 +1010,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__stats)
-            opts="-h --by --watch --json --bpffs-dir --state-dir --help"
+            opts="-h --by --watch --json --config --bpffs-dir --state-dir --control-socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -944,11 +1024,19 @@ _intune__ctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --bpffs-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control-socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -960,13 +1048,13 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__status)
-            opts="-h --json --control-socket --bpffs-dir --state-dir --help"
+            opts="-h --json --config --bpffs-dir --state-dir --control-socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --control-socket)
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -975,6 +1063,10 @@ _intune__ctl() {
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control-socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

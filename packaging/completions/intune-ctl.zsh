@@ -31,25 +31,25 @@ _intune-ctl() {
             (classify)
 _arguments "${_arguments_options[@]}" : \
 '--pcap=[Capture to classify (pcap or pcapng, Ethernet link type)]:FILE:_files' \
-'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
-'*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
-'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out]:REGION:((all\:"Every region'\''s endpoints"
+'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable) \[config\: sources.files\]]:FILE:_files' \
+'*--exclude=[A prefix or host name never to allow (repeatable) \[config\: sources.exclude\]]:PREFIX|NAME:_default' \
+'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out \[config\: sources.region; default all\]]:REGION:((all\:"Every region'\''s endpoints"
 na\:"North America"
 eu\:"Europe"
 ap\:"Asia Pacific"))' \
-'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8)]:ID:_default' \
-'--mode=[monitor\: pass everything and count; enforce\: drop what is neither Intune nor infrastructure]:MODE:((monitor\:"Pass everything, count"
+'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8) \[config\: sources.skip_sets\]]:ID:_default' \
+'--mode=[monitor\: pass everything and count; enforce\: drop what is neither Intune nor infrastructure \[config\: policy.mode; default monitor\]]:MODE:((monitor\:"Pass everything, count"
 enforce\:"Pass Intune traffic and the infrastructure a network needs; drop the rest"))' \
-'--direction=[Which address is matched\: dst (traffic from devices), src (return traffic) or both]:DIRECTION:((dst\:"Match the destination\: traffic from devices to Intune"
+'--direction=[Which address is matched\: dst (traffic from devices), src (return traffic) or both \[config\: policy.direction; default dst\]]:DIRECTION:((dst\:"Match the destination\: traffic from devices to Intune"
 src\:"Match the source\: return traffic from Intune"
 both\:"Either"))' \
-'*--dns-resolver=[In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default\: any resolver, which makes DNS a way around enforce mode)]:ADDRESS:_default' \
-'*--dhcp-server=[A DHCP server or relay DHCP may go to besides the broadcast (repeatable)]:ADDRESS:_default' \
-'--idle-timeout=[What leaves every list (a prefix a refresh removed, an address out of DNS, an expired learned address) still passes for its connections until no packet came for this long; 0 removes it at once]:DURATION:_default' \
+'*--dns-resolver=[In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default\: any resolver, which makes DNS a way around enforce mode) \[config\: policy.dns_resolvers\]]:ADDRESS:_default' \
+'*--dhcp-server=[A DHCP server or relay DHCP may go to besides the broadcast (repeatable) \[config\: policy.dhcp_servers\]]:ADDRESS:_default' \
+'--idle-timeout=[What leaves every list (a prefix a refresh removed, an address out of DNS, an expired learned address) still passes for its connections until no packet came for this long; 0 removes it at once \[config\: policy.idle_timeout; default 1h\]]:DURATION:_default' \
 '*--local-address=[One of the gateway'\''s own addresses with its prefix length (repeatable)\: frames to it are local, as the daemon decides for the addresses it follows]:ADDR/LEN:_default' \
-'--no-builtin[Leave the built-in list out]' \
-'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
-'--no-local[Filter the gateway'\''s own traffic, link-local multicast and broadcast like any other (by default they pass as \`local\`)]' \
+'--no-builtin[Leave the built-in list out \[config\: sources.builtin = false\]]' \
+'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544) \[config\: policy.peer_ports\]]' \
+'--no-local[Filter the gateway'\''s own traffic, link-local multicast and broadcast like any other (by default they pass as \`local\`) \[config\: policy.allow_local = false\]]' \
 '--json[One JSON object a frame, then one with the totals]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
@@ -57,121 +57,122 @@ both\:"Either"))' \
 ;;
 (daemon)
 _arguments "${_arguments_options[@]}" : \
-'--config=[The config file; flags given here override it. Default\: /etc/intune-ctl/config.toml when it exists]:FILE:_files' \
-'*--iface=[Interface to attach to (repeatable); \`IF\:DIR\` gives it its own direction (dst, src, both)]:IF[:DIR]:_default' \
-'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
-'*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
-'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out]:REGION:((all\:"Every region'\''s endpoints"
+'--config=[The config file (default\: /etc/intune-ctl/config.toml when it exists); flags given here override it]:FILE:_files' \
+'--bpffs-dir=[Where the program, its maps and links are pinned \[config\: paths.bpffs_dir\]]:DIR:_files' \
+'--state-dir=[The state directory\: recorded rules, caches, changes \[config\: paths.state_dir\]]:DIR:_files' \
+'--control-socket=[The daemon'\''s control socket \[config\: paths.control_socket\]]:PATH:_files' \
+'*--iface=[Interface to attach to (repeatable); \`IF\:DIR\` gives it its own direction (dst, src, both) \[config\: \[\[interface\]\]\]]:IF[:DIR]:_default' \
+'--xdp-mode=[auto\: native where the driver has it, else generic \[config\: daemon.xdp_mode\]]:XDP_MODE:((auto\:"Native, falling back to generic when the driver has no XDP support"
+native\:""
+generic\:""))' \
+'--interval=[Seconds between hit-counter tables \[config\: daemon.counters_interval; default 5\]]:SECONDS:_default' \
+'--metrics-listen=[Serve Prometheus metrics on this address \[config\: metrics.listen\]]:ADDR:PORT:_default' \
+'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable) \[config\: sources.files\]]:FILE:_files' \
+'*--exclude=[A prefix or host name never to allow (repeatable) \[config\: sources.exclude\]]:PREFIX|NAME:_default' \
+'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out \[config\: sources.region; default all\]]:REGION:((all\:"Every region'\''s endpoints"
 na\:"North America"
 eu\:"Europe"
 ap\:"Asia Pacific"))' \
-'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8)]:ID:_default' \
-'--service-url=[]:URL:_default' \
-'--instance=[]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
-'*--service-area=[Service areas to ask for (repeatable)]:AREA:_default' \
-'*--common-set=[Common sets to keep\: the article'\''s Intune dependencies by default (repeatable)]:ID:_default' \
-'*--category=[Keep only sets of this category (repeatable)\: Optimize, Allow, Default]:CATEGORY:_default' \
-'--state-dir=[Where the client request id, the last-known-good cache and the change record live]:DIR:_files' \
-'--refresh-interval=[Seconds between version checks; at least 3600 against the real service]:SECONDS:_default' \
-'--max-shrink=[Share of the service'\''s prefixes a new list may remove before it is rejected]:SHARE:_default' \
-'--service-timeout=[Seconds a request may take, and to wait for a connection (a third of it)]:SECONDS:_default' \
-'*--resolver=[Resolver to look the listed names up with (repeatable; default\: the system'\''s, from /etc/resolv.conf). Not the same as --dns-resolver, which says where devices may send DNS]:ADDR:PORT:_default' \
-'--dns-min-ttl=[Shortest time between lookups of a name, whatever its TTL]:DURATION:_default' \
-'--dns-max-ttl=[Longest time between lookups of a name, whatever its TTL]:DURATION:_default' \
-'--dns-grace=[How long an address stays after the TTL of the last answer that held it]:DURATION:_default' \
-'--dns-timeout=[How long one query waits for an answer]:DURATION:_default' \
-'--dns-rate=[Lookups started per second at most]:N:_default' \
-'*--learn-trusted=[Learn only from answers of this resolver (repeatable; default\: the --dns-resolver ones; learning needs one or the other)]:ADDR:_default' \
-'--learn-max=[Learned addresses kept at most; the least recently seen goes first]:N:_default' \
-'--mode=[monitor\: pass everything and count; enforce\: drop what is neither Intune nor infrastructure]:MODE:((monitor\:"Pass everything, count"
+'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8) \[config\: sources.skip_sets\]]:ID:_default' \
+'--service-url=[\[config\: sources.service_url\]]:URL:_default' \
+'--instance=[\[config\: sources.instance; default Worldwide\]]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
+'*--service-area=[Service areas to ask for (repeatable) \[config\: sources.service_areas; default MEM, Common\]]:AREA:_default' \
+'*--common-set=[Common sets to keep (repeatable) \[config\: sources.common_sets; default the article'\''s Intune dependencies\]]:ID:_default' \
+'*--category=[Keep only sets of this category (repeatable)\: Optimize, Allow, Default \[config\: sources.categories\]]:CATEGORY:_default' \
+'--refresh-interval=[Seconds between version checks; at least 3600 against the real service \[config\: sources.refresh_interval; default 1h\]]:SECONDS:_default' \
+'--max-shrink=[Share of the service'\''s prefixes a new list may remove before it is rejected \[config\: sources.max_shrink; default 0.5\]]:SHARE:_default' \
+'--service-timeout=[Seconds a request may take, and to wait for a connection (a third of it) \[config\: sources.service_timeout; default 30\]]:SECONDS:_default' \
+'*--resolver=[Resolver to look the listed names up with (repeatable; default\: the system'\''s, from /etc/resolv.conf). Not the same as --dns-resolver, which says where devices may send DNS \[config\: dns.resolvers\]]:ADDR:PORT:_default' \
+'--dns-min-ttl=[Shortest time between lookups of a name, whatever its TTL \[config\: dns.min_ttl; 30s\]]:DURATION:_default' \
+'--dns-max-ttl=[Longest time between lookups of a name, whatever its TTL \[config\: dns.max_ttl; 1h\]]:DURATION:_default' \
+'--dns-grace=[How long an address stays after the TTL of the last answer that held it \[config\: dns.grace; 10m\]]:DURATION:_default' \
+'--dns-timeout=[How long one query waits for an answer \[config\: dns.timeout; 3s\]]:DURATION:_default' \
+'--dns-rate=[Lookups started per second at most \[config\: dns.rate; 50\]]:N:_default' \
+'*--learn-trusted=[Learn only from answers of this resolver (repeatable; default\: the --dns-resolver ones; learning needs one or the other) \[config\: dns.learn_trusted\]]:ADDR:_default' \
+'--learn-max=[Learned addresses kept at most; the least recently seen goes first \[config\: dns.learn_max\]]:N:_default' \
+'--mode=[monitor\: pass everything and count; enforce\: drop what is neither Intune nor infrastructure \[config\: policy.mode; default monitor\]]:MODE:((monitor\:"Pass everything, count"
 enforce\:"Pass Intune traffic and the infrastructure a network needs; drop the rest"))' \
-'--direction=[Which address is matched\: dst (traffic from devices), src (return traffic) or both]:DIRECTION:((dst\:"Match the destination\: traffic from devices to Intune"
+'--direction=[Which address is matched\: dst (traffic from devices), src (return traffic) or both \[config\: policy.direction; default dst\]]:DIRECTION:((dst\:"Match the destination\: traffic from devices to Intune"
 src\:"Match the source\: return traffic from Intune"
 both\:"Either"))' \
-'*--dns-resolver=[In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default\: any resolver, which makes DNS a way around enforce mode)]:ADDRESS:_default' \
-'*--dhcp-server=[A DHCP server or relay DHCP may go to besides the broadcast (repeatable)]:ADDRESS:_default' \
-'--idle-timeout=[What leaves every list (a prefix a refresh removed, an address out of DNS, an expired learned address) still passes for its connections until no packet came for this long; 0 removes it at once]:DURATION:_default' \
-'--xdp-mode=[auto\: native where the driver has it, else generic]:XDP_MODE:((auto\:"Native, falling back to generic when the driver has no XDP support"
-native\:""
-generic\:""))' \
-'--interval=[Seconds between hit-counter tables]:SECONDS:_default' \
-'--bpffs-dir=[Where the program, its maps and links are pinned (bpffs is mounted when missing)]:DIR:_files' \
-'--control-socket=[The control socket \`status\` and \`refresh\` talk to]:PATH:_files' \
-'--metrics-listen=[Serve Prometheus metrics on this address]:ADDR:PORT:_default' \
-'--no-builtin[Leave the built-in list out]' \
-'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
-'--no-service[Do not use the endpoint web service]' \
-'--no-ipv6[Ask for IPv4 prefixes only]' \
-'--required-only[Keep only sets the service marks required]' \
-'--no-resolve[Do not resolve the listed names\: match the listed prefixes only]' \
-'--learn-from-dns[Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic\: off unless asked)]' \
-'--no-local[Filter the gateway'\''s own traffic, link-local multicast and broadcast like any other (by default they pass as \`local\`)]' \
-'--detach-on-stop[Remove the filter when the daemon stops (by default it stays attached)]' \
+'*--dns-resolver=[In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default\: any resolver, which makes DNS a way around enforce mode) \[config\: policy.dns_resolvers\]]:ADDRESS:_default' \
+'*--dhcp-server=[A DHCP server or relay DHCP may go to besides the broadcast (repeatable) \[config\: policy.dhcp_servers\]]:ADDRESS:_default' \
+'--idle-timeout=[What leaves every list (a prefix a refresh removed, an address out of DNS, an expired learned address) still passes for its connections until no packet came for this long; 0 removes it at once \[config\: policy.idle_timeout; default 1h\]]:DURATION:_default' \
+'--detach-on-stop[Remove the filter when the daemon stops (by default it stays attached) \[config\: daemon.detach_on_stop\]]' \
+'--no-builtin[Leave the built-in list out \[config\: sources.builtin = false\]]' \
+'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544) \[config\: policy.peer_ports\]]' \
+'--no-service[Do not use the endpoint web service \[config\: sources.service = false\]]' \
+'--no-ipv6[Ask for IPv4 prefixes only \[config\: sources.no_ipv6\]]' \
+'--required-only[Keep only sets the service marks required \[config\: sources.required_only\]]' \
+'--no-resolve[Do not resolve the listed names\: match the listed prefixes only \[config\: dns.enabled = false\]]' \
+'--learn-from-dns[Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic\: off unless asked) \[config\: dns.learn_from_dns\]]' \
+'--no-local[Filter the gateway'\''s own traffic, link-local multicast and broadcast like any other (by default they pass as \`local\`) \[config\: policy.allow_local = false\]]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (run)
 _arguments "${_arguments_options[@]}" : \
-'--config=[The config file; flags given here override it. Default\: /etc/intune-ctl/config.toml when it exists]:FILE:_files' \
-'*--iface=[Interface to attach to (repeatable); \`IF\:DIR\` gives it its own direction (dst, src, both)]:IF[:DIR]:_default' \
-'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
-'*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
-'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out]:REGION:((all\:"Every region'\''s endpoints"
+'--config=[The config file (default\: /etc/intune-ctl/config.toml when it exists); flags given here override it]:FILE:_files' \
+'--bpffs-dir=[Where the program, its maps and links are pinned \[config\: paths.bpffs_dir\]]:DIR:_files' \
+'--state-dir=[The state directory\: recorded rules, caches, changes \[config\: paths.state_dir\]]:DIR:_files' \
+'--control-socket=[The daemon'\''s control socket \[config\: paths.control_socket\]]:PATH:_files' \
+'*--iface=[Interface to attach to (repeatable); \`IF\:DIR\` gives it its own direction (dst, src, both) \[config\: \[\[interface\]\]\]]:IF[:DIR]:_default' \
+'--xdp-mode=[auto\: native where the driver has it, else generic \[config\: daemon.xdp_mode\]]:XDP_MODE:((auto\:"Native, falling back to generic when the driver has no XDP support"
+native\:""
+generic\:""))' \
+'--interval=[Seconds between hit-counter tables \[config\: daemon.counters_interval; default 5\]]:SECONDS:_default' \
+'--metrics-listen=[Serve Prometheus metrics on this address \[config\: metrics.listen\]]:ADDR:PORT:_default' \
+'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable) \[config\: sources.files\]]:FILE:_files' \
+'*--exclude=[A prefix or host name never to allow (repeatable) \[config\: sources.exclude\]]:PREFIX|NAME:_default' \
+'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out \[config\: sources.region; default all\]]:REGION:((all\:"Every region'\''s endpoints"
 na\:"North America"
 eu\:"Europe"
 ap\:"Asia Pacific"))' \
-'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8)]:ID:_default' \
-'--service-url=[]:URL:_default' \
-'--instance=[]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
-'*--service-area=[Service areas to ask for (repeatable)]:AREA:_default' \
-'*--common-set=[Common sets to keep\: the article'\''s Intune dependencies by default (repeatable)]:ID:_default' \
-'*--category=[Keep only sets of this category (repeatable)\: Optimize, Allow, Default]:CATEGORY:_default' \
-'--state-dir=[Where the client request id, the last-known-good cache and the change record live]:DIR:_files' \
-'--refresh-interval=[Seconds between version checks; at least 3600 against the real service]:SECONDS:_default' \
-'--max-shrink=[Share of the service'\''s prefixes a new list may remove before it is rejected]:SHARE:_default' \
-'--service-timeout=[Seconds a request may take, and to wait for a connection (a third of it)]:SECONDS:_default' \
-'*--resolver=[Resolver to look the listed names up with (repeatable; default\: the system'\''s, from /etc/resolv.conf). Not the same as --dns-resolver, which says where devices may send DNS]:ADDR:PORT:_default' \
-'--dns-min-ttl=[Shortest time between lookups of a name, whatever its TTL]:DURATION:_default' \
-'--dns-max-ttl=[Longest time between lookups of a name, whatever its TTL]:DURATION:_default' \
-'--dns-grace=[How long an address stays after the TTL of the last answer that held it]:DURATION:_default' \
-'--dns-timeout=[How long one query waits for an answer]:DURATION:_default' \
-'--dns-rate=[Lookups started per second at most]:N:_default' \
-'*--learn-trusted=[Learn only from answers of this resolver (repeatable; default\: the --dns-resolver ones; learning needs one or the other)]:ADDR:_default' \
-'--learn-max=[Learned addresses kept at most; the least recently seen goes first]:N:_default' \
-'--mode=[monitor\: pass everything and count; enforce\: drop what is neither Intune nor infrastructure]:MODE:((monitor\:"Pass everything, count"
+'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8) \[config\: sources.skip_sets\]]:ID:_default' \
+'--service-url=[\[config\: sources.service_url\]]:URL:_default' \
+'--instance=[\[config\: sources.instance; default Worldwide\]]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
+'*--service-area=[Service areas to ask for (repeatable) \[config\: sources.service_areas; default MEM, Common\]]:AREA:_default' \
+'*--common-set=[Common sets to keep (repeatable) \[config\: sources.common_sets; default the article'\''s Intune dependencies\]]:ID:_default' \
+'*--category=[Keep only sets of this category (repeatable)\: Optimize, Allow, Default \[config\: sources.categories\]]:CATEGORY:_default' \
+'--refresh-interval=[Seconds between version checks; at least 3600 against the real service \[config\: sources.refresh_interval; default 1h\]]:SECONDS:_default' \
+'--max-shrink=[Share of the service'\''s prefixes a new list may remove before it is rejected \[config\: sources.max_shrink; default 0.5\]]:SHARE:_default' \
+'--service-timeout=[Seconds a request may take, and to wait for a connection (a third of it) \[config\: sources.service_timeout; default 30\]]:SECONDS:_default' \
+'*--resolver=[Resolver to look the listed names up with (repeatable; default\: the system'\''s, from /etc/resolv.conf). Not the same as --dns-resolver, which says where devices may send DNS \[config\: dns.resolvers\]]:ADDR:PORT:_default' \
+'--dns-min-ttl=[Shortest time between lookups of a name, whatever its TTL \[config\: dns.min_ttl; 30s\]]:DURATION:_default' \
+'--dns-max-ttl=[Longest time between lookups of a name, whatever its TTL \[config\: dns.max_ttl; 1h\]]:DURATION:_default' \
+'--dns-grace=[How long an address stays after the TTL of the last answer that held it \[config\: dns.grace; 10m\]]:DURATION:_default' \
+'--dns-timeout=[How long one query waits for an answer \[config\: dns.timeout; 3s\]]:DURATION:_default' \
+'--dns-rate=[Lookups started per second at most \[config\: dns.rate; 50\]]:N:_default' \
+'*--learn-trusted=[Learn only from answers of this resolver (repeatable; default\: the --dns-resolver ones; learning needs one or the other) \[config\: dns.learn_trusted\]]:ADDR:_default' \
+'--learn-max=[Learned addresses kept at most; the least recently seen goes first \[config\: dns.learn_max\]]:N:_default' \
+'--mode=[monitor\: pass everything and count; enforce\: drop what is neither Intune nor infrastructure \[config\: policy.mode; default monitor\]]:MODE:((monitor\:"Pass everything, count"
 enforce\:"Pass Intune traffic and the infrastructure a network needs; drop the rest"))' \
-'--direction=[Which address is matched\: dst (traffic from devices), src (return traffic) or both]:DIRECTION:((dst\:"Match the destination\: traffic from devices to Intune"
+'--direction=[Which address is matched\: dst (traffic from devices), src (return traffic) or both \[config\: policy.direction; default dst\]]:DIRECTION:((dst\:"Match the destination\: traffic from devices to Intune"
 src\:"Match the source\: return traffic from Intune"
 both\:"Either"))' \
-'*--dns-resolver=[In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default\: any resolver, which makes DNS a way around enforce mode)]:ADDRESS:_default' \
-'*--dhcp-server=[A DHCP server or relay DHCP may go to besides the broadcast (repeatable)]:ADDRESS:_default' \
-'--idle-timeout=[What leaves every list (a prefix a refresh removed, an address out of DNS, an expired learned address) still passes for its connections until no packet came for this long; 0 removes it at once]:DURATION:_default' \
-'--xdp-mode=[auto\: native where the driver has it, else generic]:XDP_MODE:((auto\:"Native, falling back to generic when the driver has no XDP support"
-native\:""
-generic\:""))' \
-'--interval=[Seconds between hit-counter tables]:SECONDS:_default' \
-'--bpffs-dir=[Where the program, its maps and links are pinned (bpffs is mounted when missing)]:DIR:_files' \
-'--control-socket=[The control socket \`status\` and \`refresh\` talk to]:PATH:_files' \
-'--metrics-listen=[Serve Prometheus metrics on this address]:ADDR:PORT:_default' \
-'--no-builtin[Leave the built-in list out]' \
-'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
-'--no-service[Do not use the endpoint web service]' \
-'--no-ipv6[Ask for IPv4 prefixes only]' \
-'--required-only[Keep only sets the service marks required]' \
-'--no-resolve[Do not resolve the listed names\: match the listed prefixes only]' \
-'--learn-from-dns[Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic\: off unless asked)]' \
-'--no-local[Filter the gateway'\''s own traffic, link-local multicast and broadcast like any other (by default they pass as \`local\`)]' \
-'--detach-on-stop[Remove the filter when the daemon stops (by default it stays attached)]' \
+'*--dns-resolver=[In enforce mode, allow DNS only to this resolver and answers only from it (repeatable; default\: any resolver, which makes DNS a way around enforce mode) \[config\: policy.dns_resolvers\]]:ADDRESS:_default' \
+'*--dhcp-server=[A DHCP server or relay DHCP may go to besides the broadcast (repeatable) \[config\: policy.dhcp_servers\]]:ADDRESS:_default' \
+'--idle-timeout=[What leaves every list (a prefix a refresh removed, an address out of DNS, an expired learned address) still passes for its connections until no packet came for this long; 0 removes it at once \[config\: policy.idle_timeout; default 1h\]]:DURATION:_default' \
+'--detach-on-stop[Remove the filter when the daemon stops (by default it stays attached) \[config\: daemon.detach_on_stop\]]' \
+'--no-builtin[Leave the built-in list out \[config\: sources.builtin = false\]]' \
+'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544) \[config\: policy.peer_ports\]]' \
+'--no-service[Do not use the endpoint web service \[config\: sources.service = false\]]' \
+'--no-ipv6[Ask for IPv4 prefixes only \[config\: sources.no_ipv6\]]' \
+'--required-only[Keep only sets the service marks required \[config\: sources.required_only\]]' \
+'--no-resolve[Do not resolve the listed names\: match the listed prefixes only \[config\: dns.enabled = false\]]' \
+'--learn-from-dns[Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic\: off unless asked) \[config\: dns.learn_from_dns\]]' \
+'--no-local[Filter the gateway'\''s own traffic, link-local multicast and broadcast like any other (by default they pass as \`local\`) \[config\: policy.allow_local = false\]]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (status)
 _arguments "${_arguments_options[@]}" : \
-'--control-socket=[]:PATH:_files' \
-'--bpffs-dir=[]:DIR:_files' \
-'--state-dir=[]:DIR:_files' \
+'--config=[The config file (default\: /etc/intune-ctl/config.toml when it exists); flags given here override it]:FILE:_files' \
+'--bpffs-dir=[Where the program, its maps and links are pinned \[config\: paths.bpffs_dir\]]:DIR:_files' \
+'--state-dir=[The state directory\: recorded rules, caches, changes \[config\: paths.state_dir\]]:DIR:_files' \
+'--control-socket=[The daemon'\''s control socket \[config\: paths.control_socket\]]:PATH:_files' \
 '--json[]' \
 '-h[Print help]' \
 '--help[Print help]' \
@@ -179,7 +180,10 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (refresh)
 _arguments "${_arguments_options[@]}" : \
-'--control-socket=[]:PATH:_files' \
+'--config=[The config file (default\: /etc/intune-ctl/config.toml when it exists); flags given here override it]:FILE:_files' \
+'--bpffs-dir=[Where the program, its maps and links are pinned \[config\: paths.bpffs_dir\]]:DIR:_files' \
+'--state-dir=[The state directory\: recorded rules, caches, changes \[config\: paths.state_dir\]]:DIR:_files' \
+'--control-socket=[The daemon'\''s control socket \[config\: paths.control_socket\]]:PATH:_files' \
 '--json[]' \
 '-h[Print help]' \
 '--help[Print help]' \
@@ -192,8 +196,10 @@ set\:"Per endpoint set (a rule'\''s hits count for each set that lists it)"
 port\:"Per port that Intune traffic matched on (ports beyond the counters count as "other")"
 outcome\:"The outcome counters only"))' \
 '--watch=[Print again every SECONDS, with rates]:SECONDS:_default' \
-'--bpffs-dir=[]:DIR:_files' \
-'--state-dir=[]:DIR:_files' \
+'--config=[The config file (default\: /etc/intune-ctl/config.toml when it exists); flags given here override it]:FILE:_files' \
+'--bpffs-dir=[Where the program, its maps and links are pinned \[config\: paths.bpffs_dir\]]:DIR:_files' \
+'--state-dir=[The state directory\: recorded rules, caches, changes \[config\: paths.state_dir\]]:DIR:_files' \
+'--control-socket=[The daemon'\''s control socket \[config\: paths.control_socket\]]:PATH:_files' \
 '--json[]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
@@ -205,8 +211,10 @@ _arguments "${_arguments_options[@]}" : \
 '--proto=[]:PROTO:(tcp udp)' \
 '--direction=[]:DIRECTION:((dst\:"ADDRESS is the destination\: a device talking to it"
 src\:"ADDRESS is the source\: its answer coming back"))' \
-'--bpffs-dir=[]:DIR:_files' \
-'--state-dir=[]:DIR:_files' \
+'--config=[The config file (default\: /etc/intune-ctl/config.toml when it exists); flags given here override it]:FILE:_files' \
+'--bpffs-dir=[Where the program, its maps and links are pinned \[config\: paths.bpffs_dir\]]:DIR:_files' \
+'--state-dir=[The state directory\: recorded rules, caches, changes \[config\: paths.state_dir\]]:DIR:_files' \
+'--control-socket=[The daemon'\''s control socket \[config\: paths.control_socket\]]:PATH:_files' \
 '--json[]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
@@ -216,7 +224,10 @@ src\:"ADDRESS is the source\: its answer coming back"))' \
 (detach)
 _arguments "${_arguments_options[@]}" : \
 '*--iface=[Interface to detach from (repeatable; default\: every one)]:IF:_default' \
-'--bpffs-dir=[Where the daemon pinned the filter]:DIR:_files' \
+'--config=[The config file (default\: /etc/intune-ctl/config.toml when it exists); flags given here override it]:FILE:_files' \
+'--bpffs-dir=[Where the program, its maps and links are pinned \[config\: paths.bpffs_dir\]]:DIR:_files' \
+'--state-dir=[The state directory\: recorded rules, caches, changes \[config\: paths.state_dir\]]:DIR:_files' \
+'--control-socket=[The daemon'\''s control socket \[config\: paths.control_socket\]]:PATH:_files' \
 '-h[Print help]' \
 '--help[Print help]' \
 && ret=0
@@ -247,27 +258,30 @@ _arguments "${_arguments_options[@]}" : \
 service\:"Fetch once from the web service (version, then endpoints)"
 file\:"The files given with --endpoints"
 effective\:"Built-in list, the service'\''s last accepted list (the cache; no request), files, less exclusions"))' \
-'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
-'*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
-'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out]:REGION:((all\:"Every region'\''s endpoints"
+'--config=[The config file (default\: /etc/intune-ctl/config.toml when it exists); flags given here override it]:FILE:_files' \
+'--bpffs-dir=[Where the program, its maps and links are pinned \[config\: paths.bpffs_dir\]]:DIR:_files' \
+'--state-dir=[The state directory\: recorded rules, caches, changes \[config\: paths.state_dir\]]:DIR:_files' \
+'--control-socket=[The daemon'\''s control socket \[config\: paths.control_socket\]]:PATH:_files' \
+'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable) \[config\: sources.files\]]:FILE:_files' \
+'*--exclude=[A prefix or host name never to allow (repeatable) \[config\: sources.exclude\]]:PREFIX|NAME:_default' \
+'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out \[config\: sources.region; default all\]]:REGION:((all\:"Every region'\''s endpoints"
 na\:"North America"
 eu\:"Europe"
 ap\:"Asia Pacific"))' \
-'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8)]:ID:_default' \
-'--service-url=[]:URL:_default' \
-'--instance=[]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
-'*--service-area=[Service areas to ask for (repeatable)]:AREA:_default' \
-'*--common-set=[Common sets to keep\: the article'\''s Intune dependencies by default (repeatable)]:ID:_default' \
-'*--category=[Keep only sets of this category (repeatable)\: Optimize, Allow, Default]:CATEGORY:_default' \
-'--state-dir=[Where the client request id, the last-known-good cache and the change record live]:DIR:_files' \
-'--refresh-interval=[Seconds between version checks; at least 3600 against the real service]:SECONDS:_default' \
-'--max-shrink=[Share of the service'\''s prefixes a new list may remove before it is rejected]:SHARE:_default' \
-'--service-timeout=[Seconds a request may take, and to wait for a connection (a third of it)]:SECONDS:_default' \
-'--no-builtin[Leave the built-in list out]' \
-'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
-'--no-service[Do not use the endpoint web service]' \
-'--no-ipv6[Ask for IPv4 prefixes only]' \
-'--required-only[Keep only sets the service marks required]' \
+'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8) \[config\: sources.skip_sets\]]:ID:_default' \
+'--service-url=[\[config\: sources.service_url\]]:URL:_default' \
+'--instance=[\[config\: sources.instance; default Worldwide\]]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
+'*--service-area=[Service areas to ask for (repeatable) \[config\: sources.service_areas; default MEM, Common\]]:AREA:_default' \
+'*--common-set=[Common sets to keep (repeatable) \[config\: sources.common_sets; default the article'\''s Intune dependencies\]]:ID:_default' \
+'*--category=[Keep only sets of this category (repeatable)\: Optimize, Allow, Default \[config\: sources.categories\]]:CATEGORY:_default' \
+'--refresh-interval=[Seconds between version checks; at least 3600 against the real service \[config\: sources.refresh_interval; default 1h\]]:SECONDS:_default' \
+'--max-shrink=[Share of the service'\''s prefixes a new list may remove before it is rejected \[config\: sources.max_shrink; default 0.5\]]:SHARE:_default' \
+'--service-timeout=[Seconds a request may take, and to wait for a connection (a third of it) \[config\: sources.service_timeout; default 30\]]:SECONDS:_default' \
+'--no-builtin[Leave the built-in list out \[config\: sources.builtin = false\]]' \
+'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544) \[config\: policy.peer_ports\]]' \
+'--no-service[Do not use the endpoint web service \[config\: sources.service = false\]]' \
+'--no-ipv6[Ask for IPv4 prefixes only \[config\: sources.no_ipv6\]]' \
+'--required-only[Keep only sets the service marks required \[config\: sources.required_only\]]' \
 '(--urls)--ips[The unique prefixes, one a line]' \
 '--urls[The unique names, one a line]' \
 '--json[]' \
@@ -277,27 +291,30 @@ ap\:"Asia Pacific"))' \
 ;;
 (list)
 _arguments "${_arguments_options[@]}" : \
-'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
-'*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
-'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out]:REGION:((all\:"Every region'\''s endpoints"
+'--config=[The config file (default\: /etc/intune-ctl/config.toml when it exists); flags given here override it]:FILE:_files' \
+'--bpffs-dir=[Where the program, its maps and links are pinned \[config\: paths.bpffs_dir\]]:DIR:_files' \
+'--state-dir=[The state directory\: recorded rules, caches, changes \[config\: paths.state_dir\]]:DIR:_files' \
+'--control-socket=[The daemon'\''s control socket \[config\: paths.control_socket\]]:PATH:_files' \
+'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable) \[config\: sources.files\]]:FILE:_files' \
+'*--exclude=[A prefix or host name never to allow (repeatable) \[config\: sources.exclude\]]:PREFIX|NAME:_default' \
+'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out \[config\: sources.region; default all\]]:REGION:((all\:"Every region'\''s endpoints"
 na\:"North America"
 eu\:"Europe"
 ap\:"Asia Pacific"))' \
-'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8)]:ID:_default' \
-'--service-url=[]:URL:_default' \
-'--instance=[]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
-'*--service-area=[Service areas to ask for (repeatable)]:AREA:_default' \
-'*--common-set=[Common sets to keep\: the article'\''s Intune dependencies by default (repeatable)]:ID:_default' \
-'*--category=[Keep only sets of this category (repeatable)\: Optimize, Allow, Default]:CATEGORY:_default' \
-'--state-dir=[Where the client request id, the last-known-good cache and the change record live]:DIR:_files' \
-'--refresh-interval=[Seconds between version checks; at least 3600 against the real service]:SECONDS:_default' \
-'--max-shrink=[Share of the service'\''s prefixes a new list may remove before it is rejected]:SHARE:_default' \
-'--service-timeout=[Seconds a request may take, and to wait for a connection (a third of it)]:SECONDS:_default' \
-'--no-builtin[Leave the built-in list out]' \
-'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
-'--no-service[Do not use the endpoint web service]' \
-'--no-ipv6[Ask for IPv4 prefixes only]' \
-'--required-only[Keep only sets the service marks required]' \
+'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8) \[config\: sources.skip_sets\]]:ID:_default' \
+'--service-url=[\[config\: sources.service_url\]]:URL:_default' \
+'--instance=[\[config\: sources.instance; default Worldwide\]]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
+'*--service-area=[Service areas to ask for (repeatable) \[config\: sources.service_areas; default MEM, Common\]]:AREA:_default' \
+'*--common-set=[Common sets to keep (repeatable) \[config\: sources.common_sets; default the article'\''s Intune dependencies\]]:ID:_default' \
+'*--category=[Keep only sets of this category (repeatable)\: Optimize, Allow, Default \[config\: sources.categories\]]:CATEGORY:_default' \
+'--refresh-interval=[Seconds between version checks; at least 3600 against the real service \[config\: sources.refresh_interval; default 1h\]]:SECONDS:_default' \
+'--max-shrink=[Share of the service'\''s prefixes a new list may remove before it is rejected \[config\: sources.max_shrink; default 0.5\]]:SHARE:_default' \
+'--service-timeout=[Seconds a request may take, and to wait for a connection (a third of it) \[config\: sources.service_timeout; default 30\]]:SECONDS:_default' \
+'--no-builtin[Leave the built-in list out \[config\: sources.builtin = false\]]' \
+'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544) \[config\: policy.peer_ports\]]' \
+'--no-service[Do not use the endpoint web service \[config\: sources.service = false\]]' \
+'--no-ipv6[Ask for IPv4 prefixes only \[config\: sources.no_ipv6\]]' \
+'--required-only[Keep only sets the service marks required \[config\: sources.required_only\]]' \
 '--json[]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
@@ -305,7 +322,10 @@ ap\:"Asia Pacific"))' \
 ;;
 (changes)
 _arguments "${_arguments_options[@]}" : \
-'--state-dir=[]:DIR:_files' \
+'--config=[The config file (default\: /etc/intune-ctl/config.toml when it exists); flags given here override it]:FILE:_files' \
+'--bpffs-dir=[Where the program, its maps and links are pinned \[config\: paths.bpffs_dir\]]:DIR:_files' \
+'--state-dir=[The state directory\: recorded rules, caches, changes \[config\: paths.state_dir\]]:DIR:_files' \
+'--control-socket=[The daemon'\''s control socket \[config\: paths.control_socket\]]:PATH:_files' \
 '--last=[How many of the newest changes to show]:N:_default' \
 '--json[]' \
 '-h[Print help]' \
@@ -314,37 +334,40 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (resolve)
 _arguments "${_arguments_options[@]}" : \
-'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable)]:FILE:_files' \
-'*--exclude=[A prefix or host name never to allow (repeatable)]:PREFIX|NAME:_default' \
-'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out]:REGION:((all\:"Every region'\''s endpoints"
+'--config=[The config file (default\: /etc/intune-ctl/config.toml when it exists); flags given here override it]:FILE:_files' \
+'--bpffs-dir=[Where the program, its maps and links are pinned \[config\: paths.bpffs_dir\]]:DIR:_files' \
+'--state-dir=[The state directory\: recorded rules, caches, changes \[config\: paths.state_dir\]]:DIR:_files' \
+'--control-socket=[The daemon'\''s control socket \[config\: paths.control_socket\]]:PATH:_files' \
+'*--endpoints=[Extra endpoint sets, in the Microsoft 365 endpoint web service'\''s JSON schema, added to the built-in list (repeatable) \[config\: sources.files\]]:FILE:_files' \
+'*--exclude=[A prefix or host name never to allow (repeatable) \[config\: sources.exclude\]]:PREFIX|NAME:_default' \
+'--region=[The tenant'\''s region (its location in the Intune admin center)\: the built-in list'\''s per-region names (Win32 and script CDNs, macOS sidecar, device health attestation, Remote Help) of the other regions are left out \[config\: sources.region; default all\]]:REGION:((all\:"Every region'\''s endpoints"
 na\:"North America"
 eu\:"Europe"
 ap\:"Asia Pacific"))' \
-'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8)]:ID:_default' \
-'--service-url=[]:URL:_default' \
-'--instance=[]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
-'*--service-area=[Service areas to ask for (repeatable)]:AREA:_default' \
-'*--common-set=[Common sets to keep\: the article'\''s Intune dependencies by default (repeatable)]:ID:_default' \
-'*--category=[Keep only sets of this category (repeatable)\: Optimize, Allow, Default]:CATEGORY:_default' \
-'--state-dir=[Where the client request id, the last-known-good cache and the change record live]:DIR:_files' \
-'--refresh-interval=[Seconds between version checks; at least 3600 against the real service]:SECONDS:_default' \
-'--max-shrink=[Share of the service'\''s prefixes a new list may remove before it is rejected]:SHARE:_default' \
-'--service-timeout=[Seconds a request may take, and to wait for a connection (a third of it)]:SECONDS:_default' \
-'*--resolver=[Resolver to look the listed names up with (repeatable; default\: the system'\''s, from /etc/resolv.conf). Not the same as --dns-resolver, which says where devices may send DNS]:ADDR:PORT:_default' \
-'--dns-min-ttl=[Shortest time between lookups of a name, whatever its TTL]:DURATION:_default' \
-'--dns-max-ttl=[Longest time between lookups of a name, whatever its TTL]:DURATION:_default' \
-'--dns-grace=[How long an address stays after the TTL of the last answer that held it]:DURATION:_default' \
-'--dns-timeout=[How long one query waits for an answer]:DURATION:_default' \
-'--dns-rate=[Lookups started per second at most]:N:_default' \
-'*--learn-trusted=[Learn only from answers of this resolver (repeatable; default\: the --dns-resolver ones; learning needs one or the other)]:ADDR:_default' \
-'--learn-max=[Learned addresses kept at most; the least recently seen goes first]:N:_default' \
-'--no-builtin[Leave the built-in list out]' \
-'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544)]' \
-'--no-service[Do not use the endpoint web service]' \
-'--no-ipv6[Ask for IPv4 prefixes only]' \
-'--required-only[Keep only sets the service marks required]' \
-'--no-resolve[Do not resolve the listed names\: match the listed prefixes only]' \
-'--learn-from-dns[Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic\: off unless asked)]' \
+'*--skip-set=[An endpoint set left out, whatever its source (repeatable; e.g. 1030, Apple'\''s push service with all of 17.0.0.0/8) \[config\: sources.skip_sets\]]:ID:_default' \
+'--service-url=[\[config\: sources.service_url\]]:URL:_default' \
+'--instance=[\[config\: sources.instance; default Worldwide\]]:INSTANCE:(worldwide USGovDoD USGovGCCHigh china)' \
+'*--service-area=[Service areas to ask for (repeatable) \[config\: sources.service_areas; default MEM, Common\]]:AREA:_default' \
+'*--common-set=[Common sets to keep (repeatable) \[config\: sources.common_sets; default the article'\''s Intune dependencies\]]:ID:_default' \
+'*--category=[Keep only sets of this category (repeatable)\: Optimize, Allow, Default \[config\: sources.categories\]]:CATEGORY:_default' \
+'--refresh-interval=[Seconds between version checks; at least 3600 against the real service \[config\: sources.refresh_interval; default 1h\]]:SECONDS:_default' \
+'--max-shrink=[Share of the service'\''s prefixes a new list may remove before it is rejected \[config\: sources.max_shrink; default 0.5\]]:SHARE:_default' \
+'--service-timeout=[Seconds a request may take, and to wait for a connection (a third of it) \[config\: sources.service_timeout; default 30\]]:SECONDS:_default' \
+'*--resolver=[Resolver to look the listed names up with (repeatable; default\: the system'\''s, from /etc/resolv.conf). Not the same as --dns-resolver, which says where devices may send DNS \[config\: dns.resolvers\]]:ADDR:PORT:_default' \
+'--dns-min-ttl=[Shortest time between lookups of a name, whatever its TTL \[config\: dns.min_ttl; 30s\]]:DURATION:_default' \
+'--dns-max-ttl=[Longest time between lookups of a name, whatever its TTL \[config\: dns.max_ttl; 1h\]]:DURATION:_default' \
+'--dns-grace=[How long an address stays after the TTL of the last answer that held it \[config\: dns.grace; 10m\]]:DURATION:_default' \
+'--dns-timeout=[How long one query waits for an answer \[config\: dns.timeout; 3s\]]:DURATION:_default' \
+'--dns-rate=[Lookups started per second at most \[config\: dns.rate; 50\]]:N:_default' \
+'*--learn-trusted=[Learn only from answers of this resolver (repeatable; default\: the --dns-resolver ones; learning needs one or the other) \[config\: dns.learn_trusted\]]:ADDR:_default' \
+'--learn-max=[Learned addresses kept at most; the least recently seen goes first \[config\: dns.learn_max\]]:N:_default' \
+'--no-builtin[Leave the built-in list out \[config\: sources.builtin = false\]]' \
+'--peer-ports[Also allow the port-only sets for any address (Delivery Optimization peering\: TCP 7680, UDP 3544) \[config\: policy.peer_ports\]]' \
+'--no-service[Do not use the endpoint web service \[config\: sources.service = false\]]' \
+'--no-ipv6[Ask for IPv4 prefixes only \[config\: sources.no_ipv6\]]' \
+'--required-only[Keep only sets the service marks required \[config\: sources.required_only\]]' \
+'--no-resolve[Do not resolve the listed names\: match the listed prefixes only \[config\: dns.enabled = false\]]' \
+'--learn-from-dns[Learn the addresses of endpoint names, wildcards too, from the DNS answers leaving through the filtered interfaces (reads device traffic\: off unless asked) \[config\: dns.learn_from_dns\]]' \
 '--json[]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
