@@ -151,10 +151,14 @@ fn stderr_is_journal() -> bool {
     st.st_dev as u64 == dev && st.st_ino as u64 == ino
 }
 
-/// The daemon's runtime: once the daemon returns, tasks still waiting on a network (a check
-/// of a hanging web service) are given a moment, not the minutes their timeouts allow.
+/// The daemon's runtime: one thread, since its tasks wait on networks and timers and the one
+/// owner does the work (each worker thread of a larger runtime would cost the allocator an
+/// arena of its own). Once the daemon returns, tasks still waiting on a network (a check of a
+/// hanging web service) are given a moment, not the minutes their timeouts allow.
 fn run_daemon(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let result = runtime.block_on(f);
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     result
