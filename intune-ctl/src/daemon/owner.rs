@@ -641,16 +641,21 @@ impl Owner {
     /// The last counters, then the filter stays (or goes, with `detach_on_stop`).
     pub fn stop(mut self) -> anyhow::Result<()> {
         self.print_counters();
-        let names: Vec<&str> = self
-            .settings
+        let Owner {
+            recorder,
+            settings,
+            pins,
+            ..
+        } = self;
+        recorder.finish();
+        let names: Vec<&str> = settings
             .interfaces
             .iter()
             .map(|i| i.name.as_str())
             .collect();
-        if self.settings.daemon.detach_on_stop {
-            self.pins.remove_all().with_context(|| {
-                format!("removing the pins under {}", self.pins.dir().display())
-            })?;
+        if settings.daemon.detach_on_stop {
+            pins.remove_all()
+                .with_context(|| format!("removing the pins under {}", pins.dir().display()))?;
             println!("detached from {}", names.join(", "));
         } else {
             println!(

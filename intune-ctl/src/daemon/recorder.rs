@@ -12,26 +12,36 @@ pub enum Record {
     Change(ChangeRecord),
 }
 
-/// The writer; dropping it lets the thread finish what was asked and end.
-#[derive(Clone)]
-pub struct Recorder(mpsc::Sender<Record>);
+/// The writer; [`Recorder::finish`] waits for what was asked to be written.
+pub struct Recorder {
+    tx: mpsc::Sender<Record>,
+    thread: std::thread::JoinHandle<()>,
+}
 
 impl Recorder {
     pub fn start(state: StateDir) -> std::io::Result<Recorder> {
         let (tx, rx) = mpsc::channel::<Record>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("state-writer".into())
             .spawn(move || {
                 for record in rx {
                     write(&state, record);
                 }
             })?;
-        Ok(Recorder(tx))
+        Ok(Recorder { tx, thread })
     }
 
     pub fn record(&self, record: Record) {
-        if self.0.send(record).is_err() {
+        if self.tx.send(record).is_err() {
             tracing::warn!("the state writer has stopped; a record is lost");
+        }
+    }
+
+    /// Writes what is still queued, then ends the thread: a daemon that stops loses no record.
+    pub fn finish(self) {
+        drop(self.tx);
+        if self.thread.join().is_err() {
+            tracing::warn!("the state writer panicked; the last records may be lost");
         }
     }
 }
