@@ -111,7 +111,7 @@ impl Rig {
         });
         let cached: Vec<EndpointSet> = refresher
             .accepted()
-            .map(|a| a.sets.clone())
+            .map(|a| a.sets.to_vec())
             .unwrap_or_default();
         let (_, rules) = build(&cached, None).expect("rules");
         let dp = load(
@@ -147,7 +147,7 @@ impl Rig {
             ..
         } = self;
         // What the daemon's owner does with a list the service task hands it.
-        let take = async |version: String, sets: Vec<EndpointSet>| {
+        let take = async |version: String, sets: std::sync::Arc<Vec<EndpointSet>>| {
             let taken = updater::take_list(dp, |previous| build(&sets, previous), &version);
             Some(taken.map(|t| {
                 state.record_change(t.change).expect("recording the change");

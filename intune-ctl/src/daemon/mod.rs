@@ -264,10 +264,10 @@ fn start(
     // Read every source before touching the kernel: bad input stops here.
     let builder = RuleBuilder::new(&settings)?;
     let refresher = Refresher::of(&settings.sources, &settings.paths.state_dir)?;
-    let service_sets: Vec<EndpointSet> = refresher
+    let service_sets: Arc<Vec<EndpointSet>> = refresher
         .as_ref()
         .and_then(Refresher::accepted)
-        .map(|a| a.sets.clone())
+        .map(|a| Arc::clone(&a.sets))
         .unwrap_or_default();
     let state = StateDir::open(&settings.paths.state_dir)?;
     // The rules a previous daemon installed keep their indices: their counters carry on.
@@ -452,9 +452,10 @@ pub(crate) fn start_learning(owner: &mut Owner, state: StateDir) -> anyhow::Resu
     Ok(learner)
 }
 
-/// Hands the heap the start-up freed (parsed lists, the first fill's writes) back to the
-/// system: glibc keeps it otherwise, and a gateway's daemon should stay small.
-fn release_freed_memory() {
+/// Hands the heap what start-up or a rebuild freed (parsed lists, the old rule set, the fill's
+/// writes) back to the system: glibc keeps it otherwise, and a gateway's daemon should stay
+/// small.
+pub(crate) fn release_freed_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only releases free memory of the allocator.
     unsafe {

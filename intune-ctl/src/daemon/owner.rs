@@ -5,6 +5,7 @@
 
 use std::{
     collections::BTreeMap,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -46,8 +47,8 @@ pub struct Owner {
     pub pins: Pins,
     pub recorder: Recorder,
     pub policy: Policy,
-    /// The service's list in force.
-    pub service_sets: Vec<EndpointSet>,
+    /// The service's list in force (shared with the web-service task's refresher).
+    pub service_sets: Arc<Vec<EndpointSet>>,
     pub service: Option<(ServiceStatus, tokio::time::Instant)>,
     /// What the resolver holds; `None` with resolving off.
     pub resolved: Option<Snapshot>,
@@ -244,6 +245,7 @@ impl Owner {
                 let text = changes::describe(&change);
                 self.recorder.record(Record::Change(change));
                 self.remember(sets);
+                super::release_freed_memory();
                 Ok(text)
             }
             None => Err("the map update failed; the maps still allow what they allowed".into()),
@@ -254,7 +256,7 @@ impl Owner {
     pub fn take_service_list(
         &mut self,
         version: &str,
-        sets: Vec<EndpointSet>,
+        sets: Arc<Vec<EndpointSet>>,
     ) -> Result<String, String> {
         let effective = self.builder.effective(&sets);
         let resolved = self.resolved_sets(&effective);
@@ -273,6 +275,7 @@ impl Owner {
         self.remember(&taken.effective);
         self.service_sets = sets;
         self.follow_names(&taken.effective);
+        super::release_freed_memory();
         Ok(taken.outcome)
     }
 
@@ -499,7 +502,7 @@ impl Owner {
             Some(r) => r
                 .as_ref()
                 .and_then(Refresher::accepted)
-                .map(|a| a.sets.clone())
+                .map(|a| Arc::clone(&a.sets))
                 .unwrap_or_default(),
             None => self.service_sets.clone(),
         };

@@ -3,7 +3,10 @@
 //! whether it took it. Only then is the list cached. A check that hangs on the network delays
 //! nothing but the next check.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,7 +28,7 @@ pub struct Checked {
 /// (`None`: nobody is there to take it, and the check ends). Only a list in force is cached.
 pub async fn check(
     r: &mut Refresher,
-    take: impl AsyncFnOnce(String, Vec<EndpointSet>) -> Option<Result<String, String>>,
+    take: impl AsyncFnOnce(String, Arc<Vec<EndpointSet>>) -> Option<Result<String, String>>,
 ) -> Option<Checked> {
     let polled = r.poll().await;
     crate::daemon::metrics::daemon().refreshed(polled.is_ok());
@@ -72,7 +75,7 @@ pub enum ServiceEvent {
     /// A list that passed validation; the owner answers the outcome, `Ok` when it is in force.
     Candidate {
         version: String,
-        sets: Vec<EndpointSet>,
+        sets: Arc<Vec<EndpointSet>>,
         reply: oneshot::Sender<Result<String, String>>,
     },
     /// How the service stands now (after a check, or when one starts), and when it is
@@ -158,7 +161,7 @@ impl ServiceTask {
             return true;
         };
         let events = self.events.clone();
-        let take = async |version: String, sets: Vec<EndpointSet>| {
+        let take = async |version: String, sets: Arc<Vec<EndpointSet>>| {
             let (reply, answer) = oneshot::channel();
             let sent = events.send(ServiceEvent::Candidate {
                 version,

@@ -2,7 +2,7 @@
 //! changed, validate it against the one in force, keep it as the last-known-good cache.
 //! Nothing here touches a map: the caller turns an accepted list into a rule set.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use ipnet::IpNet;
 
@@ -18,7 +18,8 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct Accepted {
     pub version: String,
-    pub sets: Vec<EndpointSet>,
+    /// Shared with whoever builds rules of it (the daemon's datapath owner): held once.
+    pub sets: Arc<Vec<EndpointSet>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +134,7 @@ impl Refresher {
         state_dir: &std::path::Path,
     ) -> Vec<EndpointSet> {
         match Refresher::of(s, state_dir) {
-            Ok(Some(r)) => r.accepted().map(|a| a.sets.clone()).unwrap_or_default(),
+            Ok(Some(r)) => r.accepted().map(|a| a.sets.to_vec()).unwrap_or_default(),
             _ => Vec::new(),
         }
     }
@@ -153,7 +154,7 @@ pub enum Poll {
 #[derive(Debug)]
 pub struct Candidate {
     pub version: String,
-    pub sets: Vec<EndpointSet>,
+    pub sets: Arc<Vec<EndpointSet>>,
     body: serde_json::Value,
 }
 
@@ -181,7 +182,7 @@ impl Refresher {
                         tracing::info!(version = %cache.version, fetched_at = %cache.fetched_at, sets = sets.len(), "using the cached endpoint list");
                         Some(Accepted {
                             version: cache.version,
-                            sets,
+                            sets: Arc::new(sets),
                         })
                     }
                     Err(e) => {
@@ -237,7 +238,7 @@ impl Refresher {
         })?;
         Ok(Poll::Candidate(Candidate {
             version,
-            sets: list.sets,
+            sets: Arc::new(list.sets),
             body: list.body,
         }))
     }
