@@ -88,8 +88,8 @@ pub async fn run(load: Loader) -> anyhow::Result<()> {
     let local = local_addrs::current()
         .await
         .context("reading the gateway's own addresses from netlink")?;
-    let (service_tx, service_cmds) = mpsc::channel(4);
-    let (resolver_tx, resolver_cmds) = mpsc::channel(16);
+    let (service_tx, service_cmds) = mpsc::unbounded_channel();
+    let (resolver_tx, resolver_cmds) = mpsc::unbounded_channel();
     let started = start(settings, policy, &local, service_tx, resolver_tx)?;
     let Started {
         mut owner,
@@ -180,12 +180,12 @@ pub async fn run(load: Loader) -> anyhow::Result<()> {
                 Request::Refresh => {
                     // Answered by a task of its own: the check may take minutes.
                     let names = owner.resolved.as_ref().map_or(0, |r| r.names);
-                    let _ = owner.to_resolver.try_send(ResolverCmd::AllDue);
+                    let _ = owner.to_resolver.send(ResolverCmd::AllDue);
                     let to_service = owner.to_service.clone();
                     let line = owner.status_line();
                     tokio::spawn(async move {
                         let (tx, rx) = tokio::sync::oneshot::channel();
-                        let service = if to_service.send(ServiceCmd::CheckNow(tx)).await.is_ok() {
+                        let service = if to_service.send(ServiceCmd::CheckNow(tx)).is_ok() {
                             rx.await.unwrap_or_else(|_| "the web-service task stopped".into())
                         } else {
                             "the web-service task stopped".into()
@@ -258,8 +258,8 @@ fn start(
     settings: Settings,
     policy: crate::ruleset::policy::Policy,
     local: &[ipnet::IpNet],
-    to_service: mpsc::Sender<ServiceCmd>,
-    to_resolver: mpsc::Sender<ResolverCmd>,
+    to_service: mpsc::UnboundedSender<ServiceCmd>,
+    to_resolver: mpsc::UnboundedSender<ResolverCmd>,
 ) -> anyhow::Result<Started> {
     // Read every source before touching the kernel: bad input stops here.
     let builder = RuleBuilder::new(&settings)?;

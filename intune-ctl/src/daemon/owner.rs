@@ -56,8 +56,9 @@ pub struct Owner {
     pub started: Instant,
     /// How each interface was attached.
     pub attached: Vec<(String, String)>,
-    pub to_service: mpsc::Sender<ServiceCmd>,
-    pub to_resolver: mpsc::Sender<ResolverCmd>,
+    /// Unbounded: the owner never waits on a task, and no command is lost.
+    pub to_service: mpsc::UnboundedSender<ServiceCmd>,
+    pub to_resolver: mpsc::UnboundedSender<ResolverCmd>,
     pub counter_reads: Repeated,
 }
 
@@ -303,10 +304,10 @@ impl Owner {
     fn follow_names(&self, sets: &[EndpointSet]) {
         if self
             .to_resolver
-            .try_send(ResolverCmd::Follow(sets.to_vec()))
+            .send(ResolverCmd::Follow(sets.to_vec()))
             .is_err()
         {
-            tracing::warn!("the resolver task is busy or gone; it follows the new names later");
+            tracing::error!("the resolver task is gone; the new names are not looked up");
         }
         self.learn_names(sets);
     }
@@ -614,7 +615,7 @@ impl Owner {
             let interval = new.settings.sources.refresh_interval;
             if self
                 .to_service
-                .try_send(ServiceCmd::Replace(refresher, interval))
+                .send(ServiceCmd::Replace(refresher, interval))
                 .is_err()
             {
                 tracing::error!(
@@ -626,7 +627,7 @@ impl Owner {
             self.resolved = resolved;
             if self
                 .to_resolver
-                .try_send(ResolverCmd::Replace(watcher))
+                .send(ResolverCmd::Replace(watcher))
                 .is_err()
             {
                 tracing::error!(

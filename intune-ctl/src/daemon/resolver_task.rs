@@ -50,7 +50,7 @@ impl ResolverTask {
         }
     }
 
-    pub async fn run(mut self, mut cmds: mpsc::Receiver<ResolverCmd>) {
+    pub async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<ResolverCmd>) {
         loop {
             let wake = self.watcher.as_ref().and_then(Watcher::next_wakeup);
             tokio::select! {

@@ -107,7 +107,7 @@ impl ServiceTask {
         }
     }
 
-    pub async fn run(mut self, mut cmds: mpsc::Receiver<ServiceCmd>) {
+    pub async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<ServiceCmd>) {
         self.report(false).await;
         loop {
             tokio::select! {
