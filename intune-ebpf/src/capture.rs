@@ -77,6 +77,12 @@ fn capture(ctx: &TcContext) {
     } else {
         wire
     };
+    // Verifiers before 6.x lose a spilled length's bounds (5.10: "R4 min value is negative"
+    // at the load): bounded again, hidden from LLVM so the check stays where it is used.
+    let len = core::hint::black_box(len);
+    if len == 0 || len > DNS_CAPTURE_BYTES {
+        return;
+    }
     let Some(ev) = DNS_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -123,6 +129,9 @@ fn emit(ev: &DnsEvent) {
 /// Headers the parser reads directly, pulled into the linear data when a driver left them in
 /// pages: Ethernet, two VLAN tags, IPv6 with room for extension headers, UDP.
 const HEADERS_PULLED: u32 = 192;
+/// Where a DNS message may start: past headers longer than this, no resolver answers. Bounds
+/// the offset for the verifier as the fixed header offsets once did.
+const MAX_PAYLOAD_OFFSET: usize = 255;
 
 /// A UDP datagram from port 53, not a later fragment, as the filter's own parser reads it (two
 /// VLAN tags, IPv6 extension headers, the same bounds checks).
@@ -141,11 +150,15 @@ fn response(ctx: &TcContext) -> Option<Response> {
     {
         return None;
     }
+    let payload = usize::from(pkt.l4_off) + UDP_HLEN;
+    if payload > MAX_PAYLOAD_OFFSET {
+        return None;
+    }
     Some(Response {
         is_v6: pkt.is_v6,
         src: pkt.src,
         dst: pkt.dst,
-        payload: usize::from(pkt.l4_off) + UDP_HLEN,
+        payload,
         client_port: pkt.dport,
     })
 }

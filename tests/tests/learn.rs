@@ -26,13 +26,13 @@ const SETS: &str = r#"[
    "urls": ["*.wild.test"], "tcpPorts": "443"}
 ]"#;
 
-/// DNS answers live 2 s; learned addresses 2 s more (both longer where the tests run slower).
+/// DNS answers live 3 s; learned addresses 3 s more (both longer where the tests run slower).
 fn ttl() -> u32 {
-    2 * intune_tests::slowdown()
+    3 * intune_tests::slowdown()
 }
 
 fn grace_secs() -> u32 {
-    2 * intune_tests::slowdown()
+    3 * intune_tests::slowdown()
 }
 
 struct Net {
