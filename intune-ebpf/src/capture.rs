@@ -10,15 +10,16 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use intune_common::{
-    classify::{FrameKind, IpPacket},
     learn::{DNS_CAPTURE_BYTES, DnsEvent},
-    proto::{IPPROTO_UDP, PORT_DNS, UDP_HLEN},
+    proto::{
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_UDP,
+        IPV4_FRAG_OFFSET_MASK, IPV4_MIN_HLEN, IPV6_HLEN, PORT_DNS, UDP_HLEN, VLAN_HLEN,
+    },
 };
 
 use crate::{
     learn,
     maps::{CONFIG, DNS_EVENTS, DNS_SCRATCH, DNS_TAIL},
-    parse::{self, SkbFrame},
 };
 
 /// A DNS message is at least its header.
@@ -77,12 +78,6 @@ fn capture(ctx: &TcContext) {
     } else {
         wire
     };
-    // Verifiers before 6.x lose a spilled length's bounds (5.10: "R4 min value is negative"
-    // at the load): bounded again, hidden from LLVM so the check stays where it is used.
-    let len = core::hint::black_box(len);
-    if len == 0 || len > DNS_CAPTURE_BYTES {
-        return;
-    }
     let Some(ev) = DNS_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -126,39 +121,54 @@ fn emit(ev: &DnsEvent) {
     let _ = DNS_EVENTS.output::<DnsEvent>(ev, BPF_RB_FORCE_WAKEUP as u64);
 }
 
-/// Headers the parser reads directly, pulled into the linear data when a driver left them in
-/// pages: Ethernet, two VLAN tags, IPv6 with room for extension headers, UDP.
-const HEADERS_PULLED: u32 = 192;
-/// Where a DNS message may start: past headers longer than this, no resolver answers. Bounds
-/// the offset for the verifier as the fixed header offsets once did.
-const MAX_PAYLOAD_OFFSET: usize = 255;
-
-/// A UDP datagram from port 53, not a later fragment, as the filter's own parser reads it (two
-/// VLAN tags, IPv6 extension headers, the same bounds checks).
+/// A UDP datagram from port 53 (Ethernet, one VLAN tag at most, IPv4 or IPv6 without extension
+/// headers; not a later fragment).
 #[inline(always)]
 fn response(ctx: &TcContext) -> Option<Response> {
-    let want = ctx.len().min(HEADERS_PULLED) as usize;
-    if ctx.data() + want > ctx.data_end() {
-        ctx.pull_data(want as u32).ok()?;
+    let be16 = |off: usize| ctx.load::<u16>(off).ok().map(u16::from_be);
+    let mut off = ETH_HLEN;
+    let mut proto = be16(12)?;
+    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        proto = be16(16)?;
+        off += VLAN_HLEN;
     }
-    let mut pkt = IpPacket::empty();
-    if parse::frame_of(&SkbFrame::of(ctx), &mut pkt) != FrameKind::Ip
-        || pkt.l4 != IPPROTO_UDP
-        || pkt.later_fragment
-        || !pkt.has_ports
-        || pkt.sport != PORT_DNS
-    {
+    let mut r = Response {
+        is_v6: false,
+        src: [0; 16],
+        dst: [0; 16],
+        payload: 0,
+        client_port: 0,
+    };
+    match proto {
+        ETH_P_IP => {
+            let ihl = usize::from(ctx.load::<u8>(off).ok()? & 0x0f) * 4;
+            if ihl < IPV4_MIN_HLEN
+                || be16(off + 6)? & IPV4_FRAG_OFFSET_MASK != 0
+                || ctx.load::<u8>(off + 9).ok()? != IPPROTO_UDP
+            {
+                return None;
+            }
+            let src: [u8; 4] = ctx.load(off + 12).ok()?;
+            let dst: [u8; 4] = ctx.load(off + 16).ok()?;
+            r.src[..4].copy_from_slice(&src);
+            r.dst[..4].copy_from_slice(&dst);
+            off += ihl;
+        }
+        ETH_P_IPV6 => {
+            if ctx.load::<u8>(off + 6).ok()? != IPPROTO_UDP {
+                return None;
+            }
+            r.is_v6 = true;
+            r.src = ctx.load(off + 8).ok()?;
+            r.dst = ctx.load(off + 24).ok()?;
+            off += IPV6_HLEN;
+        }
+        _ => return None,
+    }
+    if be16(off)? != PORT_DNS {
         return None;
     }
-    let payload = usize::from(pkt.l4_off) + UDP_HLEN;
-    if payload > MAX_PAYLOAD_OFFSET {
-        return None;
-    }
-    Some(Response {
-        is_v6: pkt.is_v6,
-        src: pkt.src,
-        dst: pkt.dst,
-        payload,
-        client_port: pkt.dport,
-    })
+    r.client_port = be16(off + 2)?;
+    r.payload = off + UDP_HLEN;
+    Some(r)
 }
