@@ -137,7 +137,9 @@ impl Datapath {
         LpmTrie::try_from(Map::LpmTrie(own)).map_err(map_err(DRAIN))
     }
 
-    fn drain(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 16], DrainEntry>, DatapathError> {
+    pub(super) fn drain(
+        &mut self,
+    ) -> Result<LpmTrie<&mut MapData, [u8; 16], DrainEntry>, DatapathError> {
         LpmTrie::try_from(self.map_mut(DRAIN)?).map_err(map_err(DRAIN))
     }
 

@@ -3,10 +3,10 @@
 //! local addresses, what drains), and swapped onto the pinned links, which never leave their
 //! interfaces: no packet goes unfiltered. The rule counters carry over.
 
-use aya::maps::{PerCpuArray, PerCpuValues, lpm_trie::Key};
+use aya::maps::{PerCpuArray, PerCpuValues};
 use intune_common::maps::{Counter, DRAIN, RULE_STATS};
 
-use super::{Capacity, Datapath, DatapathError, pins::Pins, sync::map_err};
+use super::{Capacity, Datapath, DatapathError, drain::drain_key, pins::Pins, sync::map_err};
 use crate::ruleset::rules::RuleSet;
 
 impl Datapath {
@@ -55,19 +55,9 @@ impl Datapath {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut map = aya::maps::LpmTrie::<_, [u8; 16], intune_common::maps::DrainEntry>::try_from(
-            self.map_mut(DRAIN)?,
-        )
-        .map_err(map_err(DRAIN))?;
+        let mut map = self.drain()?;
         for (net, entry) in entries {
-            let (bits, len) = match net {
-                ipnet::IpNet::V4(n) => (
-                    n.addr().to_ipv6_mapped().octets(),
-                    u32::from(n.prefix_len()) + 96,
-                ),
-                ipnet::IpNet::V6(n) => (n.addr().octets(), u32::from(n.prefix_len())),
-            };
-            map.insert(&Key::new(len, bits), entry, 0)
+            map.insert(&drain_key(&net), entry, 0)
                 .map_err(map_err(DRAIN))?;
         }
         Ok(())
