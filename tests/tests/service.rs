@@ -148,7 +148,8 @@ impl Rig {
         } = self;
         // What the daemon's owner does with a list the service task hands it.
         let take = async |version: String, sets: std::sync::Arc<Vec<EndpointSet>>| {
-            let taken = updater::take_list(dp, |previous| build(&sets, previous), &version);
+            let built = build(&sets, dp.installed());
+            let taken = updater::take_list(dp, built, &version);
             Some(taken.map(|t| {
                 state.record_change(t.change).expect("recording the change");
                 t.outcome

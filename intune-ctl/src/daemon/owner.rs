@@ -271,7 +271,7 @@ impl Owner {
             );
             return Err(format!("service version {version} not applied: {e:#}"));
         }
-        let taken = super::updater::take_list(&mut self.dp, |_| built, version)?;
+        let taken = super::updater::take_list(&mut self.dp, built, version)?;
         self.recorder.record(Record::Change(taken.change));
         self.remember(&taken.effective);
         self.service_sets = sets;

@@ -14,16 +14,16 @@ pub struct Taken {
     pub effective: Vec<EndpointSet>,
 }
 
-/// Builds the rule set of a validated service list (`build` gives the effective list and its
-/// rules, with the rule set in force as their previous) and applies it; the error is the
-/// outcome when it was not taken, and the rule set in force stays.
+/// Applies what a validated service list built (the effective list and its rules, built with
+/// the rule set in force as their previous); the error is the outcome when it was not taken,
+/// and the rule set in force stays.
 pub fn take_list(
     dp: &mut Datapath,
-    build: impl FnOnce(Option<&RuleSet>) -> anyhow::Result<(Vec<EndpointSet>, RuleSet)>,
+    built: anyhow::Result<(Vec<EndpointSet>, RuleSet)>,
     version: &str,
 ) -> Result<Taken, String> {
     let cause = format!("service version {version}");
-    let (effective, rules) = match build(dp.installed()) {
+    let (effective, rules) = match built {
         Ok(built) => built,
         Err(e) => {
             tracing::error!(
