@@ -10,16 +10,15 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use intune_common::{
+    classify::{FrameKind, IpPacket},
     learn::{DNS_CAPTURE_BYTES, DnsEvent},
-    proto::{
-        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_UDP,
-        IPV4_FRAG_OFFSET_MASK, IPV4_MIN_HLEN, IPV6_HLEN, PORT_DNS, UDP_HLEN, VLAN_HLEN,
-    },
+    proto::{IPPROTO_UDP, PORT_DNS, UDP_HLEN},
 };
 
 use crate::{
     learn,
     maps::{CONFIG, DNS_EVENTS, DNS_SCRATCH, DNS_TAIL},
+    parse::{self, SkbFrame},
 };
 
 /// A DNS message is at least its header.
@@ -67,25 +66,18 @@ fn capture(ctx: &TcContext) {
     let Some(r) = response(ctx) else {
         return;
     };
-    let Some(wire) = (ctx.skb.len() as usize).checked_sub(r.payload) else {
-        return;
-    };
-    if wire < DNS_HEADER_LEN {
-        return;
-    }
-    let len = if wire > DNS_CAPTURE_BYTES {
-        DNS_CAPTURE_BYTES
-    } else {
-        wire
-    };
     let Some(ev) = DNS_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: `ev` is this CPU's scratch record; `len` is within its data and at least 1.
-    let copied = unsafe {
+    // SAFETY: `ev` is this CPU's scratch record, ours for this run.
+    let Some(wire) = copy_message(ctx, r.payload, unsafe { &mut (*ev).data }) else {
+        return;
+    };
+    // SAFETY: as above.
+    unsafe {
         (*ev).ktime_ns = bpf_ktime_get_ns();
         (*ev).ifindex = (*ctx.skb.skb).ifindex;
-        (*ev).len = len as u16;
+        (*ev).len = wire.min(DNS_CAPTURE_BYTES) as u16;
         (*ev).wire_len = wire.min(u16::MAX as usize) as u16;
         (*ev).is_v6 = r.is_v6 as u8;
         (*ev).solicited = 0;
@@ -93,15 +85,6 @@ fn capture(ctx: &TcContext) {
         (*ev)._pad = [0; 4];
         (*ev).src = r.src;
         (*ev).dst = r.dst;
-        bpf_skb_load_bytes(
-            ctx.skb.skb as *const _,
-            r.payload as u32,
-            (*ev).data.as_mut_ptr().cast(),
-            len as u32,
-        )
-    };
-    if copied != 0 {
-        return;
     }
     // SAFETY: as above, filled.
     let ev = unsafe { &*ev };
@@ -114,6 +97,38 @@ fn capture(ctx: &TcContext) {
     emit(ev);
 }
 
+/// Copies the DNS message at `payload` into `data`, as much as fits, and says how long it is on
+/// the wire; `None` for less than a DNS header or a failed copy.
+#[inline(always)]
+fn copy_message(
+    ctx: &TcContext,
+    payload: usize,
+    data: &mut [u8; DNS_CAPTURE_BYTES],
+) -> Option<usize> {
+    let wire = (ctx.skb.len() as usize).checked_sub(payload)?;
+    if wire < DNS_HEADER_LEN {
+        return None;
+    }
+    // 5.10's verifier narrows only the register a comparison reads, not the copies LLVM made
+    // of it earlier (5.11 follows them): the length is hidden from LLVM, then checked in the
+    // register the helper gets. It is not kept past the call (the caller works it out again),
+    // so LLVM has no reason to spill it before the check.
+    let len = core::hint::black_box(wire.min(DNS_CAPTURE_BYTES));
+    if len == 0 || len > DNS_CAPTURE_BYTES {
+        return None;
+    }
+    // SAFETY: `data` holds `len` bytes, and `len` is at least 1.
+    let rc = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const _,
+            payload as u32,
+            data.as_mut_ptr().cast(),
+            len as u32,
+        )
+    };
+    (rc == 0).then_some(wire)
+}
+
 /// Hands the record to userspace, waking the learner now rather than when the kernel sees fit:
 /// the device's SYN is coming. A full ring drops the record, never the packet.
 #[inline(always)]
@@ -121,54 +136,32 @@ fn emit(ev: &DnsEvent) {
     let _ = DNS_EVENTS.output::<DnsEvent>(ev, BPF_RB_FORCE_WAKEUP as u64);
 }
 
-/// A UDP datagram from port 53 (Ethernet, one VLAN tag at most, IPv4 or IPv6 without extension
-/// headers; not a later fragment).
+/// Headers the parser reads directly, pulled into the linear data when a driver left them in
+/// pages: Ethernet, two VLAN tags, IPv6 with room for extension headers, UDP.
+const HEADERS_PULLED: u32 = 192;
+
+/// A UDP datagram from port 53, not a later fragment, as the filter's own parser reads it (two
+/// VLAN tags, IPv6 extension headers, the same bounds checks).
 #[inline(always)]
 fn response(ctx: &TcContext) -> Option<Response> {
-    let be16 = |off: usize| ctx.load::<u16>(off).ok().map(u16::from_be);
-    let mut off = ETH_HLEN;
-    let mut proto = be16(12)?;
-    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-        proto = be16(16)?;
-        off += VLAN_HLEN;
+    let want = ctx.len().min(HEADERS_PULLED) as usize;
+    if ctx.data() + want > ctx.data_end() {
+        ctx.pull_data(want as u32).ok()?;
     }
-    let mut r = Response {
-        is_v6: false,
-        src: [0; 16],
-        dst: [0; 16],
-        payload: 0,
-        client_port: 0,
-    };
-    match proto {
-        ETH_P_IP => {
-            let ihl = usize::from(ctx.load::<u8>(off).ok()? & 0x0f) * 4;
-            if ihl < IPV4_MIN_HLEN
-                || be16(off + 6)? & IPV4_FRAG_OFFSET_MASK != 0
-                || ctx.load::<u8>(off + 9).ok()? != IPPROTO_UDP
-            {
-                return None;
-            }
-            let src: [u8; 4] = ctx.load(off + 12).ok()?;
-            let dst: [u8; 4] = ctx.load(off + 16).ok()?;
-            r.src[..4].copy_from_slice(&src);
-            r.dst[..4].copy_from_slice(&dst);
-            off += ihl;
-        }
-        ETH_P_IPV6 => {
-            if ctx.load::<u8>(off + 6).ok()? != IPPROTO_UDP {
-                return None;
-            }
-            r.is_v6 = true;
-            r.src = ctx.load(off + 8).ok()?;
-            r.dst = ctx.load(off + 24).ok()?;
-            off += IPV6_HLEN;
-        }
-        _ => return None,
-    }
-    if be16(off)? != PORT_DNS {
+    let mut pkt = IpPacket::empty();
+    if parse::frame_of(&SkbFrame::of(ctx), &mut pkt) != FrameKind::Ip
+        || pkt.l4 != IPPROTO_UDP
+        || pkt.later_fragment
+        || !pkt.has_ports
+        || pkt.sport != PORT_DNS
+    {
         return None;
     }
-    r.client_port = be16(off + 2)?;
-    r.payload = off + UDP_HLEN;
-    Some(r)
+    Some(Response {
+        is_v6: pkt.is_v6,
+        src: pkt.src,
+        dst: pkt.dst,
+        payload: usize::from(pkt.l4_off) + UDP_HLEN,
+        client_port: pkt.dport,
+    })
 }

@@ -1,7 +1,8 @@
 //! One function per header layer, each checking every byte it reads against the end of the
-//! frame. Produces the same `Parsed` as `intune_common::classify::parse_frame`.
+//! frame. Produces the same `Parsed` as `intune_common::classify::parse_frame`. Used by every
+//! program: the XDP filter on its frame, the DNS capture on a socket buffer's linear data.
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::programs::{TcContext, XdpContext};
 use intune_common::{
     classify::{FrameKind, IpPacket},
     proto::*,
@@ -32,17 +33,101 @@ fn be16_len(hi: u8, lo: u8) -> usize {
     usize::from(core::hint::black_box(be16(hi, lo)))
 }
 
-/// Parses the frame into `pkt` (filled when the answer is [`FrameKind::Ip`]).
+/// Where a frame's bytes may be read (up to `end`, checked before every read), and whether
+/// its packet holds what an IP length says: an XDP frame is all readable; a socket buffer's
+/// readable (linear) part may end before its packet does.
+pub trait Frame {
+    fn start(&self) -> usize;
+    fn end(&self) -> usize;
+    /// Whether the packet goes on for `len` bytes from `pos`.
+    fn holds(&self, pos: usize, len: usize) -> bool;
+}
+
+/// An XDP frame: its packet ends where its data does.
+pub struct XdpFrame {
+    start: usize,
+    end: usize,
+}
+
+impl XdpFrame {
+    #[inline(always)]
+    pub fn of(ctx: &XdpContext) -> XdpFrame {
+        XdpFrame {
+            start: ctx.data(),
+            end: ctx.data_end(),
+        }
+    }
+}
+
+impl Frame for XdpFrame {
+    #[inline(always)]
+    fn start(&self) -> usize {
+        self.start
+    }
+
+    #[inline(always)]
+    fn end(&self) -> usize {
+        self.end
+    }
+
+    #[inline(always)]
+    fn holds(&self, pos: usize, len: usize) -> bool {
+        pos + len <= self.end
+    }
+}
+
+/// A socket buffer: its linear data, read directly, and its length, which may be longer (the
+/// rest in pages). Compared as offsets: the verifier allows no arithmetic on the data's end.
+pub struct SkbFrame {
+    start: usize,
+    end: usize,
+    len: usize,
+}
+
+impl SkbFrame {
+    #[inline(always)]
+    pub fn of(ctx: &TcContext) -> SkbFrame {
+        SkbFrame {
+            start: ctx.data(),
+            end: ctx.data_end(),
+            len: ctx.len() as usize,
+        }
+    }
+}
+
+impl Frame for SkbFrame {
+    #[inline(always)]
+    fn start(&self) -> usize {
+        self.start
+    }
+
+    #[inline(always)]
+    fn end(&self) -> usize {
+        self.end
+    }
+
+    #[inline(always)]
+    fn holds(&self, pos: usize, len: usize) -> bool {
+        pos - self.start + len <= self.len
+    }
+}
+
+/// Parses the XDP frame into `pkt` (filled when the answer is [`FrameKind::Ip`]).
 #[inline(always)]
 pub fn frame(ctx: &XdpContext, pkt: &mut IpPacket) -> FrameKind {
-    let end = ctx.data_end();
-    let start = ctx.data();
+    frame_of(&XdpFrame::of(ctx), pkt)
+}
+
+/// Parses `f` into `pkt` (filled when the answer is [`FrameKind::Ip`]).
+#[inline(always)]
+pub fn frame_of<F: Frame>(f: &F, pkt: &mut IpPacket) -> FrameKind {
+    let (start, end) = (f.start(), f.end());
     let Some((proto, pos)) = ethernet(start, end) else {
         return FrameKind::Malformed;
     };
     let ok = match proto {
-        ETH_P_IP => ipv4(start, pos, end, pkt),
-        ETH_P_IPV6 => ipv6(start, pos, end, pkt),
+        ETH_P_IP => ipv4(f, pos, pkt),
+        ETH_P_IPV6 => ipv6(f, pos, pkt),
         _ => return FrameKind::NotIp,
     };
     match ok {
@@ -72,14 +157,15 @@ fn ethernet(pos: usize, end: usize) -> Option<(u16, usize)> {
 }
 
 #[inline(always)]
-fn ipv4(start: usize, pos: usize, end: usize, pkt: &mut IpPacket) -> Option<()> {
+fn ipv4<F: Frame>(f: &F, pos: usize, pkt: &mut IpPacket) -> Option<()> {
+    let (start, end) = (f.start(), f.end());
     let ip = bytes::<IPV4_MIN_HLEN>(pos, end)?;
     if ip[0] >> 4 != 4 {
         return None;
     }
     let hlen = usize::from(ip[0] & 0x0f) * 4;
     let total = be16_len(ip[2], ip[3]);
-    if hlen < IPV4_MIN_HLEN || total < hlen || pos + total > end {
+    if hlen < IPV4_MIN_HLEN || total < hlen || !f.holds(pos, total) {
         return None;
     }
     pkt.ip_len = total as u16;
@@ -96,14 +182,15 @@ fn ipv4(start: usize, pos: usize, end: usize, pkt: &mut IpPacket) -> Option<()> 
 }
 
 #[inline(always)]
-fn ipv6(start: usize, pos: usize, end: usize, pkt: &mut IpPacket) -> Option<()> {
+fn ipv6<F: Frame>(f: &F, pos: usize, pkt: &mut IpPacket) -> Option<()> {
+    let (start, end) = (f.start(), f.end());
     let ip = bytes::<IPV6_HLEN>(pos, end)?;
     if ip[0] >> 4 != 6 {
         return None;
     }
     let payload = be16_len(ip[4], ip[5]);
     let limit = pos + IPV6_HLEN + payload;
-    if limit > end {
+    if !f.holds(pos, IPV6_HLEN + payload) {
         return None;
     }
     pkt.is_v6 = true;

@@ -1,6 +1,6 @@
-//! The DNS capture program, run with BPF_PROG_TEST_RUN on frames worked out by hand: it hands
-//! the learner a DNS response's message with who sent it to whom, and nothing else. (Its own
-//! header reader takes one VLAN tag and no IPv6 extension header; see issue 12's note.)
+//! The DNS capture program, run with BPF_PROG_TEST_RUN on frames worked out by hand: it reads
+//! the headers with the filter's own parser (two VLAN tags, IPv6 extension headers, the same
+//! bounds checks) and hands the learner a DNS response's message with who sent it to whom.
 //! Needs root.
 
 use intune_common::learn::DnsEvent;
@@ -10,7 +10,7 @@ use intune_ctl::{
     sources::learn::learner::Maps,
 };
 use intune_tests::{
-    frames::{Frame, ip},
+    frames::{Ext, Frame, ip},
     require_root, rule_set, test_sets,
 };
 
@@ -110,7 +110,7 @@ fn assert_handed_over(events: &[DnsEvent], is_v6: bool, src: [u8; 16], dst: [u8;
 }
 
 #[test]
-fn responses_are_handed_over_and_nothing_else() {
+fn responses_are_read_with_the_filters_parser() {
     require_root!();
     let mut rig = Rig::new();
     let (resolver, device) = ("192.0.2.53", "198.51.100.9");
@@ -118,6 +118,10 @@ fn responses_are_handed_over_and_nothing_else() {
     let events = rig.run(&response(plain.clone()));
     assert_handed_over(&events, false, v4(resolver), v4(device), "plain IPv4");
 
+    // Two tags, 802.1ad outside 802.1Q, as a provider's network carries them.
+    let qinq = plain.clone().vlan(0x88a8).vlan(0x8100);
+    let events = rig.run(&response(qinq));
+    assert_handed_over(&events, false, v4(resolver), v4(device), "two VLAN tags");
     let one = plain.clone().vlan(0x8100);
     assert_handed_over(
         &rig.run(&response(one)),
@@ -126,10 +130,20 @@ fn responses_are_handed_over_and_nothing_else() {
         v4(device),
         "one tag",
     );
+
+    // IPv6 through two extension headers.
     let (resolver6, device6) = ("2001:db8::53", "2001:db8:1::9");
-    let ipv6 = Frame::udp(resolver6, device6, 53, 40000);
+    let ipv6 = Frame::udp(resolver6, device6, 53, 40000)
+        .ext(Ext::HopByHop)
+        .ext(Ext::DestOpts);
     let events = rig.run(&response(ipv6));
-    assert_handed_over(&events, true, v6(resolver6), v6(device6), "IPv6");
+    assert_handed_over(
+        &events,
+        true,
+        v6(resolver6),
+        v6(device6),
+        "IPv6, extension headers",
+    );
 
     // Not a response: nothing handed over.
     let three_tags = plain.clone().vlan(0x88a8).vlan(0x8100).vlan(0x8100);
@@ -151,5 +165,12 @@ fn responses_are_handed_over_and_nothing_else() {
     assert!(
         rig.run(&response(later)).is_empty(),
         "a later fragment has no UDP header"
+    );
+    // An IP length beyond the frame: malformed, as the filter would say.
+    let mut cut = response(plain);
+    cut.truncate(cut.len() - 8);
+    assert!(
+        rig.run(&cut).is_empty(),
+        "a frame shorter than its IP length"
     );
 }

@@ -29,6 +29,7 @@ const GUEST_TESTS: &[&str] = &[
     "cli_classify",
     "run_veth",
     "learn",
+    "capture",
 ];
 
 const PACKAGE_TEST: &str = "package_systemd";
