@@ -7,6 +7,7 @@
 //! one owner of the datapath; `cli` is the command line, which nothing else imports.
 
 pub mod capture;
+pub mod check;
 pub mod cli;
 pub mod daemon;
 pub mod datapath;

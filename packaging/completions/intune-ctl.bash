@@ -19,6 +19,9 @@ _intune__ctl() {
             intune__ctl,changes)
                 cmd="intune__ctl__subcmd__changes"
                 ;;
+            intune__ctl,check)
+                cmd="intune__ctl__subcmd__check"
+                ;;
             intune__ctl,check-config)
                 cmd="intune__ctl__subcmd__check__subcmd__config"
                 ;;
@@ -66,6 +69,9 @@ _intune__ctl() {
                 ;;
             intune__ctl__subcmd__help,changes)
                 cmd="intune__ctl__subcmd__help__subcmd__changes"
+                ;;
+            intune__ctl__subcmd__help,check)
+                cmd="intune__ctl__subcmd__help__subcmd__check"
                 ;;
             intune__ctl__subcmd__help,check-config)
                 cmd="intune__ctl__subcmd__help__subcmd__check__subcmd__config"
@@ -116,7 +122,7 @@ _intune__ctl() {
 
     case "${cmd}" in
         intune__ctl)
-            opts="-h -V --help --version classify daemon run status refresh stats lookup detach man completions check-config endpoints list changes resolve help"
+            opts="-h -V --help --version classify daemon run status refresh stats lookup detach man completions check-config endpoints list changes resolve check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -153,6 +159,44 @@ _intune__ctl() {
                     return 0
                     ;;
                 --last)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        intune__subcmd__ctl__subcmd__check)
+            opts="-h --set --name --connect --json --config --bpffs-dir --state-dir --control-socket --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control-socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -512,7 +556,7 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__help)
-            opts="classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve help"
+            opts="classify daemon status refresh stats lookup detach man completions check-config endpoints list changes resolve check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -526,6 +570,20 @@ _intune__ctl() {
             return 0
             ;;
         intune__subcmd__ctl__subcmd__help__subcmd__changes)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        intune__subcmd__ctl__subcmd__help__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -373,6 +373,20 @@ ap\:"Asia Pacific"))' \
 '--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
+(check)
+_arguments "${_arguments_options[@]}" : \
+'*--set=[Only this endpoint set (repeat for more)]:ID:_default' \
+'*--name=[Only this name (repeat for more); no listed prefix is checked then]:NAME:_default' \
+'--config=[The config file (default\: /etc/intune-ctl/config.toml when it exists); flags given here override it]:FILE:_files' \
+'--bpffs-dir=[Where the program, its maps and links are pinned \[config\: paths.bpffs_dir\]]:DIR:_files' \
+'--state-dir=[The state directory\: recorded rules, caches, changes \[config\: paths.state_dir\]]:DIR:_files' \
+'--control-socket=[The daemon'\''s control socket \[config\: paths.control_socket\]]:PATH:_files' \
+'--connect[Also open a TCP connection from the gateway to one address of each name on port 443 (off by default\: it sends traffic)]' \
+'--json[One JSON object per checked (set, name, address, port)]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
 (help)
 _arguments "${_arguments_options[@]}" : \
 ":: :_intune-ctl__subcmd__help_commands" \
@@ -441,6 +455,10 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(check)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (help)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -472,6 +490,7 @@ _intune-ctl_commands() {
 'list:Print the effective rule set with each prefix'\''s ports, endpoint sets and sources' \
 'changes:Print the last applied changes of the rule set' \
 'resolve:Resolve every exact name of the rule set once and print the answers' \
+'check:Would a device reach every endpoint through this gateway now? Resolves the names and asks the live filter about each address on each port; exit 1 when something required would be blocked' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'intune-ctl commands' commands "$@"
@@ -480,6 +499,11 @@ _intune-ctl_commands() {
 _intune-ctl__subcmd__changes_commands() {
     local commands; commands=()
     _describe -t commands 'intune-ctl changes commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__check_commands] )) ||
+_intune-ctl__subcmd__check_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl check commands' commands "$@"
 }
 (( $+functions[_intune-ctl__subcmd__check-config_commands] )) ||
 _intune-ctl__subcmd__check-config_commands() {
@@ -528,6 +552,7 @@ _intune-ctl__subcmd__help_commands() {
 'list:Print the effective rule set with each prefix'\''s ports, endpoint sets and sources' \
 'changes:Print the last applied changes of the rule set' \
 'resolve:Resolve every exact name of the rule set once and print the answers' \
+'check:Would a device reach every endpoint through this gateway now? Resolves the names and asks the live filter about each address on each port; exit 1 when something required would be blocked' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'intune-ctl help commands' commands "$@"
@@ -536,6 +561,11 @@ _intune-ctl__subcmd__help_commands() {
 _intune-ctl__subcmd__help__subcmd__changes_commands() {
     local commands; commands=()
     _describe -t commands 'intune-ctl help changes commands' commands "$@"
+}
+(( $+functions[_intune-ctl__subcmd__help__subcmd__check_commands] )) ||
+_intune-ctl__subcmd__help__subcmd__check_commands() {
+    local commands; commands=()
+    _describe -t commands 'intune-ctl help check commands' commands "$@"
 }
 (( $+functions[_intune-ctl__subcmd__help__subcmd__check-config_commands] )) ||
 _intune-ctl__subcmd__help__subcmd__check-config_commands() {

@@ -10,7 +10,7 @@ use crate::{
     daemon::state::StateDir,
     datapath::{
         pins::Pins,
-        probe::{Probe, frame},
+        probe::{Probe, device_like, frame},
     },
 };
 
@@ -61,14 +61,6 @@ struct Answer {
     ports: Option<String>,
 }
 
-/// The other end of the synthesized packet: a documentation address of the same family.
-fn device(like: IpAddr) -> IpAddr {
-    match like {
-        IpAddr::V4(_) => IpAddr::from([192, 0, 2, 1]),
-        IpAddr::V6(_) => "2001:db8::1".parse().unwrap_or(like),
-    }
-}
-
 pub fn run(args: &LookupArgs) -> anyhow::Result<()> {
     let settings = args.paths.settings()?;
     let pins = Pins::new(&settings.paths.bpffs_dir);
@@ -83,8 +75,8 @@ pub fn run(args: &LookupArgs) -> anyhow::Result<()> {
         .unwrap_or_default();
     let udp = args.proto == Proto::Udp;
     let (src, dst, sport, dport) = match args.direction {
-        Side::Dst => (device(args.address), args.address, 40000, args.port),
-        Side::Src => (args.address, device(args.address), args.port, 40000),
+        Side::Dst => (device_like(args.address), args.address, 40000, args.port),
+        Side::Src => (args.address, device_like(args.address), args.port, 40000),
     };
     let indices: Vec<u32> = rules.iter().map(|r| r.index).collect();
     let verdict = probe.run(&frame(src, dst, udp, sport, dport), &indices)?;

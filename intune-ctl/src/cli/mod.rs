@@ -1,6 +1,7 @@
 //! The command line: the command tree here, one file per subcommand.
 
 pub mod changes;
+pub mod check;
 pub mod check_config;
 pub mod classify;
 pub mod common;
@@ -65,9 +66,14 @@ enum Command {
     Changes(changes::ChangesArgs),
     /// Resolve every exact name of the rule set once and print the answers.
     Resolve(resolve::ResolveArgs),
+    /// Would a device reach every endpoint through this gateway now? Resolves the names and
+    /// asks the live filter about each address on each port; exit 1 when something required
+    /// would be blocked.
+    Check(check::CheckArgs),
 }
 
-/// Parses the command line, runs the command, reports an error with exit code 2.
+/// Parses the command line, runs the command, reports an error with exit code 2 (`check`
+/// chooses its own code otherwise).
 pub fn main() -> ExitCode {
     init_logs();
     let cli = Cli::parse();
@@ -102,9 +108,15 @@ pub fn main() -> ExitCode {
         Command::List(args) => list::run(args),
         Command::Changes(args) => changes::run(args),
         Command::Resolve(args) => block_on(resolve::run(args)),
+        Command::Check(args) => return finish(block_on(check::run(args))),
     };
+    finish(result.map(|()| ExitCode::SUCCESS))
+}
+
+/// The exit code, with an error reported on stderr and exit code 2.
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("intune-ctl: {err:#}");
             ExitCode::from(2)
@@ -164,6 +176,6 @@ fn run_daemon(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyho
     result
 }
 
-fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Runtime::new()?.block_on(f)
 }

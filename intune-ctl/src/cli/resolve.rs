@@ -1,8 +1,6 @@
 //! `intune-ctl resolve`: every exact name of the rule set looked up once, with the daemon's
 //! own watcher (same lookups, same pacing), then printed.
 
-use std::time::Instant;
-
 use anyhow::bail;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde::Serialize;
@@ -57,15 +55,8 @@ pub async fn run(args: &ResolveArgs) -> anyhow::Result<()> {
     let Some(mut watcher) = Watcher::of(&settings.dns)? else {
         return Ok(());
     };
-    watcher.follow(&sets, Instant::now());
-    while !watcher.all_tried() {
-        if let Some(at) = watcher.next_wakeup() {
-            tokio::time::sleep_until(at.into()).await;
-        }
-        watcher.step(Instant::now()).await;
-    }
     let report = Report {
-        names: watcher.report(),
+        names: watcher.resolve_all(&sets).await,
         wildcards: watcher
             .names()
             .wildcard

@@ -33,8 +33,14 @@ pub struct ResolverTask {
     watcher: Option<Watcher>,
     state: Option<StateDir>,
     saved: Option<Instant>,
+    /// When the owner was last sent a snapshot, and the health it said.
+    sent: Option<(Instant, Vec<String>, bool)>,
     out: mpsc::Sender<Resolved>,
 }
+
+/// How stale the owner's copy of the held addresses may grow while nothing changes: it carries
+/// them into a reload, where an address is kept until its expiry (minutes of grace away).
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
 
 impl ResolverTask {
     pub fn new(
@@ -46,6 +52,7 @@ impl ResolverTask {
             watcher,
             state,
             saved: None,
+            sent: None,
             out,
         }
     }
@@ -88,7 +95,30 @@ impl ResolverTask {
         }
     }
 
-    async fn send(&self, changed: bool) -> bool {
+    /// Sends the owner what the watcher holds when addresses came or went, when the lookups'
+    /// health moved, or when its copy is getting stale; a snapshot of thousands of addresses
+    /// after every lookup would cost more than the lookups.
+    async fn send(&mut self, changed: bool) -> bool {
+        let health = self
+            .watcher
+            .as_ref()
+            .map(|w| {
+                (
+                    w.failing().into_iter().map(str::to_owned).collect(),
+                    w.resolver_down(),
+                )
+            })
+            .unwrap_or_default();
+        let due = match &self.sent {
+            None => true,
+            Some((at, failing, down)) => {
+                at.elapsed() >= SNAPSHOT_EVERY || (failing, *down) != (&health.0, health.1)
+            }
+        };
+        if !changed && !due {
+            return true;
+        }
+        self.sent = Some((Instant::now(), health.0, health.1));
         let resolved = Resolved {
             snapshot: self.watcher.as_ref().map(Watcher::snapshot),
             changed,

@@ -59,8 +59,11 @@ impl Probe {
         Ok(Probe { dp })
     }
 
-    /// Runs `frame` once; the counters it moved say what happened.
+    /// Runs `frame` once; the counters it moved say what happened. One probe answers any
+    /// number of questions: each is told by what its run added to the probe's own counters.
     pub fn run(&self, frame: &[u8], candidates: &[u32]) -> Result<Verdict, DatapathError> {
+        let outcomes_before = self.dp.outcome_counters()?;
+        let rules_before = self.dp.rule_counters_of(candidates.iter().copied())?;
         let result = self
             .dp
             .program()?
@@ -73,21 +76,34 @@ impl Probe {
             .dp
             .outcome_counters()?
             .into_iter()
-            .find(|(_, c)| c.packets > 0)
-            .map(|(o, _)| o)
+            .zip(outcomes_before)
+            .find(|((_, after), (_, before))| after.packets > before.packets)
+            .map(|((o, _), _)| o)
             .ok_or(DatapathError::Missing(OUTCOME_STATS))?;
-        let counts = self.dp.rule_counters_of(candidates.iter().copied())?;
+        let rules_after = self.dp.rule_counters_of(candidates.iter().copied())?;
         let rule = candidates
             .iter()
-            .zip(counts)
-            .find(|(_, c)| c.packets > 0)
+            .zip(rules_after.iter().zip(&rules_before))
+            .find(|(_, (after, before))| after.packets > before.packets)
             .map(|(i, _)| *i);
-        // A fresh copy per question: nothing to reset.
         Ok(Verdict {
             action: result.return_value,
             outcome,
             rule,
         })
+    }
+
+    /// The live filter's settings (mode, direction), from its pinned map.
+    pub fn config(&self) -> Result<intune_common::maps::Config, DatapathError> {
+        self.dp.config()
+    }
+}
+
+/// The other end of a synthesized packet: a documentation address of the same family.
+pub fn device_like(like: IpAddr) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::from([192, 0, 2, 1]),
+        IpAddr::V6(_) => IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
     }
 }
 

@@ -112,6 +112,11 @@ impl Patterns {
     }
 }
 
+/// Whether `name` (normalized) is `pattern` or matches it as a wildcard.
+pub fn matches(pattern: &str, name: &str) -> bool {
+    pattern == name || (pattern.contains('*') && glob(pattern, name))
+}
+
 /// Label-wise match of `pattern` against `name`.
 fn glob(pattern: &str, name: &str) -> bool {
     let p: Vec<&str> = pattern.split('.').collect();

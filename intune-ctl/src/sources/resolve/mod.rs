@@ -347,6 +347,18 @@ impl Watcher {
         out
     }
 
+    /// Looks every exact name of `sets` up once, at the watcher's own pace, and reports.
+    pub async fn resolve_all(&mut self, sets: &[EndpointSet]) -> Vec<NameReport> {
+        self.follow(sets, Instant::now());
+        while !self.all_tried() {
+            if let Some(at) = self.next_wakeup() {
+                tokio::time::sleep_until(at.into()).await;
+            }
+            self.step(Instant::now()).await;
+        }
+        self.report()
+    }
+
     pub fn report(&self) -> Vec<NameReport> {
         self.schedule
             .names()
