@@ -7,6 +7,10 @@ pub const DNS_TAIL: &str = "DNS_TAIL";
 pub const ANSWERS_PROGRAM_INDEX: u32 = 0;
 /// Ring buffer of [`DnsEvent`]: DNS responses (UDP source port 53) leaving towards devices.
 pub const DNS_EVENTS: &str = "DNS_EVENTS";
+/// Per-CPU array with one u64: responses the capture could not hand over because the ring was
+/// full (the learner behind). The learner counts them; a device whose answer was lost asks
+/// again, and its address is learned then.
+pub const DNS_LOST: &str = "DNS_LOST";
 /// Hash of address (IPv6, or IPv4 mapped `::ffff:a.b.c.d`) -> [`crate::maps::RuleRef`]: the
 /// addresses learned from answers, consulted when the listed prefixes do not allow a packet
 /// and [`crate::maps::Config::FLAG_LEARNED`] is set.

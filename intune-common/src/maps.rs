@@ -22,6 +22,10 @@ pub const OUTCOME_STATS: &str = "OUTCOME_STATS";
 pub const PORT_SLOTS: &str = "PORT_SLOTS";
 /// Per-CPU array of [`Counter`], indexed by port slot: Intune hits by the port that matched.
 pub const PORT_STATS: &str = "PORT_STATS";
+/// Per-CPU array of [`Counter`], indexed by port slot as `PORT_STATS` is: frames dropped (in
+/// monitor mode: passed unmatched) by the port they were sent to, so a port the Intune list
+/// names that starts to drop says the list misses an address.
+pub const DROP_PORT_STATS: &str = "DROP_PORT_STATS";
 /// Array of u32 indexed by port slot: the [`port_key`] + 1 the slot counts for, 0 when free.
 /// Only userspace reads it: a restarted daemon keeps the slots (and their counts), and `stats`
 /// names them while the daemon is down.

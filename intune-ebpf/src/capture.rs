@@ -17,7 +17,7 @@ use intune_common::{
 
 use crate::{
     learn,
-    maps::{CONFIG, DNS_EVENTS, DNS_SCRATCH, DNS_TAIL},
+    maps::{CONFIG, DNS_EVENTS, DNS_LOST, DNS_SCRATCH, DNS_TAIL},
     parse::{self, SkbFrame},
 };
 
@@ -130,10 +130,17 @@ fn copy_message(
 }
 
 /// Hands the record to userspace, waking the learner now rather than when the kernel sees fit:
-/// the device's SYN is coming. A full ring drops the record, never the packet.
+/// the device's SYN is coming. A full ring drops the record, never the packet, and counts it.
 #[inline(always)]
 fn emit(ev: &DnsEvent) {
-    let _ = DNS_EVENTS.output::<DnsEvent>(ev, BPF_RB_FORCE_WAKEUP as u64);
+    if DNS_EVENTS
+        .output::<DnsEvent>(ev, BPF_RB_FORCE_WAKEUP as u64)
+        .is_err()
+        && let Some(lost) = DNS_LOST.get_ptr_mut(0)
+    {
+        // SAFETY: this CPU's slot, written only here.
+        unsafe { *lost += 1 };
+    }
 }
 
 /// Headers the parser reads directly, pulled into the linear data when a driver left them in

@@ -14,18 +14,18 @@ mod maps;
 mod parse;
 mod query;
 
-use core::mem::MaybeUninit;
+use core::{mem::MaybeUninit, ptr::read_volatile};
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use intune_common::{
     classify::{Decision, IpPacket, decide, direction},
-    maps::{Config, Counter, NO_PORT, NO_RULE, OTHER_PORTS_SLOT, Trace},
-    outcome::XDP_PASS,
+    maps::{Config, Counter, DIR_DST, NO_PORT, NO_RULE, OTHER_PORTS_SLOT, Trace, port_key},
+    outcome::{Outcome, XDP_PASS},
 };
 
 use crate::{
     lookup::MapTables,
-    maps::{CONFIG, OUTCOME_STATS, PORT_SLOTS, PORT_STATS, RULE_STATS, TRACE},
+    maps::{CONFIG, DROP_PORT_STATS, OUTCOME_STATS, PORT_SLOTS, PORT_STATS, RULE_STATS, TRACE},
 };
 
 // Inlined into the entry the macro writes: left to itself, LLVM makes the classifier a
@@ -45,7 +45,7 @@ pub fn intune_xdp(ctx: XdpContext) -> u32 {
     };
     let dir = direction(cfg, ctx.ingress_ifindex() as u32, &tables);
     let decision = decide(kind, pkt, cfg, dir, &tables);
-    count(&ctx, &decision);
+    count(&ctx, pkt, dir, &decision);
     if cfg.flags & Config::FLAG_TRACE != 0 {
         trace(&decision);
     }
@@ -69,19 +69,29 @@ fn zeroed(pkt: &mut MaybeUninit<IpPacket>) -> &mut IpPacket {
     unsafe { pkt.assume_init_mut() }
 }
 
+/// Counts the frame under its outcome, its rule and the port it matched on; a frame no rule
+/// matched (dropped, or passed in monitor mode) under the port it was sent to, which tells a
+/// list that misses an address (drops on an Intune port) from noise.
 #[inline(always)]
-fn count(ctx: &XdpContext, d: &Decision) {
+fn count(ctx: &XdpContext, pkt: &IpPacket, dir: u32, d: &Decision) {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     add(OUTCOME_STATS.get_ptr_mut(d.outcome as u32), bytes);
     if d.rule != NO_RULE {
         add(RULE_STATS.get_ptr_mut(d.rule), bytes);
     }
+    let slot_of = |key: u32| PORT_SLOTS.get(key).copied().unwrap_or(OTHER_PORTS_SLOT);
     if d.port_key != NO_PORT {
-        let slot = PORT_SLOTS
-            .get(d.port_key)
-            .copied()
-            .unwrap_or(OTHER_PORTS_SLOT);
-        add(PORT_STATS.get_ptr_mut(slot), bytes);
+        add(PORT_STATS.get_ptr_mut(slot_of(d.port_key)), bytes);
+    } else if pkt.has_ports && matches!(d.outcome, Outcome::Dropped | Outcome::UnmatchedPassed) {
+        // Both read, then one chosen: left to itself LLVM picks between the two addresses
+        // with an `or` on the stack pointer, which the verifier refuses.
+        // SAFETY: reads of two fields of a live struct.
+        let (dport, sport) = unsafe { (read_volatile(&pkt.dport), read_volatile(&pkt.sport)) };
+        let port = if dir & DIR_DST != 0 { dport } else { sport };
+        add(
+            DROP_PORT_STATS.get_ptr_mut(slot_of(port_key(pkt.l4, port))),
+            bytes,
+        );
     }
 }
 

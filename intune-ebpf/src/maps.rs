@@ -52,6 +52,9 @@ pub static PORT_SLOTS: Array<u32> = Array::with_max_entries(PORT_KEYS, 0);
 #[map]
 pub static PORT_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_PORT_SLOTS, 0);
 
+#[map]
+pub static DROP_PORT_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_PORT_SLOTS, 0);
+
 // Not read here: userspace's record of what each port slot counts (see intune_common::maps).
 #[map]
 pub static PORT_SLOT_KEYS: Array<u32> = Array::with_max_entries(MAX_PORT_SLOTS, 0);
@@ -95,6 +98,9 @@ pub static DNS_SCRATCH: PerCpuArray<DnsEvent> = PerCpuArray::with_max_entries(1,
 
 #[map]
 pub static DNS_TAIL: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+#[map]
+pub static DNS_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static DNS_EVENTS: RingBuf = RingBuf::with_byte_size(DNS_RING_BYTES, 0);

@@ -35,8 +35,12 @@ struct Rig {
 }
 
 impl Rig {
-    fn new() -> Rig {
-        let pins = Pins::new(format!("/sys/fs/bpf/ixt-capture-{}", std::process::id()));
+    /// A rig of its own for each test (`tag`): tests run in parallel.
+    fn new(tag: &str) -> Rig {
+        let pins = Pins::new(format!(
+            "/sys/fs/bpf/ixt-capture-{tag}-{}",
+            std::process::id()
+        ));
         intune_ctl::datapath::bpffs::ensure_dir(pins.dir()).expect("bpffs");
         let rules = rule_set(&test_sets(), false);
         let mut dp = Datapath::load_pinned(Capacity::for_prefixes(rules.index_bound()), &pins)
@@ -112,7 +116,7 @@ fn assert_handed_over(events: &[DnsEvent], is_v6: bool, src: [u8; 16], dst: [u8;
 #[test]
 fn responses_are_read_with_the_filters_parser() {
     require_root!();
-    let mut rig = Rig::new();
+    let mut rig = Rig::new("parse");
     let (resolver, device) = ("192.0.2.53", "198.51.100.9");
     let plain = Frame::udp(resolver, device, 53, 40000);
     let events = rig.run(&response(plain.clone()));
@@ -173,4 +177,26 @@ fn responses_are_read_with_the_filters_parser() {
         rig.run(&cut).is_empty(),
         "a frame shorter than its IP length"
     );
+}
+
+#[test]
+fn responses_the_ring_has_no_room_for_are_counted() {
+    require_root!();
+    let mut rig = Rig::new("ring");
+    let frame = response(Frame::udp("192.0.2.53", "198.51.100.9", 53, 40000));
+    let lost = |rig: &Rig| -> u64 { rig.maps.lost.get(&0, 0).expect("DNS_LOST").iter().sum() };
+    assert_eq!(lost(&rig), 0);
+    // Nobody reads the ring: each record takes its size and an 8-byte header, rounded up to 8.
+    let record = (size_of::<DnsEvent>() + 8).next_multiple_of(8);
+    let room = intune_common::learn::DNS_RING_BYTES as usize / record;
+    let runs = room + 25;
+    for _ in 0..runs {
+        rig.dp.run_capture(&frame).expect("test run");
+    }
+    assert_eq!(lost(&rig), 25, "{room} records fit");
+    let mut kept = 0;
+    while rig.maps.events.next().is_some() {
+        kept += 1;
+    }
+    assert_eq!(kept, room);
 }

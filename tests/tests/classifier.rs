@@ -975,3 +975,81 @@ fn builtin_list_case(trie: bool) {
     );
     c.dropped(&Frame::tcp(DEV, "17.57.144.10", 40000, 22));
 }
+
+/// Unmatched frames by the port sent to: its own slot for a port the list names, the other
+/// ports together; nothing for frames a rule matched.
+#[test]
+fn unmatched_frames_count_by_the_port_they_were_sent_to() {
+    require_root!();
+    let unmatched = |c: &Case, proto: u8, port: u16| -> u64 {
+        let counts =
+            c.dp.dropped_port_counters()
+                .expect("unmatched port counters");
+        counts
+            .iter()
+            .find(|p| p.port == Some((proto, port)))
+            .map_or(0, |p| p.counter.packets)
+    };
+    let other = |c: &Case| {
+        c.dp.dropped_port_counters().expect("counters")[0]
+            .counter
+            .packets
+    };
+    let c = Case::enforce();
+    // 192.0.2.99 is in no set: dropped on 443 (a listed port) and on 8080 (not listed).
+    c.expect(
+        &Frame::tcp(DEV, "192.0.2.99", 40000, 443),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
+    c.expect(
+        &Frame::tcp(DEV, "192.0.2.99", 40000, 443),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
+    c.expect(
+        &Frame::udp(DEV, "192.0.2.99", 40000, 123),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
+    c.expect(
+        &Frame::tcp(DEV, "192.0.2.99", 40000, 8080),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
+    // A listed address on a port its prefix does not allow: dropped, counted on that port.
+    c.expect(
+        &Frame::tcp(DEV, "198.51.100.7", 40000, 80),
+        Outcome::Dropped,
+        XDP_DROP,
+        None,
+    );
+    // Matched: counted as Intune traffic, not here.
+    c.expect(
+        &Frame::tcp(DEV, "198.51.100.7", 40000, 443),
+        Outcome::Intune,
+        XDP_PASS,
+        Some("198.51.100.0/24"),
+    );
+    assert_eq!(unmatched(&c, IPPROTO_TCP, 443), 2);
+    assert_eq!(unmatched(&c, IPPROTO_UDP, 123), 1);
+    assert_eq!(unmatched(&c, IPPROTO_TCP, 80), 1);
+    assert_eq!(other(&c), 1, "8080 has no slot of its own");
+
+    // Monitor mode counts what enforce mode would drop.
+    let m = Case::monitor();
+    let f = Frame::tcp(DEV, "192.0.2.99", 40000, 443);
+    m.expect(&f, Outcome::UnmatchedPassed, XDP_PASS, None);
+    assert_eq!(unmatched(&m, IPPROTO_TCP, 443), 1);
+
+    // Matching sources: the answer's source port is the one counted.
+    let s = Case::new(enforce_with(Direction::Src, &[]), false);
+    let answer = Frame::tcp("192.0.2.99", DEV, 443, 40000);
+    s.expect(&answer, Outcome::Dropped, XDP_DROP, None);
+    assert_eq!(unmatched(&s, IPPROTO_TCP, 443), 1);
+    assert_eq!(other(&s), 0, "not the device's port 40000");
+}

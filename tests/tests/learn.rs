@@ -14,6 +14,7 @@ use hickory_proto::{op::Message, rr::RData};
 use intune_ctl::datapath::pins::Pins;
 use intune_tests::{
     dns::{Dnsmasq, query_bytes},
+    monitoring::{alert_queries, dashboard_queries, families_named, families_scraped},
     netns::{Gateway, Netns, veth},
     output,
     process::{Lines, metric, scrape, spawn_daemon, test_pins},
@@ -342,6 +343,15 @@ fn answers_teach_wildcard_addresses_until_they_expire() {
     );
     assert_eq!(metric(&m, "intune_xdp_learned_addresses "), 2);
     assert_eq!(metric(&m, "intune_xdp_learn_duration_seconds_count "), 2);
+    assert_eq!(metric(&m, "intune_xdp_learn_ring_lost_total "), 0);
+    // Every metric the shipped dashboard and alert rules use is one this daemon exports.
+    let exported = families_scraped(&m);
+    let used = families_named(&(dashboard_queries().join("\n") + &alert_queries()));
+    let missing: Vec<&String> = used.difference(&exported).collect();
+    assert!(
+        missing.is_empty(),
+        "not exported: {missing:?}; exported: {exported:?}"
+    );
 
     // list and lookup show them, with the wildcard and the name the device asked for.
     std::thread::sleep(Duration::from_millis(1200));

@@ -9,7 +9,8 @@ const BPF_LINKER_VERSION: &str = "0.10.3";
 /// Debian packages the tests and the benchmark use. iproute2 and util-linux give `ip` and
 /// `nsenter`; xdp-tools gives xdp-filter's program for the benchmark; dnsmasq-base is the
 /// DNS server binary without the `dnsmasq` package's system service; systemd gives
-/// `systemd-analyze` for the unit's test; procps gives `sysctl`.
+/// `systemd-analyze` for the unit's test; procps gives `sysctl`; prometheus gives `promtool`,
+/// which checks and unit-tests the shipped alert rules.
 const PACKAGES: &[&str] = &[
     "iproute2",
     "util-linux",
@@ -20,6 +21,7 @@ const PACKAGES: &[&str] = &[
     "dnsmasq-base",
     "tcpdump",
     "nftables",
+    "prometheus",
 ];
 
 /// What `cargo xtask vm-test` needs beyond the tests' packages: root filesystems, the

@@ -27,7 +27,10 @@ use prometheus_client::{
 
 use crate::{
     daemon::state::StateDir,
-    datapath::{counters::PinnedCounters, pins::Pins},
+    datapath::{
+        counters::{PinnedCounters, PortHits},
+        pins::Pins,
+    },
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,25 +51,52 @@ pub struct DaemonMetrics {
     pub learned_addresses: Gauge,
     pub learn_evicted: Counter,
     pub learn_seconds: Histogram,
+    pub learn_ring_lost: Counter,
+    /// Names whose last lookup failed.
+    pub resolver_failing_names: Gauge,
 }
 
 /// The process's daemon metrics.
 pub fn daemon() -> &'static DaemonMetrics {
     static METRICS: OnceLock<DaemonMetrics> = OnceLock::new();
-    METRICS.get_or_init(|| DaemonMetrics {
-        refreshes: Family::default(),
-        refresh_last_success: Gauge::default(),
-        lookups: Family::default(),
-        resolver_last_success: Gauge::default(),
-        // 100 µs .. ~3 s.
-        map_update_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
-        learn_answers: Family::default(),
-        learned_addresses: Gauge::default(),
-        learn_evicted: Counter::default(),
-        // 10 µs .. ~80 ms.
-        learn_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 14)),
+    METRICS.get_or_init(|| {
+        let m = DaemonMetrics {
+            refreshes: Family::default(),
+            refresh_last_success: Gauge::default(),
+            lookups: Family::default(),
+            resolver_last_success: Gauge::default(),
+            // 100 µs .. ~3 s.
+            map_update_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            learn_answers: Family::default(),
+            learned_addresses: Gauge::default(),
+            learn_evicted: Counter::default(),
+            // 10 µs .. ~80 ms.
+            learn_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 14)),
+            learn_ring_lost: Counter::default(),
+            resolver_failing_names: Gauge::default(),
+        };
+        // Every result's series from the start, at 0: `increase()` sees the first one too,
+        // and alerts and dashboards find the series before anything happened.
+        for result in ["success", "failure"] {
+            let _ = m.refreshes.get_or_create(&ResultLabel { result });
+            let _ = m.lookups.get_or_create(&ResultLabel { result });
+        }
+        for result in LEARN_RESULTS {
+            let _ = m.learn_answers.get_or_create(&ResultLabel { result });
+        }
+        m
     })
 }
+
+/// What can come of a captured answer (`intune_xdp_learn_answers`' `result`).
+pub const LEARN_RESULTS: [&str; 6] = [
+    "learned",
+    "not_matched",
+    "untrusted",
+    "unsolicited",
+    "failed",
+    "malformed",
+];
 
 fn now_seconds() -> f64 {
     SystemTime::now()
@@ -174,14 +204,13 @@ impl Collector for MapCollector {
             Self::traffic(&mut encoder, "intune_xdp_outcome", "per outcome", rows)?;
         }
         if let Ok(ports) = counters.ports() {
-            let rows = ports.iter().map(|p| {
-                let (proto, port) = p
-                    .port
-                    .map_or(("other", 0), |(l4, port)| (l4_name(l4), port));
-                (PortLabel { proto, port }, p.counter)
-            });
             let what = "of Intune traffic per port it matched on";
-            Self::traffic(&mut encoder, "intune_xdp_port", what, rows)?;
+            Self::traffic(&mut encoder, "intune_xdp_port", what, port_rows(&ports))?;
+        }
+        if let Ok(ports) = counters.dropped_ports() {
+            let what = "no rule matched (dropped; in monitor mode passed), per port sent to";
+            let rows = port_rows(&ports);
+            Self::traffic(&mut encoder, "intune_xdp_unmatched_port", what, rows)?;
         }
         let rules = StateDir::open(&self.state_dir)
             .ok()
@@ -216,6 +245,16 @@ impl Collector for MapCollector {
         )?;
         Ok(())
     }
+}
+
+/// Port counters labelled by protocol and port ("other", 0 for the ports without a slot).
+fn port_rows(ports: &[PortHits]) -> impl Iterator<Item = (PortLabel, KernelCounter)> + Clone {
+    ports.iter().map(|p| {
+        let (proto, port) = p
+            .port
+            .map_or(("other", 0), |(l4, port)| (l4_name(l4), port));
+        (PortLabel { proto, port }, p.counter)
+    })
 }
 
 /// The registry a daemon serves.
@@ -266,6 +305,16 @@ pub fn registry(pins: Pins, state_dir: PathBuf) -> Registry {
         "intune_xdp_learn_duration_seconds",
         "From an answer's capture to its addresses in the map.",
         d.learn_seconds.clone(),
+    );
+    registry.register(
+        "intune_xdp_learn_ring_lost",
+        "Captured DNS answers the ring buffer had no room for (the learner was behind).",
+        d.learn_ring_lost.clone(),
+    );
+    registry.register(
+        "intune_xdp_resolver_failing_names",
+        "Listed names whose last lookup failed.",
+        d.resolver_failing_names.clone(),
     );
     registry.register_collector(Box::new(MapCollector { pins, state_dir }));
     registry

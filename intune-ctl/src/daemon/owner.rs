@@ -282,6 +282,10 @@ impl Owner {
 
     /// The resolver's addresses came or went (or it follows other names now).
     pub fn take_resolved(&mut self, snapshot: Option<Snapshot>, changed: bool) {
+        let failing = snapshot.as_ref().map_or(0, |s| s.failing.len());
+        super::metrics::daemon()
+            .resolver_failing_names
+            .set(i64::try_from(failing).unwrap_or(i64::MAX));
         self.resolved = snapshot;
         if !changed {
             return;

@@ -4,7 +4,8 @@
 use aya::maps::{Map, MapData, PerCpuArray};
 use intune_common::{
     maps::{
-        Counter, OTHER_PORTS_SLOT, OUTCOME_STATS, PORT_SLOT_KEYS, PORT_STATS, RULE_STATS, key_port,
+        Counter, DROP_PORT_STATS, OTHER_PORTS_SLOT, OUTCOME_STATS, PORT_SLOT_KEYS, PORT_STATS,
+        RULE_STATS, key_port,
     },
     outcome::Outcome,
 };
@@ -51,13 +52,19 @@ fn rules_in(
         .collect()
 }
 
-fn ports_in(stats: &Map, slot_keys: &Map) -> Result<Vec<PortHits>, DatapathError> {
-    let array = PerCpuArray::<_, Counter>::try_from(stats).map_err(map_err(PORT_STATS))?;
+/// The counters of `stats` (`name`: `PORT_STATS` or `DROP_PORT_STATS`) by the port each slot
+/// counts.
+fn ports_in(
+    stats: &Map,
+    name: &'static str,
+    slot_keys: &Map,
+) -> Result<Vec<PortHits>, DatapathError> {
+    let array = PerCpuArray::<_, Counter>::try_from(stats).map_err(map_err(name))?;
     slot_records(slot_keys)?
         .into_iter()
         .filter(|&(slot, record)| slot == OTHER_PORTS_SLOT || record != 0)
         .map(|(slot, record)| {
-            let per_cpu = array.get(&slot, 0).map_err(map_err(PORT_STATS))?;
+            let per_cpu = array.get(&slot, 0).map_err(map_err(name))?;
             Ok(PortHits {
                 port: (slot != OTHER_PORTS_SLOT).then(|| key_port(record - 1)),
                 counter: sum(per_cpu.iter().copied()),
@@ -95,8 +102,18 @@ impl Datapath {
 
     /// Intune hits per port with a counter, and on the other ports together.
     pub fn port_counters(&self) -> Result<Vec<PortHits>, DatapathError> {
+        self.ports_of(PORT_STATS)
+    }
+
+    /// Frames no rule matched, per port with a counter (the ports the list names), and to the
+    /// other ports together.
+    pub fn dropped_port_counters(&self) -> Result<Vec<PortHits>, DatapathError> {
+        self.ports_of(DROP_PORT_STATS)
+    }
+
+    fn ports_of(&self, stats: &'static str) -> Result<Vec<PortHits>, DatapathError> {
         let map = |name| self.ebpf.map(name).ok_or(DatapathError::Missing(name));
-        ports_in(map(PORT_STATS)?, map(PORT_SLOT_KEYS)?)
+        ports_in(map(stats)?, stats, map(PORT_SLOT_KEYS)?)
     }
 }
 
@@ -105,6 +122,8 @@ pub struct PinnedCounters {
     outcomes: Map,
     rules: Map,
     ports: Map,
+    /// `None` for a filter pinned by a version that did not count them.
+    dropped_ports: Option<Map>,
     port_slot_keys: Map,
 }
 
@@ -115,12 +134,21 @@ impl PinnedCounters {
             outcomes: Map::PerCpuArray(open(OUTCOME_STATS)?),
             rules: Map::PerCpuArray(open(RULE_STATS)?),
             ports: Map::PerCpuArray(open(PORT_STATS)?),
+            dropped_ports: open(DROP_PORT_STATS).ok().map(Map::PerCpuArray),
             port_slot_keys: Map::Array(open(PORT_SLOT_KEYS)?),
         })
     }
 
     pub fn ports(&self) -> Result<Vec<PortHits>, DatapathError> {
-        ports_in(&self.ports, &self.port_slot_keys)
+        ports_in(&self.ports, PORT_STATS, &self.port_slot_keys)
+    }
+
+    /// As [`Datapath::dropped_port_counters`]; empty for a filter that does not count them.
+    pub fn dropped_ports(&self) -> Result<Vec<PortHits>, DatapathError> {
+        match &self.dropped_ports {
+            Some(map) => ports_in(map, DROP_PORT_STATS, &self.port_slot_keys),
+            None => Ok(Vec::new()),
+        }
     }
 
     pub fn outcomes(&self) -> Result<Vec<(Outcome, Counter)>, DatapathError> {

@@ -11,7 +11,9 @@ use aya::{
     },
 };
 use intune_common::{
-    learn::{ANSWERS_PROGRAM_INDEX, DNS_EVENTS, DNS_TAIL, LEARN_NAMES, LEARN_TRUSTED, LEARNED},
+    learn::{
+        ANSWERS_PROGRAM_INDEX, DNS_EVENTS, DNS_LOST, DNS_TAIL, LEARN_NAMES, LEARN_TRUSTED, LEARNED,
+    },
     maps::{QUERY_PROGRAM_INDEX, RULE_STATS, XDP_TAIL},
 };
 
@@ -69,6 +71,7 @@ impl Datapath {
         let events = RingBuf::try_from(take(DNS_EVENTS)?).map_err(map_err(DNS_EVENTS))?;
         let learned = HashMap::try_from(take(LEARNED)?).map_err(map_err(LEARNED))?;
         let names = HashMap::try_from(take(LEARN_NAMES)?).map_err(map_err(LEARN_NAMES))?;
+        let lost = PerCpuArray::try_from(take(DNS_LOST)?).map_err(map_err(DNS_LOST))?;
         let stats = MapData::from_pin(pins.map(RULE_STATS)).map_err(map_err(RULE_STATS))?;
         let rule_stats =
             PerCpuArray::try_from(Map::PerCpuArray(stats)).map_err(map_err(RULE_STATS))?;
@@ -82,6 +85,7 @@ impl Datapath {
         }
         Ok(Maps {
             events,
+            lost,
             learned,
             names,
             rule_stats,

@@ -22,19 +22,20 @@ use aya::{
 use intune_common::{
     learn::LEARNED,
     maps::{
-        ADDR_ROLES, ALLOW_V4, ALLOW_V6, CONFIG, IFACE_DIRECTION, LPM_V4, LPM_V6, OUTCOME_STATS,
-        PORT_SETS, PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS, RULE_STATS, V4_TBL16, V4_TBL24,
-        V4_TBL32,
+        ADDR_ROLES, ALLOW_V4, ALLOW_V6, CONFIG, DROP_PORT_STATS, IFACE_DIRECTION, LPM_V4, LPM_V6,
+        OUTCOME_STATS, PORT_SETS, PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS, RULE_STATS, V4_TBL16,
+        V4_TBL24, V4_TBL32,
     },
     outcome::OUTCOME_COUNT,
 };
 
 /// The maps shared by every program the daemon loads: the counters, and the port slots that
 /// say which port each port counter counts.
-pub const SHARED_MAPS: [&str; 5] = [
+pub const SHARED_MAPS: [&str; 6] = [
     RULE_STATS,
     OUTCOME_STATS,
     PORT_STATS,
+    DROP_PORT_STATS,
     PORT_SLOTS,
     PORT_SLOT_KEYS,
 ];

@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aya::maps::Array;
 use intune_common::{
-    maps::{MAX_PORT_SLOTS, OTHER_PORTS_SLOT, PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS, port_key},
+    maps::{
+        DROP_PORT_STATS, MAX_PORT_SLOTS, OTHER_PORTS_SLOT, PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS,
+        port_key,
+    },
     proto::{IPPROTO_TCP, IPPROTO_UDP},
 };
 
@@ -144,7 +147,9 @@ impl Datapath {
                 .set(slot, key + 1, 0)
                 .map_err(map_err(PORT_SLOT_KEYS))?;
         }
-        self.zero_counters(PORT_STATS, changes.assigned.iter().map(|&(slot, _)| slot))?;
+        for stats in [PORT_STATS, DROP_PORT_STATS] {
+            self.zero_counters(stats, changes.assigned.iter().map(|&(slot, _)| slot))?;
+        }
         for &(slot, key) in &changes.assigned {
             self.u32_array(PORT_SLOTS)?
                 .set(key, slot, 0)

@@ -54,6 +54,8 @@ pub struct Settings {
 /// The maps the learner works on, its own descriptors of the daemon's program's maps.
 pub struct Maps {
     pub events: RingBuf<MapData>,
+    /// Responses the capture found no room for in `events` (`DNS_LOST`).
+    pub lost: PerCpuArray<MapData, u64>,
     pub learned: BpfHashMap<MapData, [u8; 16], RuleRef>,
     /// The names the capture program learns from by itself (`LEARN_NAMES`).
     pub names: BpfHashMap<MapData, u64, u32>,
@@ -83,6 +85,9 @@ pub struct LearnCounts {
     pub expired: u64,
     /// Map writes that failed.
     pub map_errors: u64,
+    /// Responses the capture had no room for in the ring (the learner was behind).
+    #[serde(default)]
+    pub ring_lost: u64,
 }
 
 /// What `status`, `list` and the metrics see of the learner.
@@ -595,6 +600,15 @@ impl Work {
 
     /// Hands the counts to the view; writes the state file at most once a second.
     fn publish(&mut self) {
+        if let Ok(per_cpu) = self.maps.lost.get(&0, 0) {
+            let lost: u64 = per_cpu.iter().sum();
+            if lost > self.counts.ring_lost {
+                metrics::daemon()
+                    .learn_ring_lost
+                    .inc_by(lost - self.counts.ring_lost);
+                self.counts.ring_lost = lost;
+            }
+        }
         if let Ok(mut v) = self.view.lock() {
             v.counts = self.counts.clone();
             v.held = self.table.len();
