@@ -17,7 +17,7 @@ use crate::{
     datapath::XdpChoice,
     ruleset::policy::{AllowProtocol, AllowRule, Direction, Mode, allow_entries},
     sources::endpoints::{
-        Category,
+        Category, Ports,
         ports::PortRanges,
         schema::Region,
         service::{Instance, MIN_INTERVAL, ServiceConfig},
@@ -162,6 +162,39 @@ pub struct SourcesSettings {
     pub region: Region,
     /// Endpoint set ids left out.
     pub skip_sets: Vec<u32>,
+    /// Azure service tags to take as endpoint sets.
+    pub service_tags: Option<ServiceTagsSettings>,
+}
+
+/// `[sources] service_tags = { file = "...", tags = [...], tcp_ports = "80,443" }`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceTagsSettings {
+    /// A `ServiceTags_Public_YYYYMMDD.json` as Microsoft publishes it.
+    pub file: PathBuf,
+    /// The tags taken, each an endpoint set (from 9000 on, in this order).
+    pub tags: Vec<String>,
+    #[serde(default = "default_tag_tcp_ports")]
+    pub tcp_ports: String,
+    #[serde(default)]
+    pub udp_ports: String,
+}
+
+fn default_tag_tcp_ports() -> String {
+    "80,443".into()
+}
+
+impl ServiceTagsSettings {
+    /// The ports the tags' prefixes allow.
+    pub fn ports(&self) -> Result<Ports, String> {
+        let parse = |text: &str, key: &str| {
+            PortRanges::parse(text).map_err(|e| format!("sources.service_tags.{key}: {e}"))
+        };
+        Ok(Ports {
+            tcp: parse(&self.tcp_ports, "tcp_ports")?,
+            udp: parse(&self.udp_ports, "udp_ports")?,
+        })
+    }
 }
 
 impl Default for SourcesSettings {
@@ -185,6 +218,7 @@ impl Default for SourcesSettings {
             exclude: Vec::new(),
             region: Region::All,
             skip_sets: Vec::new(),
+            service_tags: None,
         }
     }
 }
@@ -316,6 +350,14 @@ impl Settings {
     /// the file as read and again once the flags are over it; messages name the key and its
     /// flag.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(t) = &self.sources.service_tags {
+            if t.tags.is_empty() {
+                return Err("sources.service_tags.tags names no tag".into());
+            }
+            if t.ports()?.is_empty() {
+                return Err("sources.service_tags: tcp_ports and udp_ports are both empty".into());
+            }
+        }
         if !(0.0..=1.0).contains(&self.sources.max_shrink) {
             return Err(format!(
                 "--max-shrink {} is not a share between 0 and 1 (sources.max_shrink)",

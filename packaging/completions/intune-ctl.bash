@@ -481,7 +481,7 @@ _intune__ctl() {
             fi
             case "${prev}" in
                 --source)
-                    COMPREPLY=($(compgen -W "builtin service file effective" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "builtin service file service-tags effective" -- "${cur}"))
                     return 0
                     ;;
                 --config)

@@ -18,6 +18,7 @@ use crate::{
             service::{ServiceClient, ServiceConfig},
         },
         refresh::Refresher,
+        tags_file,
     },
 };
 
@@ -28,6 +29,9 @@ pub enum SourceChoice {
     Service,
     /// The files given with --endpoints.
     File,
+    /// The Azure service tags `[sources] service_tags` names, from its file (the tags the
+    /// daemon took last, when the file is rejected).
+    ServiceTags,
     /// Built-in list, the service's last accepted list (the cache; no request), files, less exclusions.
     #[default]
     Effective,
@@ -67,6 +71,19 @@ pub async fn run(args: &EndpointsArgs) -> anyhow::Result<()> {
             RuleBuilder::new(&settings)?.files().to_vec()
         }
         SourceChoice::Service => fetch(&settings).await?,
+        SourceChoice::ServiceTags => {
+            let Some(tags) = &settings.sources.service_tags else {
+                bail!(
+                    "--source service-tags needs [sources] service_tags = {{ file = ..., tags = [...] }} in the config"
+                );
+            };
+            let s = &settings.sources;
+            let loaded = tags_file::load(tags, s.max_shrink, &settings.paths.state_dir, false)?;
+            if let Some(why) = &loaded.rejected {
+                eprintln!("intune-ctl: {why}");
+            }
+            loaded.sets
+        }
         SourceChoice::Effective => {
             let cached = Refresher::cached_sets(&settings.sources, &settings.paths.state_dir);
             RuleBuilder::new(&settings)?.effective(&cached)

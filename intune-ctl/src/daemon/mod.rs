@@ -262,7 +262,10 @@ fn start(
     to_resolver: mpsc::UnboundedSender<ResolverCmd>,
 ) -> anyhow::Result<Started> {
     // Read every source before touching the kernel: bad input stops here.
-    let builder = RuleBuilder::new(&settings)?;
+    let builder = RuleBuilder::for_daemon(&settings)?;
+    if let Some(why) = &builder.service_tags().rejected {
+        tracing::warn!("{why}");
+    }
     let refresher = Refresher::of(&settings.sources, &settings.paths.state_dir)?;
     let service_sets: Arc<Vec<EndpointSet>> = refresher
         .as_ref()

@@ -76,7 +76,10 @@ pub struct Prepared {
 impl Prepared {
     /// Reads what `settings` name, against the settings running now.
     pub fn new(settings: Settings, running: &Settings) -> anyhow::Result<Prepared> {
-        let builder = RuleBuilder::new(&settings)?;
+        let builder = RuleBuilder::for_daemon(&settings)?;
+        if let Some(why) = &builder.service_tags().rejected {
+            tracing::warn!("{why}");
+        }
         let refresher = if settings.sources.same_service(&running.sources)
             && settings.paths.state_dir == running.paths.state_dir
         {
@@ -460,7 +463,13 @@ impl Owner {
                     idle_seconds: d.idle.as_secs(),
                 })
                 .collect(),
-            warnings: self.dp.policy().warnings(),
+            warnings: self
+                .dp
+                .policy()
+                .warnings()
+                .into_iter()
+                .chain(self.builder.service_tags().rejected.clone())
+                .collect(),
             rules: self.dp.installed().map_or(0, |r| r.rules.len()),
             rules_by_source: by_source,
             service: self.service.as_ref().map(|(s, next)| ServiceStatus {

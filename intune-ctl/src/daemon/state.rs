@@ -18,6 +18,7 @@ const RULES_FILE: &str = "rules.json";
 const RESOLVED_FILE: &str = "resolved.json";
 const LEARNED_FILE: &str = "learned.json";
 const LISTING_FILE: &str = "listing.json";
+const SERVICE_TAGS_FILE: &str = "service-tags.json";
 /// Changes kept in the record.
 const CHANGES_KEPT: usize = 100;
 
@@ -288,6 +289,29 @@ impl StateDir {
                     })
             }
         }
+    }
+
+    /// The service tags last accepted (the named tags only): the last-known-good a rejected
+    /// file falls back to.
+    pub fn save_service_tags(
+        &self,
+        tags: &crate::sources::endpoints::service_tags::TagsFile,
+    ) -> Result<(), StateError> {
+        self.save_json(SERVICE_TAGS_FILE, tags)
+    }
+
+    pub fn load_service_tags(
+        &self,
+    ) -> Result<Option<crate::sources::endpoints::service_tags::TagsFile>, StateError> {
+        let Some(text) = self.read(SERVICE_TAGS_FILE)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                file: self.dir.join(SERVICE_TAGS_FILE).display().to_string(),
+                message: e.to_string(),
+            })
     }
 
     pub fn save_resolved(&self, held: &[ResolvedAddress]) -> Result<(), StateError> {

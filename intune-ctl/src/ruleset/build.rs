@@ -8,10 +8,13 @@ use ipnet::IpNet;
 use super::rules::{RuleSet, RuleSetOptions};
 use crate::{
     settings::Settings,
-    sources::endpoints::{
-        self, EndpointSet,
-        builtin::builtin,
-        merge::{self, Selection},
+    sources::{
+        endpoints::{
+            self, EndpointSet,
+            builtin::builtin,
+            merge::{self, Selection},
+        },
+        tags_file,
     },
 };
 
@@ -21,12 +24,27 @@ pub struct RuleBuilder {
     builtin: Vec<EndpointSet>,
     selection: Selection,
     options: RuleSetOptions,
+    tags: tags_file::Loaded,
 }
 
 impl RuleBuilder {
     /// Reads the files `[sources]` names and checks its exclusions.
     pub fn new(settings: &Settings) -> anyhow::Result<RuleBuilder> {
+        Self::reading(settings, false)
+    }
+
+    /// As [`RuleBuilder::new`], for the daemon: service tags it takes become the
+    /// last-known-good in the state directory.
+    pub fn for_daemon(settings: &Settings) -> anyhow::Result<RuleBuilder> {
+        Self::reading(settings, true)
+    }
+
+    fn reading(settings: &Settings, record: bool) -> anyhow::Result<RuleBuilder> {
         let s = &settings.sources;
+        let tags = match &s.service_tags {
+            Some(t) => tags_file::load(t, s.max_shrink, &settings.paths.state_dir, record)?,
+            None => tags_file::Loaded::default(),
+        };
         let mut files: Vec<EndpointSet> = Vec::new();
         for file in &s.files {
             files.extend(endpoints::read_file(file)?);
@@ -50,6 +68,7 @@ impl RuleBuilder {
                 exclude_names,
                 region: s.region,
                 skip_sets: s.skip_sets.clone(),
+                service_tags: tags.sets.clone(),
             },
             options: RuleSetOptions {
                 port_only: settings.policy.peer_ports,
@@ -58,7 +77,13 @@ impl RuleBuilder {
                 // `Capacity::for_prefixes`): as many rules as the IPv4 trie can hold.
                 max_rules: intune_common::maps::MAX_PREFIXES_V4 as usize,
             },
+            tags,
         })
+    }
+
+    /// The service tags in force, and why a configured file is not (when it is rejected).
+    pub fn service_tags(&self) -> &tags_file::Loaded {
+        &self.tags
     }
 
     /// The local files' sets, as read.

@@ -6,3 +6,4 @@ pub mod endpoints;
 pub mod learn;
 pub mod refresh;
 pub mod resolve;
+pub mod tags_file;

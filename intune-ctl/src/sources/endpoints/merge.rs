@@ -1,5 +1,5 @@
-//! The effective endpoint list: the built-in list, the web service's accepted list and local
-//! files together, less the names an admin excludes. The service adds to the built-in list and
+//! The effective endpoint list: the built-in list, the web service's accepted list, local
+//! files and Azure service tags together, less the names an admin excludes. The service adds to the built-in list and
 //! never removes from it: a set id in both contributes the union of both.
 
 use super::{EndpointSet, schema::Region};
@@ -15,6 +15,8 @@ pub struct Selection {
     pub region: Region,
     /// Set ids left out, whatever their source.
     pub skip_sets: Vec<u32>,
+    /// The Azure service tags taken, as endpoint sets.
+    pub service_tags: Vec<EndpointSet>,
 }
 
 pub fn effective(
@@ -32,6 +34,7 @@ pub fn effective(
         .iter()
         .chain(service)
         .chain(&selection.files)
+        .chain(&selection.service_tags)
         .filter(|set| {
             !selection.skip_sets.contains(&set.id)
                 && (selection.region == Region::All

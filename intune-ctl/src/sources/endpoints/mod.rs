@@ -5,6 +5,7 @@ pub mod merge;
 pub mod ports;
 pub mod schema;
 pub mod service;
+pub mod service_tags;
 
 use std::path::Path;
 

@@ -93,6 +93,10 @@ pub enum Source {
     File = 2,
     /// Addresses a listed name resolved to.
     Dns = 3,
+    /// Azure service tags (`ServiceTags_Public_*.json`): the Front Door ranges the web
+    /// service does not carry.
+    #[serde(rename = "service-tags")]
+    ServiceTags = 4,
 }
 
 /// A set of sources, without an allocation: a rule set holds one per prefix and set.
@@ -105,9 +109,15 @@ impl Sources {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Source> {
-        [Source::Builtin, Source::Service, Source::File, Source::Dns]
-            .into_iter()
-            .filter(move |s| self.0 & (1 << *s as u8) != 0)
+        [
+            Source::Builtin,
+            Source::Service,
+            Source::File,
+            Source::Dns,
+            Source::ServiceTags,
+        ]
+        .into_iter()
+        .filter(move |s| self.0 & (1 << *s as u8) != 0)
     }
 }
 
@@ -118,6 +128,7 @@ impl std::fmt::Display for Source {
             Source::Service => "service",
             Source::File => "file",
             Source::Dns => "dns",
+            Source::ServiceTags => "service-tags",
         })
     }
 }
@@ -290,7 +301,7 @@ fn validate(raw: RawEndpointSet, source: Source) -> Result<EndpointSet, SchemaEr
 }
 
 /// The shortest prefix the web service may send: /8 for IPv4, /16 for IPv6.
-fn min_service_prefix(net: &IpNet) -> u8 {
+pub(super) fn min_service_prefix(net: &IpNet) -> u8 {
     match net {
         IpNet::V4(_) => 8,
         IpNet::V6(_) => 16,
@@ -298,7 +309,7 @@ fn min_service_prefix(net: &IpNet) -> u8 {
 }
 
 /// A CIDR prefix; host bits are cleared, as the service sometimes sends them set.
-fn parse_prefix(text: &str) -> Result<IpNet, String> {
+pub(super) fn parse_prefix(text: &str) -> Result<IpNet, String> {
     let net: IpNet = text
         .trim()
         .parse()

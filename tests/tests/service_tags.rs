@@ -1,0 +1,279 @@
+//! Azure service tags as a source, from a file in Microsoft's schema (the fixture
+//! `tests/fixtures/ServiceTags_Public.json`, written from the published schema): `endpoints
+//! --source service-tags` as an admin runs it, and the daemon taking the tags as endpoint sets,
+//! keeping them when a new file lacks a tag or shrinks one too much, through reloads and a
+//! restart. The first test needs no root; the daemon's does.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Child,
+};
+
+use intune_tests::{
+    netns::Netns,
+    output,
+    process::{Lines, test_pins},
+    require_root,
+};
+use serde_json::Value;
+
+const AFD: &str = "AzureFrontDoor.MicrosoftSecurity";
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_intune-ctl-test")
+}
+
+fn fixture() -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/ServiceTags_Public.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture JSON")
+}
+
+/// The fixture with `edit` applied to the tag `name`'s prefixes, written to `path`.
+fn write_tags(path: &Path, name: &str, edit: impl Fn(&mut Vec<Value>)) {
+    let mut file = fixture();
+    for tag in file["values"].as_array_mut().unwrap() {
+        if tag["name"] == name {
+            let prefixes = tag["properties"]["addressPrefixes"].as_array_mut().unwrap();
+            edit(prefixes);
+        }
+    }
+    std::fs::write(path, serde_json::to_string_pretty(&file).unwrap()).unwrap();
+}
+
+/// A config taking `tags` from `file`, nothing else but what `extra` adds.
+fn config(dir: &Path, file: &Path, tags: &[&str], extra: &str) -> PathBuf {
+    let tags: Vec<String> = tags.iter().map(|t| format!("{t:?}")).collect();
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{extra}\n[sources]\nbuiltin = false\nservice = false\n\
+             service_tags = {{ file = {:?}, tags = [{}], tcp_ports = \"80,443\" }}\n\n\
+             [dns]\nenabled = false\n\n[paths]\nstate_dir = {:?}\n",
+            file.display().to_string(),
+            tags.join(", "),
+            dir.display().to_string(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn ctl(args: &[&str], config: &Path) -> (i32, String, String) {
+    output(
+        std::process::Command::new(bin())
+            .args(args)
+            .arg("--config")
+            .arg(config),
+    )
+}
+
+#[test]
+fn endpoints_prints_the_named_tags_as_endpoint_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ServiceTags_Public.json");
+    write_tags(&file, AFD, |_| {});
+    let cfg = config(dir.path(), &file, &[AFD, "AzureFrontDoor.Frontend"], "");
+
+    let (code, out, err) = ctl(&["endpoints", "--source", "service-tags", "--json"], &cfg);
+    assert_eq!(code, 0, "{err}");
+    let sets: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(sets.len(), 2, "{out}");
+    assert_eq!(sets[0]["id"], 9000);
+    assert_eq!(sets[0]["serviceArea"], AFD);
+    assert_eq!(sets[0]["source"], "service-tags");
+    assert_eq!(sets[0]["tcpPorts"], "80,443");
+    assert_eq!(sets[0]["ips"].as_array().unwrap().len(), 7);
+    assert!(
+        sets[0]["notes"]
+            .as_str()
+            .unwrap()
+            .contains("file changeNumber 391"),
+        "{out}"
+    );
+    assert_eq!(sets[1]["id"], 9001);
+
+    // What the article's one-liner prints, for the tags: the unique prefixes.
+    let (code, out, _) = ctl(&["endpoints", "--source", "service-tags", "--ips"], &cfg);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 12, "{out}");
+    assert!(lines.contains(&"2620:1ec:4a::/47") && lines.contains(&"13.107.246.0/24"));
+
+    // The effective list has them too, beside nothing else (built-in list off).
+    let (code, out, _) = ctl(&["endpoints", "--json"], &cfg);
+    assert_eq!(code, 0);
+    let ids: Vec<u64> = serde_json::from_str::<Vec<Value>>(&out)
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![9000, 9001]);
+
+    // A tag the file lacks, with nothing taken before: an error naming it.
+    let cfg = config(dir.path(), &file, &["AzureFrontDoor.Nope"], "");
+    let (code, _, err) = ctl(&["endpoints", "--source", "service-tags"], &cfg);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("has no service tag \"AzureFrontDoor.Nope\"")
+            && err.contains(&file.display().to_string()),
+        "{err}"
+    );
+    // Not configured at all.
+    let bare = dir.path().join("bare.toml");
+    std::fs::write(&bare, "[sources]\nbuiltin = false\n").unwrap();
+    let (code, _, err) = ctl(&["endpoints", "--source", "service-tags"], &bare);
+    assert_eq!(code, 2);
+    assert!(err.contains("[sources] service_tags"), "{err}");
+    // A config with no tag named is a config error.
+    let cfg = config(dir.path(), &file, &[], "");
+    let (code, _, err) = output(
+        std::process::Command::new(bin())
+            .arg("check-config")
+            .arg(&cfg),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("sources.service_tags.tags names no tag"),
+        "{err}"
+    );
+}
+
+struct Daemon {
+    child: Child,
+    lines: Lines,
+}
+
+impl Daemon {
+    fn start(ns: &Netns, config: &Path) -> Daemon {
+        let mut child = ns
+            .command(bin())
+            .args(["daemon", "--config"])
+            .arg(config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("daemon");
+        let lines = Lines::of(&mut child);
+        lines.wait_for("attached to t0", 30);
+        Daemon { child, lines }
+    }
+
+    fn reload(&self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) };
+        self.lines.wait_for("reloaded the config", 30);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read(config: &Path, args: &[&str]) -> Value {
+    let (code, out, err) = ctl(&[args, &["--json"]].concat(), config);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+/// What the live filter does with a device's packet to `address` on TCP 443 (a test run:
+/// Microsoft's addresses never go on a wire here).
+fn action(config: &Path, address: &str) -> String {
+    read(config, &["lookup", address, "--port", "443"])["action"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn the_daemon_takes_the_tags_and_keeps_them_when_a_new_file_is_rejected() {
+    require_root!();
+    let ns = Netns::new("tg");
+    ns.ip(&["link", "add", "t0", "type", "veth", "peer", "name", "p0"]);
+    ns.ip(&["link", "set", "t0", "up"]);
+    ns.ip(&["link", "set", "p0", "up"]);
+    let dir = tempfile::tempdir().unwrap();
+    let pins = test_pins("tags", dir.path());
+    let file = dir.path().join("ServiceTags_Public.json");
+    write_tags(&file, AFD, |_| {});
+    // Enforce mode on t0, the tag alone (its ports by default: TCP 80, 443).
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[interface]]\nname = \"t0\"\nxdp_mode = \"generic\"\n\n[policy]\nmode = \"enforce\"\n\n\
+             [sources]\nbuiltin = false\nservice = false\n\
+             service_tags = {{ file = {:?}, tags = [{AFD:?}] }}\n\n[dns]\nenabled = false\n\n\
+             [paths]\nstate_dir = {:?}\nbpffs_dir = {:?}\ncontrol_socket = {:?}\n",
+            file.display().to_string(),
+            dir.path().display().to_string(),
+            pins.dir().display().to_string(),
+            dir.path().join("control.sock").display().to_string()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&ns, &cfg);
+    assert_eq!(action(&cfg, "13.107.219.5"), "pass");
+    assert_eq!(
+        action(&cfg, "2620:1ec:4b::1"),
+        "pass",
+        "inside 2620:1ec:4a::/47"
+    );
+    assert_eq!(
+        action(&cfg, "13.107.246.1"),
+        "drop",
+        "Frontend is not taken"
+    );
+    let list = read(&cfg, &["list"]);
+    let row = list["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["prefix"] == "13.107.219.0/24")
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(row["sources"], serde_json::json!(["service-tags"]), "{row}");
+    assert_eq!(row["endpoint_sets"], serde_json::json!([9000]));
+
+    // A new file that lost 5 of the tag's 7 prefixes: rejected, the tags in force stay.
+    write_tags(&file, AFD, |p| p.truncate(2));
+    d.reload();
+    assert_eq!(action(&cfg, "150.171.97.9"), "pass", "kept from before");
+    let status = read(&cfg, &["status"]);
+    let warnings = status["warnings"].to_string();
+    assert!(
+        warnings.contains("would lose 5 of its 7 prefixes") && warnings.contains("stay"),
+        "{status}"
+    );
+
+    // A file that adds a prefix: taken.
+    write_tags(&file, AFD, |p| p.push("198.51.100.0/24".into()));
+    d.reload();
+    assert_eq!(action(&cfg, "198.51.100.7"), "pass");
+    let warnings = read(&cfg, &["status"])["warnings"].to_string();
+    assert!(!warnings.contains("service tag"), "{warnings}");
+
+    // A restart with a file that lacks the tag: the daemon starts on the tags it took last.
+    drop(d);
+    let mut lacking = fixture();
+    lacking["values"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|t| t["name"] != AFD);
+    std::fs::write(&file, lacking.to_string()).unwrap();
+    let d = Daemon::start(&ns, &cfg);
+    assert_eq!(
+        action(&cfg, "198.51.100.7"),
+        "pass",
+        "the last accepted file's"
+    );
+    assert!(
+        read(&cfg, &["status"])["warnings"]
+            .to_string()
+            .contains("has no service tag"),
+    );
+    drop(d);
+    let _ = pins.remove_all();
+}
