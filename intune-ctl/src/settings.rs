@@ -166,12 +166,16 @@ pub struct SourcesSettings {
     pub service_tags: Option<ServiceTagsSettings>,
 }
 
-/// `[sources] service_tags = { file = "...", tags = [...], tcp_ports = "80,443" }`.
+/// `[sources] service_tags = { file = "..." | url = "...", tags = [...], tcp_ports = "80,443" }`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceTagsSettings {
-    /// A `ServiceTags_Public_YYYYMMDD.json` as Microsoft publishes it.
-    pub file: PathBuf,
+    /// A `ServiceTags_Public_YYYYMMDD.json` as Microsoft publishes it, downloaded by the admin.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// Or where to download it (https), at most daily.
+    #[serde(default)]
+    pub url: Option<String>,
     /// The tags taken, each an endpoint set (from 9000 on, in this order).
     pub tags: Vec<String>,
     #[serde(default = "default_tag_tcp_ports")]
@@ -351,6 +355,15 @@ impl Settings {
     /// flag.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(t) = &self.sources.service_tags {
+            match (&t.file, &t.url) {
+                (None, None) => return Err("sources.service_tags needs a file or a url".into()),
+                (Some(_), Some(_)) => {
+                    return Err("sources.service_tags takes a file or a url, not both".into());
+                }
+                (None, Some(url)) => crate::sources::endpoints::service::check_scheme(url)
+                    .map_err(|e| format!("sources.service_tags.url: {e}"))?,
+                (Some(_), None) => {}
+            }
             if t.tags.is_empty() {
                 return Err("sources.service_tags.tags names no tag".into());
             }

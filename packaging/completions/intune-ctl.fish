@@ -219,7 +219,7 @@ complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand check-config" -s h
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand endpoints" -l source -r -f -a "builtin\t''
 service\t'Fetch once from the web service (version, then endpoints)'
 file\t'The files given with --endpoints'
-service-tags\t'The Azure service tags `[sources] service_tags` names, from its file (the tags the daemon took last, when the file is rejected)'
+service-tags\t'The Azure service tags `[sources] service_tags` names, from its file (the tags the daemon took last, when the file is rejected) or downloaded once from its url'
 effective\t'Built-in list, the service\'s last accepted list (the cache; no request), files, less exclusions'"
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand endpoints" -l config -d 'The config file (default: /etc/intune-ctl/config.toml when it exists); flags given here override it' -r -F
 complete -c intune-ctl -n "__fish_intune_ctl_using_subcommand endpoints" -l bpffs-dir -d 'Where the program, its maps and links are pinned [config: paths.bpffs_dir]' -r -F

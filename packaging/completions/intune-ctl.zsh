@@ -257,7 +257,7 @@ _arguments "${_arguments_options[@]}" : \
 '--source=[]:SOURCE:((builtin\:""
 service\:"Fetch once from the web service (version, then endpoints)"
 file\:"The files given with --endpoints"
-service-tags\:"The Azure service tags \`\[sources\] service_tags\` names, from its file (the tags the daemon took last, when the file is rejected)"
+service-tags\:"The Azure service tags \`\[sources\] service_tags\` names, from its file (the tags the daemon took last, when the file is rejected) or downloaded once from its url"
 effective\:"Built-in list, the service'\''s last accepted list (the cache; no request), files, less exclusions"))' \
 '--config=[The config file (default\: /etc/intune-ctl/config.toml when it exists); flags given here override it]:FILE:_files' \
 '--bpffs-dir=[Where the program, its maps and links are pinned \[config\: paths.bpffs_dir\]]:DIR:_files' \

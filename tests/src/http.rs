@@ -56,6 +56,8 @@ pub fn version_body(version: &str) -> String {
 struct Script {
     version: Option<Answer>,
     endpoints: Option<Answer>,
+    /// Answers for other paths (a download), by path.
+    files: std::collections::HashMap<String, Answer>,
     requests: Vec<String>,
 }
 
@@ -83,7 +85,7 @@ impl FakeService {
                     } else if path.starts_with("/endpoints/") {
                         s.endpoints.clone()
                     } else {
-                        None
+                        s.files.get(&path).cloned()
                     }
                 };
                 let answer = answer.unwrap_or_else(|| Answer::status(404));
@@ -116,6 +118,15 @@ impl FakeService {
 
     pub fn set_endpoints(&self, answer: Answer) {
         self.script.lock().expect("script").endpoints = Some(answer);
+    }
+
+    /// What a GET of `path` (a download) is answered with.
+    pub fn set_file(&self, path: &str, answer: Answer) {
+        self.script
+            .lock()
+            .expect("script")
+            .files
+            .insert(path.into(), answer);
     }
 
     /// The request paths (with query) received so far, and forgets them.

@@ -10,6 +10,7 @@ use std::{
 };
 
 use intune_tests::{
+    http::{Answer, FakeService},
     netns::Netns,
     output,
     process::{Lines, test_pins},
@@ -274,6 +275,97 @@ fn the_daemon_takes_the_tags_and_keeps_them_when_a_new_file_is_rejected() {
             .to_string()
             .contains("has no service tag"),
     );
+    drop(d);
+    let _ = pins.remove_all();
+}
+
+const DOWNLOAD: &str = "/download/ServiceTags_Public.json";
+
+#[test]
+fn tags_from_a_url_are_downloaded_checked_and_kept_when_a_download_is_bad() {
+    require_root!();
+    let ns = Netns::new("tu");
+    ns.ip(&["link", "add", "t0", "type", "veth", "peer", "name", "p0"]);
+    ns.ip(&["link", "set", "t0", "up"]);
+    ns.ip(&["link", "set", "p0", "up"]);
+    ns.ip(&["link", "set", "lo", "up"]);
+    let svc = ns.run(FakeService::start);
+    let dir = tempfile::tempdir().unwrap();
+    let pins = test_pins("tagsurl", dir.path());
+    let body = |edit: &dyn Fn(&mut Vec<Value>)| {
+        let path = dir.path().join("body.json");
+        write_tags(&path, AFD, edit);
+        Answer::ok(std::fs::read_to_string(path).unwrap())
+    };
+    svc.set_file(DOWNLOAD, body(&|_| {}));
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[interface]]\nname = \"t0\"\nxdp_mode = \"generic\"\n\n[policy]\nmode = \"enforce\"\n\n\
+             [sources]\nbuiltin = false\nservice = false\n\
+             service_tags = {{ url = \"{}{DOWNLOAD}\", tags = [{AFD:?}] }}\n\n[dns]\nenabled = false\n\n\
+             [paths]\nstate_dir = {:?}\nbpffs_dir = {:?}\ncontrol_socket = {:?}\n",
+            svc.url,
+            dir.path().display().to_string(),
+            pins.dir().display().to_string(),
+            dir.path().join("control.sock").display().to_string()
+        ),
+    )
+    .unwrap();
+    let in_ns = |args: &[&str]| -> Value {
+        let (code, out, err) = output(
+            ns.command(bin())
+                .args(args)
+                .arg("--json")
+                .arg("--config")
+                .arg(&cfg),
+        );
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+
+    // `endpoints` downloads once and records nothing.
+    let sets = in_ns(&["endpoints", "--source", "service-tags"]);
+    assert_eq!(sets[0]["ips"].as_array().unwrap().len(), 7, "{sets}");
+    assert!(!dir.path().join("service-tags.json").exists());
+
+    // The daemon starts with no tags (nothing taken before), downloads them after the attach.
+    let d = Daemon::start(&ns, &cfg);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while action(&cfg, "13.107.219.5") != "pass" {
+        assert!(std::time::Instant::now() < deadline, "never downloaded");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let asked = svc.take_requests();
+    assert_eq!(
+        asked,
+        vec![DOWNLOAD.to_owned(), DOWNLOAD.to_owned()],
+        "endpoints, then the daemon"
+    );
+
+    // A download that lost most of the tag: rejected on `refresh`, the tags in force stay.
+    svc.set_file(DOWNLOAD, body(&|p| p.truncate(1)));
+    in_ns(&["refresh"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let warnings = read(&cfg, &["status"])["warnings"].to_string();
+        if warnings.contains("would lose 6 of its 7 prefixes") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{warnings}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(action(&cfg, "150.171.97.9"), "pass", "kept");
+
+    // A restart a moment later: the tags taken are in force at once, and no download is due
+    // for a day.
+    drop(d);
+    svc.take_requests();
+    let d = Daemon::start(&ns, &cfg);
+    assert_eq!(action(&cfg, "150.171.97.9"), "pass");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(svc.take_requests().is_empty(), "downloaded at most daily");
     drop(d);
     let _ = pins.remove_all();
 }

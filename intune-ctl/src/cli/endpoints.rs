@@ -30,7 +30,7 @@ pub enum SourceChoice {
     /// The files given with --endpoints.
     File,
     /// The Azure service tags `[sources] service_tags` names, from its file (the tags the
-    /// daemon took last, when the file is rejected).
+    /// daemon took last, when the file is rejected) or downloaded once from its url.
     ServiceTags,
     /// Built-in list, the service's last accepted list (the cache; no request), files, less exclusions.
     #[default]
@@ -78,11 +78,16 @@ pub async fn run(args: &EndpointsArgs) -> anyhow::Result<()> {
                 );
             };
             let s = &settings.sources;
-            let loaded = tags_file::load(tags, s.max_shrink, &settings.paths.state_dir, false)?;
-            if let Some(why) = &loaded.rejected {
-                eprintln!("intune-ctl: {why}");
+            if let Some(poller) = tags_file::TagsPoller::of(s, &settings.paths.state_dir)? {
+                // From a URL: downloaded once, the daemon's record left alone.
+                poller.fetch().await?
+            } else {
+                let loaded = tags_file::load(tags, s.max_shrink, &settings.paths.state_dir, false)?;
+                if let Some(why) = &loaded.rejected {
+                    eprintln!("intune-ctl: {why}");
+                }
+                loaded.sets
             }
-            loaded.sets
         }
         SourceChoice::Effective => {
             let cached = Refresher::cached_sets(&settings.sources, &settings.paths.state_dir);

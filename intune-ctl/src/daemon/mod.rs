@@ -14,6 +14,7 @@ pub mod recorder;
 pub mod resolver_task;
 pub mod service_task;
 pub mod state;
+pub mod tags_task;
 pub mod updater;
 
 use std::{
@@ -36,6 +37,7 @@ use self::{
     resolver_task::{ResolverCmd, ResolverTask},
     service_task::{ServiceCmd, ServiceEvent, ServiceTask},
     state::{InstalledRule, StateDir},
+    tags_task::{TagsCmd, TagsTask},
 };
 use crate::{
     datapath::{Capacity, Datapath, V4Lookup, bpffs, kernel::Kernel, pins::Pins},
@@ -47,6 +49,7 @@ use crate::{
         learn::learner::{self, Learner},
         refresh::Refresher,
         resolve::Watcher,
+        tags_file::TagsPoller,
     },
 };
 
@@ -90,11 +93,13 @@ pub async fn run(load: Loader) -> anyhow::Result<()> {
         .context("reading the gateway's own addresses from netlink")?;
     let (service_tx, service_cmds) = mpsc::unbounded_channel();
     let (resolver_tx, resolver_cmds) = mpsc::unbounded_channel();
-    let started = start(settings, policy, &local, service_tx, resolver_tx)?;
+    let (tags_tx, tags_cmds) = mpsc::unbounded_channel();
+    let started = start(settings, policy, &local, service_tx, resolver_tx, tags_tx)?;
     let Started {
         mut owner,
         refresher,
         watcher,
+        tags_poller,
     } = started;
 
     let (service_events_tx, mut service_events) = mpsc::channel(4);
@@ -109,6 +114,8 @@ pub async fn run(load: Loader) -> anyhow::Result<()> {
     let (resolved_tx, mut resolved_rx) = mpsc::channel(4);
     let resolver_state = StateDir::open(&owner.settings.paths.state_dir).ok();
     tokio::spawn(ResolverTask::new(watcher, resolver_state, resolved_tx).run(resolver_cmds));
+    let (tags_events_tx, mut tags_events) = mpsc::channel(4);
+    tokio::spawn(TagsTask::new(tags_poller, tags_events_tx).run(tags_cmds));
     let (local_tx, mut local_rx) = mpsc::channel(4);
     tokio::spawn(local_addrs::follow(local_tx));
     let (asked_tx, mut asked_rx) = mpsc::channel::<Asked>(16);
@@ -172,6 +179,7 @@ pub async fn run(load: Loader) -> anyhow::Result<()> {
                 ServiceEvent::Status(status) => owner.service = status,
             },
             Some(resolved) = resolved_rx.recv() => owner.take_resolved(resolved.snapshot, resolved.changed),
+            Some(event) = tags_events.recv() => owner.take_service_tags(event),
             Some(local) = local_rx.recv() => owner.set_local_addresses(&local),
             Some((request, reply)) = asked_rx.recv() => match request {
                 Request::Status => {
@@ -181,6 +189,7 @@ pub async fn run(load: Loader) -> anyhow::Result<()> {
                     // Answered by a task of its own: the check may take minutes.
                     let names = owner.resolved.as_ref().map_or(0, |r| r.names);
                     let _ = owner.to_resolver.send(ResolverCmd::AllDue);
+                    let _ = owner.to_tags.send(TagsCmd::Now);
                     let to_service = owner.to_service.clone();
                     let line = owner.status_line();
                     tokio::spawn(async move {
@@ -234,6 +243,7 @@ struct Started {
     owner: Owner,
     refresher: Option<Refresher>,
     watcher: Option<Watcher>,
+    tags_poller: Option<TagsPoller>,
 }
 
 /// The rules a previous daemon recorded, as a rule set that keeps their indices.
@@ -260,6 +270,7 @@ fn start(
     local: &[ipnet::IpNet],
     to_service: mpsc::UnboundedSender<ServiceCmd>,
     to_resolver: mpsc::UnboundedSender<ResolverCmd>,
+    to_tags: mpsc::UnboundedSender<TagsCmd>,
 ) -> anyhow::Result<Started> {
     // Read every source before touching the kernel: bad input stops here.
     let builder = RuleBuilder::for_daemon(&settings)?;
@@ -267,6 +278,7 @@ fn start(
         tracing::warn!("{why}");
     }
     let refresher = Refresher::of(&settings.sources, &settings.paths.state_dir)?;
+    let tags_poller = TagsPoller::of(&settings.sources, &settings.paths.state_dir)?;
     let service_sets: Arc<Vec<EndpointSet>> = refresher
         .as_ref()
         .and_then(Refresher::accepted)
@@ -391,6 +403,8 @@ fn start(
         attached: Vec::new(),
         to_service,
         to_resolver,
+        to_tags,
+        tags_problem: None,
         counter_reads: Repeated::new("reading the hit counters"),
         settings,
     };
@@ -414,6 +428,7 @@ fn start(
         owner,
         refresher,
         watcher,
+        tags_poller,
     })
 }
 

@@ -22,6 +22,7 @@ use super::{
     resolver_task::ResolverCmd,
     service_task::ServiceCmd,
     state::InstalledRule,
+    tags_task::{TagsCmd, TagsEvent},
 };
 use crate::{
     datapath::{Datapath, XdpChoice, kernel::Kernel, load::Attached, pins::Pins},
@@ -36,6 +37,7 @@ use crate::{
         },
         refresh::Refresher,
         resolve::{Names, Snapshot, Watcher},
+        tags_file::TagsPoller,
     },
 };
 
@@ -59,6 +61,9 @@ pub struct Owner {
     /// Unbounded: the owner never waits on a task, and no command is lost.
     pub to_service: mpsc::UnboundedSender<ServiceCmd>,
     pub to_resolver: mpsc::UnboundedSender<ResolverCmd>,
+    pub to_tags: mpsc::UnboundedSender<TagsCmd>,
+    /// Why the last download of the service tags was not taken.
+    pub tags_problem: Option<String>,
     pub counter_reads: Repeated,
 }
 
@@ -71,6 +76,8 @@ pub struct Prepared {
     pub refresher: Option<Option<Refresher>>,
     /// `Some` when the `[dns]` settings changed.
     pub watcher: Option<Option<Watcher>>,
+    /// `Some` when `[sources] service_tags` changed: the poller of a URL (or none).
+    pub tags_poller: Option<Option<TagsPoller>>,
 }
 
 impl Prepared {
@@ -92,11 +99,22 @@ impl Prepared {
         } else {
             Some(Watcher::of(&settings.dns)?)
         };
+        let tags_poller = if settings.sources.service_tags == running.sources.service_tags
+            && settings.paths.state_dir == running.paths.state_dir
+        {
+            None
+        } else {
+            Some(TagsPoller::of(
+                &settings.sources,
+                &settings.paths.state_dir,
+            )?)
+        };
         Ok(Prepared {
             settings,
             builder,
             refresher,
             watcher,
+            tags_poller,
         })
     }
 }
@@ -307,6 +325,31 @@ impl Owner {
         }
     }
 
+    /// A download of the service tags: taken into the rule set, or why not.
+    pub fn take_service_tags(&mut self, event: TagsEvent) {
+        match event {
+            Ok(sets) => {
+                self.tags_problem = None;
+                self.builder.set_service_tags(sets);
+                match self.build(&self.service_sets.clone()) {
+                    Ok((sets, rules)) => {
+                        if !self.dp.installed().is_some_and(|r| same_rules(r, &rules)) {
+                            let _ = self.apply(&sets, rules, "service tags");
+                        }
+                    }
+                    Err(e) => tracing::error!(
+                        error = format!("{e:#}"),
+                        "the service tags do not make a rule set; keeping the one in force"
+                    ),
+                }
+            }
+            Err(why) => {
+                tracing::warn!("{why}");
+                self.tags_problem = Some(why);
+            }
+        }
+    }
+
     /// Has the resolver and the learner follow the names of `sets` (the effective list).
     fn follow_names(&self, sets: &[EndpointSet]) {
         if self
@@ -469,6 +512,7 @@ impl Owner {
                 .warnings()
                 .into_iter()
                 .chain(self.builder.service_tags().rejected.clone())
+                .chain(self.tags_problem.clone())
                 .collect(),
             rules: self.dp.installed().map_or(0, |r| r.rules.len()),
             rules_by_source: by_source,
@@ -645,6 +689,18 @@ impl Owner {
             {
                 tracing::error!(
                     "the resolver task is gone; the new [dns] settings wait for a restart"
+                );
+            }
+        }
+        if let Some(poller) = new.tags_poller {
+            self.tags_problem = None;
+            if self
+                .to_tags
+                .send(TagsCmd::Replace(poller.map(Box::new)))
+                .is_err()
+            {
+                tracing::error!(
+                    "the service tags task is gone; the new service_tags settings wait for a restart"
                 );
             }
         }

@@ -300,6 +300,13 @@ impl StateDir {
         self.save_json(SERVICE_TAGS_FILE, tags)
     }
 
+    /// When the service tags in force were taken (the record's time).
+    pub fn service_tags_taken_at(&self) -> Option<std::time::SystemTime> {
+        std::fs::metadata(self.dir.join(SERVICE_TAGS_FILE))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
     pub fn load_service_tags(
         &self,
     ) -> Result<Option<crate::sources::endpoints::service_tags::TagsFile>, StateError> {

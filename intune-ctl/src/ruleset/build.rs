@@ -81,6 +81,13 @@ impl RuleBuilder {
         })
     }
 
+    /// A downloaded selection of service tags replaces the one in force.
+    pub fn set_service_tags(&mut self, sets: Vec<EndpointSet>) {
+        self.selection.service_tags.clone_from(&sets);
+        self.tags.sets = sets;
+        self.tags.rejected = None;
+    }
+
     /// The service tags in force, and why a configured file is not (when it is rejected).
     pub fn service_tags(&self) -> &tags_file::Loaded {
         &self.tags

@@ -244,6 +244,12 @@ impl ServiceClient {
         Ok(ServiceList { body, sets })
     }
 
+    /// GET `url` as the service's requests go: https, no redirect, 16 MiB at most, retries.
+    pub async fn fetch(&self, url: &str) -> Result<String, ServiceError> {
+        check_scheme(url)?;
+        self.get(url).await
+    }
+
     /// GET with retries on network errors and 5xx; 429 comes back as [`ServiceError::RateLimited`].
     async fn get(&self, url: &str) -> Result<String, ServiceError> {
         let mut delay = self.cfg.backoff;
@@ -322,7 +328,7 @@ impl ServiceClient {
 }
 
 /// https, or http to a loopback address (a test's local server).
-fn check_scheme(base_url: &str) -> Result<(), ServiceError> {
+pub fn check_scheme(base_url: &str) -> Result<(), ServiceError> {
     let not_https = || ServiceError::NotHttps {
         url: base_url.to_string(),
     };
