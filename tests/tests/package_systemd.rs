@@ -102,6 +102,12 @@ fn the_package_installs_runs_under_systemd_and_removes_itself() {
         &["install", "-y", "-q", &deb.display().to_string()],
     );
     assert!(Path::new("/usr/bin/intune-ctl").exists());
+    for shipped in [
+        "/usr/share/intune-ctl/grafana/intune-xdp.json",
+        "/usr/share/intune-ctl/prometheus/intune-xdp.rules.yml",
+    ] {
+        assert!(Path::new(shipped).exists(), "{shipped} installed");
+    }
     std::fs::write(CONFIG, config("monitor")).expect("write the config");
     sh("intune-ctl", &["check-config", CONFIG]);
 
