@@ -32,6 +32,13 @@ impl Netns {
         ns
     }
 
+    /// Adds the veth pair `iface`, `peer` here, both up.
+    pub fn veth_pair(&self, iface: &str, peer: &str) {
+        self.ip(&["link", "add", iface, "type", "veth", "peer", "name", peer]);
+        self.ip(&["link", "set", iface, "up"]);
+        self.ip(&["link", "set", peer, "up"]);
+    }
+
     pub fn path(&self) -> String {
         format!("/var/run/netns/{}", self.name)
     }

@@ -102,6 +102,29 @@ pub fn spawn_daemon(
     (child, lines)
 }
 
+/// `BIN daemon --config CONFIG EXTRA` in `ns`, its stderr the test's; returns once it
+/// attached to `iface`.
+pub fn spawn_configured(
+    ns: &crate::netns::Netns,
+    bin: &str,
+    config: &std::path::Path,
+    extra: &[&str],
+    iface: &str,
+) -> (Child, Lines) {
+    let mut child = ns
+        .command(bin)
+        .args(["daemon", "--config"])
+        .arg(config)
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("daemon");
+    let lines = Lines::of(&mut child);
+    lines.wait_for(&format!("attached to {iface}"), 30);
+    (child, lines)
+}
+
 /// Waits until a TCP connection from `ns` to `to` opens (the name behind it resolved).
 pub fn wait_until_reachable(ns: &crate::netns::Netns, to: &str, secs: u64) {
     let deadline = Instant::now() + crate::scaled_secs(secs);

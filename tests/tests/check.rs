@@ -10,7 +10,7 @@ use intune_tests::{
     dns::Dnsmasq,
     netns::Netns,
     output,
-    process::{Lines, test_pins},
+    process::{spawn_configured, test_pins},
     require_root,
 };
 use serde_json::Value;
@@ -77,15 +77,7 @@ struct Daemon {
 impl Daemon {
     /// `daemon --config CONFIG` in `ns`, once attached to t0.
     fn start(ns: &Netns, config: &Path, pins: &Pins) -> Daemon {
-        let mut child = ns
-            .command(bin())
-            .args(["daemon", "--config"])
-            .arg(config)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("daemon");
-        Lines::of(&mut child).wait_for("attached to t0", 30);
+        let (child, _) = spawn_configured(ns, bin(), config, &[], "t0");
         Daemon {
             child,
             pins: pins.clone(),
@@ -138,10 +130,7 @@ fn one<'a>(findings: &'a [Value], name: Option<&str>, address: Option<&str>) -> 
 fn check_reports_what_the_live_filter_passes_and_why_it_blocks_the_rest() {
     require_root!();
     let ns = Netns::new("ck");
-    ns.ip(&["link", "add", "t0", "type", "veth", "peer", "name", "p0"]);
-    ns.ip(&["link", "set", "t0", "up"]);
-    ns.ip(&["link", "set", "p0", "up"]);
-    ns.ip(&["link", "set", "lo", "up"]);
+    ns.veth_pair("t0", "p0");
     let dns = Dnsmasq::start_in(Some(&ns), HOSTS, 60, &["--address=/nx.test/".into()]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("sets.json"), SETS).unwrap();

@@ -22,7 +22,7 @@ use intune_tests::{
     dns::Dnsmasq,
     netns::Netns,
     output,
-    process::{Lines, spawn_daemon, test_pins},
+    process::{Lines, spawn_configured, spawn_daemon, test_pins},
     require_root, scaled_secs, slowdown,
 };
 use serde_json::Value;
@@ -47,9 +47,7 @@ fn bin() -> &'static str {
 fn namespace(tag: &str) -> Netns {
     let ns = Netns::new(tag);
     for (iface, peer) in [("t0", "p0"), ("t1", "p1")] {
-        ns.ip(&["link", "add", iface, "type", "veth", "peer", "name", peer]);
-        ns.ip(&["link", "set", iface, "up"]);
-        ns.ip(&["link", "set", peer, "up"]);
+        ns.veth_pair(iface, peer);
     }
     ns
 }
@@ -85,17 +83,7 @@ impl Daemon {
     /// `daemon --config CONFIG` in `ns` (and `extra`), its files in `dir`; once attached to t0.
     fn configured(ns: &Netns, dir: tempfile::TempDir, config: &Path, extra: &[&str]) -> Daemon {
         let pins = pins_for(dir.path());
-        let mut child = ns
-            .command(bin())
-            .args(["daemon", "--config"])
-            .arg(config)
-            .args(extra)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("daemon");
-        let lines = Lines::of(&mut child);
-        lines.wait_for("attached to t0", 30);
+        let (child, lines) = spawn_configured(ns, bin(), config, extra, "t0");
         Daemon {
             child,
             lines,

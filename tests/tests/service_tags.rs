@@ -13,7 +13,7 @@ use intune_tests::{
     http::{Answer, FakeService},
     netns::Netns,
     output,
-    process::{Lines, test_pins},
+    process::{Lines, spawn_configured, test_pins},
     require_root,
 };
 use serde_json::Value;
@@ -147,16 +147,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(ns: &Netns, config: &Path) -> Daemon {
-        let mut child = ns
-            .command(bin())
-            .args(["daemon", "--config"])
-            .arg(config)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("daemon");
-        let lines = Lines::of(&mut child);
-        lines.wait_for("attached to t0", 30);
+        let (child, lines) = spawn_configured(ns, bin(), config, &[], "t0");
         Daemon { child, lines }
     }
 
@@ -193,9 +184,7 @@ fn action(config: &Path, address: &str) -> String {
 fn the_daemon_takes_the_tags_and_keeps_them_when_a_new_file_is_rejected() {
     require_root!();
     let ns = Netns::new("tg");
-    ns.ip(&["link", "add", "t0", "type", "veth", "peer", "name", "p0"]);
-    ns.ip(&["link", "set", "t0", "up"]);
-    ns.ip(&["link", "set", "p0", "up"]);
+    ns.veth_pair("t0", "p0");
     let dir = tempfile::tempdir().unwrap();
     let pins = test_pins("tags", dir.path());
     let file = dir.path().join("ServiceTags_Public.json");
@@ -285,10 +274,7 @@ const DOWNLOAD: &str = "/download/ServiceTags_Public.json";
 fn tags_from_a_url_are_downloaded_checked_and_kept_when_a_download_is_bad() {
     require_root!();
     let ns = Netns::new("tu");
-    ns.ip(&["link", "add", "t0", "type", "veth", "peer", "name", "p0"]);
-    ns.ip(&["link", "set", "t0", "up"]);
-    ns.ip(&["link", "set", "p0", "up"]);
-    ns.ip(&["link", "set", "lo", "up"]);
+    ns.veth_pair("t0", "p0");
     let svc = ns.run(FakeService::start);
     let dir = tempfile::tempdir().unwrap();
     let pins = test_pins("tagsurl", dir.path());

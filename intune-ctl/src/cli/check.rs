@@ -15,7 +15,6 @@ use crate::{
         plan::{self, Plan},
     },
     daemon::state::StateDir,
-    datapath::{pins::Pins, probe::Probe},
     ruleset::build::RuleBuilder,
     sources::{endpoints::EndpointSet, refresh::Refresher, resolve::Watcher},
 };
@@ -41,13 +40,7 @@ pub struct CheckArgs {
 
 pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let settings = args.paths.settings()?;
-    let pins = Pins::new(&settings.paths.bpffs_dir);
-    let probe = Probe::open(&pins).with_context(|| {
-        format!(
-            "no running filter pinned under {} (is the daemon started?)",
-            pins.dir().display()
-        )
-    })?;
+    let probe = super::common::live_probe(&settings)?;
     let state = StateDir::open(&settings.paths.state_dir)?;
     let rules = state.load_rules()?.unwrap_or_default();
     let listing = state.load_listing()?.map(|l| l.rules).unwrap_or_default();

@@ -3,15 +3,11 @@
 
 use std::net::IpAddr;
 
-use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::{
     daemon::state::StateDir,
-    datapath::{
-        pins::Pins,
-        probe::{Probe, device_like, frame},
-    },
+    datapath::probe::{device_like, frame},
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -63,13 +59,7 @@ struct Answer {
 
 pub fn run(args: &LookupArgs) -> anyhow::Result<()> {
     let settings = args.paths.settings()?;
-    let pins = Pins::new(&settings.paths.bpffs_dir);
-    let probe = Probe::open(&pins).with_context(|| {
-        format!(
-            "no running filter pinned under {} (is the daemon started?)",
-            pins.dir().display()
-        )
-    })?;
+    let probe = super::common::live_probe(&settings)?;
     let rules = StateDir::open(&settings.paths.state_dir)?
         .load_rules()?
         .unwrap_or_default();
