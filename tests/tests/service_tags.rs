@@ -231,6 +231,8 @@ fn the_daemon_takes_the_tags_and_keeps_them_when_a_new_file_is_rejected() {
     write_tags(&file, AFD, |p| p.truncate(2));
     d.reload();
     assert_eq!(action(&cfg, "150.171.97.9"), "pass", "kept from before");
+    let (_, text, _) = ctl(&["status"], &cfg);
+    assert!(text.contains("warning: service tags file"), "{text}");
     let status = read(&cfg, &["status"]);
     let warnings = status["warnings"].to_string();
     assert!(

@@ -135,6 +135,17 @@ fn human(s: &StatusReport) -> String {
             s.wildcards.join(" ")
         );
     }
+    if let Some(l) = &s.learning {
+        let c = &l.counts;
+        let _ = writeln!(
+            out,
+            "learning: {} of at most {} addresses held; {} answers captured, {} addresses taken in, {} lost to a full ring",
+            l.addresses, l.max_addresses, c.answers, c.learned, c.ring_lost
+        );
+    }
+    for w in &s.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
     if let Some(k) = &s.kernel {
         let _ = writeln!(
             out,
