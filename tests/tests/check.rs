@@ -256,6 +256,20 @@ fn check_reports_what_the_live_filter_passes_and_why_it_blocks_the_rest() {
     let last = text.find("192.0.2.255, of").expect(&text);
     assert!(last < text.find("endpoint set 971").expect(&text), "{text}");
 
+    // No resolver answers (nothing listens there): every name says so, nothing is blocked.
+    let silent = dir.path().join("silent.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&silent, text.replace(&dns.addr.to_string(), "127.0.0.1:9")).unwrap();
+    let (code, f) = check_json(&ns, &silent, &["--name", "ok.test"]);
+    assert_eq!(code, 0, "nothing resolved, nothing blocked: {f:#?}");
+    let ok = one(&f, Some("ok.test"), None);
+    assert_eq!(ok["result"], "unresolved", "{ok}");
+    let error = ok["error"].as_str().unwrap();
+    assert!(
+        error == "no resolver answers" || error.contains("timed out") || error.contains("refused"),
+        "{error}"
+    );
+
     // --connect: the gateway itself connects to ok.test's address on 443.
     ns.ip(&["addr", "add", "192.0.2.10/32", "dev", "lo"]);
     let listener = ns.run(|| TcpListener::bind("192.0.2.10:443").expect("bind 443"));

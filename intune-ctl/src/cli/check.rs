@@ -2,7 +2,11 @@
 //! Answered by the live filter (see `check`); exit 0 when every required set passes, 1 when
 //! something required would be blocked, 2 when the check could not run.
 
-use std::{fmt::Write as _, process::ExitCode};
+use std::{
+    fmt::Write as _,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, bail};
 
@@ -38,6 +42,10 @@ pub struct CheckArgs {
     pub paths: PathFlags,
 }
 
+/// The names' lookups, at the resolver's pace, take at most this long; a resolver that does not
+/// answer at all ends them sooner.
+const RESOLVE_WITHIN: Duration = Duration::from_secs(30);
+
 pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let settings = args.paths.settings()?;
     let probe = super::common::live_probe(&settings)?;
@@ -71,7 +79,22 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         let mut dns = settings.dns.clone();
         dns.enabled = true;
         let mut watcher = Watcher::of(&dns)?.context("no resolver to ask")?;
-        watcher.resolve_all(&to_resolve(&sets, &plan)).await
+        let give_up = Instant::now() + RESOLVE_WITHIN;
+        let mut reports = watcher
+            .resolve_all(&to_resolve(&sets, &plan), Some(give_up))
+            .await;
+        let why = if watcher.resolver_down() {
+            "no resolver answers".to_owned()
+        } else {
+            format!("not looked up within {} s", RESOLVE_WITHIN.as_secs())
+        };
+        for r in reports
+            .iter_mut()
+            .filter(|r| r.addrs.is_empty() && r.error.is_none())
+        {
+            r.error = Some(why.clone());
+        }
+        reports
     };
     let filter = Filter::new(
         &probe,

@@ -75,8 +75,14 @@ enum Command {
 /// Parses the command line, runs the command, reports an error with exit code 2 (`check`
 /// chooses its own code otherwise).
 pub fn main() -> ExitCode {
-    init_logs();
     let cli = Cli::parse();
+    // `check` reports each name's lookup itself: the resolver's daemon-minded warnings would
+    // only repeat it.
+    init_logs(if matches!(cli.command, Command::Check(_)) {
+        "info,intune_ctl::sources::resolve=error,intune_ctl::repeated=error"
+    } else {
+        "info"
+    });
     if !matches!(cli.command, Command::Daemon(_)) {
         // A command piped into `head` should end quietly when the pipe closes, as Unix tools
         // do; the daemon keeps Rust's default, since losing stdout must not stop a filter.
@@ -125,10 +131,10 @@ fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
 }
 
 /// Logs to the journal when systemd connected stderr to it, to stderr otherwise (colours for a
-/// terminal only).
-fn init_logs() {
+/// terminal only); `default` filters them unless RUST_LOG does.
+fn init_logs(default: &str) {
     use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let journal = stderr_is_journal()
         .then(|| tracing_journald::layer().ok())
         .flatten();

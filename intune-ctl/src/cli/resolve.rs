@@ -56,7 +56,7 @@ pub async fn run(args: &ResolveArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     let report = Report {
-        names: watcher.resolve_all(&sets).await,
+        names: watcher.resolve_all(&sets, None).await,
         wildcards: watcher
             .names()
             .wildcard

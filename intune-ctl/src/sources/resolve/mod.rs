@@ -348,10 +348,22 @@ impl Watcher {
     }
 
     /// Looks every exact name of `sets` up once, at the watcher's own pace, and reports.
-    pub async fn resolve_all(&mut self, sets: &[EndpointSet]) -> Vec<NameReport> {
+    /// With `give_up`: no later than then, and not once no resolver answers at all (the
+    /// names not tried by then have no answer and no error in the report).
+    pub async fn resolve_all(
+        &mut self,
+        sets: &[EndpointSet],
+        give_up: Option<Instant>,
+    ) -> Vec<NameReport> {
         self.follow(sets, Instant::now());
         while !self.all_tried() {
+            if let Some(at) = give_up
+                && (Instant::now() >= at || self.resolver_down())
+            {
+                break;
+            }
             if let Some(at) = self.next_wakeup() {
+                let at = give_up.map_or(at, |g| at.min(g));
                 tokio::time::sleep_until(at.into()).await;
             }
             self.step(Instant::now()).await;
