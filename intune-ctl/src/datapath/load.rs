@@ -300,13 +300,27 @@ impl Datapath {
         let prog = program_mut(&mut self.ebpf)?;
         if let Ok(pinned) = PinnedLink::from_pin(&path) {
             let link = XdpLink::try_from(FdLink::from(pinned)).map_err(DatapathError::Link)?;
-            let id = prog.attach_to_link(link)?;
-            // Hand the link back to its pin: dropping our handle must not detach it.
-            let _handle: FdLink = prog
-                .take_link(id)?
-                .try_into()
-                .map_err(DatapathError::Link)?;
-            return Ok(Attached::Replaced);
+            match prog.attach_to_link(link) {
+                Ok(id) => {
+                    // Hand the link back to its pin: dropping our handle must not detach it.
+                    let _handle: FdLink = prog
+                        .take_link(id)?
+                        .try_into()
+                        .map_err(DatapathError::Link)?;
+                    return Ok(Attached::Replaced);
+                }
+                // The interface the link was on is gone (deleted, and perhaps created again
+                // under its name: a VLAN's ifdown/ifup, a PPPoE reconnect, a replugged NIC).
+                // The dead link goes; the interface there now gets a new one.
+                Err(e) if severed(&e) => {
+                    tracing::warn!(
+                        iface,
+                        "the pinned link's interface was deleted since (the link is severed): attaching anew"
+                    );
+                    std::fs::remove_file(&path).map_err(DatapathError::Pins)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         let (id, mode) = self.attach_link(iface, choice)?;
         let prog = program_mut(&mut self.ebpf)?;
@@ -380,14 +394,24 @@ fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
         .map_err(DatapathError::Program)
 }
 
-/// Whether an attach error says the driver cannot run XDP natively.
-fn native_unsupported(err: &ProgramError) -> bool {
+/// Whether an error says a link's interface is gone (ENOLINK from `bpf_link_update`).
+fn severed(err: &ProgramError) -> bool {
+    os_error(err) == Some(libc::ENOLINK)
+}
+
+/// The OS error code an error carries, if any.
+fn os_error(err: &ProgramError) -> Option<i32> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return matches!(io.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL));
+            return io.raw_os_error();
         }
         source = e.source();
     }
-    false
+    None
+}
+
+/// Whether an attach error says the driver cannot run XDP natively.
+fn native_unsupported(err: &ProgramError) -> bool {
+    matches!(os_error(err), Some(libc::EOPNOTSUPP | libc::EINVAL))
 }

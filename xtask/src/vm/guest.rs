@@ -30,6 +30,7 @@ const GUEST_TESTS: &[&str] = &[
     "run_veth",
     "learn",
     "capture",
+    "interfaces",
 ];
 
 const PACKAGE_TEST: &str = "package_systemd";
