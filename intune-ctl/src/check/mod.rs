@@ -7,6 +7,7 @@
 pub mod ask;
 pub mod connect;
 pub mod plan;
+pub mod resolve;
 
 use std::net::IpAddr;
 

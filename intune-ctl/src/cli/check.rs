@@ -2,13 +2,9 @@
 //! Answered by the live filter (see `check`); exit 0 when every required set passes, 1 when
 //! something required would be blocked, 2 when the check could not run.
 
-use std::{
-    fmt::Write as _,
-    process::ExitCode,
-    time::{Duration, Instant},
-};
+use std::{fmt::Write as _, process::ExitCode};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
 use super::flags::PathFlags;
 use crate::{
@@ -17,10 +13,11 @@ use crate::{
         ask::{Filter, Installed},
         connect::connect_all,
         plan::{self, Plan},
+        resolve,
     },
     daemon::state::StateDir,
     ruleset::build::RuleBuilder,
-    sources::{endpoints::EndpointSet, refresh::Refresher, resolve::Watcher},
+    sources::{endpoints::EndpointSet, refresh::Refresher},
 };
 
 #[derive(Debug, clap::Args)]
@@ -41,10 +38,6 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub paths: PathFlags,
 }
-
-/// The names' lookups, at the resolver's pace, take at most this long; a resolver that does not
-/// answer at all ends them sooner.
-const RESOLVE_WITHIN: Duration = Duration::from_secs(30);
 
 pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let settings = args.paths.settings()?;
@@ -74,28 +67,7 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     {
         bail!("--name {name}: no endpoint set (of those checked) lists that name");
     }
-    let resolved = {
-        // Checked now, whether or not the daemon resolves names itself.
-        let mut dns = settings.dns.clone();
-        dns.enabled = true;
-        let mut watcher = Watcher::of(&dns)?.context("no resolver to ask")?;
-        let give_up = Instant::now() + RESOLVE_WITHIN;
-        let mut reports = watcher
-            .resolve_all(&to_resolve(&sets, &plan), Some(give_up))
-            .await;
-        let why = if watcher.resolver_down() {
-            "no resolver answers".to_owned()
-        } else {
-            format!("not looked up within {} s", RESOLVE_WITHIN.as_secs())
-        };
-        for r in reports
-            .iter_mut()
-            .filter(|r| r.addrs.is_empty() && r.error.is_none())
-        {
-            r.error = Some(why.clone());
-        }
-        reports
-    };
+    let resolved = resolve::names_of(&plan, &sets, &settings.dns).await?;
     let filter = Filter::new(
         &probe,
         Installed {
@@ -120,26 +92,6 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The names to look up, as endpoint sets the resolver reads (each set with those names).
-fn to_resolve(sets: &[EndpointSet], plan: &Plan) -> Vec<EndpointSet> {
-    let mut out: Vec<EndpointSet> = Vec::new();
-    for n in plan
-        .names
-        .iter()
-        .filter(|n| n.known.is_empty() && n.kind != Kind::Wildcard)
-    {
-        if let Some(pos) = out.iter().position(|s| s.id == n.set) {
-            out[pos].urls.push(n.name.clone());
-        } else if let Some(set) = sets.iter().find(|s| s.id == n.set) {
-            let mut set = set.clone();
-            set.urls = vec![n.name.clone()];
-            set.ips.clear();
-            out.push(set);
-        }
-    }
-    out
 }
 
 /// The report: by set (required first), one line per name or prefix address and result with
