@@ -13,10 +13,13 @@ use anyhow::Context as _;
 use crate::{
     daemon::state::StateDir,
     settings::{ServiceTagsSettings, SourcesSettings},
-    sources::endpoints::{
-        EndpointSet,
-        service::{ServiceClient, ServiceConfig},
-        service_tags::{TagsFile, parse},
+    sources::{
+        endpoints::{
+            EndpointSet, Ports,
+            service::{ServiceClient, ServiceConfig},
+            service_tags::{TagsFile, parse},
+        },
+        refresh::validate,
     },
 };
 
@@ -121,6 +124,11 @@ fn take(
     if let Some(previous) = previous {
         file.guard(previous, max_shrink)?;
     }
+    // And the web service's guards on the whole: not empty, not shrinking or growing past its
+    // limits, a first selection of at most 20,000 prefixes (the ports play no part).
+    let sets = |f: &TagsFile| f.sets(&Ports::default());
+    let before = previous.map(sets).transpose()?;
+    validate(&sets(&file)?, before.as_deref(), max_shrink)?;
     Ok(file)
 }
 
@@ -202,5 +210,60 @@ impl TagsPoller {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(tags: &[&str]) -> ServiceTagsSettings {
+        ServiceTagsSettings {
+            file: None,
+            url: None,
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            tcp_ports: "443".into(),
+            udp_ports: String::new(),
+        }
+    }
+
+    /// A file of one tag with `n` /24 prefixes in 10.0.0.0/8 and 11.0.0.0/8.
+    fn file_of(n: usize) -> String {
+        let prefixes: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    "\"{}.{}.{}.0/24\"",
+                    10 + i / 65536,
+                    (i / 256) % 256,
+                    i % 256
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"changeNumber": 1, "cloud": "Public", "values": [{{"name": "Big", "id": "Big",
+                "properties": {{"changeNumber": 1, "addressPrefixes": [{}]}}}}]}}"#,
+            prefixes.join(",")
+        )
+    }
+
+    #[test]
+    fn the_web_services_growth_guards_hold_for_tags_too() {
+        let s = settings(&["Big"]);
+        let small = take(&file_of(100), &s, None, 0.5).unwrap();
+        assert_eq!(small.values[0].properties.address_prefixes.len(), 100);
+        // A first selection past 20,000 prefixes.
+        let err = take(&file_of(20_001), &s, None, 0.5).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("it would add 20001 prefixes"),
+            "{err:#}"
+        );
+        // Growing from 6,000 to 30,000: more than four times what is in force.
+        let before = take(&file_of(6_000), &s, None, 0.5).unwrap();
+        let err = take(&file_of(30_001), &s, Some(&before), 0.5).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("more than 4 times as many"),
+            "{err:#}"
+        );
+        assert!(take(&file_of(20_000), &s, Some(&before), 0.5).is_ok());
     }
 }
