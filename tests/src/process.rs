@@ -83,8 +83,7 @@ pub fn spawn_daemon(
     extra: &[String],
     iface: &str,
 ) -> (Child, Lines) {
-    let mut child = cmd
-        .arg("--endpoints")
+    cmd.arg("--endpoints")
         .arg(dir.join("sets.json"))
         .arg("--state-dir")
         .arg(dir)
@@ -92,14 +91,8 @@ pub fn spawn_daemon(
         .arg(pins.dir())
         .arg("--control-socket")
         .arg(dir.join("control.sock"))
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("daemon");
-    let lines = Lines::of(&mut child);
-    lines.wait_for(&format!("attached to {iface}"), 30);
-    (child, lines)
+        .args(extra);
+    spawn_attached(cmd, iface)
 }
 
 /// `BIN daemon --config CONFIG EXTRA` in `ns`, its stderr the test's; returns once it
@@ -111,11 +104,15 @@ pub fn spawn_configured(
     extra: &[&str],
     iface: &str,
 ) -> (Child, Lines) {
-    let mut child = ns
-        .command(bin)
-        .args(["daemon", "--config"])
-        .arg(config)
-        .args(extra)
+    let mut cmd = ns.command(bin);
+    cmd.args(["daemon", "--config"]).arg(config).args(extra);
+    spawn_attached(&mut cmd, iface)
+}
+
+/// Spawns `cmd` (a daemon), its stdout read by [`Lines`] and its stderr the test's; returns
+/// once it attached to `iface`.
+fn spawn_attached(cmd: &mut std::process::Command, iface: &str) -> (Child, Lines) {
+    let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()

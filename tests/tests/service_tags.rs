@@ -9,6 +9,7 @@ use std::{
     process::Child,
 };
 
+use intune_ctl::datapath::pins::Pins;
 use intune_tests::{
     http::{Answer, FakeService},
     netns::Netns,
@@ -180,6 +181,26 @@ fn action(config: &Path, address: &str) -> String {
         .to_owned()
 }
 
+/// The daemon's config: enforce mode on t0, nothing but the tag from `source` (`file = ...`
+/// or `url = ...`), its files in `dir`.
+fn daemon_config(dir: &Path, pins: &Pins, source: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[interface]]\nname = \"t0\"\nxdp_mode = \"generic\"\n\n[policy]\nmode = \"enforce\"\n\n\
+             [sources]\nbuiltin = false\nservice = false\n\
+             service_tags = {{ {source}, tags = [{AFD:?}] }}\n\n[dns]\nenabled = false\n\n\
+             [paths]\nstate_dir = {:?}\nbpffs_dir = {:?}\ncontrol_socket = {:?}\n",
+            dir.display().to_string(),
+            pins.dir().display().to_string(),
+            dir.join("control.sock").display().to_string()
+        ),
+    )
+    .unwrap();
+    path
+}
+
 #[test]
 fn the_daemon_takes_the_tags_and_keeps_them_when_a_new_file_is_rejected() {
     require_root!();
@@ -190,21 +211,8 @@ fn the_daemon_takes_the_tags_and_keeps_them_when_a_new_file_is_rejected() {
     let file = dir.path().join("ServiceTags_Public.json");
     write_tags(&file, AFD, |_| {});
     // Enforce mode on t0, the tag alone (its ports by default: TCP 80, 443).
-    let cfg = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[interface]]\nname = \"t0\"\nxdp_mode = \"generic\"\n\n[policy]\nmode = \"enforce\"\n\n\
-             [sources]\nbuiltin = false\nservice = false\n\
-             service_tags = {{ file = {:?}, tags = [{AFD:?}] }}\n\n[dns]\nenabled = false\n\n\
-             [paths]\nstate_dir = {:?}\nbpffs_dir = {:?}\ncontrol_socket = {:?}\n",
-            file.display().to_string(),
-            dir.path().display().to_string(),
-            pins.dir().display().to_string(),
-            dir.path().join("control.sock").display().to_string()
-        ),
-    )
-    .unwrap();
+    let source = format!("file = {:?}", file.display().to_string());
+    let cfg = daemon_config(dir.path(), &pins, &source);
     let d = Daemon::start(&ns, &cfg);
     assert_eq!(action(&cfg, "13.107.219.5"), "pass");
     assert_eq!(
@@ -286,21 +294,11 @@ fn tags_from_a_url_are_downloaded_checked_and_kept_when_a_download_is_bad() {
         Answer::ok(std::fs::read_to_string(path).unwrap())
     };
     svc.set_file(DOWNLOAD, body(&|_| {}));
-    let cfg = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[interface]]\nname = \"t0\"\nxdp_mode = \"generic\"\n\n[policy]\nmode = \"enforce\"\n\n\
-             [sources]\nbuiltin = false\nservice = false\n\
-             service_tags = {{ url = \"{}{DOWNLOAD}\", tags = [{AFD:?}] }}\n\n[dns]\nenabled = false\n\n\
-             [paths]\nstate_dir = {:?}\nbpffs_dir = {:?}\ncontrol_socket = {:?}\n",
-            svc.url,
-            dir.path().display().to_string(),
-            pins.dir().display().to_string(),
-            dir.path().join("control.sock").display().to_string()
-        ),
-    )
-    .unwrap();
+    let cfg = daemon_config(
+        dir.path(),
+        &pins,
+        &format!("url = \"{}{DOWNLOAD}\"", svc.url),
+    );
     let in_ns = |args: &[&str]| -> Value {
         let (code, out, err) = output(
             ns.command(bin())
