@@ -423,6 +423,23 @@ fn a_restart_with_the_resolver_stopped_keeps_resolved_names_reachable() {
     );
     let list = d.ctl(&["list"]);
     assert!(list.to_string().contains(PUSH), "{list}");
+    // And once the new resolver state is in force: it holds the carried addresses (not a
+    // drain keeping them), its resolver still down.
+    std::thread::sleep(Duration::from_secs(2));
+    let status = d.ctl(&["status"]);
+    assert!(
+        status["resolver"]["resolved_addresses"].as_u64() >= Some(1),
+        "{status}"
+    );
+    assert!(
+        status["draining"].as_array().is_none_or(Vec::is_empty),
+        "{status}"
+    );
+    assert!(
+        s.dev
+            .connects("198.51.100.20:443", Duration::from_millis(800)),
+        "push.test reachable from the new resolver state"
+    );
     s.dns.pause(false);
 }
 
