@@ -20,7 +20,7 @@ use crate::{
         DatapathError,
         probe::{Probe, device_like, frame},
     },
-    ruleset::listing::Row,
+    ruleset::{listing::Row, rules::Target},
     sources::resolve::NameReport,
 };
 
@@ -42,6 +42,8 @@ pub struct Filter<'a> {
     matches_dst: bool,
     pub enforcing: bool,
     listing: Vec<(IpNet, &'a Row)>,
+    /// The installed rules' targets with their indices, parsed once for every question.
+    targets: Vec<(Target, u32)>,
 }
 
 impl<'a> Filter<'a> {
@@ -52,12 +54,18 @@ impl<'a> Filter<'a> {
             .iter()
             .filter_map(|r| Some((r.prefix.parse::<IpNet>().ok()?, r)))
             .collect();
+        let targets = installed
+            .rules
+            .iter()
+            .filter_map(|r| Some((r.target()?, r.index)))
+            .collect();
         Ok(Filter {
             probe,
             installed,
             matches_dst: cfg.direction & DIR_DST != 0,
             enforcing: cfg.mode == MODE_ENFORCE,
             listing,
+            targets,
         })
     }
 
@@ -173,20 +181,17 @@ impl<'a> Filter<'a> {
     /// The rules a packet to `address` could be credited to: those holding it, and its
     /// learned slot.
     fn candidates(&self, address: IpAddr) -> Vec<u32> {
-        let holds = |r: &InstalledRule| {
-            r.prefix == "any"
-                || r.prefix
-                    .parse::<IpNet>()
-                    .is_ok_and(|n| n.contains(&address))
-        };
-        let listed = self.installed.rules.iter().filter(|r| holds(r));
+        let listed = self.targets.iter().filter(|(t, _)| match t {
+            Target::AnyAddress => true,
+            Target::Prefix(net) => net.contains(&address),
+        });
         let learned = self
             .installed
             .learned
             .iter()
             .filter(|l| l.address == address);
         listed
-            .map(|r| r.index)
+            .map(|(_, index)| *index)
             .chain(learned.map(|l| l.index))
             .collect()
     }
