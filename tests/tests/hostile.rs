@@ -423,9 +423,12 @@ fn a_restart_with_the_resolver_stopped_keeps_resolved_names_reachable() {
     );
     let list = d.ctl(&["list"]);
     assert!(list.to_string().contains(PUSH), "{list}");
-    // And once the new resolver state is in force: it holds the carried addresses (not a
-    // drain keeping them), its resolver still down.
-    std::thread::sleep(Duration::from_secs(2));
+    // And once the new resolver state is in force (at once, though the old one was waiting
+    // out a lookup): it holds the carried addresses (not a drain keeping them), its resolver
+    // still down.
+    d.lines
+        .wait_for("in force: 1 resolved addresses carried over", 2);
+    std::thread::sleep(Duration::from_millis(500));
     let status = d.ctl(&["status"]);
     assert!(
         status["resolver"]["resolved_addresses"].as_u64() >= Some(1),

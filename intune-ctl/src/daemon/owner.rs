@@ -565,19 +565,16 @@ impl Owner {
             None => self.service_sets.clone(),
         };
         let effective = new.builder.effective(&service_sets);
-        // New resolver settings: the addresses held so far carry over (with the new limits)
-        // until the new watcher's own answers replace them.
+        // New resolver settings: the resolver task carries the addresses held so far into the
+        // new watcher; until it sends what that holds, the rules keep what the old one held.
         let mut watcher = new.watcher;
         let resolved = match watcher.as_mut() {
-            None => self.resolved.clone(),
             Some(None) => None,
             Some(Some(w)) => {
                 w.follow(&effective, Instant::now());
-                if let Some(old) = &self.resolved {
-                    w.restore(&old.held, Instant::now());
-                }
-                Some(w.snapshot())
+                self.resolved.clone()
             }
+            None => self.resolved.clone(),
         };
         let resolved_sets = resolved
             .as_ref()

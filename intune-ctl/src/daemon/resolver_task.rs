@@ -62,37 +62,83 @@ impl ResolverTask {
             let wake = self.watcher.as_ref().and_then(Watcher::next_wakeup);
             tokio::select! {
                 cmd = cmds.recv() => {
-                    let changed = match cmd {
-                        None => return,
-                        Some(ResolverCmd::Follow(sets)) => self
-                            .watcher
-                            .as_mut()
-                            .is_some_and(|w| w.follow(&sets, Instant::now())),
-                        Some(ResolverCmd::AllDue) => {
-                            if let Some(w) = self.watcher.as_mut() {
-                                w.all_due(Instant::now());
-                            }
-                            false
-                        }
-                        Some(ResolverCmd::Replace(w)) => {
-                            self.watcher = w;
-                            true
-                        }
-                    };
+                    let Some(cmd) = cmd else { return };
+                    let changed = self.apply(cmd);
                     if !self.send(changed).await {
                         return;
                     }
                 }
                 () = sleep_until_some(wake), if wake.is_some() => {
                     let Some(w) = self.watcher.as_mut() else { continue };
-                    let step = w.step(Instant::now()).await;
-                    self.save(step.changed(), step.lookups > 0);
-                    if !self.send(step.changed()).await {
+                    // Lookups of a dead resolver last their timeouts: new [dns] settings take
+                    // over at once (the old watcher's step is dropped with it), anything else
+                    // waits for the step.
+                    let mut queued = Vec::new();
+                    let outcome = {
+                        let mut step = std::pin::pin!(w.step(Instant::now()));
+                        loop {
+                            tokio::select! {
+                                step = &mut step => break Ok(step),
+                                cmd = cmds.recv() => match cmd {
+                                    None => return,
+                                    Some(ResolverCmd::Replace(new)) => break Err(new),
+                                    Some(cmd) => queued.push(cmd),
+                                },
+                            }
+                        }
+                    };
+                    let changed = match outcome {
+                        Ok(step) => {
+                            self.save(step.changed(), step.lookups > 0);
+                            step.changed()
+                        }
+                        Err(new) => {
+                            self.replace(new);
+                            true
+                        }
+                    };
+                    let mut changed_by_cmds = false;
+                    for cmd in queued {
+                        changed_by_cmds |= self.apply(cmd);
+                    }
+                    if !self.send(changed || changed_by_cmds).await {
                         return;
                     }
                 }
             }
         }
+    }
+
+    /// Follows one command; returns whether the rule set must change for it.
+    fn apply(&mut self, cmd: ResolverCmd) -> bool {
+        match cmd {
+            ResolverCmd::Follow(sets) => self
+                .watcher
+                .as_mut()
+                .is_some_and(|w| w.follow(&sets, Instant::now())),
+            ResolverCmd::AllDue => {
+                if let Some(w) = self.watcher.as_mut() {
+                    w.all_due(Instant::now());
+                }
+                false
+            }
+            ResolverCmd::Replace(w) => {
+                self.replace(w);
+                true
+            }
+        }
+    }
+
+    /// New `[dns]` settings: the addresses held so far carry over (with the new limits) until
+    /// the new watcher's own answers replace them.
+    fn replace(&mut self, mut new: Option<Watcher>) {
+        if let (Some(new), Some(old)) = (new.as_mut(), self.watcher.as_ref()) {
+            let carried = new.take_over(old, Instant::now());
+            println!(
+                "the new [dns] settings are in force: {carried} resolved addresses carried over"
+            );
+        }
+        self.watcher = new;
     }
 
     /// Sends the owner what the watcher holds when addresses came or went, when the lookups'

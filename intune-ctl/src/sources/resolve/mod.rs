@@ -37,8 +37,6 @@ pub struct Snapshot {
     /// Names whose last lookup failed.
     pub failing: Vec<String>,
     pub down: bool,
-    /// Every address held with its expiry, as the state directory records it.
-    pub held: Vec<crate::daemon::state::ResolvedAddress>,
 }
 
 impl Snapshot {
@@ -297,7 +295,6 @@ impl Watcher {
             names: self.names.exact.len(),
             failing: self.failing().into_iter().map(str::to_string).collect(),
             down: self.resolver_down(),
-            held: self.held(),
         }
     }
 
@@ -324,6 +321,19 @@ impl Watcher {
                 self.schedule.restore(&r.name, r.address, remaining, now)
             })
             .count()
+    }
+
+    /// Takes over the unexpired addresses `old` holds (the watcher a reload replaces) for the
+    /// names followed now, as [`Watcher::restore`] does. Returns how many.
+    pub fn take_over(&mut self, old: &Watcher, now: Instant) -> usize {
+        let mut taken = 0;
+        for (name, s) in old.schedule.names() {
+            for (addr, until) in &s.addrs {
+                let remaining = until.saturating_duration_since(now);
+                taken += usize::from(self.schedule.restore(name, *addr, remaining, now));
+            }
+        }
+        taken
     }
 
     /// Every address held: the name that gave it, its sets, and when it leaves unless an
