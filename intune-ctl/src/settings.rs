@@ -413,10 +413,18 @@ impl Settings {
             return Err("--interval 0 (daemon.counters_interval): the counter tables need at least a second".into());
         }
         for (i, iface) in self.interfaces.iter().enumerate() {
-            if iface.name.is_empty() || iface.name.contains([':', '/', ' ']) {
+            // Linux's own rules (dev_valid_name): a name that cannot exist is an error, not
+            // an interface waited for.
+            let n = &iface.name;
+            if n.is_empty()
+                || n.len() > 15
+                || n == "."
+                || n == ".."
+                || n.contains([':', '/'])
+                || n.chars().any(char::is_whitespace)
+            {
                 return Err(format!(
-                    "interface[{i}].name = {:?} is not an interface name",
-                    iface.name
+                    "interface[{i}].name = {n:?} is not an interface name (1 to 15 bytes, no '/', ':' or spaces)"
                 ));
             }
         }

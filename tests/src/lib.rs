@@ -66,6 +66,32 @@ pub fn is_root(test: &str) -> bool {
     root
 }
 
+/// Whether the kernel has what a test needs (`has`); otherwise says the test is left to the
+/// guest kernels of `cargo xtask vm-test` (this machine's kernel may be built without, say,
+/// 802.1Q VLANs) and notes it for `cargo xtask test`. In a guest (`INTUNE_GUEST` set) a
+/// missing feature fails the test: that is where it must run.
+pub fn kernel_has(test: &str, what: &str, has: bool) -> bool {
+    if has {
+        return true;
+    }
+    assert!(
+        std::env::var_os("INTUNE_GUEST").is_none(),
+        "{test}: this guest's kernel lacks {what}"
+    );
+    eprintln!("skipped {test}: this kernel lacks {what}; the guest kernels run it");
+    if let Some(log) = std::env::var_os("INTUNE_ROOT_TESTS_LOG") {
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = f.write_all(format!("unsupported {test}\n").as_bytes());
+        }
+    }
+    false
+}
+
 /// Skips the calling test with a message unless running as root.
 #[macro_export]
 macro_rules! require_root {

@@ -83,8 +83,10 @@ fn run(task: Task) -> anyhow::Result<()> {
             let log = workspace_root().join("target/root-only-tests.log");
             let _ = std::fs::remove_file(&log);
             let mut host_result = cargo_with(&["test"], &args, &[("INTUNE_ROOT_TESTS_LOG", &log)]);
-            let (ran, skipped) = root_only_tests(&log);
-            eprintln!("xtask: root-only tests: {ran} ran, {skipped} skipped");
+            let (ran, skipped, unsupported) = root_only_tests(&log);
+            eprintln!(
+                "xtask: root-only tests: {ran} ran, {skipped} skipped; {unsupported} left to the guests (this kernel lacks what they need)"
+            );
             if root && skipped > 0 {
                 host_result = host_result.and(Err(anyhow::anyhow!(
                     "{skipped} root-only tests skipped though running as root"
@@ -208,8 +210,9 @@ fn lint() -> anyhow::Result<()> {
     )
 }
 
-/// How many root-only tests ran and how many were skipped, from the notes they left.
-fn root_only_tests(log: &std::path::Path) -> (usize, usize) {
+/// How many root-only tests ran, how many were skipped, and how many this kernel cannot run,
+/// from the notes they left.
+fn root_only_tests(log: &std::path::Path) -> (usize, usize, usize) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let count = |word: &str| {
         text.lines()
@@ -217,7 +220,7 @@ fn root_only_tests(log: &std::path::Path) -> (usize, usize) {
             .collect::<std::collections::BTreeSet<_>>()
             .len()
     };
-    (count("ran "), count("skipped "))
+    (count("ran "), count("skipped "), count("unsupported "))
 }
 
 fn cargo(base: &[&str], extra: &[String]) -> anyhow::Result<()> {

@@ -35,16 +35,13 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
                 .ok()
                 .and_then(|s| s.load_rules().ok().flatten())
                 .map_or(0, |r| r.len());
+            let pins = Pins::new(&paths.bpffs_dir);
             StatusReport {
                 daemon: "not running".into(),
-                interfaces: Pins::new(&paths.bpffs_dir)
+                interfaces: pins
                     .linked_ifaces()
                     .into_iter()
-                    .map(|name| InterfaceStatus {
-                        name,
-                        direction: None,
-                        attached: Some("pinned".into()),
-                    })
+                    .map(|name| pinned_status(&pins, name))
                     .collect(),
                 rules,
                 ..StatusReport::default()
@@ -57,6 +54,39 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
     }
     print!("{}", human(&status));
     Ok(())
+}
+
+/// What the pin of `name`'s link tells with no daemon running: the filter is on the
+/// interface, on nothing (severed: the interface was deleted; the next start attaches anew),
+/// or on the interface that had the name before a rename.
+fn pinned_status(pins: &Pins, name: String) -> InterfaceStatus {
+    let on = pins.link_ifindex(&name);
+    let here = crate::datapath::link_ifindex::ifindex_of(&name);
+    let (state, attached, error) = match on {
+        Some(0) => (
+            "severed",
+            None,
+            Some(
+                "its interface was deleted: the filter is on nothing until the daemon starts"
+                    .into(),
+            ),
+        ),
+        Some(i) if Some(i) != here => (
+            "elsewhere",
+            Some("pinned".into()),
+            Some(format!(
+                "the link is on ifindex {i}, not on the interface named so now (renamed?)"
+            )),
+        ),
+        _ => ("pinned", Some("pinned".into()), None),
+    };
+    InterfaceStatus {
+        ifindex: on.filter(|i| *i != 0),
+        state: Some(state.into()),
+        attached,
+        error,
+        ..InterfaceStatus::named(name)
+    }
 }
 
 /// The status as lines for a person.
@@ -75,12 +105,19 @@ fn human(s: &StatusReport) -> String {
             .direction
             .map(|d| format!("{d:?}").to_lowercase())
             .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "interface {}: {} {dir}",
-            i.name,
-            or_dash(i.attached.as_deref())
-        );
+        let state = i.state.as_deref().unwrap_or("attached");
+        let how = i
+            .attached
+            .as_deref()
+            .filter(|h| *h != state)
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        let why = i
+            .error
+            .as_deref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "interface {}: {state}{how} {dir}{why}", i.name);
     }
     if let Some(mode) = s.mode {
         let _ = writeln!(out, "mode: {}", format!("{mode:?}").to_lowercase());

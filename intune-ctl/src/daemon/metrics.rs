@@ -38,6 +38,17 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IfaceLabel {
+    pub iface: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IfaceStateLabel {
+    pub iface: String,
+    pub state: &'static str,
+}
+
 /// What the daemon records as it works; one per process.
 #[derive(Debug)]
 pub struct DaemonMetrics {
@@ -54,6 +65,10 @@ pub struct DaemonMetrics {
     pub learn_ring_lost: Counter,
     /// Names whose last lookup failed.
     pub resolver_failing_names: Gauge,
+    /// Each configured interface's state: 1 on the state it is in, 0 on the others.
+    pub interface_state: Family<IfaceStateLabel, Gauge>,
+    /// Attaches of the filter, per interface (the first and each one after it came back).
+    pub interface_attaches: Family<IfaceLabel, Counter>,
 }
 
 /// The process's daemon metrics.
@@ -74,6 +89,8 @@ pub fn daemon() -> &'static DaemonMetrics {
             learn_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 14)),
             learn_ring_lost: Counter::default(),
             resolver_failing_names: Gauge::default(),
+            interface_state: Family::default(),
+            interface_attaches: Family::default(),
         };
         // Every result's series from the start, at 0: `increase()` sees the first one too,
         // and alerts and dashboards find the series before anything happened.
@@ -120,6 +137,41 @@ impl DaemonMetrics {
         if ok {
             self.resolver_last_success.set(now_seconds());
         }
+    }
+
+    /// `iface` is in `state` now.
+    pub fn interface_state(&self, iface: &str, state: &'static str) {
+        for s in crate::daemon::interfaces::IfaceState::NAMES {
+            let label = IfaceStateLabel {
+                iface: iface.to_owned(),
+                state: s,
+            };
+            self.interface_state
+                .get_or_create(&label)
+                .set(i64::from(s == state));
+        }
+    }
+
+    /// The filter was attached to `iface`.
+    pub fn attached(&self, iface: &str) {
+        self.interface_attaches
+            .get_or_create(&IfaceLabel {
+                iface: iface.to_owned(),
+            })
+            .inc();
+    }
+
+    /// `iface` left the config: its series go.
+    pub fn interface_forgotten(&self, iface: &str) {
+        for state in crate::daemon::interfaces::IfaceState::NAMES {
+            self.interface_state.remove(&IfaceStateLabel {
+                iface: iface.to_owned(),
+                state,
+            });
+        }
+        self.interface_attaches.remove(&IfaceLabel {
+            iface: iface.to_owned(),
+        });
     }
 
     pub fn map_update(&self, took: Duration) {
@@ -315,6 +367,16 @@ pub fn registry(pins: Pins, state_dir: PathBuf) -> Registry {
         "intune_xdp_resolver_failing_names",
         "Listed names whose last lookup failed.",
         d.resolver_failing_names.clone(),
+    );
+    registry.register(
+        "intune_xdp_interface_state",
+        "Each configured interface's state (attached, waiting, gone, failed): 1 on the one it is in.",
+        d.interface_state.clone(),
+    );
+    registry.register(
+        "intune_xdp_interface_attaches",
+        "Attaches of the filter per interface: the first, and one each time the interface came back.",
+        d.interface_attaches.clone(),
     );
     registry.register_collector(Box::new(MapCollector { pins, state_dir }));
     registry

@@ -6,8 +6,11 @@
 
 pub mod control;
 pub mod counters_table;
+pub mod interfaces;
+pub mod links;
 pub mod local_addrs;
 pub mod metrics;
+pub mod netlink_follow;
 pub mod owner;
 pub mod protocol;
 pub mod recorder;
@@ -63,8 +66,12 @@ pub async fn run(load: Loader) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let settings = load()?;
-    // Settled before the socket is bound: a bad interface touches nothing.
-    let policy = policy_of(&settings)?;
+    // The interfaces there now (a configured one that is not is waited for), followed from
+    // then on. Settled before the socket is bound: a bad policy touches nothing.
+    let links = links::current()
+        .await
+        .context("reading the gateway's interfaces from netlink")?;
+    let policy = policy_of(&settings, &links)?;
     let control_path = settings.paths.control_socket.clone();
     let listener = control::bind(&control_path).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
@@ -94,7 +101,17 @@ pub async fn run(load: Loader) -> anyhow::Result<()> {
     let (service_tx, service_cmds) = mpsc::unbounded_channel();
     let (resolver_tx, resolver_cmds) = mpsc::unbounded_channel();
     let (tags_tx, tags_cmds) = mpsc::unbounded_channel();
-    let started = start(settings, policy, &local, service_tx, resolver_tx, tags_tx)?;
+    let started = start(
+        settings,
+        policy,
+        links,
+        &local,
+        Channels {
+            service: service_tx,
+            resolver: resolver_tx,
+            tags: tags_tx,
+        },
+    )?;
     let Started {
         mut owner,
         refresher,
@@ -118,6 +135,8 @@ pub async fn run(load: Loader) -> anyhow::Result<()> {
     tokio::spawn(TagsTask::new(tags_poller, tags_events_tx).run(tags_cmds));
     let (local_tx, mut local_rx) = mpsc::channel(4);
     tokio::spawn(local_addrs::follow(local_tx));
+    let (links_tx, mut links_rx) = mpsc::channel(4);
+    tokio::spawn(links::follow(links_tx));
     let (asked_tx, mut asked_rx) = mpsc::channel::<Asked>(16);
     tokio::spawn(control::serve(listener, asked_tx));
     if let Some(log) = owner
@@ -180,7 +199,11 @@ pub async fn run(load: Loader) -> anyhow::Result<()> {
             },
             Some(resolved) = resolved_rx.recv() => owner.take_resolved(resolved.snapshot, resolved.changed),
             Some(event) = tags_events.recv() => owner.take_service_tags(event),
-            Some(local) = local_rx.recv() => owner.set_local_addresses(&local),
+            Some(local) = local_rx.recv() => owner.set_local_addresses(&local.value),
+            Some(links) = links_rx.recv() => {
+                owner.take_links(links.value, links.at);
+                notify(&[NotifyState::Status(&owner.status_line())]);
+            }
             Some((request, reply)) = asked_rx.recv() => match request {
                 Request::Status => {
                     let _ = reply.send(Answer::Status(Box::new(owner.status())));
@@ -238,6 +261,13 @@ fn notify(states: &[NotifyState]) {
     }
 }
 
+/// Where the owner sends the tasks its commands.
+struct Channels {
+    service: mpsc::UnboundedSender<ServiceCmd>,
+    resolver: mpsc::UnboundedSender<ResolverCmd>,
+    tags: mpsc::UnboundedSender<TagsCmd>,
+}
+
 /// The owner, and the parts the tasks take.
 struct Started {
     owner: Owner,
@@ -267,11 +297,15 @@ fn recorded_rules(state: &StateDir) -> Option<RuleSet> {
 fn start(
     settings: Settings,
     policy: crate::ruleset::policy::Policy,
+    links: links::LinkTable,
     local: &[ipnet::IpNet],
-    to_service: mpsc::UnboundedSender<ServiceCmd>,
-    to_resolver: mpsc::UnboundedSender<ResolverCmd>,
-    to_tags: mpsc::UnboundedSender<TagsCmd>,
+    channels: Channels,
 ) -> anyhow::Result<Started> {
+    let Channels {
+        service: to_service,
+        resolver: to_resolver,
+        tags: to_tags,
+    } = channels;
     // Read every source before touching the kernel: bad input stops here.
     let builder = RuleBuilder::for_daemon(&settings)?;
     if let Some(why) = &builder.service_tags().rejected {
@@ -400,7 +434,8 @@ fn start(
         resolved,
         learner: None,
         started: Instant::now(),
-        attached: Vec::new(),
+        ifaces: std::collections::BTreeMap::new(),
+        links,
         to_service,
         to_resolver,
         to_tags,
@@ -412,9 +447,8 @@ fn start(
         owner.learner = Some(start_learning(&mut owner, state)?);
         owner.learn_names(&sets);
     }
-    for iface in owner.settings.interfaces.clone() {
-        owner.attach(&iface)?;
-    }
+    // A missing interface is waited for; one there that cannot be attached stops the start.
+    owner.follow_links(None)?;
     for stale in owner.pins.linked_ifaces() {
         if !owner.settings.interfaces.iter().any(|i| i.name == stale) {
             tracing::warn!(
@@ -434,10 +468,12 @@ fn start(
 
 /// The DNS capture on every interface, and the learner reading it.
 pub(crate) fn start_learning(owner: &mut Owner, state: StateDir) -> anyhow::Result<Learner> {
+    // The interfaces there now; the others get their capture when they appear.
     let names: Vec<String> = owner
         .settings
         .interfaces
         .iter()
+        .filter(|i| owner.links.contains_key(&i.name))
         .map(|i| i.name.clone())
         .collect();
     let trusted = owner

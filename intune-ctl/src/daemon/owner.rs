@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 
 use super::{
     counters_table,
+    interfaces::{IfaceState, directions},
+    links::LinkTable,
     protocol::{
         DrainingStatus, InterfaceStatus, KernelStatus, Latency, LearningStatus, ResolverStatus,
         ServiceStatus, StatusReport,
@@ -25,7 +27,7 @@ use super::{
     tags_task::{TagsCmd, TagsEvent},
 };
 use crate::{
-    datapath::{Datapath, XdpChoice, kernel::Kernel, load::Attached, pins::Pins},
+    datapath::{Datapath, XdpChoice, kernel::Kernel, pins::Pins},
     repeated::Repeated,
     ruleset::{build::RuleBuilder, changes, listing::Listing, policy::Policy, rules::RuleSet},
     settings::{Interface, Settings},
@@ -56,8 +58,10 @@ pub struct Owner {
     pub resolved: Option<Snapshot>,
     pub learner: Option<Learner>,
     pub started: Instant,
-    /// How each interface was attached.
-    pub attached: Vec<(String, String)>,
+    /// Each configured interface's state, by name.
+    pub ifaces: BTreeMap<String, IfaceState>,
+    /// The gateway's interfaces now, as netlink last told.
+    pub links: LinkTable,
     /// Unbounded: the owner never waits on a task, and no command is lost.
     pub to_service: mpsc::UnboundedSender<ServiceCmd>,
     pub to_resolver: mpsc::UnboundedSender<ResolverCmd>,
@@ -119,8 +123,8 @@ impl Prepared {
     }
 }
 
-/// The policy of `s`, with per-interface directions by ifindex.
-pub fn policy_of(s: &Settings) -> anyhow::Result<Policy> {
+/// The policy of `s`, with the directions of the interfaces there now by their ifindex.
+pub fn policy_of(s: &Settings, links: &LinkTable) -> anyhow::Result<Policy> {
     if s.dns.learn_from_dns {
         s.trusted_resolvers().map_err(anyhow::Error::msg)?;
     }
@@ -128,24 +132,8 @@ pub fn policy_of(s: &Settings) -> anyhow::Result<Policy> {
     if s.interfaces.is_empty() {
         bail!("no interface to attach to: give --iface IF or an [[interface]] in the config");
     }
-    for iface in &s.interfaces {
-        let ifindex = ifindex(&iface.name);
-        if ifindex == 0 {
-            bail!("interface {} does not exist", iface.name);
-        }
-        if let Some(dir) = iface.direction {
-            policy.iface_directions.push((ifindex, dir));
-        }
-    }
+    policy.iface_directions = directions(&s.interfaces, links);
     Ok(policy)
-}
-
-fn ifindex(iface: &str) -> u32 {
-    match std::ffi::CString::new(iface) {
-        // SAFETY: a valid C string.
-        Ok(c) => unsafe { libc::if_nametoindex(c.as_ptr()) },
-        Err(_) => 0,
-    }
 }
 
 impl Owner {
@@ -188,8 +176,8 @@ impl Owner {
             .context("loading the program with bigger maps")?;
         // The learner writes into the old maps: it stops, and starts again on the new ones.
         let learning = self.learner.take().is_some();
-        let mut moved: Vec<(String, XdpChoice)> = Vec::new();
-        for (name, _) in self.attached.clone() {
+        let mut moved: Vec<(String, u32, XdpChoice)> = Vec::new();
+        for (name, ifindex) in self.attached() {
             let choice = self
                 .settings
                 .interfaces
@@ -198,10 +186,10 @@ impl Owner {
                 .map_or(self.settings.daemon.xdp_mode, |i| {
                     self.settings.xdp_mode_of(i)
                 });
-            if let Err(e) = next.attach_pinned(&name, choice, &self.pins) {
+            if let Err(e) = next.attach_pinned(&name, ifindex, choice, &self.pins) {
                 // Back onto the program that still holds everything.
-                for (done, choice) in &moved {
-                    if let Err(undo) = self.dp.attach_pinned(done, *choice, &self.pins) {
+                for (done, ifindex, choice) in &moved {
+                    if let Err(undo) = self.dp.attach_pinned(done, *ifindex, *choice, &self.pins) {
                         tracing::error!(iface = done, error = %undo, "moving back to the old program");
                     }
                 }
@@ -214,7 +202,7 @@ impl Owner {
                     anyhow::Error::new(e).context(format!("moving {name} to the bigger maps"))
                 );
             }
-            moved.push((name, choice));
+            moved.push((name, ifindex, choice));
         }
         // Packets already inside the old program finish within microseconds.
         std::thread::sleep(Duration::from_millis(10));
@@ -370,34 +358,6 @@ impl Owner {
         }
     }
 
-    /// Attaches to `iface` (replacing a program already there without a gap).
-    pub fn attach(&mut self, iface: &Interface) -> anyhow::Result<()> {
-        let choice = self.settings.xdp_mode_of(iface);
-        let how = match self
-            .dp
-            .attach_pinned(&iface.name, choice, &self.pins)
-            .with_context(|| format!("attaching to {}", iface.name))?
-        {
-            Attached::New(mode) => format!("{mode} XDP"),
-            Attached::Replaced => "replaced the running program, no gap".to_string(),
-        };
-        let dir = iface.direction.unwrap_or(self.policy.direction);
-        println!(
-            "attached to {} ({how}), mode {:?}, direction {dir:?}",
-            iface.name, self.policy.mode
-        );
-        self.attached.retain(|(name, _)| *name != iface.name);
-        self.attached.push((iface.name.clone(), how));
-        Ok(())
-    }
-
-    fn detach(&mut self, name: &str) -> anyhow::Result<()> {
-        self.attached.retain(|(n, _)| n != name);
-        self.dp.capture_off(name)?;
-        self.pins.remove_link(name)?;
-        Ok(())
-    }
-
     /// Removes what drained for the idle timeout with no packet.
     pub fn sweep_drain(&mut self) {
         match self.dp.drain_sweep() {
@@ -476,14 +436,28 @@ impl Owner {
                 .settings
                 .interfaces
                 .iter()
-                .map(|i| InterfaceStatus {
-                    name: i.name.clone(),
-                    direction: Some(i.direction.unwrap_or(p.direction)),
-                    attached: self
-                        .attached
-                        .iter()
-                        .find(|(n, _)| *n == i.name)
-                        .map(|(_, how)| how.clone()),
+                .map(|i| {
+                    let state = self.ifaces.get(&i.name).unwrap_or(&IfaceState::Waiting);
+                    let (ifindex, attached, took_ms, error) = match state {
+                        IfaceState::Attached {
+                            ifindex,
+                            how,
+                            took_ms,
+                        } => (Some(*ifindex), Some(how.clone()), *took_ms, None),
+                        IfaceState::Failed { ifindex, error } => {
+                            (Some(*ifindex), None, None, Some(error.clone()))
+                        }
+                        IfaceState::Waiting | IfaceState::Gone => (None, None, None, None),
+                    };
+                    InterfaceStatus {
+                        name: i.name.clone(),
+                        direction: Some(i.direction.unwrap_or(p.direction)),
+                        attached,
+                        state: Some(state.name().to_string()),
+                        ifindex,
+                        attach_ms: took_ms,
+                        error,
+                    }
                 })
                 .collect(),
             mode: Some(p.mode),
@@ -555,7 +529,7 @@ impl Owner {
                 "dns.learn_from_dns, learn_max and learn_trusted cannot change while the daemon runs; restart it"
             );
         }
-        let policy = policy_of(s)?;
+        let policy = policy_of(s, &self.links)?;
         let service_sets = match &new.refresher {
             Some(r) => r
                 .as_ref()
@@ -598,22 +572,27 @@ impl Owner {
             .filter(|o| !s.interfaces.iter().any(|i| i.name == o.name))
             .map(|o| o.name.clone())
             .collect();
-        let mut attached_now: Vec<String> = Vec::new();
+        let mut attached_now: Vec<(String, u32, String)> = Vec::new();
         let applied = (|| -> anyhow::Result<()> {
             self.policy = policy.clone();
+            // The directions first: the new interfaces' first frames find theirs.
+            self.dp
+                .set_policy(&policy)
+                .context("writing the new policy")?;
             for iface in &added {
+                // Not there: waited for, as at start.
+                let Some(&ifindex) = self.links.get(&iface.name) else {
+                    continue;
+                };
                 // The new interface's own xdp mode, or the new default.
                 let iface = Interface {
                     xdp_mode: Some(new.settings.xdp_mode_of(iface)),
                     ..iface.clone()
                 };
-                self.attach(&iface)?;
-                attached_now.push(iface.name.clone());
+                let how = self.attach(&iface, ifindex)?;
+                attached_now.push((iface.name.clone(), ifindex, how));
             }
             self.make_room(&rules)?;
-            self.dp
-                .set_policy(&policy)
-                .context("writing the new policy")?;
             self.dp
                 .set_drain(new.settings.policy.drain_idle())
                 .context("turning draining on or off")?;
@@ -630,7 +609,7 @@ impl Owner {
             if let Err(undo) = self.dp.set_drain(old_drain) {
                 tracing::error!(error = %undo, "putting the old drain setting back");
             }
-            for name in attached_now {
+            for (name, _, _) in attached_now {
                 if let Err(undo) = self.detach(&name) {
                     tracing::error!(iface = name, error = %undo, "detaching what the failed reload attached");
                 }
@@ -638,21 +617,17 @@ impl Owner {
             return Err(e.context("the reload was undone"));
         }
         // Applied: the tasks take their new parts, the learner its new interfaces.
-        for iface in &added {
-            if self.learner.is_some() {
-                match self.dp.capture_on(&iface.name) {
-                    Ok(hook) => println!(
-                        "learning from DNS answers on {} ({})",
-                        iface.name,
-                        hook.name()
-                    ),
-                    Err(e) => tracing::error!(
-                        iface = iface.name,
-                        error = %e,
-                        "no learning from DNS answers on this interface"
-                    ),
-                }
-            }
+        for (name, ifindex, how) in attached_now {
+            self.set_state(
+                &name,
+                IfaceState::Attached {
+                    ifindex,
+                    how,
+                    took_ms: None,
+                },
+            );
+            super::metrics::daemon().attached(&name);
+            self.capture_on(&name);
         }
         for name in &removed {
             match self.detach(name) {
@@ -705,6 +680,10 @@ impl Owner {
         self.builder = new.builder;
         self.follow_names(&effective);
         self.remember(&effective);
+        // The added interfaces that are not there yet are waited for.
+        if let Err(e) = self.follow_links(None) {
+            tracing::error!(error = format!("{e:#}"), "following the interfaces");
+        }
         Ok(())
     }
 

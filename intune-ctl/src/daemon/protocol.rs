@@ -84,6 +84,34 @@ pub struct InterfaceStatus {
     pub direction: Option<Direction>,
     /// How it was attached ("native XDP", "pinned" when only the pins tell), or null.
     pub attached: Option<String>,
+    /// attached, waiting (not there yet), gone (deleted or renamed away since), failed;
+    /// "severed" for a pinned link whose interface was deleted (no daemon running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifindex: Option<u32>,
+    /// From the link event that showed the interface to the attach, when it appeared while
+    /// the daemon ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach_ms: Option<f64>,
+    /// Why the attach failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl InterfaceStatus {
+    /// `name` with nothing known of it yet.
+    pub fn named(name: String) -> InterfaceStatus {
+        InterfaceStatus {
+            name,
+            direction: None,
+            attached: None,
+            state: None,
+            ifindex: None,
+            attach_ms: None,
+            error: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -287,16 +287,34 @@ impl Datapath {
             .map_err(DatapathError::Program)
     }
 
-    /// Attaches to `iface` through the link pinned for it, replacing the program there
-    /// atomically, or through a new link it pins. The link belongs to the pin, not to this
-    /// process: the filter stays when the daemon stops.
+    /// Attaches to `iface` (ifindex `ifindex`) through the link pinned for it, replacing the
+    /// program there atomically, or through a new link it pins. The link belongs to the pin,
+    /// not to this process: the filter stays when the daemon stops. A pinned link that is
+    /// not on this interface any more goes first: severed (the interface was deleted, and
+    /// perhaps created again under its name: a VLAN's ifdown/ifup, a PPPoE reconnect, a
+    /// replugged NIC), or on another interface (renamed away: the filter follows the name).
     pub fn attach_pinned(
         &mut self,
         iface: &str,
+        ifindex: u32,
         choice: XdpChoice,
         pins: &Pins,
     ) -> Result<Attached, DatapathError> {
         let path = pins.link(iface);
+        let stale = match super::link_ifindex::pinned_xdp_ifindex(&path) {
+            Err(_) => None,
+            Ok(on) if on == ifindex => None,
+            Ok(0) => Some(
+                "the pinned link's interface was deleted since (the link is severed): attaching anew",
+            ),
+            Ok(_) => Some(
+                "the pinned link is on another interface now (renamed away): moving the filter to the one named so",
+            ),
+        };
+        if let Some(why) = stale {
+            tracing::warn!(iface, "{why}");
+            pins.remove_link(iface).map_err(DatapathError::Pins)?;
+        }
         let prog = program_mut(&mut self.ebpf)?;
         if let Ok(pinned) = PinnedLink::from_pin(&path) {
             let link = XdpLink::try_from(FdLink::from(pinned)).map_err(DatapathError::Link)?;
@@ -309,9 +327,7 @@ impl Datapath {
                         .map_err(DatapathError::Link)?;
                     return Ok(Attached::Replaced);
                 }
-                // The interface the link was on is gone (deleted, and perhaps created again
-                // under its name: a VLAN's ifdown/ifup, a PPPoE reconnect, a replugged NIC).
-                // The dead link goes; the interface there now gets a new one.
+                // Deleted between the look and the update.
                 Err(e) if severed(&e) => {
                     tracing::warn!(
                         iface,

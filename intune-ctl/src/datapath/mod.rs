@@ -9,6 +9,7 @@ pub mod grow;
 pub mod kernel;
 pub mod kernel_log;
 pub mod learning;
+pub mod link_ifindex;
 pub mod load;
 pub mod mmap;
 pub mod pins;

@@ -120,6 +120,12 @@ impl Pins {
         names
     }
 
+    /// The ifindex `iface`'s pinned link is on: 0 when it is severed (the interface was
+    /// deleted), `None` without a readable pin.
+    pub fn link_ifindex(&self, iface: &str) -> Option<u32> {
+        super::link_ifindex::pinned_xdp_ifindex(&self.link(iface)).ok()
+    }
+
     /// Unpins `iface`'s link: with no process holding it, the filter leaves the interface.
     /// Returns whether there was one, once the kernel has released it (it does so from a
     /// work queue, a moment after the unpin).

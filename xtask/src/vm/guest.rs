@@ -170,7 +170,7 @@ pub fn script(bins: &Binaries, plan: &Plan, bench_out: &std::path::Path) -> Stri
     );
     let _ = writeln!(
         s,
-        "export INTUNE_DIFF_FRAMES_PER_POLICY={DIFF_FRAMES_PER_POLICY} INTUNE_TEST_SLOWDOWN={SLOWDOWN}"
+        "export INTUNE_DIFF_FRAMES_PER_POLICY={DIFF_FRAMES_PER_POLICY} INTUNE_TEST_SLOWDOWN={SLOWDOWN} INTUNE_GUEST=1"
     );
     let extra = plan.test_args.join(" ");
     for t in GUEST_TESTS.iter().filter(|t| plan.runs(t)) {
