@@ -553,24 +553,56 @@ fn tc_egress(gw: &Netns, iface: &str) -> String {
     out
 }
 
+/// A second device network behind the gateway: dev2 192.0.2.129 (d1) -- (g1) 192.0.2.130.
+fn second_device(n: &Net, dev2: &Netns) {
+    veth(dev2, "d1", &n.gw, "g1");
+    dev2.ip(&["addr", "add", "192.0.2.129/25", "dev", "d1"]);
+    dev2.ip(&["route", "add", "default", "via", "192.0.2.130"]);
+    n.gw.ip(&["addr", "add", "192.0.2.130/25", "dev", "g1"]);
+}
+
+/// The daemon's config naming `ifaces`, learning from the server's dnsmasq.
+fn config(ifaces: &[&str]) -> String {
+    let mut c = String::new();
+    for i in ifaces {
+        c.push_str(&format!("[[interface]]\nname = \"{i}\"\n\n"));
+    }
+    c.push_str("[dns]\nlearn_trusted = [\"198.51.100.10\"]\n");
+    c
+}
+
+#[test]
+fn the_capture_comes_back_with_an_interface_deleted_and_created_again() {
+    require_root!();
+    let n = net("r");
+    let dev2 = Netns::new("lr2");
+    second_device(&n, &dev2);
+    let d = Daemon::start_configured(&n.gw, &config(&["g0", "g1"]));
+    d.lines.wait_for("learning from DNS answers on g1", 30);
+    let tc_filter = d.status()["kernel"]["dns_capture"] == "tc filter (clsact)";
+    // g1 goes (its device network's link is rebuilt) and comes back with a new ifindex.
+    n.gw.ip(&["link", "del", "g1"]);
+    d.lines.wait_for("g1 is gone", 10);
+    second_device(&n, &dev2);
+    d.lines.wait_for("learning from DNS answers on g1", 10);
+    // An answer through the new g1 teaches: its wildcard name's address opens at once.
+    let edge = ask_from(&dev2, "192.0.2.129", "app.wild.test");
+    assert!(
+        first_syn_connects(&dev2, edge),
+        "learned on the new g1: {}",
+        d.learned()
+    );
+    if tc_filter {
+        assert!(tc_egress(&n.gw, "g1").contains("intune_dns"));
+    }
+}
+
 #[test]
 fn the_capture_follows_interfaces_added_by_sighup_and_detach_leaves_no_filter() {
     require_root!();
     let n = net("c");
-    // A second device network behind the gateway: dev2 192.0.2.129 (d1) -- (g1) 192.0.2.130.
     let dev2 = Netns::new("lc2");
-    veth(&dev2, "d1", &n.gw, "g1");
-    dev2.ip(&["addr", "add", "192.0.2.129/25", "dev", "d1"]);
-    dev2.ip(&["route", "add", "default", "via", "192.0.2.130"]);
-    n.gw.ip(&["addr", "add", "192.0.2.130/25", "dev", "g1"]);
-    let config = |ifaces: &[&str]| -> String {
-        let mut c = String::new();
-        for i in ifaces {
-            c.push_str(&format!("[[interface]]\nname = \"{i}\"\n\n"));
-        }
-        c.push_str("[dns]\nlearn_trusted = [\"198.51.100.10\"]\n");
-        c
-    };
+    second_device(&n, &dev2);
     let mut d = Daemon::start_configured(&n.gw, &config(&["g0"]));
     let kernel = d.status()["kernel"].clone();
     let tc_filter = kernel["dns_capture"] == "tc filter (clsact)";

@@ -22,7 +22,7 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
         std::path::Path::new("."),
     );
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("SUCCESS: 5 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 6 rules found"), "{out}");
     let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prometheus");
     let (code, out, err) = promtool(&["test", "rules", "intune-xdp.rules.test.yml"], &tests);
     assert_eq!(code, 0, "{out}{err}");
