@@ -690,6 +690,8 @@ impl Owner {
     /// The last counters, then the filter stays (or goes, with `detach_on_stop`).
     pub fn stop(mut self) -> anyhow::Result<()> {
         self.print_counters();
+        let attached: Vec<String> = self.attached().into_iter().map(|(n, _)| n).collect();
+        let names: Vec<&str> = attached.iter().map(String::as_str).collect();
         let Owner {
             recorder,
             settings,
@@ -697,12 +699,13 @@ impl Owner {
             ..
         } = self;
         recorder.finish();
-        let names: Vec<&str> = settings
-            .interfaces
-            .iter()
-            .map(|i| i.name.as_str())
-            .collect();
-        if settings.daemon.detach_on_stop {
+        if names.is_empty() {
+            println!("stopped; no interface was attached");
+            if settings.daemon.detach_on_stop {
+                pins.remove_all()
+                    .with_context(|| format!("removing the pins under {}", pins.dir().display()))?;
+            }
+        } else if settings.daemon.detach_on_stop {
             pins.remove_all()
                 .with_context(|| format!("removing the pins under {}", pins.dir().display()))?;
             println!("detached from {}", names.join(", "));
