@@ -11,7 +11,8 @@ pub struct Netns {
     pub name: String,
 }
 
-fn ip(args: &[&str]) -> Output {
+/// `ip ARGS` in the test's own namespace; panics with its stderr when it fails.
+pub fn ip(args: &[&str]) -> Output {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(
         out.status.success(),

@@ -271,10 +271,35 @@ fn a_daemon_started_before_its_interface_waits_and_attaches_when_it_appears() {
         text.contains(r#"intune_xdp_interface_state{iface="g0",state="waiting"} 1"#),
         "{text}"
     );
+    // Created down, as ifupdown, networkd and pppd create theirs before they bring them up:
+    // attached while still down, so not one frame crosses it unfiltered.
     let created = Instant::now();
-    s.make_veth();
+    intune_tests::netns::ip(&[
+        "link",
+        "add",
+        "g0",
+        "netns",
+        &s.gw.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "d0",
+        "netns",
+        &s.dev.name,
+    ]);
     attached_within(&s.gw, "g0", created, Duration::from_secs(1));
+    let shown = String::from_utf8_lossy(&s.gw.ip(&["link", "show", "g0"]).stdout).into_owned();
+    assert!(
+        shown.contains("state DOWN"),
+        "attached before it is up: {shown}"
+    );
     d.lines.wait_for("attached to g0", 5);
+    s.gw.ip(&["link", "set", "g0", "up"]);
+    s.dev.ip(&["link", "set", "d0", "up"]);
+    s.gw.ip(&["addr", "add", "192.0.2.1/24", "dev", "g0"]);
+    s.dev.ip(&["addr", "add", "192.0.2.20/24", "dev", "d0"]);
+    s.dev.ip(&["route", "add", "default", "via", "192.0.2.1"]);
     s.filters();
     let text = scrape(&s.gw, "127.0.0.1:9731");
     for line in [
