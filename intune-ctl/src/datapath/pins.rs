@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! DIR/maps/RULE_STATS, DIR/maps/OUTCOME_STATS, DIR/maps/PORT_{STATS,SLOTS,SLOT_KEYS}
-//! DIR/links/IFACE
+//! DIR/links/IFACE (a dot written %2e, a percent sign %25)
 //! DIR/prog
 //! ```
 
@@ -57,6 +57,35 @@ pub const LOOKUP_MAPS: [&str; 12] = [
     ALLOW_V6,
 ];
 
+/// The pin name of `iface`'s link. bpffs on Linux 5.10 refuses names with a dot ("reserved
+/// for future use"), and VLANs have one (`eth0.100`): a dot is written `%2e` and a percent
+/// sign `%25`, so every name maps back and names without either are unchanged.
+fn pin_name(iface: &str) -> String {
+    iface.replace('%', "%25").replace('.', "%2e")
+}
+
+/// The interface a link's pin name stands for.
+fn iface_of(pin_name: &str) -> String {
+    let mut out = String::with_capacity(pin_name.len());
+    let mut rest = pin_name;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        if let Some(r) = rest.strip_prefix("%2e") {
+            out.push('.');
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("%25") {
+            out.push('%');
+            rest = r;
+        } else {
+            out.push('%');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[derive(Clone, Debug)]
 pub struct Pins {
     dir: PathBuf,
@@ -76,7 +105,7 @@ impl Pins {
     }
 
     pub fn link(&self, iface: &str) -> PathBuf {
-        self.dir.join("links").join(iface)
+        self.dir.join("links").join(pin_name(iface))
     }
 
     pub fn program(&self) -> PathBuf {
@@ -115,6 +144,7 @@ impl Pins {
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
             .filter_map(|e| e.file_name().into_string().ok())
+            .map(|n| iface_of(&n))
             .collect();
         names.sort();
         names
@@ -171,5 +201,25 @@ impl Pins {
             let _ = std::fs::remove_dir(self.dir.join(sub));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{iface_of, pin_name};
+
+    #[test]
+    fn link_pin_names_have_no_dot_and_map_back() {
+        for (iface, pin) in [
+            ("eth0", "eth0"),
+            ("eth0.100", "eth0%2e100"),
+            ("a%2e", "a%252e"),
+            ("x.%.y", "x%2e%25%2ey"),
+            ("%2e", "%252e"),
+            ("%.", "%25%2e"),
+        ] {
+            assert_eq!(pin_name(iface), pin, "{iface}");
+            assert_eq!(iface_of(pin), iface, "{pin}");
+        }
     }
 }
