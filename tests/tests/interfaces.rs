@@ -421,3 +421,25 @@ fn detach_removes_a_severed_link() {
     assert!(out.contains("detached from g0"), "{out}");
     assert!(!Path::new(&s.pins.dir()).exists(), "the pins are gone");
 }
+
+#[test]
+fn an_interface_with_a_dot_in_its_name_is_pinned_and_replaced_on_restart() {
+    require_root!();
+    // A VLAN's usual name, on a veth (the VLAN test needs 802.1Q): bpffs refuses a dot in a
+    // pin's name, so the link's pin escapes it.
+    let s = Site::new("ifp", "g0.5", "");
+    veth(&s.gw, "g0.5", &s.dev, "d0");
+    drop(s.start("attached to g0.5"));
+    let links = s.pins.dir().join("links");
+    assert!(
+        links.join("g0%2e5").exists(),
+        "pinned under its escaped name"
+    );
+    assert_eq!(s.pins.linked_ifaces(), ["g0.5"]);
+    // bpffs does refuse the name itself.
+    let err = std::fs::rename(links.join("g0%2e5"), links.join("g0.5")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+    // The next start finds the pin and replaces the program through it.
+    let _d = s.start("attached to g0.5 (replaced the running program, no gap)");
+    assert!(has_xdp(&s.gw, "g0.5"));
+}

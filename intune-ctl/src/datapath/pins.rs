@@ -57,9 +57,10 @@ pub const LOOKUP_MAPS: [&str; 12] = [
     ALLOW_V6,
 ];
 
-/// The pin name of `iface`'s link. bpffs on Linux 5.10 refuses names with a dot ("reserved
-/// for future use"), and VLANs have one (`eth0.100`): a dot is written `%2e` and a percent
-/// sign `%25`, so every name maps back and names without either are unchanged.
+/// The pin name of `iface`'s link. bpffs refuses names with a dot (EPERM: "reserved for
+/// future use", 5.10 to 6.18 at least), and VLANs have one (`eth0.100`): a dot is written
+/// `%2e` and a percent sign `%25`, so every name maps back and names without either are
+/// unchanged.
 fn pin_name(iface: &str) -> String {
     iface.replace('%', "%25").replace('.', "%2e")
 }
