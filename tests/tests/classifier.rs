@@ -1,6 +1,11 @@
 //! Named cases: each bullet of the kernel program's contract, through the real program with
 //! BPF_PROG_TEST_RUN, with its counters checked. Needs root.
 
+use std::{
+    collections::HashMap,
+    sync::{Mutex, OnceLock, PoisonError},
+};
+
 use intune_common::{
     classify::Decision,
     maps::{MAX_PORT_SLOTS, NO_PORT, NO_RULE, key_port},
@@ -28,38 +33,62 @@ struct Case {
     policy: Policy,
     /// The gateway's own addresses, as the daemon would follow them.
     local: Vec<IpNet>,
+    /// Held for each frame: a case the tests share runs one frame at a time, so the counter
+    /// deltas each run checks are its own.
+    running: Mutex<()>,
 }
 
 impl Case {
-    fn new(policy: Policy, port_only: bool) -> Case {
+    fn new(policy: Policy, port_only: bool) -> &'static Case {
         Case::with_local(policy, port_only, &[])
     }
 
-    fn with_local(policy: Policy, port_only: bool, local: &[&str]) -> Case {
+    /// The case of these settings, shared by every test that only runs frames through it:
+    /// each load verifies the program (a second here, minutes in an emulated guest).
+    fn with_local(policy: Policy, port_only: bool, local: &[&str]) -> &'static Case {
+        static SHARED: OnceLock<Mutex<HashMap<String, &'static Case>>> = OnceLock::new();
+        let key = format!("{policy:?} {port_only} {local:?}");
+        let mut shared = SHARED
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        shared
+            .entry(key)
+            .or_insert_with(|| Box::leak(Box::new(Case::fresh(policy, port_only, local))))
+    }
+
+    /// A case of its own, for a test that changes its maps.
+    fn fresh(policy: Policy, port_only: bool, local: &[&str]) -> Case {
         let rules = rule_set(&test_sets(), port_only);
         let local: Vec<IpNet> = local.iter().map(|n| n.parse().expect("prefix")).collect();
         let mut dp = load(&rules, &policy);
         dp.set_local_addresses(&local).expect("local addresses");
+        Case::of(dp, rules, policy, local)
+    }
+
+    fn of(dp: Datapath, rules: RuleSet, policy: Policy, local: Vec<IpNet>) -> Case {
         Case {
             dp,
             rules,
             policy,
             local,
+            running: Mutex::new(()),
         }
     }
 
-    fn monitor() -> Case {
+    fn monitor() -> &'static Case {
         Case::new(Policy::default(), false)
     }
 
-    fn enforce() -> Case {
-        Case::new(
-            Policy {
-                mode: Mode::Enforce,
-                ..Policy::default()
-            },
-            false,
-        )
+    fn enforce_policy() -> Policy {
+        Policy {
+            mode: Mode::Enforce,
+            ..Policy::default()
+        }
+    }
+
+    fn enforce() -> &'static Case {
+        Case::new(Case::enforce_policy(), false)
     }
 
     fn rule(&self, prefix: &str) -> u32 {
@@ -73,6 +102,7 @@ impl Case {
 
     /// Runs the frame, checks it against the reference and the counters, returns the decision.
     fn run(&self, frame: &[u8]) -> Decision {
+        let _one_at_a_time = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         let outcomes_before = self.dp.outcome_counters().expect("outcome counters");
         let rules_before = self
             .dp
@@ -224,12 +254,7 @@ fn hits_are_counted_per_port_with_ports_beyond_the_counters_together() {
         ..Policy::default()
     };
     let rules = rule_set(&ranges("443,1000-2999"), false);
-    let mut c = Case {
-        dp: load(&rules, &policy),
-        rules,
-        policy,
-        local: Vec::new(),
-    };
+    let mut c = Case::of(load(&rules, &policy), rules, policy, Vec::new());
     let tcp = |port| Frame::tcp(DEV, "198.51.100.7", 40000, port);
     let slotted = |c: &Case| -> Vec<Option<(u8, u16)>> {
         let ports = c.dp.port_counters().expect("port counters");
@@ -817,7 +842,7 @@ fn policy_allow_entries_pass_their_services_as_local() {
 #[test]
 fn what_leaves_the_lists_drains_for_its_connections_on_its_old_ports() {
     require_root!();
-    let mut c = Case::enforce();
+    let mut c = Case::fresh(Case::enforce_policy(), false, &[]);
     c.dp.set_drain(Some(std::time::Duration::from_secs(3600)))
         .expect("draining on");
     // Set 903 (203.0.113.0/24: TCP 5223, UDP 3478-3481) leaves; 198.51.100.64/26, inside a
@@ -915,12 +940,7 @@ fn builtin_list_case(trie: bool) {
     } else {
         load(&rules, &policy)
     };
-    let c = Case {
-        dp,
-        rules,
-        policy,
-        local: Vec::new(),
-    };
+    let c = Case::of(dp, rules, policy, Vec::new());
     // 13.67.13.176/28 is in set 163 (TCP 80, 443); synthetic frames only, never on a wire.
     c.expect(
         &Frame::tcp(DEV, "13.67.13.180", 40000, 443),
@@ -995,7 +1015,8 @@ fn unmatched_frames_count_by_the_port_they_were_sent_to() {
             .counter
             .packets
     };
-    let c = Case::enforce();
+    // Counters read whole: cases of this test's own.
+    let c = &Case::fresh(Case::enforce_policy(), false, &[]);
     // 192.0.2.99 is in no set: dropped on 443 (a listed port) and on 8080 (not listed).
     c.expect(
         &Frame::tcp(DEV, "192.0.2.99", 40000, 443),
@@ -1035,21 +1056,21 @@ fn unmatched_frames_count_by_the_port_they_were_sent_to() {
         XDP_PASS,
         Some("198.51.100.0/24"),
     );
-    assert_eq!(unmatched(&c, IPPROTO_TCP, 443), 2);
-    assert_eq!(unmatched(&c, IPPROTO_UDP, 123), 1);
-    assert_eq!(unmatched(&c, IPPROTO_TCP, 80), 1);
-    assert_eq!(other(&c), 1, "8080 has no slot of its own");
+    assert_eq!(unmatched(c, IPPROTO_TCP, 443), 2);
+    assert_eq!(unmatched(c, IPPROTO_UDP, 123), 1);
+    assert_eq!(unmatched(c, IPPROTO_TCP, 80), 1);
+    assert_eq!(other(c), 1, "8080 has no slot of its own");
 
     // Monitor mode counts what enforce mode would drop.
-    let m = Case::monitor();
+    let m = &Case::fresh(Policy::default(), false, &[]);
     let f = Frame::tcp(DEV, "192.0.2.99", 40000, 443);
     m.expect(&f, Outcome::UnmatchedPassed, XDP_PASS, None);
-    assert_eq!(unmatched(&m, IPPROTO_TCP, 443), 1);
+    assert_eq!(unmatched(m, IPPROTO_TCP, 443), 1);
 
     // Matching sources: the answer's source port is the one counted.
-    let s = Case::new(enforce_with(Direction::Src, &[]), false);
+    let s = &Case::fresh(enforce_with(Direction::Src, &[]), false, &[]);
     let answer = Frame::tcp("192.0.2.99", DEV, 443, 40000);
     s.expect(&answer, Outcome::Dropped, XDP_DROP, None);
-    assert_eq!(unmatched(&s, IPPROTO_TCP, 443), 1);
-    assert_eq!(other(&s), 0, "not the device's port 40000");
+    assert_eq!(unmatched(s, IPPROTO_TCP, 443), 1);
+    assert_eq!(other(s), 0, "not the device's port 40000");
 }

@@ -226,6 +226,7 @@ impl Datapath {
             .map_max_entries(V4_TBL32, chunk_entries)
             .load(PROGRAM)?;
         program_mut(&mut ebpf)?.load()?;
+        release_object_pages();
         if *log_level != 0 {
             super::kernel_log::install(&mut ebpf)?;
         }
@@ -400,6 +401,28 @@ impl Datapath {
     pub fn pin_program(&mut self, path: &std::path::Path) -> Result<(), DatapathError> {
         program_mut(&mut self.ebpf)?.pin(path)?;
         Ok(())
+    }
+}
+
+/// Hands back the resident pages of the embedded program object (a megabyte, mostly BTF):
+/// aya has parsed all of it into its own structures, and a daemon keeps running for months.
+/// They are clean pages of the executable, read again from it if a later load needs them.
+fn release_object_pages() {
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let start = PROGRAM.as_ptr() as usize;
+    let first = start.div_ceil(page) * page;
+    let last = (start + PROGRAM.len()) / page * page;
+    if last > first {
+        // SAFETY: whole pages inside a read-only, file-backed mapping of our own executable:
+        // dropping them only makes the next read fault them in again from the file.
+        unsafe {
+            libc::madvise(
+                first as *mut libc::c_void,
+                last - first,
+                libc::MADV_DONTNEED,
+            );
+        }
     }
 }
 
