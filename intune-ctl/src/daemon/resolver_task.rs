@@ -87,7 +87,12 @@ impl ResolverTask {
                             }
                         }
                     };
-                    let changed = match outcome {
+                    // In the order they came: those queued came before a Replace.
+                    let mut changed = false;
+                    for cmd in queued {
+                        changed |= self.apply(cmd);
+                    }
+                    changed |= match outcome {
                         Ok(step) => {
                             self.save(step.changed(), step.lookups > 0);
                             step.changed()
@@ -97,11 +102,7 @@ impl ResolverTask {
                             true
                         }
                     };
-                    let mut changed_by_cmds = false;
-                    for cmd in queued {
-                        changed_by_cmds |= self.apply(cmd);
-                    }
-                    if !self.send(changed || changed_by_cmds).await {
+                    if !self.send(changed).await {
                         return;
                     }
                 }
