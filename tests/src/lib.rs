@@ -51,18 +51,7 @@ pub fn is_root(test: &str) -> bool {
     if !root {
         eprintln!("skipped {test}: needs root (BPF and network namespaces); CI runs it as root");
     }
-    if let Some(log) = std::env::var_os("INTUNE_ROOT_TESTS_LOG") {
-        use std::io::Write as _;
-        let line = format!("{} {test}\n", if root { "ran" } else { "skipped" });
-        // One short append: lines of parallel tests do not interleave.
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-        {
-            let _ = f.write_all(line.as_bytes());
-        }
-    }
+    note_root_test(if root { "ran" } else { "skipped" }, test);
     root
 }
 
@@ -79,17 +68,24 @@ pub fn kernel_has(test: &str, what: &str, has: bool) -> bool {
         "{test}: this guest's kernel lacks {what}"
     );
     eprintln!("skipped {test}: this kernel lacks {what}; the guest kernels run it");
-    if let Some(log) = std::env::var_os("INTUNE_ROOT_TESTS_LOG") {
-        use std::io::Write as _;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-        {
-            let _ = f.write_all(format!("unsupported {test}\n").as_bytes());
-        }
-    }
+    note_root_test("unsupported", test);
     false
+}
+
+/// Notes `what` became of `test` in `INTUNE_ROOT_TESTS_LOG`, when set.
+fn note_root_test(what: &str, test: &str) {
+    use std::io::Write as _;
+    let Some(log) = std::env::var_os("INTUNE_ROOT_TESTS_LOG") else {
+        return;
+    };
+    // One short append: lines of parallel tests do not interleave.
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = f.write_all(format!("{what} {test}\n").as_bytes());
+    }
 }
 
 /// Skips the calling test with a message unless running as root.

@@ -142,16 +142,7 @@ impl Owner {
                         "the interface appeared: attached"
                     );
                 }
-                self.set_state(
-                    &iface.name,
-                    IfaceState::Attached {
-                        ifindex,
-                        how,
-                        took_ms,
-                    },
-                );
-                metrics::daemon().attached(&iface.name);
-                self.capture_on(&iface.name);
+                self.now_attached(&iface.name, ifindex, how, took_ms);
                 Ok(())
             }
             Err(e) if gone_meanwhile(&e) => {
@@ -176,8 +167,23 @@ impl Owner {
         }
     }
 
+    /// `name` carries the filter now (as `ifindex`, attached `how`): its state, its attach
+    /// counted, and the DNS capture when learning is on.
+    pub fn now_attached(&mut self, name: &str, ifindex: u32, how: String, took_ms: Option<f64>) {
+        self.set_state(
+            name,
+            IfaceState::Attached {
+                ifindex,
+                how,
+                took_ms,
+            },
+        );
+        metrics::daemon().attached(name);
+        self.capture_on(name);
+    }
+
     /// The DNS capture on `name`, when learning is on.
-    pub fn capture_on(&mut self, name: &str) {
+    fn capture_on(&mut self, name: &str) {
         if self.learner.is_none() {
             return;
         }

@@ -618,16 +618,7 @@ impl Owner {
         }
         // Applied: the tasks take their new parts, the learner its new interfaces.
         for (name, ifindex, how) in attached_now {
-            self.set_state(
-                &name,
-                IfaceState::Attached {
-                    ifindex,
-                    how,
-                    took_ms: None,
-                },
-            );
-            super::metrics::daemon().attached(&name);
-            self.capture_on(&name);
+            self.now_attached(&name, ifindex, how, None);
         }
         for name in &removed {
             match self.detach(name) {

@@ -302,13 +302,13 @@ impl Datapath {
         pins: &Pins,
     ) -> Result<Attached, DatapathError> {
         let path = pins.link(iface);
-        let stale = match super::link_ifindex::pinned_xdp_ifindex(&path) {
-            Err(_) => None,
-            Ok(on) if on == ifindex => None,
-            Ok(0) => Some(
+        let stale = match pins.link_ifindex(iface) {
+            None => None,
+            Some(on) if on == ifindex => None,
+            Some(0) => Some(
                 "the pinned link's interface was deleted since (the link is severed): attaching anew",
             ),
-            Ok(_) => Some(
+            Some(_) => Some(
                 "the pinned link is on another interface now (renamed away): moving the filter to the one named so",
             ),
         };
