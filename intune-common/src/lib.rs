@@ -8,3 +8,4 @@ pub mod maps;
 pub mod outcome;
 pub mod proto;
 pub mod v4table;
+pub mod v6table;

@@ -11,6 +11,12 @@ pub const V4_TBL16: &str = "V4_TBL16";
 pub const V4_TBL24: &str = "V4_TBL24";
 /// Third level: chunks of 256 entries (u32), indexed by the address's last byte.
 pub const V4_TBL32: &str = "V4_TBL32";
+/// The IPv6 lookup table (see `v6table`): 65,536 first-level entries (u32).
+pub const V6_TBL16: &str = "V6_TBL16";
+/// Chunks of 256 entries (u32) for every level below, each indexed by the next byte.
+pub const V6_CHUNKS: &str = "V6_CHUNKS";
+/// Array of `v6table::Single`: the one prefix below an entry.
+pub const V6_SINGLES: &str = "V6_SINGLES";
 /// Array of [`PortSet`], indexed by [`RuleRef::port_set`].
 pub const PORT_SETS: &str = "PORT_SETS";
 /// Per-CPU array of [`Counter`], indexed by rule.
@@ -61,6 +67,9 @@ pub const MAX_RULES: u32 = 1 << 16;
 pub const MAX_PORT_SETS: u32 = 64;
 /// Chunks of each lower level of the IPv4 table, by default (256 KiB each level).
 pub const V4_TABLE_CHUNKS: u32 = 256;
+/// Chunks (1 KiB each) and singles (40 bytes each) of the IPv6 table, by default.
+pub const V6_TABLE_CHUNKS: u32 = 1024;
+pub const V6_TABLE_SINGLES: u32 = 16_384;
 pub const MAX_IFACES: u32 = 256;
 /// Resolvers, DHCP servers, the gateway's own addresses and its subnets' broadcasts.
 pub const MAX_ADDR_ROLES: u32 = 4096;
@@ -284,6 +293,8 @@ impl Config {
     pub const FLAG_POLICY_ALLOW: u32 = 256;
     /// `DRAIN` holds entries.
     pub const FLAG_DRAINING: u32 = 512;
+    /// Look IPv6 addresses up in the LPM trie: the table did not fit its maps.
+    pub const FLAG_V6_TRIE: u32 = 1024;
 
     /// Marks `key` (an `ADDR_ROLES` key) in [`Config::role_bytes`].
     pub fn mark_role(&mut self, key: &[u8; 16]) {

@@ -5,18 +5,24 @@
 //! not fit its maps, the program uses the trie (`Config::FLAG_V4_TRIE`).
 //!
 //! An entry is 0 (no prefix), a chunk reference (`CHUNK_FLAG | chunk`: look up the next level at
-//! `chunk * 256 + next byte of the address`), or a leaf: the rule and its port set.
+//! `chunk * 256 + next byte of the address`), or a leaf: the rule and its port set, or
+//! [`EXCLUDED_LEAF`]. The IPv6 table (`v6table`) uses the same entries.
 
-use crate::maps::RuleRef;
+use crate::maps::{NO_RULE, RuleRef};
 
 pub const TBL16_ENTRIES: u32 = 1 << 16;
 pub const CHUNK_ENTRIES: u32 = 256;
 pub const CHUNK_FLAG: u32 = 1 << 31;
+/// An entry naming a single prefix below it (`v6table::Single`); not used by the IPv4 table.
+pub const SINGLE_FLAG: u32 = 1 << 30;
 const PORT_SET_SHIFT: u32 = 24;
 const RULE_MASK: u32 = (1 << PORT_SET_SHIFT) - 1;
-/// Rules a leaf can name (rule + 1 must fit 24 bits); port sets must fit the 7 bits above.
-pub const MAX_LEAF_RULE: u32 = RULE_MASK - 1;
-pub const MAX_LEAF_PORT_SET: u32 = (CHUNK_FLAG >> PORT_SET_SHIFT) - 1;
+/// The leaf of an excluded prefix: a rule field of all ones.
+pub const EXCLUDED_LEAF: u32 = RULE_MASK;
+/// Rules a leaf can name (rule + 1 must fit 24 bits and differ from [`EXCLUDED_LEAF`]); port
+/// sets must fit the 6 bits between the rule and the flags.
+pub const MAX_LEAF_RULE: u32 = RULE_MASK - 2;
+pub const MAX_LEAF_PORT_SET: u32 = (SINGLE_FLAG >> PORT_SET_SHIFT) - 1;
 
 /// A leaf for `rule` and its port set; `rule <= MAX_LEAF_RULE`, `port_set <= MAX_LEAF_PORT_SET`.
 pub const fn leaf(rule: u32, port_set: u32) -> u32 {
@@ -27,12 +33,19 @@ pub const fn chunk(index: u32) -> u32 {
     CHUNK_FLAG | index
 }
 
-/// The rule of a leaf entry; `None` for an empty one. Call only on non-chunk entries.
+/// The rule of a leaf entry (`NO_RULE` for an excluded prefix); `None` for an empty one. Call
+/// only on leaves.
 #[inline(always)]
 pub fn decode_leaf(entry: u32) -> Option<RuleRef> {
     let rule = entry & RULE_MASK;
     if rule == 0 {
         return None;
+    }
+    if rule == EXCLUDED_LEAF {
+        return Some(RuleRef {
+            rule: NO_RULE,
+            port_set: 0,
+        });
     }
     Some(RuleRef {
         rule: rule - 1,

@@ -7,11 +7,12 @@ use intune_common::{
     classify::Tables,
     maps::{AllowEntry, DRAIN_TOUCH_NS, DrainEntry, PortSet, RuleRef},
     v4table::{CHUNK_FLAG, decode_leaf},
+    v6table,
 };
 
 use crate::maps::{
     ADDR_ROLES, ALLOW_V4, ALLOW_V6, DRAIN, IFACE_DIRECTION, LEARNED, LPM_V4, LPM_V6, PORT_SETS,
-    V4_TBL16, V4_TBL24, V4_TBL32,
+    V4_TBL16, V4_TBL24, V4_TBL32, V6_CHUNKS, V6_SINGLES, V6_TBL16,
 };
 
 /// `DRAIN`'s value as the program writes it: the layout of [`DrainEntry`], with the time of
@@ -52,6 +53,8 @@ impl DrainValue {
 pub struct MapTables {
     /// Look IPv4 up in the trie, not the table (the table did not fit).
     pub v4_trie: bool,
+    /// Likewise for IPv6.
+    pub v6_trie: bool,
 }
 
 impl Tables for MapTables {
@@ -73,7 +76,16 @@ impl Tables for MapTables {
 
     #[inline(always)]
     fn lookup_v6(&self, addr: &[u8; 16]) -> Option<RuleRef> {
-        LPM_V6.get(Key::new(128, *addr)).copied()
+        if self.v6_trie {
+            return LPM_V6.get(Key::new(128, *addr)).copied();
+        }
+        let entry = v6table::walk(
+            addr,
+            |i| V6_TBL16.get(i).copied(),
+            |i| V6_CHUNKS.get(i).copied(),
+            |i| V6_SINGLES.get(i),
+        )?;
+        decode_leaf(entry)
     }
 
     #[inline(always)]

@@ -8,7 +8,7 @@ pub mod netns;
 pub mod process;
 
 use intune_ctl::{
-    datapath::{Capacity, Datapath, V4Lookup},
+    datapath::{Capacity, Datapath, Lookup},
     ruleset::{
         policy::Policy,
         rules::{RuleSet, RuleSetOptions},
@@ -138,22 +138,30 @@ pub fn rule_set_excluding(sets: &[EndpointSet], port_only: bool, exclude: &[&str
     RuleSet::build(sets, &opts, None).expect("rule set builds")
 }
 
-/// The real program, loaded with `rules` and `policy`, tracing on.
+/// The real program, loaded with `rules` and `policy`, tracing on; both families looked up
+/// in their tables.
 pub fn load(rules: &RuleSet, policy: &Policy) -> Datapath {
-    load_with(rules, policy, Capacity::for_prefixes(rules.index_bound()))
+    let dp = load_with(rules, policy, Capacity::for_prefixes(rules.index_bound()));
+    assert_eq!(
+        (dp.v4_lookup(), dp.v6_lookup()),
+        (Lookup::Table, Lookup::Table),
+        "the rules must fit the tables"
+    );
+    dp
 }
 
-/// As [`load`], looking IPv4 up in the LPM trie rather than the table.
+/// As [`load`], looking IPv4 and IPv6 up in the LPM tries rather than the tables.
 pub fn load_trie(rules: &RuleSet, policy: &Policy) -> Datapath {
     let capacity = Capacity {
         v4_table_chunks: 0,
+        v6_table_chunks: 0,
         ..Capacity::for_prefixes(rules.index_bound())
     };
     let dp = load_with(rules, policy, capacity);
     assert_eq!(
-        dp.v4_lookup(),
-        V4Lookup::Trie,
-        "no table chunks must leave IPv4 to the trie"
+        (dp.v4_lookup(), dp.v6_lookup()),
+        (Lookup::Trie, Lookup::Trie),
+        "no table chunks must leave both families to the tries"
     );
     dp
 }

@@ -43,7 +43,7 @@ use self::{
     tags_task::{TagsCmd, TagsTask},
 };
 use crate::{
-    datapath::{Capacity, Datapath, V4Lookup, bpffs, kernel::Kernel, pins::Pins},
+    datapath::{Capacity, Datapath, Lookup, bpffs, kernel::Kernel, pins::Pins},
     repeated::Repeated,
     ruleset::{build::RuleBuilder, changes, listing::Listing, rules::RuleSet},
     settings::Settings,
@@ -395,8 +395,8 @@ fn start(
         rules.rules.len(),
         rules.port_sets.len(),
         match dp.v4_lookup() {
-            V4Lookup::Table => "table",
-            V4Lookup::Trie => "trie",
+            Lookup::Table => "table",
+            Lookup::Trie => "trie",
         },
         exact_names,
         wildcards

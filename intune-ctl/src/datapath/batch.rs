@@ -1,4 +1,4 @@
-//! Writes many entries of an `Array<u32>` in one `BPF_MAP_UPDATE_BATCH` call: a table update
+//! Writes many entries of an array map in one `BPF_MAP_UPDATE_BATCH` call: a table update
 //! touches thousands of entries, and one syscall each would cost milliseconds, while a mapping
 //! of the whole array would keep it resident in the daemon.
 
@@ -32,6 +32,15 @@ impl Datapath {
         name: &'static str,
         entries: &[(usize, u32)],
     ) -> Result<(), DatapathError> {
+        self.update_array(name, entries)
+    }
+
+    /// Stores `entries` (index, value) in the array map named `name`, whose values are `V`s.
+    pub(crate) fn update_array<V: aya::Pod>(
+        &self,
+        name: &'static str,
+        entries: &[(usize, V)],
+    ) -> Result<(), DatapathError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -42,7 +51,7 @@ impl Datapath {
             .iter()
             .map(|&(i, _)| u32::try_from(i).map_err(|_| DatapathError::Missing(name)))
             .collect::<Result<_, _>>()?;
-        let values: Vec<u32> = entries.iter().map(|&(_, v)| v).collect();
+        let values: Vec<V> = entries.iter().map(|&(_, v)| v).collect();
         let fd = data.fd().as_fd().as_raw_fd();
         let mut attr = BatchAttr {
             keys: keys.as_ptr() as u64,

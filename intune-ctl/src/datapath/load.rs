@@ -14,13 +14,13 @@ use intune_common::{
     learn::LEARNED,
     maps::{
         LPM_V4, LPM_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, RULE_STATS, V4_TABLE_CHUNKS,
-        V4_TBL24, V4_TBL32,
+        V4_TBL24, V4_TBL32, V6_CHUNKS, V6_SINGLES, V6_TABLE_CHUNKS, V6_TABLE_SINGLES,
     },
     v4table::CHUNK_ENTRIES,
 };
 
 use super::pins::{LOOKUP_MAPS, Pins, SHARED_MAPS};
-use crate::ruleset::{policy::Policy, rules::RuleSet, v4table::V4Table};
+use crate::ruleset::{policy::Policy, rules::RuleSet, v4table::V4Table, v6table::V6Table};
 
 /// The kernel program, built by build.rs from the `intune-ebpf` crate.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/intune-xdp"));
@@ -86,6 +86,9 @@ pub struct Capacity {
     pub rules: u32,
     /// Chunks of each lower level of the IPv4 table; 0 leaves IPv4 to the trie.
     pub v4_table_chunks: u32,
+    /// Chunks and singles of the IPv6 table; 0 chunks leaves IPv6 to the trie.
+    pub v6_table_chunks: u32,
+    pub v6_table_singles: u32,
     /// Addresses learned from DNS answers, each with a rule counter after the rules'.
     pub learned: u32,
 }
@@ -97,6 +100,8 @@ impl Default for Capacity {
             prefixes_v6: MAX_PREFIXES_V6,
             rules: MAX_RULES,
             v4_table_chunks: V4_TABLE_CHUNKS,
+            v6_table_chunks: V6_TABLE_CHUNKS,
+            v6_table_singles: V6_TABLE_SINGLES,
             learned: 0,
         }
     }
@@ -105,6 +110,10 @@ impl Default for Capacity {
 impl Capacity {
     /// Chunks a large rule set may take on each IPv4 table level: 64 MiB a level at most.
     const MAX_V4_TABLE_CHUNKS: u32 = 1 << 16;
+    /// And on the IPv6 table: 128 MiB of chunks, 40 MiB of singles at most. A random rule
+    /// set's IPv6 prefixes need about one chunk for every four and a single each.
+    const MAX_V6_TABLE_CHUNKS: u32 = 1 << 17;
+    const MAX_V6_TABLE_SINGLES: u32 = 1 << 20;
 
     /// Room for at least `prefixes` prefixes of either family and as many rules, and an IPv4
     /// table that grows with them (beyond its largest size, IPv4 falls back to the trie).
@@ -116,6 +125,10 @@ impl Capacity {
             prefixes_v6: d.prefixes_v6.max(need),
             rules: d.rules.max(need),
             v4_table_chunks: d.v4_table_chunks.max(need.min(Self::MAX_V4_TABLE_CHUNKS)),
+            v6_table_chunks: d
+                .v6_table_chunks
+                .max((need / 2).min(Self::MAX_V6_TABLE_CHUNKS)),
+            v6_table_singles: d.v6_table_singles.max(need.min(Self::MAX_V6_TABLE_SINGLES)),
             learned: 0,
         }
     }
@@ -132,10 +145,10 @@ pub enum XdpChoice {
     Generic,
 }
 
-/// How the program looks IPv4 addresses up.
+/// How the program looks addresses of a family up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum V4Lookup {
-    /// The DIR-16-8-8 table.
+pub enum Lookup {
+    /// The family's table (IPv4: DIR-16-8-8; IPv6: 16 bits, then a byte a level).
     Table,
     /// The LPM trie: the table did not fit its maps.
     Trie,
@@ -153,11 +166,14 @@ pub enum Attached {
 pub struct Datapath {
     pub(crate) ebpf: Ebpf,
     pub(crate) capacity: Capacity,
-    pub(crate) v4_lookup: V4Lookup,
+    pub(crate) v4_lookup: Lookup,
+    pub(crate) v6_lookup: Lookup,
     /// The rule set the maps hold.
     pub(crate) installed: Option<RuleSet>,
     /// What the kernel's IPv4 table holds.
     pub(crate) v4_table: Option<V4Table>,
+    /// What the kernel's IPv6 table holds.
+    pub(crate) v6_table: Option<V6Table>,
     pub(crate) policy: Policy,
     pub(crate) trace: bool,
     /// Which port each port counter counts; read from the maps at the first update.
@@ -224,6 +240,8 @@ impl Datapath {
             .map_max_entries(LEARNED, capacity.learned.max(1))
             .map_max_entries(V4_TBL24, chunk_entries)
             .map_max_entries(V4_TBL32, chunk_entries)
+            .map_max_entries(V6_CHUNKS, capacity.v6_table_chunks.max(1) * CHUNK_ENTRIES)
+            .map_max_entries(V6_SINGLES, capacity.v6_table_singles.max(1))
             .load(PROGRAM)?;
         program_mut(&mut ebpf)?.load()?;
         release_object_pages();
@@ -233,9 +251,11 @@ impl Datapath {
         Ok(Datapath {
             ebpf,
             capacity,
-            v4_lookup: V4Lookup::Trie,
+            v4_lookup: Lookup::Trie,
+            v6_lookup: Lookup::Trie,
             installed: None,
             v4_table: None,
+            v6_table: None,
             policy: Policy::default(),
             trace: false,
             port_slots: None,
@@ -276,8 +296,19 @@ impl Datapath {
         self.name_hash_key
     }
 
-    pub fn v4_lookup(&self) -> V4Lookup {
+    pub fn v4_lookup(&self) -> Lookup {
         self.v4_lookup
+    }
+
+    pub fn v6_lookup(&self) -> Lookup {
+        self.v6_lookup
+    }
+
+    /// Chunks and singles the IPv6 table holds.
+    pub fn v6_table_size(&self) -> (usize, usize) {
+        self.v6_table
+            .as_ref()
+            .map_or((0, 0), |t| (t.chunks(), t.singles()))
     }
 
     pub fn program(&self) -> Result<&Xdp, DatapathError> {

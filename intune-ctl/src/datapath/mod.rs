@@ -20,4 +20,4 @@ pub mod sync;
 pub mod tail;
 pub mod testrun;
 
-pub use load::{Capacity, Datapath, DatapathError, V4Lookup, XdpChoice};
+pub use load::{Capacity, Datapath, DatapathError, Lookup, XdpChoice};

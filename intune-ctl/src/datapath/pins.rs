@@ -24,7 +24,7 @@ use intune_common::{
     maps::{
         ADDR_ROLES, ALLOW_V4, ALLOW_V6, CONFIG, DROP_PORT_STATS, IFACE_DIRECTION, LPM_V4, LPM_V6,
         OUTCOME_STATS, PORT_SETS, PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS, RULE_STATS, V4_TBL16,
-        V4_TBL24, V4_TBL32,
+        V4_TBL24, V4_TBL32, V6_CHUNKS, V6_SINGLES, V6_TBL16,
     },
     outcome::OUTCOME_COUNT,
 };
@@ -42,13 +42,16 @@ pub const SHARED_MAPS: [&str; 6] = [
 
 /// The maps a decision reads: pinned by each daemon for its program, so `lookup` can ask a
 /// copy of the program against them (with counters of its own).
-pub const LOOKUP_MAPS: [&str; 12] = [
+pub const LOOKUP_MAPS: [&str; 15] = [
     LEARNED,
     LPM_V4,
     LPM_V6,
     V4_TBL16,
     V4_TBL24,
     V4_TBL32,
+    V6_TBL16,
+    V6_CHUNKS,
+    V6_SINGLES,
     PORT_SETS,
     CONFIG,
     IFACE_DIRECTION,

@@ -5,15 +5,16 @@
 use aya::maps::{Array, LpmTrie, Map, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key};
 use intune_common::maps::{
     CONFIG, Config, Counter, LPM_V4, LPM_V6, PORT_SETS, PortSet, RULE_STATS, RuleRef, V4_TBL16,
-    V4_TBL24, V4_TBL32,
+    V4_TBL24, V4_TBL32, V6_CHUNKS, V6_SINGLES, V6_TBL16,
 };
 use ipnet::IpNet;
 
-use super::{Datapath, DatapathError, V4Lookup};
+use super::{Datapath, DatapathError, Lookup};
 use crate::ruleset::{
     policy::Policy,
     rules::{RuleSet, Target},
     v4table::V4Table,
+    v6table::V6Table,
 };
 
 /// Up to this many table entries go in one BPF_MAP_UPDATE_BATCH call; more are stored through
@@ -100,8 +101,9 @@ impl Datapath {
         }
         self.write_lpm(&upserts)?;
         let tries = started.elapsed();
-        // 3. The IPv4 table, lower levels first; then the config that may switch to it.
+        // 3. The tables, lower levels first; then the config that may switch to them.
         self.update_v4_table(new)?;
+        self.update_v6_table(new)?;
         let table = started.elapsed();
         self.write_config(self.config_for(new))?;
         // 4. Only now remove what left, which drains first (when the daemon drains): the
@@ -182,13 +184,13 @@ impl Datapath {
         let chunks = self.capacity.v4_table_chunks as usize;
         let table = self.v4_table.get_or_insert_with(V4Table::default);
         let Some(writes) = table.update(rules, chunks) else {
-            if self.v4_lookup == V4Lookup::Table {
+            if self.v4_lookup == Lookup::Table {
                 tracing::warn!(
                     chunks,
                     "the IPv4 prefixes no longer fit the lookup table; IPv4 uses the LPM trie"
                 );
             }
-            self.v4_lookup = V4Lookup::Trie;
+            self.v4_lookup = Lookup::Trie;
             return Ok(());
         };
         let levels = [
@@ -211,15 +213,59 @@ impl Datapath {
                 }
             }
         }
-        self.v4_lookup = V4Lookup::Table;
+        self.v4_lookup = Lookup::Table;
+        Ok(())
+    }
+
+    /// As [`Datapath::update_v4_table`], for the IPv6 table.
+    fn update_v6_table(&mut self, rules: &RuleSet) -> Result<(), DatapathError> {
+        let (chunks, singles) = (
+            self.capacity.v6_table_chunks as usize,
+            self.capacity.v6_table_singles as usize,
+        );
+        let table = self.v6_table.get_or_insert_with(V6Table::default);
+        let Some(writes) = (if chunks == 0 {
+            None
+        } else {
+            table.update(rules, chunks, singles)
+        }) else {
+            if self.v6_lookup == Lookup::Table {
+                tracing::warn!(
+                    chunks,
+                    singles,
+                    "the IPv6 prefixes no longer fit the lookup table; IPv6 uses the LPM trie"
+                );
+            }
+            self.v6_lookup = Lookup::Trie;
+            return Ok(());
+        };
+        let singles: Vec<(usize, _)> = writes
+            .singles
+            .iter()
+            .map(|&(i, s)| (i as usize, s))
+            .collect();
+        self.update_array(V6_SINGLES, &singles)?;
+        if writes.chunks.len() <= BATCH_WRITES {
+            self.update_u32_array(V6_CHUNKS, &writes.chunks)?;
+        } else {
+            let mut array = self.map_u32_array(V6_CHUNKS)?;
+            for &(i, e) in &writes.chunks {
+                array.set(i, e);
+            }
+        }
+        self.update_u32_array(V6_TBL16, &writes.tbl16)?;
+        self.v6_lookup = Lookup::Table;
         Ok(())
     }
 
     /// The config for `rules` under the current policy and lookup mode.
     pub(super) fn config_for(&self, rules: &RuleSet) -> Config {
         let mut config = self.policy.config(rules, self.trace);
-        if self.v4_lookup == V4Lookup::Trie {
+        if self.v4_lookup == Lookup::Trie {
             config.flags |= Config::FLAG_V4_TRIE;
+        }
+        if self.v6_lookup == Lookup::Trie {
+            config.flags |= Config::FLAG_V6_TRIE;
         }
         if self.learning {
             config.flags |= Config::FLAG_LEARNED;

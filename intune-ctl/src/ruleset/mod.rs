@@ -7,3 +7,4 @@ pub mod listing;
 pub mod policy;
 pub mod rules;
 pub mod v4table;
+pub mod v6table;

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use intune_common::{
     maps::NO_RULE,
-    v4table::{CHUNK_ENTRIES, MAX_LEAF_PORT_SET, MAX_LEAF_RULE, TBL16_ENTRIES, chunk, leaf},
+    v4table::{
+        CHUNK_ENTRIES, EXCLUDED_LEAF, MAX_LEAF_PORT_SET, MAX_LEAF_RULE, TBL16_ENTRIES, chunk, leaf,
+    },
 };
 use ipnet::IpNet;
 
@@ -104,7 +106,7 @@ enum Held {
 pub struct V4Table {
     /// Mirror of level 16.
     pub tbl16: Vec<u32>,
-    /// The prefixes in force: (network, length) -> leaf value (0 for an excluded prefix).
+    /// The prefixes in force: (network, length) -> leaf value (`EXCLUDED_LEAF` for an excluded prefix).
     prefixes: BTreeMap<(u32, u8), u32>,
     /// What the prefixes of /16 and shorter give each /16.
     base16: Vec<u32>,
@@ -209,9 +211,9 @@ impl V4Table {
         let mut out = BTreeMap::new();
         for (net, r) in rules.lpm_entries() {
             if let IpNet::V4(n) = net {
-                // An excluded prefix paints "no prefix" over what covers it.
+                // An excluded prefix paints "excluded" over what covers it.
                 let value = if r.rule == NO_RULE {
-                    0
+                    EXCLUDED_LEAF
                 } else if r.rule > MAX_LEAF_RULE || r.port_set > MAX_LEAF_PORT_SET {
                     return None;
                 } else {
@@ -419,8 +421,7 @@ mod tests {
             let a: Ipv4Addr = p.parse().unwrap();
             let want = rules
                 .lookup(IpAddr::V4(a))
-                .filter(|r| !r.excluded)
-                .map(|r| r.index);
+                .map(|r| if r.excluded { NO_RULE } else { r.index });
             assert_eq!(k.lookup(u32::from(a)), want, "{p}");
         }
     }
@@ -588,8 +589,7 @@ mod tests {
                 let a = base | (rng.random::<u32>() & 0x000f_ffff);
                 let want = rs
                     .lookup(IpAddr::V4(Ipv4Addr::from(a)))
-                    .filter(|r| !r.excluded)
-                    .map(|r| r.index);
+                    .map(|r| if r.excluded { NO_RULE } else { r.index });
                 assert_eq!(k.lookup(a), want, "round {round}, {}", Ipv4Addr::from(a));
             }
             previous = Some(rs);

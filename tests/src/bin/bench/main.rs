@@ -24,7 +24,7 @@ use aya::{
     util::nr_cpus,
 };
 use intune_ctl::{
-    datapath::{Capacity, Datapath, V4Lookup, load::FLOOR_PROGRAM},
+    datapath::{Capacity, Datapath, Lookup, load::FLOOR_PROGRAM},
     ruleset::{
         policy::{Mode, Policy},
         rules::{RuleSet, RuleSetOptions},
@@ -58,6 +58,8 @@ struct Args {
     learn_only: bool,
     /// Only the enforce rules' costs, printed, BENCHMARKS.md untouched.
     enforce_only: bool,
+    /// Only the ns-per-frame table, printed, BENCHMARKS.md untouched.
+    frames_only: bool,
     /// The guest row for `cargo xtask vm-test`, written to `out`.
     guest: bool,
 }
@@ -73,6 +75,7 @@ fn args() -> anyhow::Result<Args> {
         daemon_only: false,
         learn_only: false,
         enforce_only: false,
+        frames_only: false,
         guest: false,
     };
     let mut it = std::env::args().skip(1);
@@ -98,10 +101,11 @@ fn args() -> anyhow::Result<Args> {
             "--daemon-only" => a.daemon_only = true,
             "--learn-only" => a.learn_only = true,
             "--enforce-only" => a.enforce_only = true,
+            "--frames-only" => a.frames_only = true,
             "--guest" => a.guest = true,
             other => {
                 bail!(
-                    "unknown argument {other}; use --repeat N, --sizes 50,1000,..., --out FILE, --dns-window SECONDS, --dns-only, --daemon-only, --learn-only, --enforce-only or --guest"
+                    "unknown argument {other}; use --repeat N, --sizes 50,1000,..., --out FILE, --dns-window SECONDS, --dns-only, --daemon-only, --learn-only, --enforce-only, --frames-only or --guest"
                 )
             }
         }
@@ -181,11 +185,15 @@ fn frames() -> Vec<BenchFrame> {
 
 /// Median of `RUNS` kernel-timed runs of `repeat` repetitions, in ns per frame.
 fn median_ns(mut run: impl FnMut() -> anyhow::Result<Duration>) -> anyhow::Result<f64> {
-    let mut v = (0..RUNS)
+    let runs = std::env::var("INTUNE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RUNS);
+    let mut v = (0..runs)
         .map(|_| run().map(|d| d.as_nanos() as f64))
         .collect::<anyhow::Result<Vec<_>>>()?;
     v.sort_by(f64::total_cmp);
-    Ok(v[RUNS / 2])
+    Ok(v[runs / 2])
 }
 
 fn time_xdp(prog: &Xdp, frame: &[u8], repeat: u32) -> anyhow::Result<Duration> {
@@ -472,8 +480,8 @@ fn main() -> anyhow::Result<()> {
         dp.install(&rules, &policy, false)?;
         let install = t.elapsed();
         let lookup = match dp.v4_lookup() {
-            V4Lookup::Table => "table",
-            V4Lookup::Trie => "trie",
+            Lookup::Table => "table",
+            Lookup::Trie => "trie",
         };
         writeln!(
             loads,
@@ -512,6 +520,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
+    if args.frames_only {
+        print!("{per_frame}");
+        return Ok(());
+    }
     let enforce_rows = enforce::enforce_costs(floor, args.repeat, &mut rng)?;
     let updates = update_latencies(&args)?;
     let resolver = dns::dns_scale(&ctl, args.dns_window)?;
