@@ -150,6 +150,8 @@ impl Learner {
             kernel_names: HashMap::new(),
             stale: std::collections::HashSet::default(),
             swept: Instant::now(),
+            missed: true,
+            published: None,
         };
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -209,6 +211,11 @@ struct Work {
     /// Provisional entries the last sweep found.
     stale: std::collections::HashSet<[u8; 16]>,
     swept: Instant,
+    /// Since the last sweep, an answer may have left a provisional entry nobody confirms: the
+    /// ring had no room for one, one was unreadable here, or a previous daemon ran before.
+    missed: bool,
+    /// When the view was last handed the counts.
+    published: Option<Instant>,
 }
 
 /// How often unconfirmed provisional entries are looked for.
@@ -266,7 +273,9 @@ impl Work {
             while let Some(ev) = self.next_event() {
                 self.answer(&ev);
             }
-            if self.swept.elapsed() >= SWEEP {
+            // Only when an answer could have gone unconfirmed: the walk of a full table costs
+            // two syscalls an entry, which at the cap would hold up the answers behind it.
+            if self.swept.elapsed() >= SWEEP && (self.missed || !self.stale.is_empty()) {
                 self.sweep();
             }
             let expired = self.table.expire(Instant::now());
@@ -342,14 +351,17 @@ impl Work {
             }
             Ok(Err(Unlearned::NoMatch)) => {
                 self.counts.not_matched += 1;
+                self.missed = true;
                 (Vec::new(), "not_matched")
             }
             Ok(Err(Unlearned::Failed(_))) => {
                 self.counts.failed += 1;
+                self.missed = true;
                 (Vec::new(), "failed")
             }
             Ok(Err(_)) | Err(_) => {
                 self.counts.malformed += 1;
+                self.missed = true;
                 (Vec::new(), "malformed")
             }
         };
@@ -525,6 +537,7 @@ impl Work {
     /// unreadable to the full parser) leave at the second sweep that finds them.
     fn sweep(&mut self) {
         self.swept = Instant::now();
+        self.missed = false;
         let provisional: Vec<[u8; 16]> = self
             .maps
             .learned
@@ -603,12 +616,21 @@ impl Work {
         if let Ok(per_cpu) = self.maps.lost.get(&0, 0) {
             let lost: u64 = per_cpu.iter().sum();
             if lost > self.counts.ring_lost {
+                self.missed = true;
                 metrics::daemon()
                     .learn_ring_lost
                     .inc_by(lost - self.counts.ring_lost);
                 self.counts.ring_lost = lost;
             }
         }
+        // Ten times a second at most: the view's copy of the latencies is 4,096 of them.
+        if self
+            .published
+            .is_some_and(|at| at.elapsed() < Duration::from_millis(100))
+        {
+            return;
+        }
+        self.published = Some(Instant::now());
         if let Ok(mut v) = self.view.lock() {
             v.counts = self.counts.clone();
             v.held = self.table.len();
@@ -620,7 +642,7 @@ impl Work {
         if self.dirty
             && self
                 .saved
-                .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+                .is_none_or(|at| at.elapsed() >= save_interval(self.table.len()))
         {
             self.save();
         }
@@ -651,6 +673,13 @@ impl Work {
         self.dirty = false;
         self.saved = Some(now);
     }
+}
+
+/// How often a changing table is recorded: every second while small, less often as it grows
+/// (a second for every 1,000 addresses, a minute at most), so that writing it costs the
+/// learner about a millisecond a second whatever its size. A stop records it whole.
+fn save_interval(addresses: usize) -> Duration {
+    Duration::from_secs((addresses as u64 / 1000).clamp(1, 60))
 }
 
 /// The map key of an address: IPv6, or IPv4 mapped.
