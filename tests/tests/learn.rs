@@ -660,3 +660,46 @@ fn the_capture_follows_interfaces_added_by_sighup_and_detach_leaves_no_filter() 
     assert_eq!(code, 0, "detach: {out}{err}");
     assert!(!tc_egress(&n.gw, "g0").contains("intune_dns"), "{out}");
 }
+
+#[test]
+fn a_provisional_address_nobody_confirms_leaves_at_the_second_sweep() {
+    require_root!();
+    let n = net("s");
+    let d = Daemon::start(&n.gw, &["--learn-trusted", "198.51.100.10"]);
+    // What the capture leaves when the ring had no room for its record: an entry under the
+    // provisional rule that no answer the learner read confirms. At a start the learner
+    // looks (a previous daemon may have left some): the first sweep (10 s in) finds it, the
+    // second removes it.
+    let path = d.pins.map(intune_common::learn::LEARNED);
+    let mut learned: aya::maps::HashMap<_, [u8; 16], intune_common::maps::RuleRef> =
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(
+            aya::maps::MapData::from_pin(&path).expect("LEARNED pinned"),
+        ))
+        .expect("LEARNED is a hash");
+    let mut key = [0u8; 16];
+    key[10..12].copy_from_slice(&[0xff, 0xff]);
+    key[12..].copy_from_slice(&[203, 0, 113, 99]);
+    let provisional = intune_common::maps::RuleRef {
+        rule: intune_common::learn::PROVISIONAL_RULE,
+        port_set: 0,
+    };
+    learned.insert(key, provisional, 0).expect("insert");
+    let started = std::time::Instant::now();
+    // Answers are read and confirmed meanwhile.
+    let edge = ask(&n.dev, "app.wild.test");
+    assert!(first_syn_connects(&n.dev, edge), "{}", d.learned());
+    let deadline = started + intune_tests::scaled_secs(25);
+    while learned.get(&key, 0).is_ok() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        learned.get(&key, 0).is_err(),
+        "the unconfirmed entry is still there after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "removed at the first sweep that found it: {:?}",
+        started.elapsed()
+    );
+}

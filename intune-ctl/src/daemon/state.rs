@@ -87,6 +87,17 @@ pub struct LearnedAddress {
     pub expires_at: String,
 }
 
+/// A [`LearnedAddress`] as written, borrowing from the learner's table.
+#[derive(Debug, serde::Serialize)]
+pub struct LearnedRecord<'a> {
+    pub address: std::net::IpAddr,
+    pub index: u32,
+    pub asked: &'a str,
+    pub pattern: &'a str,
+    pub endpoint_sets: &'a [u32],
+    pub expires_at: String,
+}
+
 /// One rule the maps hold, as recorded in the state directory.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InstalledRule {
@@ -180,6 +191,11 @@ impl StateDir {
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(self.io())?;
         tmp.write_all(bytes).map_err(self.io())?;
+        self.persist(tmp, name)
+    }
+
+    /// Puts a written temporary file in place of `name`, on disk before and after.
+    fn persist(&self, tmp: tempfile::NamedTempFile, name: &str) -> Result<(), StateError> {
         tmp.as_file().sync_all().map_err(self.io())?;
         tmp.persist(self.dir.join(name))
             .map_err(|e| self.io()(e.error))?;
@@ -330,8 +346,30 @@ impl StateDir {
         self.load_list(RESOLVED_FILE)
     }
 
-    pub fn save_learned(&self, learned: &[LearnedAddress]) -> Result<(), StateError> {
-        self.save_json(LEARNED_FILE, &learned)
+    /// Records the learned addresses, written as they are read from `learned`: a table at its
+    /// cap holds 65,536 addresses, whose copy and text would double the learner's memory.
+    pub fn save_learned_from<'a>(
+        &self,
+        learned: impl Iterator<Item = LearnedRecord<'a>>,
+    ) -> Result<(), StateError> {
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(self.io())?;
+        {
+            let mut out = std::io::BufWriter::new(tmp.as_file_mut());
+            let corrupt = |e: serde_json::Error| StateError::Corrupt {
+                file: LEARNED_FILE.into(),
+                message: e.to_string(),
+            };
+            out.write_all(b"[").map_err(self.io())?;
+            for (i, record) in learned.enumerate() {
+                if i > 0 {
+                    out.write_all(b",").map_err(self.io())?;
+                }
+                serde_json::to_writer(&mut out, &record).map_err(corrupt)?;
+            }
+            out.write_all(b"]").map_err(self.io())?;
+            out.flush().map_err(self.io())?;
+        }
+        self.persist(tmp, LEARNED_FILE)
     }
 
     /// The addresses the daemon last recorded as learned from DNS answers.
@@ -395,6 +433,32 @@ mod tests {
                 .unwrap(),
             id
         );
+    }
+
+    #[test]
+    fn learned_addresses_written_from_borrowed_records_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let sets = [7u32, 9];
+        let records = ["2001:db8::1", "192.0.2.7"].map(|a| LearnedRecord {
+            address: a.parse().unwrap(),
+            index: 70_000,
+            asked: "a.manage.microsoft.com",
+            pattern: "*.manage.microsoft.com",
+            endpoint_sets: &sets,
+            expires_at: "2026-12-02T10:00:00Z".into(),
+        });
+        state.save_learned_from(records.into_iter()).unwrap();
+        let back = state.load_learned().unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(
+            back[1].address,
+            "192.0.2.7".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert_eq!(back[0].endpoint_sets, [7, 9]);
+        assert_eq!(back[0].pattern, "*.manage.microsoft.com");
+        state.save_learned_from(std::iter::empty()).unwrap();
+        assert_eq!(state.load_learned().unwrap(), []);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use super::{
 use crate::{
     daemon::{
         metrics::{self, ResultLabel},
-        state::{LearnedAddress, StateDir},
+        state::{LearnedAddress, LearnedRecord, StateDir},
     },
     sources::endpoints::Ports,
 };
@@ -150,6 +150,7 @@ impl Learner {
             kernel_names: HashMap::new(),
             stale: std::collections::HashSet::default(),
             swept: Instant::now(),
+            // The start's sweep walks the map: a previous daemon may have left some.
             missed: true,
             published: None,
         };
@@ -253,6 +254,9 @@ impl Work {
             self.follow(patterns, ids);
         }
         self.zero_all();
+        // What a previous daemon left unconfirmed is looked for now, before the answers come
+        // and while the map holds only what was taken back.
+        self.sweep();
         let fd = self.maps.events.as_raw_fd();
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             while let Ok(Control::Patterns(patterns, ids)) = rx.try_recv() {
@@ -534,11 +538,23 @@ impl Work {
     }
 
     /// Provisional entries userspace never confirmed (their answer was lost from the ring, or
-    /// unreadable to the full parser) leave at the second sweep that finds them.
+    /// unreadable to the full parser) leave at the second sweep that finds them. The map is
+    /// walked only when something may have been missed; what the last walk found is looked up
+    /// one by one (at 1,000 answers a second a few are always in flight, and a walk of a full
+    /// table takes a fifth of a second).
     fn sweep(&mut self) {
         self.swept = Instant::now();
-        self.missed = false;
-        let provisional: Vec<[u8; 16]> = self
+        let provisional =
+            |v: Result<RuleRef, _>| v.is_ok_and(|v: RuleRef| v.rule == PROVISIONAL_RULE);
+        for k in std::mem::take(&mut self.stale) {
+            if provisional(self.maps.learned.get(&k, 0)) {
+                let _ = self.maps.learned.remove(&k);
+            }
+        }
+        if !std::mem::take(&mut self.missed) {
+            return;
+        }
+        self.stale = self
             .maps
             .learned
             .iter()
@@ -546,14 +562,6 @@ impl Work {
             .filter(|(_, v)| v.rule == PROVISIONAL_RULE)
             .map(|(k, _)| k)
             .collect();
-        let seen_before = std::mem::take(&mut self.stale);
-        for k in provisional {
-            if seen_before.contains(&k) {
-                let _ = self.maps.learned.remove(&k);
-            } else {
-                self.stale.insert(k);
-            }
-        }
     }
 
     fn retarget(&mut self) {
@@ -653,21 +661,16 @@ impl Work {
             return;
         };
         let now = Instant::now();
-        let records: Vec<LearnedAddress> = self
-            .table
-            .entries()
-            .map(|e| LearnedAddress {
-                address: e.address,
-                index: self.settings.rule_base + e.slot,
-                asked: e.asked.clone(),
-                pattern: e.pattern.clone(),
-                endpoint_sets: e.sets.clone(),
-                expires_at: crate::daemon::state::rfc3339_in(
-                    e.expires.saturating_duration_since(now),
-                ),
-            })
-            .collect();
-        if let Err(e) = state.save_learned(&records) {
+        let base = self.settings.rule_base;
+        let records = self.table.entries().map(|e| LearnedRecord {
+            address: e.address,
+            index: base + e.slot,
+            asked: &e.asked,
+            pattern: &e.pattern,
+            endpoint_sets: &e.sets,
+            expires_at: crate::daemon::state::rfc3339_in(e.expires.saturating_duration_since(now)),
+        });
+        if let Err(e) = state.save_learned_from(records) {
             tracing::warn!(error = %e, "recording the learned addresses");
         }
         self.dirty = false;

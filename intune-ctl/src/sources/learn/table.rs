@@ -3,7 +3,7 @@
 //! writes keep the kernel's `LEARNED` map equal to it.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
     time::{Duration, Instant},
 };
@@ -54,6 +54,8 @@ pub struct Table {
     cap: usize,
     entries: HashMap<IpAddr, Entry>,
     by_seen: BTreeMap<u64, IpAddr>,
+    /// The entries by expiry: the next to expire is the first, found without a walk.
+    by_expiry: BTreeSet<(Instant, IpAddr)>,
     free: Vec<u32>,
     next_slot: u32,
     clock: u64,
@@ -66,6 +68,7 @@ impl Table {
             cap: cap as usize,
             entries: HashMap::new(),
             by_seen: BTreeMap::new(),
+            by_expiry: BTreeSet::new(),
             free: Vec::new(),
             next_slot: 0,
             clock: 0,
@@ -102,7 +105,11 @@ impl Table {
             self.by_seen.remove(&e.seen);
             e.seen = self.clock;
             self.by_seen.insert(e.seen, lesson.address);
-            e.expires = e.expires.max(expires);
+            if expires > e.expires {
+                self.by_expiry.remove(&(e.expires, e.address));
+                e.expires = expires;
+                self.by_expiry.insert((e.expires, e.address));
+            }
             e.asked = lesson.asked;
             if e.port_set != lesson.port_set || e.pattern != lesson.pattern {
                 e.port_set = lesson.port_set;
@@ -132,6 +139,7 @@ impl Table {
             port_set: lesson.port_set,
         });
         self.by_seen.insert(self.clock, lesson.address);
+        self.by_expiry.insert((expires, lesson.address));
         self.entries.insert(
             lesson.address,
             Entry {
@@ -151,6 +159,7 @@ impl Table {
     fn remove(&mut self, address: IpAddr) -> Option<Write> {
         let e = self.entries.remove(&address)?;
         self.by_seen.remove(&e.seen);
+        self.by_expiry.remove(&(e.expires, address));
         self.free.push(e.slot);
         Some(Write::Delete {
             address,
@@ -160,17 +169,17 @@ impl Table {
 
     /// Removes what expired by `now`.
     pub fn expire(&mut self, now: Instant) -> Vec<Write> {
-        let gone: Vec<IpAddr> = self
-            .entries
-            .values()
-            .filter(|e| e.expires <= now)
-            .map(|e| e.address)
-            .collect();
-        gone.into_iter().filter_map(|a| self.remove(a)).collect()
+        let mut writes = Vec::new();
+        while let Some(&(at, address)) = self.by_expiry.first()
+            && at <= now
+        {
+            writes.extend(self.remove(address));
+        }
+        writes
     }
 
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.entries.values().map(|e| e.expires).min()
+        self.by_expiry.first().map(|&(at, _)| at)
     }
 
     /// Follows a new rule set: entries whose endpoint name left are removed; the others take
@@ -239,6 +248,27 @@ mod tests {
         // Freed slots are handed out again.
         let again = t.learn(lesson("192.0.2.3", 60), now);
         assert!(matches!(again[..], [Write::Put { slot: 0 | 1, .. }]));
+    }
+
+    #[test]
+    fn an_extended_address_expires_at_its_new_time_and_an_evicted_one_never() {
+        let now = Instant::now();
+        let secs = Duration::from_secs;
+        let mut t = Table::new(2);
+        t.learn(lesson("192.0.2.1", 10), now);
+        t.learn(lesson("192.0.2.2", 20), now);
+        // Seen again with a longer TTL: 192.0.2.2 is next to expire now.
+        t.learn(lesson("192.0.2.1", 30), now);
+        assert_eq!(t.next_expiry(), Some(now + secs(20)));
+        // A third evicts the least recently seen (192.0.2.2), whose expiry goes with it.
+        t.learn(lesson("192.0.2.3", 5), now);
+        assert_eq!(t.next_expiry(), Some(now + secs(5)));
+        let gone = t.expire(now + secs(25));
+        assert_eq!(gone.len(), 1, "{gone:?}");
+        assert!(t.holds("192.0.2.1".parse().unwrap()));
+        assert_eq!(t.next_expiry(), Some(now + secs(30)));
+        assert_eq!(t.expire(now + secs(30)).len(), 1);
+        assert_eq!(t.next_expiry(), None);
     }
 
     #[test]
