@@ -10,7 +10,8 @@ const BPF_LINKER_VERSION: &str = "0.10.3";
 /// `nsenter`; xdp-tools gives xdp-filter's program for the benchmark; dnsmasq-base is the
 /// DNS server binary without the `dnsmasq` package's system service; systemd gives
 /// `systemd-analyze` for the unit's test; procps gives `sysctl`; prometheus gives `promtool`,
-/// which checks and unit-tests the shipped alert rules.
+/// which checks and unit-tests the shipped alert rules; netsniff-ng gives `trafgen` and ethtool
+/// the veth's XDP counters for the benchmark's real packet path.
 const PACKAGES: &[&str] = &[
     "iproute2",
     "util-linux",
@@ -22,6 +23,8 @@ const PACKAGES: &[&str] = &[
     "tcpdump",
     "nftables",
     "prometheus",
+    "netsniff-ng",
+    "ethtool",
 ];
 
 /// What `cargo xtask vm-test` needs beyond the tests' packages: root filesystems, the

@@ -311,6 +311,11 @@ impl Datapath {
             .map_or((0, 0), |t| (t.chunks(), t.singles()))
     }
 
+    /// The program itself, to attach it some other way (the benchmark's real packet path).
+    pub fn program_mut(&mut self) -> Result<&mut Xdp, DatapathError> {
+        program_mut(&mut self.ebpf)
+    }
+
     pub fn program(&self) -> Result<&Xdp, DatapathError> {
         self.ebpf
             .program(PROGRAM_NAME)
