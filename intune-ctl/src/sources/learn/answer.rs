@@ -266,8 +266,8 @@ mod tests {
             [("198.51.100.20".into(), 60), ("198.51.100.21".into(), 20)]
         );
         assert_eq!(got[0].asked, "x.manage.microsoft.com");
-        assert_eq!(got[0].pattern.name, "*.manage.microsoft.com");
-        assert_eq!(got[0].pattern.sets, [7]);
+        assert_eq!(&*got[0].pattern.name, "*.manage.microsoft.com");
+        assert_eq!(*got[0].pattern.sets, [7]);
     }
 
     #[test]

@@ -3,16 +3,17 @@
 //! anywhere else matches one label (`autodiscover.*.onmicrosoft.com`), and a `*` inside a label
 //! matches within that label. Names compare case-insensitively, without a trailing dot.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use crate::sources::endpoints::{EndpointSet, Ports};
 
 /// One endpoint name as the list writes it, with the sets that list it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pattern {
-    /// Lower case, no trailing dot.
-    pub name: String,
-    pub sets: Vec<u32>,
+    /// Lower case, no trailing dot. Shared, as the sets are, by every address learned
+    /// under it (65,536 of them at the cap).
+    pub name: Arc<str>,
+    pub sets: Arc<[u32]>,
     /// The union of the listing sets' ports.
     pub ports: Ports,
 }
@@ -41,7 +42,7 @@ pub fn normalize(name: &str) -> String {
 
 impl Patterns {
     pub fn of(sets: &[EndpointSet]) -> Patterns {
-        let mut by_name: std::collections::BTreeMap<String, Pattern> =
+        let mut by_name: std::collections::BTreeMap<String, (Vec<u32>, Ports)> =
             std::collections::BTreeMap::default();
         for set in sets {
             for url in &set.urls {
@@ -49,22 +50,23 @@ impl Patterns {
                 if name.is_empty() {
                     continue;
                 }
-                let p = by_name.entry(name.clone()).or_insert_with(|| Pattern {
-                    name,
-                    sets: Vec::new(),
-                    ports: Ports::default(),
-                });
-                if !p.sets.contains(&set.id) {
-                    p.sets.push(set.id);
+                let (ids, ports) = by_name.entry(name).or_default();
+                if !ids.contains(&set.id) {
+                    ids.push(set.id);
                 }
-                p.ports = p.ports.union(&set.ports);
+                *ports = ports.union(&set.ports);
             }
         }
         let mut patterns = Patterns::default();
-        for (i, p) in by_name.into_values().enumerate() {
-            patterns.named.insert(p.name.clone(), i);
+        for (i, (name, (ids, ports))) in by_name.into_iter().enumerate() {
+            let p = Pattern {
+                name: name.into(),
+                sets: ids.into(),
+                ports,
+            };
+            patterns.named.insert(p.name.to_string(), i);
             if !p.name.contains('*') {
-                patterns.exact.insert(p.name.clone(), i);
+                patterns.exact.insert(p.name.to_string(), i);
             } else if let Some(rest) = p.name.strip_prefix("*.")
                 && !rest.contains('*')
             {
@@ -168,7 +170,7 @@ mod tests {
     }
 
     fn found(p: &Patterns, name: &str) -> Option<String> {
-        p.find(name).map(|p| p.name.clone())
+        p.find(name).map(|p| p.name.to_string())
     }
 
     #[test]
@@ -189,7 +191,7 @@ mod tests {
         assert_eq!(found(&p, "manage.microsoft.com.evil.example"), None);
         assert_eq!(found(&p, "xmanage.microsoft.com"), None);
         let both = p.find("x.manage.microsoft.com").unwrap();
-        assert_eq!(both.sets, vec![1, 2]);
+        assert_eq!(*both.sets, [1, 2]);
         assert_eq!(both.ports.to_string(), "TCP 80,443");
     }
 

@@ -5,6 +5,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -16,8 +17,8 @@ pub struct Entry {
     pub slot: u32,
     /// The name the device asked for, and the endpoint name it matched.
     pub asked: String,
-    pub pattern: String,
-    pub sets: Vec<u32>,
+    pub pattern: Arc<str>,
+    pub sets: Arc<[u32]>,
     pub port_set: u32,
     pub expires: Instant,
     /// When an answer last gave it (the order of eviction).
@@ -29,8 +30,8 @@ pub struct Entry {
 pub struct Lesson {
     pub address: IpAddr,
     pub asked: String,
-    pub pattern: String,
-    pub sets: Vec<u32>,
+    pub pattern: Arc<str>,
+    pub sets: Arc<[u32]>,
     pub port_set: u32,
     /// TTL plus grace, from now.
     pub keep: Duration,
@@ -52,7 +53,11 @@ pub enum Write {
 #[derive(Debug)]
 pub struct Table {
     cap: usize,
-    entries: HashMap<IpAddr, Entry>,
+    /// The entries by slot (dense: slots are reused), and each address's slot: a map of
+    /// small values grows by doubling, which for 65,536 entries of their full size would
+    /// hold room for 131,072.
+    slots: Vec<Option<Entry>>,
+    by_address: HashMap<IpAddr, u32>,
     by_seen: BTreeMap<u64, IpAddr>,
     /// The entries by expiry: the next to expire is the first, found without a walk.
     by_expiry: BTreeSet<(Instant, IpAddr)>,
@@ -66,7 +71,8 @@ impl Table {
     pub fn new(cap: u32) -> Table {
         Table {
             cap: cap as usize,
-            entries: HashMap::new(),
+            slots: Vec::new(),
+            by_address: HashMap::new(),
             by_seen: BTreeMap::new(),
             by_expiry: BTreeSet::new(),
             free: Vec::new(),
@@ -77,19 +83,24 @@ impl Table {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.by_address.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.by_address.is_empty()
     }
 
     pub fn holds(&self, address: IpAddr) -> bool {
-        self.entries.contains_key(&address)
+        self.by_address.contains_key(&address)
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.values()
+        self.slots.iter().flatten()
+    }
+
+    fn entry_mut(&mut self, address: IpAddr) -> Option<&mut Entry> {
+        let slot = *self.by_address.get(&address)?;
+        self.slots.get_mut(slot as usize)?.as_mut()
     }
 
     /// Takes in a lesson at `now`: a new address (evicting the least recently seen when full),
@@ -101,14 +112,17 @@ impl Table {
         }
         self.clock += 1;
         let expires = now + lesson.keep;
-        if let Some(e) = self.entries.get_mut(&lesson.address) {
-            self.by_seen.remove(&e.seen);
-            e.seen = self.clock;
-            self.by_seen.insert(e.seen, lesson.address);
+        let (by_seen, by_expiry, clock) = (&mut self.by_seen, &mut self.by_expiry, self.clock);
+        if let Some(slot) = self.by_address.get(&lesson.address)
+            && let Some(Some(e)) = self.slots.get_mut(*slot as usize)
+        {
+            by_seen.remove(&e.seen);
+            e.seen = clock;
+            by_seen.insert(e.seen, lesson.address);
             if expires > e.expires {
-                self.by_expiry.remove(&(e.expires, e.address));
+                by_expiry.remove(&(e.expires, e.address));
                 e.expires = expires;
-                self.by_expiry.insert((e.expires, e.address));
+                by_expiry.insert((e.expires, e.address));
             }
             e.asked = lesson.asked;
             if e.port_set != lesson.port_set || e.pattern != lesson.pattern {
@@ -123,7 +137,7 @@ impl Table {
             }
             return writes;
         }
-        if self.entries.len() >= self.cap
+        if self.by_address.len() >= self.cap
             && let Some((_, oldest)) = self.by_seen.pop_first()
         {
             self.evicted += 1;
@@ -140,24 +154,27 @@ impl Table {
         });
         self.by_seen.insert(self.clock, lesson.address);
         self.by_expiry.insert((expires, lesson.address));
-        self.entries.insert(
-            lesson.address,
-            Entry {
-                address: lesson.address,
-                slot,
-                asked: lesson.asked,
-                pattern: lesson.pattern,
-                sets: lesson.sets,
-                port_set: lesson.port_set,
-                expires,
-                seen: self.clock,
-            },
-        );
+        self.by_address.insert(lesson.address, slot);
+        let at = slot as usize;
+        if self.slots.len() <= at {
+            self.slots.resize_with(at + 1, || None);
+        }
+        self.slots[at] = Some(Entry {
+            address: lesson.address,
+            slot,
+            asked: lesson.asked,
+            pattern: lesson.pattern,
+            sets: lesson.sets,
+            port_set: lesson.port_set,
+            expires,
+            seen: self.clock,
+        });
         writes
     }
 
     fn remove(&mut self, address: IpAddr) -> Option<Write> {
-        let e = self.entries.remove(&address)?;
+        let slot = self.by_address.remove(&address)?;
+        let e = self.slots.get_mut(slot as usize)?.take()?;
         self.by_seen.remove(&e.seen);
         self.by_expiry.remove(&(e.expires, address));
         self.free.push(e.slot);
@@ -184,11 +201,11 @@ impl Table {
 
     /// Follows a new rule set: entries whose endpoint name left are removed; the others take
     /// the name's new sets and port set (`of` answers both for a name, `None` when it left).
-    pub fn retarget(&mut self, of: impl Fn(&str) -> Option<(Vec<u32>, u32)>) -> Vec<Write> {
+    pub fn retarget(&mut self, of: impl Fn(&str) -> Option<(Arc<[u32]>, u32)>) -> Vec<Write> {
         let mut writes = Vec::new();
-        let addresses: Vec<IpAddr> = self.entries.keys().copied().collect();
+        let addresses: Vec<IpAddr> = self.by_address.keys().copied().collect();
         for address in addresses {
-            let Some(e) = self.entries.get_mut(&address) else {
+            let Some(e) = self.entry_mut(address) else {
                 continue;
             };
             match of(&e.pattern) {
@@ -219,7 +236,7 @@ mod tests {
             address: addr.parse().unwrap(),
             asked: "x.manage.microsoft.com".into(),
             pattern: "*.manage.microsoft.com".into(),
-            sets: vec![1],
+            sets: vec![1].into(),
             port_set: 3,
             keep: Duration::from_secs(keep),
         }
@@ -297,7 +314,7 @@ mod tests {
         let now = Instant::now();
         let mut t = Table::new(10);
         t.learn(lesson("192.0.2.1", 60), now);
-        let moved = t.retarget(|_| Some((vec![1, 2], 5)));
+        let moved = t.retarget(|_| Some((vec![1, 2].into(), 5)));
         assert!(matches!(moved[..], [Write::Put { port_set: 5, .. }]));
         assert_eq!(
             t.retarget(|_| None),
