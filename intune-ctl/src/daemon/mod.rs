@@ -43,7 +43,7 @@ use self::{
     tags_task::{TagsCmd, TagsTask},
 };
 use crate::{
-    datapath::{Capacity, Datapath, Lookup, bpffs, kernel::Kernel, pins::Pins},
+    datapath::{Capacity, Datapath, bpffs, kernel::Kernel, pins::Pins},
     repeated::Repeated,
     ruleset::{build::RuleBuilder, changes, listing::Listing, rules::RuleSet},
     settings::Settings,
@@ -389,15 +389,13 @@ fn start(
     }
     let wildcards = crate::sources::resolve::Names::of(&sets).wildcard.len();
     println!(
-        "loaded {} endpoint sets: {} prefixes in {} rules, {} port sets, IPv4 lookup by {}; {} names to resolve, {} wildcard names",
+        "loaded {} endpoint sets: {} prefixes in {} rules, {} port sets, IPv4 lookup by {}, IPv6 by {}; {} names to resolve, {} wildcard names",
         sets.len(),
         rules.prefix_count(),
         rules.rules.len(),
         rules.port_sets.len(),
-        match dp.v4_lookup() {
-            Lookup::Table => "table",
-            Lookup::Trie => "trie",
-        },
+        dp.v4_lookup().name(),
+        dp.v6_lookup().name(),
         exact_names,
         wildcards
     );

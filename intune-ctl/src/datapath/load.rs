@@ -154,6 +154,15 @@ pub enum Lookup {
     Trie,
 }
 
+impl Lookup {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lookup::Table => "table",
+            Lookup::Trie => "trie",
+        }
+    }
+}
+
 /// How a pinned attach went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attached {

@@ -25,7 +25,7 @@ use aya::{
     util::nr_cpus,
 };
 use intune_ctl::{
-    datapath::{Capacity, Datapath, Lookup, load::FLOOR_PROGRAM},
+    datapath::{Capacity, Datapath, load::FLOOR_PROGRAM},
     ruleset::{
         policy::{Mode, Policy},
         rules::{RuleSet, RuleSetOptions},
@@ -591,11 +591,7 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         dp.install(&rules, &policy, false)?;
         let install = t.elapsed();
-        let name = |l: Lookup| match l {
-            Lookup::Table => "table",
-            Lookup::Trie => "trie",
-        };
-        let lookup = format!("{} / {}", name(dp.v4_lookup()), name(dp.v6_lookup()));
+        let lookup = format!("{} / {}", dp.v4_lookup().name(), dp.v6_lookup().name());
         let (chunks, singles) = dp.v6_table_size();
         let v6_mib = (chunks * 1024 + singles * 40) as f64 / (1024.0 * 1024.0);
         writeln!(
