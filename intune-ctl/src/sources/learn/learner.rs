@@ -150,8 +150,8 @@ impl Learner {
             kernel_names: HashMap::new(),
             stale: std::collections::HashSet::default(),
             swept: Instant::now(),
-            // The start's sweep walks the map: a previous daemon may have left some.
-            missed: true,
+            // `LEARNED` is new with each program: nothing in it is unconfirmed yet.
+            missed: false,
             published: None,
         };
         let stopping = Arc::clone(&stop);
@@ -213,7 +213,7 @@ struct Work {
     stale: std::collections::HashSet<[u8; 16]>,
     swept: Instant,
     /// Since the last sweep, an answer may have left a provisional entry nobody confirms: the
-    /// ring had no room for one, one was unreadable here, or a previous daemon ran before.
+    /// ring had no room for one, or one was unreadable here.
     missed: bool,
     /// When the view was last handed the counts.
     published: Option<Instant>,
@@ -254,9 +254,6 @@ impl Work {
             self.follow(patterns, ids);
         }
         self.zero_all();
-        // What a previous daemon left unconfirmed is looked for now, before the answers come
-        // and while the map holds only what was taken back.
-        self.sweep();
         let fd = self.maps.events.as_raw_fd();
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             while let Ok(Control::Patterns(patterns, ids)) = rx.try_recv() {
