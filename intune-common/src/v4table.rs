@@ -29,6 +29,18 @@ pub const fn leaf(rule: u32, port_set: u32) -> u32 {
     (port_set << PORT_SET_SHIFT) | (rule + 1)
 }
 
+/// The leaf for what a prefix's trie entry says: [`EXCLUDED_LEAF`] for an excluded prefix;
+/// `None` when the rule or port set does not fit a leaf.
+pub fn leaf_of(r: RuleRef) -> Option<u32> {
+    if r.rule == NO_RULE {
+        Some(EXCLUDED_LEAF)
+    } else if r.rule > MAX_LEAF_RULE || r.port_set > MAX_LEAF_PORT_SET {
+        None
+    } else {
+        Some(leaf(r.rule, r.port_set))
+    }
+}
+
 pub const fn chunk(index: u32) -> u32 {
     CHUNK_FLAG | index
 }

@@ -3,12 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use intune_common::{
-    maps::NO_RULE,
-    v4table::{
-        CHUNK_ENTRIES, EXCLUDED_LEAF, MAX_LEAF_PORT_SET, MAX_LEAF_RULE, TBL16_ENTRIES, chunk, leaf,
-    },
-};
+use intune_common::v4table::{CHUNK_ENTRIES, TBL16_ENTRIES, chunk, leaf_of};
 use ipnet::IpNet;
 
 use crate::ruleset::rules::RuleSet;
@@ -212,33 +207,21 @@ impl V4Table {
         for (net, r) in rules.lpm_entries() {
             if let IpNet::V4(n) = net {
                 // An excluded prefix paints "excluded" over what covers it.
-                let value = if r.rule == NO_RULE {
-                    EXCLUDED_LEAF
-                } else if r.rule > MAX_LEAF_RULE || r.port_set > MAX_LEAF_PORT_SET {
-                    return None;
-                } else {
-                    leaf(r.rule, r.port_set)
-                };
-                out.insert((u32::from(n.network()), n.prefix_len()), value);
+                out.insert((u32::from(n.network()), n.prefix_len()), leaf_of(r)?);
             }
         }
         Some(out)
     }
 
-    /// Level 16 from the prefixes of /16 and shorter, shorter painted first.
+    /// Level 16 from the prefixes of /16 and shorter.
     fn base_of(prefixes: &BTreeMap<(u32, u8), u32>) -> Vec<u32> {
-        let mut short: Vec<(u32, u8, u32)> = prefixes
-            .iter()
-            .filter(|((_, len), _)| *len <= 16)
-            .map(|(&(a, l), &v)| (a, l, v))
-            .collect();
-        short.sort_by_key(|&(_, len, _)| len);
-        let mut base = vec![0u32; TBL16_ENTRIES as usize];
-        for (addr, len, value) in short {
-            let start = (addr >> 16) as usize;
-            base[start..start + (1 << (16 - len))].fill(value);
-        }
-        base
+        first_level(
+            prefixes
+                .iter()
+                .filter(|((_, len), _)| *len <= 16)
+                .map(|(&(a, l), &v)| ((a >> 16) as usize, l, v))
+                .collect(),
+        )
     }
 
     /// The /16 `k16` from its longer prefixes, shorter painted first over `base16`'s value.
@@ -325,6 +308,17 @@ impl V4Table {
     }
 }
 
+/// A first level (one entry a /16) from prefixes of /16 and shorter, as (first /16, length,
+/// leaf), shorter painted first: shared by both families' tables.
+pub(crate) fn first_level(mut short: Vec<(usize, u8, u32)>) -> Vec<u32> {
+    short.sort_by_key(|&(_, len, _)| len);
+    let mut base = vec![0u32; TBL16_ENTRIES as usize];
+    for (start, len, value) in short {
+        base[start..start + (1 << (16 - len))].fill(value);
+    }
+    base
+}
+
 fn fits(ids: &Ids, fresh: usize, max_chunks: usize) -> bool {
     let reusable = ids.free.len() + ids.quarantine.len();
     fresh <= reusable || (ids.high as usize + fresh - reusable) <= max_chunks
@@ -367,7 +361,10 @@ fn write_chunk(
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
-    use intune_common::v4table::{CHUNK_FLAG, decode_leaf};
+    use intune_common::{
+        maps::NO_RULE,
+        v4table::{CHUNK_FLAG, decode_leaf},
+    };
 
     use super::*;
     use crate::{

@@ -9,16 +9,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use intune_common::{
-    maps::NO_RULE,
-    v4table::{
-        CHUNK_ENTRIES, CHUNK_FLAG, EXCLUDED_LEAF, MAX_LEAF_PORT_SET, MAX_LEAF_RULE, SINGLE_FLAG,
-        TBL16_ENTRIES, leaf,
-    },
+    v4table::{CHUNK_ENTRIES, CHUNK_FLAG, SINGLE_FLAG, TBL16_ENTRIES, leaf_of},
     v6table::Single,
 };
 use ipnet::IpNet;
 
-use crate::ruleset::rules::RuleSet;
+use crate::ruleset::{rules::RuleSet, v4table::first_level};
 
 const CHUNK: usize = CHUNK_ENTRIES as usize;
 type Chunk = [u32; CHUNK];
@@ -280,33 +276,21 @@ fn prefixes_of(rules: &RuleSet) -> Option<BTreeMap<(u128, u8), u32>> {
     let mut out = BTreeMap::new();
     for (net, r) in rules.lpm_entries() {
         if let IpNet::V6(n) = net {
-            let value = if r.rule == NO_RULE {
-                EXCLUDED_LEAF
-            } else if r.rule > MAX_LEAF_RULE || r.port_set > MAX_LEAF_PORT_SET {
-                return None;
-            } else {
-                leaf(r.rule, r.port_set)
-            };
-            out.insert((u128::from(n.network()), n.prefix_len()), value);
+            out.insert((u128::from(n.network()), n.prefix_len()), leaf_of(r)?);
         }
     }
     Some(out)
 }
 
-/// The first level from the prefixes of /16 and shorter, shorter painted first.
+/// The first level from the prefixes of /16 and shorter.
 fn base_of(prefixes: &BTreeMap<(u128, u8), u32>) -> Vec<u32> {
-    let mut short: Vec<(u128, u8, u32)> = prefixes
-        .iter()
-        .filter(|((_, len), _)| *len <= 16)
-        .map(|(&(a, l), &v)| (a, l, v))
-        .collect();
-    short.sort_by_key(|&(_, len, _)| len);
-    let mut base = vec![0u32; TBL16_ENTRIES as usize];
-    for (net, len, value) in short {
-        let start = (net >> 112) as usize;
-        base[start..start + (1 << (16 - len))].fill(value);
-    }
-    base
+    first_level(
+        prefixes
+            .iter()
+            .filter(|((_, len), _)| *len <= 16)
+            .map(|(&(a, l), &v)| ((a >> 112) as usize, l, v))
+            .collect(),
+    )
 }
 
 /// The /16 `k16` from its longer prefixes, over `base16`'s value.
@@ -328,7 +312,7 @@ fn region(prefixes: &BTreeMap<(u128, u8), u32>, base16: &[u32], k16: u16) -> Bui
 mod tests {
     use std::net::{IpAddr, Ipv6Addr};
 
-    use intune_common::{v4table::decode_leaf, v6table::walk};
+    use intune_common::{maps::NO_RULE, v4table::decode_leaf, v6table::walk};
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     use super::*;
