@@ -213,7 +213,7 @@ struct Work {
     stale: std::collections::HashSet<[u8; 16]>,
     swept: Instant,
     /// Since the last sweep, an answer may have left a provisional entry nobody confirms: the
-    /// ring had no room for one, or one was unreadable here.
+    /// ring had no room for one, or one matched a name but was unreadable here.
     missed: bool,
     /// When the view was last handed the counts.
     published: Option<Instant>,
@@ -350,9 +350,11 @@ impl Work {
                 self.forget_provisional(&others);
                 (l, "learned")
             }
+            // The capture hands over every answer of a trusted resolver, most of them for
+            // other names: it learned nothing from one no endpoint name matches here (its
+            // names are these), so that is no reason to walk the map.
             Ok(Err(Unlearned::NoMatch)) => {
                 self.counts.not_matched += 1;
-                self.missed = true;
                 (Vec::new(), "not_matched")
             }
             Ok(Err(Unlearned::Failed(_))) => {
