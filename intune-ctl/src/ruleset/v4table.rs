@@ -144,27 +144,8 @@ impl V4Table {
     /// `max_chunks` chunks on a level or a rule or port set a leaf cannot name.
     pub fn update(&mut self, rules: &RuleSet, max_chunks: usize) -> Option<Writes> {
         let prefixes = Self::prefixes_of(rules)?;
-        let mut affected: BTreeSet<u32> = BTreeSet::new();
-        let mut short_changed = false;
-        let mut touch = |&(addr, len): &(u32, u8)| {
-            if len > 16 {
-                affected.insert(addr >> 16);
-            } else {
-                short_changed = true;
-                let start = addr >> 16;
-                affected.extend(start..start + (1 << (16 - len)));
-            }
-        };
-        for (k, v) in &prefixes {
-            if self.prefixes.get(k) != Some(v) {
-                touch(k);
-            }
-        }
-        for k in self.prefixes.keys() {
-            if !prefixes.contains_key(k) {
-                touch(k);
-            }
-        }
+        let (affected, short_changed) =
+            changed_regions(&self.prefixes, &prefixes, |addr| (addr >> 16) as usize);
         let base16 = if short_changed {
             Self::base_of(&prefixes)
         } else {
@@ -172,7 +153,7 @@ impl V4Table {
         };
         let regions: Vec<Region> = affected
             .iter()
-            .map(|&k16| Self::region(&prefixes, &base16, k16))
+            .map(|&k16| Self::region(&prefixes, &base16, k16 as u32))
             .collect();
 
         // Will the fresh chunks fit? Nothing changes before this is known.
@@ -306,6 +287,33 @@ impl V4Table {
         write_chunk(id, &held, old_c24.as_ref(), &c24, &mut writes.tbl24);
         set(&mut self.tbl16, k16 as usize, chunk(id), &mut writes.tbl16);
     }
+}
+
+/// The /16 regions (by `top16` of a network) whose prefixes differ between `old` and `new`,
+/// and whether a prefix of /16 or shorter did (the first level's base is then redrawn):
+/// shared by both families' tables.
+pub(crate) fn changed_regions<N: Ord + Copy>(
+    old: &BTreeMap<(N, u8), u32>,
+    new: &BTreeMap<(N, u8), u32>,
+    top16: impl Fn(N) -> usize,
+) -> (BTreeSet<usize>, bool) {
+    let mut affected = BTreeSet::new();
+    let mut short_changed = false;
+    let differs = new
+        .iter()
+        .filter(|(k, v)| old.get(k) != Some(v))
+        .map(|(k, _)| k)
+        .chain(old.keys().filter(|k| !new.contains_key(k)));
+    for &(net, len) in differs {
+        let start = top16(net);
+        if len > 16 {
+            affected.insert(start);
+        } else {
+            short_changed = true;
+            affected.extend(start..start + (1 << (16 - len)));
+        }
+    }
+    (affected, short_changed)
 }
 
 /// A first level (one entry a /16) from prefixes of /16 and shorter, as (first /16, length,

@@ -6,7 +6,7 @@
 //! first-level entry at them; what the region held before is freed only at the next update, so
 //! a lookup in flight never reads an entry being rewritten.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use intune_common::{
     v4table::{CHUNK_ENTRIES, CHUNK_FLAG, SINGLE_FLAG, TBL16_ENTRIES, leaf_of},
@@ -14,7 +14,10 @@ use intune_common::{
 };
 use ipnet::IpNet;
 
-use crate::ruleset::{rules::RuleSet, v4table::first_level};
+use crate::ruleset::{
+    rules::RuleSet,
+    v4table::{changed_regions, first_level},
+};
 
 const CHUNK: usize = CHUNK_ENTRIES as usize;
 type Chunk = [u32; CHUNK];
@@ -170,28 +173,8 @@ impl V6Table {
         max_singles: usize,
     ) -> Option<Writes> {
         let prefixes = prefixes_of(rules)?;
-        let mut affected: BTreeSet<u16> = BTreeSet::new();
-        let mut short_changed = false;
-        let mut touch = |&(net, len): &(u128, u8)| {
-            let k16 = (net >> 112) as u16;
-            if len > 16 {
-                affected.insert(k16);
-            } else {
-                short_changed = true;
-                let span = 1u32 << (16 - len);
-                affected.extend((0..span).map(|i| (u32::from(k16) + i) as u16));
-            }
-        };
-        for (k, v) in &prefixes {
-            if self.prefixes.get(k) != Some(v) {
-                touch(k);
-            }
-        }
-        for k in self.prefixes.keys() {
-            if !prefixes.contains_key(k) {
-                touch(k);
-            }
-        }
+        let (affected, short_changed) =
+            changed_regions(&self.prefixes, &prefixes, |net| (net >> 112) as usize);
         let base16 = if short_changed {
             base_of(&prefixes)
         } else {
@@ -199,7 +182,7 @@ impl V6Table {
         };
         let built: Vec<(u16, Built)> = affected
             .iter()
-            .map(|&k16| (k16, region(&prefixes, &base16, k16)))
+            .map(|&k16| (k16 as u16, region(&prefixes, &base16, k16 as u16)))
             .collect();
 
         // Will it fit? Nothing changes before this is known. The new ids are taken while the
