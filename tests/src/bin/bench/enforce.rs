@@ -17,7 +17,7 @@ use intune_ctl::{
 use intune_tests::frames::Frame;
 use rand::{Rng, rngs::StdRng};
 
-use super::{median_ns, synthetic_sets, time_xdp};
+use super::{OnOneCpu, interleaved_ns, synthetic_sets, time_xdp};
 
 const PREFIXES: usize = 10_000;
 const DEV: &str = "192.0.2.10";
@@ -61,8 +61,11 @@ pub fn enforce_costs(floor: &Xdp, repeat: u32, rng: &mut StdRng) -> anyhow::Resu
     let hit = Frame::tcp(DEV, "13.67.13.180", 40000, 443).bytes();
     let mut out = String::new();
     let mut row = |what: &str, dp: &Datapath, frame: &[u8]| -> anyhow::Result<()> {
-        let ours = median_ns(|| Ok(dp.time_frame(frame, repeat)?))?;
-        let floor_ns = median_ns(|| time_xdp(floor, frame, repeat))?;
+        let _cpu = OnOneCpu::last();
+        let [ours, floor_ns] = interleaved_ns([
+            &mut || Ok(dp.time_frame(frame, repeat)?),
+            &mut || time_xdp(floor, frame, repeat),
+        ])?;
         writeln!(
             out,
             "| {what} | {ours:.1} | {floor_ns:.1} | {:.1} |",

@@ -14,7 +14,7 @@ use intune_ctl::{
 };
 use rand::{SeedableRng, rngs::StdRng};
 
-use super::{frames, median_ns, synthetic_sets, time_xdp, xdp_program};
+use super::{OnOneCpu, frames, interleaved_ns, synthetic_sets, time_xdp, xdp_program};
 
 const PREFIXES: usize = 10_000;
 /// Emulated: 50 times fewer repetitions than on the host keep a run to seconds.
@@ -47,8 +47,11 @@ pub fn guest_bench(out: &Path, repeat: Option<u32>) -> anyhow::Result<()> {
             .into_iter()
             .find(|f| f.name == name)
             .ok_or_else(|| anyhow::anyhow!("no bench frame {name}"))?;
-        let ours = median_ns(|| Ok(dp.time_frame(&frame.bytes, repeat)?))?;
-        let base = median_ns(|| time_xdp(floor, &frame.bytes, repeat))?;
+        let _cpu = OnOneCpu::last();
+        let [ours, base] = interleaved_ns([
+            &mut || Ok(dp.time_frame(&frame.bytes, repeat)?),
+            &mut || time_xdp(floor, &frame.bytes, repeat),
+        ])?;
         eprintln!("{name}: ours {ours:.1} ns, floor {base:.1} ns");
         write!(row, " {:.2} |", ours / base)?;
         floor_ns.push(base);

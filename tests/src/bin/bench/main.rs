@@ -262,14 +262,60 @@ fn runs() -> usize {
         .unwrap_or(RUNS)
 }
 
-/// Median of `runs()` kernel-timed runs of `repeat` repetitions, in ns per frame.
-fn median_ns(mut run: impl FnMut() -> anyhow::Result<Duration>) -> anyhow::Result<f64> {
+/// The median of `runs()` runs of each program, the programs taking turns within each round:
+/// a slow spell of this shared machine then falls on all of them alike, not on one block.
+fn interleaved_ns<const N: usize>(
+    mut runs_of: [&mut dyn FnMut() -> anyhow::Result<Duration>; N],
+) -> anyhow::Result<[f64; N]> {
     let runs = runs();
-    let mut v = (0..runs)
-        .map(|_| run().map(|d| d.as_nanos() as f64))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    v.sort_by(f64::total_cmp);
-    Ok(v[runs / 2])
+    let mut times = [(); N].map(|_| Vec::with_capacity(runs));
+    for _ in 0..runs {
+        for (run, t) in runs_of.iter_mut().zip(times.iter_mut()) {
+            t.push(run()?.as_nanos() as f64);
+        }
+    }
+    Ok(times.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[runs / 2]
+    }))
+}
+
+/// Keeps this thread on one CPU while it lives, then gives back the CPUs it had: a test run
+/// is timed on the CPU it runs on, and moving between the two of this machine mid-series
+/// spreads the figures. Processes the bench starts meanwhile would inherit it: none do.
+struct OnOneCpu(Option<libc::cpu_set_t>);
+
+impl OnOneCpu {
+    fn last() -> OnOneCpu {
+        let size = size_of::<libc::cpu_set_t>();
+        // SAFETY: zeroed cpu_set_t values are valid; the calls read and write only them.
+        unsafe {
+            let mut had: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, size, &mut had) != 0 {
+                return OnOneCpu(None);
+            }
+            let cpu = (0..libc::CPU_SETSIZE as usize)
+                .rev()
+                .find(|&c| libc::CPU_ISSET(c, &had))
+                .unwrap_or(0);
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut one);
+            if libc::sched_setaffinity(0, size, &one) != 0 {
+                eprintln!("could not keep the bench on CPU {cpu}: {}", std::io::Error::last_os_error());
+                return OnOneCpu(None);
+            }
+            OnOneCpu(Some(had))
+        }
+    }
+}
+
+impl Drop for OnOneCpu {
+    fn drop(&mut self) {
+        if let Some(had) = self.0 {
+            // SAFETY: a valid set, read only.
+            unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &had) };
+        }
+    }
 }
 
 fn time_xdp(prog: &Xdp, frame: &[u8], repeat: u32) -> anyhow::Result<Duration> {
@@ -605,16 +651,22 @@ fn main() -> anyhow::Result<()> {
         if let Some(f) = filter.as_mut() {
             f.set_rules(&allow, n, &mut rng)?;
         }
+        let _cpu = OnOneCpu::last();
         for frame in &frames {
-            let ours = median_ns(|| Ok(dp.time_frame(&frame.bytes, args.repeat)?))?;
-            let base = median_ns(|| time_xdp(floor, &frame.bytes, args.repeat))?;
-            let (theirs, ratio) = match filter.as_ref() {
+            let mut ours_run = || Ok(dp.time_frame(&frame.bytes, args.repeat)?);
+            let mut floor_run = || time_xdp(floor, &frame.bytes, args.repeat);
+            let (ours, base, theirs, ratio) = match filter.as_ref() {
                 Some(f) => {
                     let p = f.program()?;
-                    let theirs = median_ns(|| time_xdp(p, &frame.bytes, args.repeat))?;
-                    (format!("{theirs:.1}"), format!("{:.2}", ours / theirs))
+                    let mut theirs_run = || time_xdp(p, &frame.bytes, args.repeat);
+                    let [ours, base, theirs] =
+                        interleaved_ns([&mut ours_run, &mut floor_run, &mut theirs_run])?;
+                    (ours, base, format!("{theirs:.1}"), format!("{:.2}", ours / theirs))
                 }
-                None => ("n/a".into(), "n/a".into()),
+                None => {
+                    let [ours, base] = interleaved_ns([&mut ours_run, &mut floor_run])?;
+                    (ours, base, "n/a".into(), "n/a".into())
+                }
             };
             writeln!(
                 per_frame,
@@ -653,7 +705,7 @@ fn main() -> anyhow::Result<()> {
     writeln!(md, "- Machine: {}", machine())?;
     writeln!(
         md,
-        "- Method: BPF_PROG_TEST_RUN, {} repetitions a run, median of {} runs; the kernel's own mean ns per run.",
+        "- Method: BPF_PROG_TEST_RUN, {} repetitions a run, median of {} runs; the kernel's own mean ns per run. The programs compared on a frame take turns run by run, all on one CPU, so a slow spell of the machine falls on each alike.",
         args.repeat,
         runs()
     )?;
