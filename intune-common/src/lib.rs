@@ -7,5 +7,4 @@ pub mod learn;
 pub mod maps;
 pub mod outcome;
 pub mod proto;
-pub mod v4table;
-pub mod v6table;
+pub mod table;

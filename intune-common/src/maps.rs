@@ -5,18 +5,18 @@
 pub const LPM_V4: &str = "LPM_V4";
 /// LPM trie of IPv6 prefixes: key `Key<[u8; 16]>`, value [`RuleRef`].
 pub const LPM_V6: &str = "LPM_V6";
-/// The IPv4 lookup table (see `v4table`): 65,536 first-level entries (u32).
+/// The IPv4 lookup table (see `table`): 65,536 first-level entries (u32).
 pub const V4_TBL16: &str = "V4_TBL16";
-/// Second level: chunks of 256 entries (u32), indexed by the address's third byte.
-pub const V4_TBL24: &str = "V4_TBL24";
-/// Third level: chunks of 256 entries (u32), indexed by the address's last byte.
-pub const V4_TBL32: &str = "V4_TBL32";
-/// The IPv6 lookup table (see `v6table`): 65,536 first-level entries (u32).
+/// Chunks of 256 entries (u32) for both levels below, each indexed by the next byte.
+pub const V4_CHUNKS: &str = "V4_CHUNKS";
+/// Array of `table::Single`: the one prefix below an entry.
+pub const V4_SINGLES: &str = "V4_SINGLES";
+/// The IPv6 lookup table, likewise (fourteen chunk levels).
 pub const V6_TBL16: &str = "V6_TBL16";
-/// Chunks of 256 entries (u32) for every level below, each indexed by the next byte.
 pub const V6_CHUNKS: &str = "V6_CHUNKS";
-/// Array of `v6table::Single`: the one prefix below an entry.
 pub const V6_SINGLES: &str = "V6_SINGLES";
+/// Maps of earlier versions' IPv4 table (DIR-16-8-8), whose pins an upgrade removes.
+pub const RETIRED_MAPS: [&str; 2] = ["V4_TBL24", "V4_TBL32"];
 /// Array of [`PortSet`], indexed by [`RuleRef::port_set`].
 pub const PORT_SETS: &str = "PORT_SETS";
 /// Per-CPU array of [`Counter`], indexed by rule.
@@ -65,9 +65,9 @@ pub const MAX_PREFIXES_V4: u32 = 1 << 21;
 pub const MAX_PREFIXES_V6: u32 = 1 << 20;
 pub const MAX_RULES: u32 = 1 << 16;
 pub const MAX_PORT_SETS: u32 = 64;
-/// Chunks of each lower level of the IPv4 table, by default (256 KiB each level).
-pub const V4_TABLE_CHUNKS: u32 = 256;
-/// Chunks (1 KiB each) and singles (40 bytes each) of the IPv6 table, by default.
+/// Chunks (1 KiB each) and singles (40 bytes each) of each family's table, by default.
+pub const V4_TABLE_CHUNKS: u32 = 512;
+pub const V4_TABLE_SINGLES: u32 = 16_384;
 pub const V6_TABLE_CHUNKS: u32 = 1024;
 pub const V6_TABLE_SINGLES: u32 = 16_384;
 pub const MAX_IFACES: u32 = 256;

@@ -6,13 +6,12 @@ use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use intune_common::{
     classify::Tables,
     maps::{AllowEntry, DRAIN_TOUCH_NS, DrainEntry, PortSet, RuleRef},
-    v4table::{CHUNK_FLAG, decode_leaf},
-    v6table,
+    table::{decode_leaf, walk},
 };
 
 use crate::maps::{
     ADDR_ROLES, ALLOW_V4, ALLOW_V6, DRAIN, IFACE_DIRECTION, LEARNED, LPM_V4, LPM_V6, PORT_SETS,
-    V4_TBL16, V4_TBL24, V4_TBL32, V6_CHUNKS, V6_SINGLES, V6_TBL16,
+    V4_CHUNKS, V4_SINGLES, V4_TBL16, V6_CHUNKS, V6_SINGLES, V6_TBL16,
 };
 
 /// `DRAIN`'s value as the program writes it: the layout of [`DrainEntry`], with the time of
@@ -63,14 +62,12 @@ impl Tables for MapTables {
         if self.v4_trie {
             return LPM_V4.get(Key::new(32, *addr)).copied();
         }
-        let a = u32::from_be_bytes(*addr);
-        let mut entry = *V4_TBL16.get(a >> 16)?;
-        if entry & CHUNK_FLAG != 0 {
-            entry = *V4_TBL24.get(((entry & !CHUNK_FLAG) << 8) | ((a >> 8) & 0xff))?;
-        }
-        if entry & CHUNK_FLAG != 0 {
-            entry = *V4_TBL32.get(((entry & !CHUNK_FLAG) << 8) | (a & 0xff))?;
-        }
+        let entry = walk(
+            addr,
+            |i| V4_TBL16.get(i).copied(),
+            |i| V4_CHUNKS.get(i).copied(),
+            |i| V4_SINGLES.get(i),
+        )?;
         decode_leaf(entry)
     }
 
@@ -79,7 +76,7 @@ impl Tables for MapTables {
         if self.v6_trie {
             return LPM_V6.get(Key::new(128, *addr)).copied();
         }
-        let entry = v6table::walk(
+        let entry = walk(
             addr,
             |i| V6_TBL16.get(i).copied(),
             |i| V6_CHUNKS.get(i).copied(),

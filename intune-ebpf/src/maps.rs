@@ -13,11 +13,11 @@ use intune_common::{
     maps::{
         AllowEntry, Config, Counter, MAX_ADDR_ROLES, MAX_ALLOW_ENTRIES, MAX_DRAIN, MAX_IFACES,
         MAX_PORT_SETS, MAX_PORT_SLOTS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, PORT_KEYS,
-        PortSet, RuleRef, Trace, V4_TABLE_CHUNKS, V6_TABLE_CHUNKS, V6_TABLE_SINGLES,
+        PortSet, RuleRef, Trace, V4_TABLE_CHUNKS, V4_TABLE_SINGLES, V6_TABLE_CHUNKS,
+        V6_TABLE_SINGLES,
     },
     outcome::OUTCOME_COUNT,
-    v4table::{CHUNK_ENTRIES, TBL16_ENTRIES},
-    v6table::Single,
+    table::{CHUNK_ENTRIES, Single, TBL16_ENTRIES},
 };
 
 #[map]
@@ -31,12 +31,11 @@ pub static LPM_V6: LpmTrie<[u8; 16], RuleRef> = LpmTrie::with_max_entries(MAX_PR
 pub static V4_TBL16: Array<u32> = Array::with_max_entries(TBL16_ENTRIES, BPF_F_MMAPABLE);
 
 #[map]
-pub static V4_TBL24: Array<u32> =
+pub static V4_CHUNKS: Array<u32> =
     Array::with_max_entries(V4_TABLE_CHUNKS * CHUNK_ENTRIES, BPF_F_MMAPABLE);
 
 #[map]
-pub static V4_TBL32: Array<u32> =
-    Array::with_max_entries(V4_TABLE_CHUNKS * CHUNK_ENTRIES, BPF_F_MMAPABLE);
+pub static V4_SINGLES: Array<Single> = Array::with_max_entries(V4_TABLE_SINGLES, 0);
 
 #[map]
 pub static V6_TBL16: Array<u32> = Array::with_max_entries(TBL16_ENTRIES, BPF_F_MMAPABLE);

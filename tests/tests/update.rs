@@ -13,14 +13,14 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya_obj::programs::XdpAttachType;
 use intune_common::outcome::{XDP_DROP, XDP_PASS};
 use intune_ctl::{
-    datapath::bpffs,
+    datapath::{Capacity, Datapath, Lookup, bpffs},
     ruleset::{
         policy::{Mode, Policy},
         rules::{RuleSet, RuleSetOptions, Target},
     },
     sources::endpoints::{EndpointSet, Source, parse_endpoint_sets},
 };
-use intune_tests::{TEST_SETS, frames::Frame, load, require_root};
+use intune_tests::{TEST_SETS, frames::Frame, load, load_with, require_root};
 
 /// TEST_SETS changed where the stream's addresses live: set 901 gains TCP 8443 (the /24's and
 /// the nested /28's port sets change), a /27 and a /30 arrive inside the /24 (new table chunks),
@@ -198,5 +198,104 @@ fn updates_leave_no_gap_keep_counters_and_report_removed_rules() {
             .unwrap()
             .verdict,
         XDP_DROP
+    );
+}
+
+fn one_set(ips: &[&str]) -> String {
+    let ips: Vec<String> = ips.iter().map(|p| format!("\"{p}\"")).collect();
+    format!(
+        r#"[{{"id": 901, "serviceArea": "MEM", "category": "Default", "required": true, "ips": [{}], "tcpPorts": "443"}}]"#,
+        ips.join(", ")
+    )
+}
+
+/// A table with room for two singles: a family moves to its trie when a third lone prefix
+/// comes and back when it goes. The trie is left alone while the table is in use, so when the
+/// family moves to it again it must be written anew: a prefix that left meanwhile must not be
+/// found in it, and one that came meanwhile must.
+#[test]
+fn a_family_moves_between_its_table_and_its_trie_and_the_trie_holds_only_the_rules_in_force() {
+    require_root!();
+    let policy = Policy {
+        mode: Mode::Enforce,
+        ..Policy::default()
+    };
+    let capacity = Capacity {
+        v4_table_chunks: 1,
+        v4_table_singles: 2,
+        ..Capacity::for_prefixes(64)
+    };
+    let dev = "10.0.0.2";
+    let verdict = |dp: &Datapath, dst: &str| {
+        dp.run_frame(&Frame::tcp(dev, dst, 40000, 443).bytes())
+            .expect("run")
+            .verdict
+    };
+
+    // Two lone /24s: two singles, the table.
+    let a = build(&one_set(&["198.51.100.0/24", "203.0.113.0/24"]), None);
+    let mut dp = load_with(&a, &policy, capacity);
+    assert_eq!(
+        (dp.v4_lookup(), dp.v6_lookup()),
+        (Lookup::Table, Lookup::Table)
+    );
+    assert_eq!(verdict(&dp, "203.0.113.9"), XDP_PASS);
+
+    // Three: the trie, holding exactly these (203.0.113.0/24 left).
+    let b = build(
+        &one_set(&["198.51.100.0/24", "192.0.2.128/25", "100.64.0.0/24"]),
+        dp.installed(),
+    );
+    dp.apply(b).expect("apply");
+    assert_eq!(dp.v4_lookup(), Lookup::Trie);
+    for (dst, want) in [
+        ("198.51.100.7", XDP_PASS),
+        ("192.0.2.200", XDP_PASS),
+        ("100.64.0.1", XDP_PASS),
+        ("203.0.113.9", XDP_DROP),
+        ("192.0.2.100", XDP_DROP),
+    ] {
+        assert_eq!(verdict(&dp, dst), want, "on the trie: {dst}");
+    }
+
+    // Two again: the table; 100.64.0.0/24 leaves while the trie is not kept.
+    let c = build(
+        &one_set(&["198.51.100.0/24", "203.0.113.0/24"]),
+        dp.installed(),
+    );
+    dp.apply(c).expect("apply");
+    assert_eq!(dp.v4_lookup(), Lookup::Table);
+    assert_eq!(verdict(&dp, "100.64.0.1"), XDP_DROP);
+    assert_eq!(verdict(&dp, "203.0.113.9"), XDP_PASS);
+
+    // Three again: the trie, written anew. Kept up to date incrementally from where it was,
+    // it would still hold 100.64.0.0/24 and lack 203.0.113.0/24.
+    let d = build(
+        &one_set(&["198.51.100.0/24", "203.0.113.0/24", "192.0.2.128/25"]),
+        dp.installed(),
+    );
+    dp.apply(d).expect("apply");
+    assert_eq!(dp.v4_lookup(), Lookup::Trie);
+    for (dst, want) in [
+        ("198.51.100.7", XDP_PASS),
+        ("203.0.113.9", XDP_PASS),
+        ("192.0.2.200", XDP_PASS),
+        ("100.64.0.1", XDP_DROP),
+    ] {
+        assert_eq!(verdict(&dp, dst), want, "on the trie again: {dst}");
+    }
+    // And while it is in use, an update changes it in place: one leaves, one comes.
+    let e = build(
+        &one_set(&["198.51.100.0/24", "203.0.113.0/24", "100.64.0.0/24"]),
+        dp.installed(),
+    );
+    dp.apply(e).expect("apply");
+    assert_eq!(dp.v4_lookup(), Lookup::Trie);
+    assert_eq!(verdict(&dp, "192.0.2.200"), XDP_DROP);
+    assert_eq!(verdict(&dp, "100.64.0.1"), XDP_PASS);
+    assert_eq!(
+        dp.v6_lookup(),
+        Lookup::Table,
+        "IPv6 stayed on its table throughout"
     );
 }

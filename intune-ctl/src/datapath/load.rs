@@ -13,14 +13,19 @@ use aya::{
 use intune_common::{
     learn::LEARNED,
     maps::{
-        LPM_V4, LPM_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, RULE_STATS, V4_TABLE_CHUNKS,
-        V4_TBL24, V4_TBL32, V6_CHUNKS, V6_SINGLES, V6_TABLE_CHUNKS, V6_TABLE_SINGLES,
+        LPM_V4, LPM_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, RETIRED_MAPS, RULE_STATS,
+        V4_CHUNKS, V4_SINGLES, V4_TABLE_CHUNKS, V4_TABLE_SINGLES, V6_CHUNKS, V6_SINGLES,
+        V6_TABLE_CHUNKS, V6_TABLE_SINGLES,
     },
-    v4table::CHUNK_ENTRIES,
+    table::CHUNK_ENTRIES,
 };
 
 use super::pins::{LOOKUP_MAPS, Pins, SHARED_MAPS};
-use crate::ruleset::{policy::Policy, rules::RuleSet, v4table::V4Table, v6table::V6Table};
+use crate::ruleset::{
+    policy::Policy,
+    rules::RuleSet,
+    table::{Family, PrefixTable},
+};
 
 /// The kernel program, built by build.rs from the `intune-ebpf` crate.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/intune-xdp"));
@@ -84,9 +89,9 @@ pub struct Capacity {
     pub prefixes_v4: u32,
     pub prefixes_v6: u32,
     pub rules: u32,
-    /// Chunks of each lower level of the IPv4 table; 0 leaves IPv4 to the trie.
+    /// Chunks and singles of each family's table; 0 chunks leaves the family to its trie.
     pub v4_table_chunks: u32,
-    /// Chunks and singles of the IPv6 table; 0 chunks leaves IPv6 to the trie.
+    pub v4_table_singles: u32,
     pub v6_table_chunks: u32,
     pub v6_table_singles: u32,
     /// Addresses learned from DNS answers, each with a rule counter after the rules'.
@@ -100,6 +105,7 @@ impl Default for Capacity {
             prefixes_v6: MAX_PREFIXES_V6,
             rules: MAX_RULES,
             v4_table_chunks: V4_TABLE_CHUNKS,
+            v4_table_singles: V4_TABLE_SINGLES,
             v6_table_chunks: V6_TABLE_CHUNKS,
             v6_table_singles: V6_TABLE_SINGLES,
             learned: 0,
@@ -108,9 +114,12 @@ impl Default for Capacity {
 }
 
 impl Capacity {
-    /// Chunks a large rule set may take on each IPv4 table level: 64 MiB a level at most.
-    const MAX_V4_TABLE_CHUNKS: u32 = 1 << 16;
-    /// And on the IPv6 table: 128 MiB of chunks, 40 MiB of singles at most. A random rule
+    /// Chunks and singles a large rule set may take in the IPv4 table: 80 MiB of chunks (about
+    /// one for each /16 that holds two or more prefixes longer than /16, and a few under
+    /// them), 40 MiB of singles.
+    const MAX_V4_TABLE_CHUNKS: u32 = (1 << 16) + (1 << 14);
+    const MAX_V4_TABLE_SINGLES: u32 = 1 << 20;
+    /// And in the IPv6 table: 128 MiB of chunks, 40 MiB of singles at most. A random rule
     /// set's IPv6 prefixes need about one chunk for every four and a single each.
     const MAX_V6_TABLE_CHUNKS: u32 = 1 << 17;
     const MAX_V6_TABLE_SINGLES: u32 = 1 << 20;
@@ -125,6 +134,7 @@ impl Capacity {
             prefixes_v6: d.prefixes_v6.max(need),
             rules: d.rules.max(need),
             v4_table_chunks: d.v4_table_chunks.max(need.min(Self::MAX_V4_TABLE_CHUNKS)),
+            v4_table_singles: d.v4_table_singles.max(need.min(Self::MAX_V4_TABLE_SINGLES)),
             v6_table_chunks: d
                 .v6_table_chunks
                 .max((need / 2).min(Self::MAX_V6_TABLE_CHUNKS)),
@@ -180,9 +190,14 @@ pub struct Datapath {
     /// The rule set the maps hold.
     pub(crate) installed: Option<RuleSet>,
     /// What the kernel's IPv4 table holds.
-    pub(crate) v4_table: Option<V4Table>,
+    pub(crate) v4_table: Option<PrefixTable>,
     /// What the kernel's IPv6 table holds.
-    pub(crate) v6_table: Option<V6Table>,
+    pub(crate) v6_table: Option<PrefixTable>,
+    /// Whether each family's trie (IPv4, IPv6) holds exactly the installed rule set's
+    /// prefixes. A family on its table leaves its trie alone: a million prefixes load in a
+    /// fraction of the time and the kernel keeps no nodes for them. The trie is written anew
+    /// when the table no longer fits.
+    pub(crate) trie_current: [bool; 2],
     pub(crate) policy: Policy,
     pub(crate) trace: bool,
     /// Which port each port counter counts; read from the maps at the first update.
@@ -239,7 +254,7 @@ impl Datapath {
     ) -> Result<Datapath, DatapathError> {
         super::kernel::Kernel::current().raise_memlock();
         // An array map needs at least one entry, even when the table is off.
-        let chunk_entries = capacity.v4_table_chunks.max(1) * CHUNK_ENTRIES;
+        let chunk_entries = |chunks: u32| chunks.max(1) * CHUNK_ENTRIES;
         let log_level = super::kernel_log::level();
         let mut ebpf = loader
             .override_global(aya_log::LEVEL, log_level, true)
@@ -247,9 +262,9 @@ impl Datapath {
             .map_max_entries(LPM_V6, capacity.prefixes_v6)
             .map_max_entries(RULE_STATS, capacity.rules + capacity.learned)
             .map_max_entries(LEARNED, capacity.learned.max(1))
-            .map_max_entries(V4_TBL24, chunk_entries)
-            .map_max_entries(V4_TBL32, chunk_entries)
-            .map_max_entries(V6_CHUNKS, capacity.v6_table_chunks.max(1) * CHUNK_ENTRIES)
+            .map_max_entries(V4_CHUNKS, chunk_entries(capacity.v4_table_chunks))
+            .map_max_entries(V4_SINGLES, capacity.v4_table_singles.max(1))
+            .map_max_entries(V6_CHUNKS, chunk_entries(capacity.v6_table_chunks))
             .map_max_entries(V6_SINGLES, capacity.v6_table_singles.max(1))
             .load(PROGRAM)?;
         program_mut(&mut ebpf)?.load()?;
@@ -265,6 +280,7 @@ impl Datapath {
             installed: None,
             v4_table: None,
             v6_table: None,
+            trie_current: [true, true],
             policy: Policy::default(),
             trace: false,
             port_slots: None,
@@ -283,6 +299,15 @@ impl Datapath {
     /// Pins the maps a decision reads, replacing a previous daemon's: `lookup` runs a copy of
     /// the program against them.
     pub fn pin_lookup_maps(&self, pins: &Pins) -> Result<(), DatapathError> {
+        // An earlier version's pins go too: `detach` would otherwise leave them behind.
+        for name in RETIRED_MAPS {
+            match std::fs::remove_file(pins.map(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(DatapathError::Pins(e));
+                }
+                _ => {}
+            }
+        }
         for name in LOOKUP_MAPS {
             let path = pins.map(name);
             match std::fs::remove_file(&path) {
@@ -299,12 +324,12 @@ impl Datapath {
         Ok(())
     }
 
-    /// How the program looks IPv4 up since the last `install`.
     /// The key the capture hashes names with; the learner writes `LEARN_NAMES` with it.
     pub fn name_hash_key(&self) -> u64 {
         self.name_hash_key
     }
 
+    /// How the program looks IPv4 up since the last `install`.
     pub fn v4_lookup(&self) -> Lookup {
         self.v4_lookup
     }
@@ -313,11 +338,14 @@ impl Datapath {
         self.v6_lookup
     }
 
-    /// Chunks and singles the IPv6 table holds.
-    pub fn v6_table_size(&self) -> (usize, usize) {
-        self.v6_table
-            .as_ref()
-            .map_or((0, 0), |t| (t.chunks(), t.singles()))
+    /// Chunks and singles the family's table holds.
+    pub fn table_size(&self, family: Family) -> (usize, usize) {
+        match family {
+            Family::V4 => &self.v4_table,
+            Family::V6 => &self.v6_table,
+        }
+        .as_ref()
+        .map_or((0, 0), |t| (t.chunks(), t.singles()))
     }
 
     /// The program itself, to attach it some other way (the benchmark's real packet path).

@@ -23,8 +23,8 @@ use intune_common::{
     learn::LEARNED,
     maps::{
         ADDR_ROLES, ALLOW_V4, ALLOW_V6, CONFIG, DROP_PORT_STATS, IFACE_DIRECTION, LPM_V4, LPM_V6,
-        OUTCOME_STATS, PORT_SETS, PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS, RULE_STATS, V4_TBL16,
-        V4_TBL24, V4_TBL32, V6_CHUNKS, V6_SINGLES, V6_TBL16,
+        OUTCOME_STATS, PORT_SETS, PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS, RETIRED_MAPS, RULE_STATS,
+        V4_CHUNKS, V4_SINGLES, V4_TBL16, V6_CHUNKS, V6_SINGLES, V6_TBL16,
     },
     outcome::OUTCOME_COUNT,
 };
@@ -47,8 +47,8 @@ pub const LOOKUP_MAPS: [&str; 15] = [
     LPM_V4,
     LPM_V6,
     V4_TBL16,
-    V4_TBL24,
-    V4_TBL32,
+    V4_CHUNKS,
+    V4_SINGLES,
     V6_TBL16,
     V6_CHUNKS,
     V6_SINGLES,
@@ -193,6 +193,7 @@ impl Pins {
         for path in SHARED_MAPS
             .iter()
             .chain(LOOKUP_MAPS.iter())
+            .chain(RETIRED_MAPS.iter())
             .map(|m| self.map(m))
             .chain([self.program()])
         {

@@ -4,8 +4,8 @@
 
 use aya::maps::{Array, LpmTrie, Map, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key};
 use intune_common::maps::{
-    CONFIG, Config, Counter, LPM_V4, LPM_V6, PORT_SETS, PortSet, RULE_STATS, RuleRef, V4_TBL16,
-    V4_TBL24, V4_TBL32, V6_CHUNKS, V6_SINGLES, V6_TBL16,
+    CONFIG, Config, Counter, LPM_V4, LPM_V6, PORT_SETS, PortSet, RULE_STATS, RuleRef, V4_CHUNKS,
+    V4_SINGLES, V4_TBL16, V6_CHUNKS, V6_SINGLES, V6_TBL16,
 };
 use ipnet::IpNet;
 
@@ -13,8 +13,7 @@ use super::{Datapath, DatapathError, Lookup};
 use crate::ruleset::{
     policy::Policy,
     rules::{RuleSet, Target},
-    v4table::V4Table,
-    v6table::V6Table,
+    table::{Family, PrefixTable},
 };
 
 /// Up to this many table entries go in one BPF_MAP_UPDATE_BATCH call; more are stored through
@@ -85,7 +84,7 @@ impl Datapath {
                 port_sets.set(id, bitmap, 0).map_err(map_err(PORT_SETS))?;
             }
         }
-        // 2. Insert and update prefixes in the tries.
+        // 2. What is new or changed.
         let mut upserts: Vec<(IpNet, RuleRef)> = Vec::new();
         for rule in &new.rules {
             match old.rule_by_target(&rule.target) {
@@ -99,12 +98,24 @@ impl Datapath {
                 upserts.push((net, rule.rule_ref()));
             }
         }
-        self.write_lpm(&upserts)?;
-        let tries = started.elapsed();
-        // 3. The tables, lower levels first; then the config that may switch to them.
-        self.update_v4_table(new)?;
-        self.update_v6_table(new)?;
-        let table = started.elapsed();
+        // 3. Each family's table, chunks before the entries that link them; a family whose
+        // table does not fit gets its trie up to date instead. Then the config that says
+        // which each family uses.
+        let mut trie_deletes = Vec::new();
+        for family in [Family::V4, Family::V6] {
+            if self.update_table(family, new)? {
+                // Its trie is left as it is from here on: nothing reads it.
+                *self.trie_current_mut(family) = false;
+            } else if *self.trie_current_mut(family) {
+                self.write_lpm(family, &upserts)?;
+                trie_deletes.push(family);
+            } else {
+                // The trie went stale while the table was in use: written anew, from empty,
+                // before the config moves the family to it.
+                self.refill_lpm(family, new)?;
+            }
+        }
+        let lookups = started.elapsed();
         self.write_config(self.config_for(new))?;
         // 4. Only now remove what left, which drains first (when the daemon drains): the
         // connections that use it carry on until they are idle.
@@ -123,139 +134,203 @@ impl Datapath {
             })
             .collect();
         self.drain_left(&left)?;
-        self.delete_lpm(removed.iter().filter_map(|r| match r.target {
-            Target::Prefix(net) => Some(net),
-            Target::AnyAddress => None,
-        }))?;
+        for family in trie_deletes {
+            self.delete_lpm(
+                family,
+                removed.iter().filter_map(|r| match r.target {
+                    Target::Prefix(net) => Some(net),
+                    Target::AnyAddress => None,
+                }),
+            )?;
+        }
         // 5. Report the hits of removed rules once, then free their counters for reuse.
         let counters = self.rule_counters_of(removed.iter().map(|r| r.index))?;
         for (rule, counter) in removed.iter().zip(counters) {
             report.removed.push((rule.target, counter));
         }
         self.zero_rule_counters(removed.iter().map(|r| r.index))?;
-        tracing::debug!(?tries, ?table, total = ?started.elapsed(), upserts = upserts.len(), removed = removed.len(), "maps updated");
+        tracing::debug!(?lookups, total = ?started.elapsed(), upserts = upserts.len(), removed = removed.len(), "maps updated");
         Ok(report)
     }
 
-    fn write_lpm(&mut self, entries: &[(IpNet, RuleRef)]) -> Result<(), DatapathError> {
-        let mut v4 = LpmTrie::<_, [u8; 4], RuleRef>::try_from(self.map_mut(LPM_V4)?)
-            .map_err(map_err(LPM_V4))?;
-        for (net, value) in entries {
-            if let IpNet::V4(n) = net {
-                let key = Key::new(u32::from(n.prefix_len()), n.network().octets());
-                v4.insert(&key, value, 0).map_err(map_err(LPM_V4))?;
-            }
-        }
-        let mut v6 = LpmTrie::<_, [u8; 16], RuleRef>::try_from(self.map_mut(LPM_V6)?)
-            .map_err(map_err(LPM_V6))?;
-        for (net, value) in entries {
-            if let IpNet::V6(n) = net {
-                let key = Key::new(u32::from(n.prefix_len()), n.network().octets());
-                v6.insert(&key, value, 0).map_err(map_err(LPM_V6))?;
-            }
-        }
-        Ok(())
-    }
-
-    fn delete_lpm(&mut self, nets: impl Iterator<Item = IpNet>) -> Result<(), DatapathError> {
-        for net in nets {
-            match net {
-                IpNet::V4(n) => {
-                    let mut v4 = LpmTrie::<_, [u8; 4], RuleRef>::try_from(self.map_mut(LPM_V4)?)
-                        .map_err(map_err(LPM_V4))?;
-                    v4.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
-                        .map_err(map_err(LPM_V4))?;
+    /// Inserts or updates the family's entries of `entries` in its trie.
+    fn write_lpm(
+        &mut self,
+        family: Family,
+        entries: &[(IpNet, RuleRef)],
+    ) -> Result<(), DatapathError> {
+        match family {
+            Family::V4 => {
+                let mut v4 = LpmTrie::<_, [u8; 4], RuleRef>::try_from(self.map_mut(LPM_V4)?)
+                    .map_err(map_err(LPM_V4))?;
+                for (net, value) in entries {
+                    if let IpNet::V4(n) = net {
+                        let key = Key::new(u32::from(n.prefix_len()), n.network().octets());
+                        v4.insert(&key, value, 0).map_err(map_err(LPM_V4))?;
+                    }
                 }
-                IpNet::V6(n) => {
-                    let mut v6 = LpmTrie::<_, [u8; 16], RuleRef>::try_from(self.map_mut(LPM_V6)?)
-                        .map_err(map_err(LPM_V6))?;
-                    v6.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
-                        .map_err(map_err(LPM_V6))?;
+            }
+            Family::V6 => {
+                let mut v6 = LpmTrie::<_, [u8; 16], RuleRef>::try_from(self.map_mut(LPM_V6)?)
+                    .map_err(map_err(LPM_V6))?;
+                for (net, value) in entries {
+                    if let IpNet::V6(n) = net {
+                        let key = Key::new(u32::from(n.prefix_len()), n.network().octets());
+                        v6.insert(&key, value, 0).map_err(map_err(LPM_V6))?;
+                    }
                 }
             }
         }
         Ok(())
     }
 
-    /// Updates the table's /16 regions that changed and writes their entries, lower levels
-    /// first. When the table does not fit, IPv4 moves to the trie (already up to date) and the
-    /// table is left as is.
-    fn update_v4_table(&mut self, rules: &RuleSet) -> Result<(), DatapathError> {
-        let chunks = self.capacity.v4_table_chunks as usize;
-        let table = self.v4_table.get_or_insert_with(V4Table::default);
-        let Some(writes) = table.update(rules, chunks) else {
-            if self.v4_lookup == Lookup::Table {
-                tracing::warn!(
-                    chunks,
-                    "the IPv4 prefixes no longer fit the lookup table; IPv4 uses the LPM trie"
-                );
+    /// Removes the family's networks of `nets` from its trie.
+    fn delete_lpm(
+        &mut self,
+        family: Family,
+        nets: impl Iterator<Item = IpNet>,
+    ) -> Result<(), DatapathError> {
+        match family {
+            Family::V4 => {
+                let mut v4 = LpmTrie::<_, [u8; 4], RuleRef>::try_from(self.map_mut(LPM_V4)?)
+                    .map_err(map_err(LPM_V4))?;
+                for net in nets {
+                    if let IpNet::V4(n) = net {
+                        v4.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
+                            .map_err(map_err(LPM_V4))?;
+                    }
+                }
             }
-            self.v4_lookup = Lookup::Trie;
-            return Ok(());
+            Family::V6 => {
+                let mut v6 = LpmTrie::<_, [u8; 16], RuleRef>::try_from(self.map_mut(LPM_V6)?)
+                    .map_err(map_err(LPM_V6))?;
+                for net in nets {
+                    if let IpNet::V6(n) = net {
+                        v6.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
+                            .map_err(map_err(LPM_V6))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Empties the family's trie and writes `rules`' prefixes of the family into it. It is
+    /// current only once that is done: a failure leaves it to be written anew next time.
+    fn refill_lpm(&mut self, family: Family, rules: &RuleSet) -> Result<(), DatapathError> {
+        *self.trie_current_mut(family) = false;
+        let stale: Vec<IpNet> = match family {
+            Family::V4 => {
+                let v4 = LpmTrie::<_, [u8; 4], RuleRef>::try_from(self.map_mut(LPM_V4)?)
+                    .map_err(map_err(LPM_V4))?;
+                v4.keys()
+                    .map(|k| {
+                        let k = k.map_err(map_err(LPM_V4))?;
+                        Ok(IpNet::V4(ipnet::Ipv4Net::new_assert(
+                            k.data().into(),
+                            k.prefix_len() as u8,
+                        )))
+                    })
+                    .collect::<Result<_, DatapathError>>()?
+            }
+            Family::V6 => {
+                let v6 = LpmTrie::<_, [u8; 16], RuleRef>::try_from(self.map_mut(LPM_V6)?)
+                    .map_err(map_err(LPM_V6))?;
+                v6.keys()
+                    .map(|k| {
+                        let k = k.map_err(map_err(LPM_V6))?;
+                        Ok(IpNet::V6(ipnet::Ipv6Net::new_assert(
+                            k.data().into(),
+                            k.prefix_len() as u8,
+                        )))
+                    })
+                    .collect::<Result<_, DatapathError>>()?
+            }
         };
-        let levels = [
-            (V4_TBL32, &writes.tbl32),
-            (V4_TBL24, &writes.tbl24),
-            (V4_TBL16, &writes.tbl16),
-        ];
-        // Lower levels first: a chunk is whole before an upper entry links it.
-        if writes.len() <= BATCH_WRITES {
-            for (name, level) in levels {
-                self.update_u32_array(name, level)?;
-            }
-        } else {
-            // A bulk write (a first fill, a list replaced): plain stores through a mapping,
-            // dropped after, so the table is not resident in the daemon.
-            for (name, level) in levels {
-                let mut array = self.map_u32_array(name)?;
-                for &(i, e) in level {
-                    array.set(i, e);
-                }
-            }
-        }
-        self.v4_lookup = Lookup::Table;
+        self.delete_lpm(family, stale.into_iter())?;
+        let entries: Vec<(IpNet, RuleRef)> = rules.lpm_entries().collect();
+        self.write_lpm(family, &entries)?;
+        *self.trie_current_mut(family) = true;
         Ok(())
     }
 
-    /// As [`Datapath::update_v4_table`], for the IPv6 table.
-    fn update_v6_table(&mut self, rules: &RuleSet) -> Result<(), DatapathError> {
-        let (chunks, singles) = (
-            self.capacity.v6_table_chunks as usize,
-            self.capacity.v6_table_singles as usize,
-        );
-        let table = self.v6_table.get_or_insert_with(V6Table::default);
-        let Some(writes) = (if chunks == 0 {
+    fn trie_current_mut(&mut self, family: Family) -> &mut bool {
+        match family {
+            Family::V4 => &mut self.trie_current[0],
+            Family::V6 => &mut self.trie_current[1],
+        }
+    }
+
+    /// Updates the family's table: the /16 regions that changed, chunks and singles before
+    /// the first-level entries that link them. False when the table does not fit: the family
+    /// moves to its trie (the caller brings it up to date) and the table is left as is.
+    fn update_table(&mut self, family: Family, rules: &RuleSet) -> Result<bool, DatapathError> {
+        let (tbl16, chunk_map, single_map, chunks, singles) = match family {
+            Family::V4 => (
+                V4_TBL16,
+                V4_CHUNKS,
+                V4_SINGLES,
+                self.capacity.v4_table_chunks,
+                self.capacity.v4_table_singles,
+            ),
+            Family::V6 => (
+                V6_TBL16,
+                V6_CHUNKS,
+                V6_SINGLES,
+                self.capacity.v6_table_chunks,
+                self.capacity.v6_table_singles,
+            ),
+        };
+        let (chunks, singles) = (chunks as usize, singles as usize);
+        let table = match family {
+            Family::V4 => &mut self.v4_table,
+            Family::V6 => &mut self.v6_table,
+        }
+        .get_or_insert_with(|| PrefixTable::new(family));
+        let writes = if chunks == 0 {
             None
         } else {
             table.update(rules, chunks, singles)
-        }) else {
-            if self.v6_lookup == Lookup::Table {
+        };
+        let Some(writes) = writes else {
+            let lookup = self.lookup_mut(family);
+            if *lookup == Lookup::Table {
                 tracing::warn!(
+                    ?family,
                     chunks,
                     singles,
-                    "the IPv6 prefixes no longer fit the lookup table; IPv6 uses the LPM trie"
+                    "the prefixes no longer fit the lookup table; the family uses the LPM trie"
                 );
             }
-            self.v6_lookup = Lookup::Trie;
-            return Ok(());
+            *lookup = Lookup::Trie;
+            return Ok(false);
         };
-        let singles: Vec<(usize, _)> = writes
+        let single_writes: Vec<(usize, _)> = writes
             .singles
             .iter()
             .map(|&(i, s)| (i as usize, s))
             .collect();
-        self.update_array(V6_SINGLES, &singles)?;
+        self.update_array(single_map, &single_writes)?;
         if writes.chunks.len() <= BATCH_WRITES {
-            self.update_u32_array(V6_CHUNKS, &writes.chunks)?;
+            self.update_u32_array(chunk_map, &writes.chunks)?;
         } else {
-            let mut array = self.map_u32_array(V6_CHUNKS)?;
+            // A bulk write (a first fill, a list replaced): plain stores through a mapping,
+            // dropped after, so the table is not resident in the daemon.
+            let mut array = self.map_u32_array(chunk_map)?;
             for &(i, e) in &writes.chunks {
                 array.set(i, e);
             }
         }
-        self.update_u32_array(V6_TBL16, &writes.tbl16)?;
-        self.v6_lookup = Lookup::Table;
-        Ok(())
+        self.update_u32_array(tbl16, &writes.tbl16)?;
+        *self.lookup_mut(family) = Lookup::Table;
+        Ok(true)
+    }
+
+    fn lookup_mut(&mut self, family: Family) -> &mut Lookup {
+        match family {
+            Family::V4 => &mut self.v4_lookup,
+            Family::V6 => &mut self.v6_lookup,
+        }
     }
 
     /// The config for `rules` under the current policy and lookup mode.

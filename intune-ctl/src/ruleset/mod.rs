@@ -1,10 +1,9 @@
 //! What the endpoint sets make: rules with their effective ports, the policy around them, the
-//! changes between two rule sets and the IPv4 table compiler.
+//! changes between two rule sets and the lookup tables' compiler.
 
 pub mod build;
 pub mod changes;
 pub mod listing;
 pub mod policy;
 pub mod rules;
-pub mod v4table;
-pub mod v6table;
+pub mod table;

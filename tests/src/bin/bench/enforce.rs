@@ -62,10 +62,10 @@ pub fn enforce_costs(floor: &Xdp, repeat: u32, rng: &mut StdRng) -> anyhow::Resu
     let mut out = String::new();
     let mut row = |what: &str, dp: &Datapath, frame: &[u8]| -> anyhow::Result<()> {
         let _cpu = OnOneCpu::last();
-        let [ours, floor_ns] = interleaved_ns([
-            &mut || Ok(dp.time_frame(frame, repeat)?),
-            &mut || time_xdp(floor, frame, repeat),
-        ])?;
+        let [ours, floor_ns] =
+            interleaved_ns([&mut || Ok(dp.time_frame(frame, repeat)?), &mut || {
+                time_xdp(floor, frame, repeat)
+            }])?;
         writeln!(
             out,
             "| {what} | {ours:.1} | {floor_ns:.1} | {:.1} |",

@@ -1,23 +1,20 @@
-//! Compiles the rule set's IPv6 prefixes into the kernel's IPv6 table
-//! (`intune_common::v6table`): every address gets the leaf of its most specific prefix.
+//! Compiles the rule set's prefixes of one family into the kernel's lookup table for it
+//! (`intune_common::table`): every address gets the leaf of its most specific prefix. Both
+//! families are compiled alike, an IPv4 network as the top 32 bits of a 128-bit number.
 //!
 //! The table is kept by /16 region. An update rebuilds only the regions a changed prefix
 //! touches, into chunks and singles not in use (copy on write), and then points the region's
 //! first-level entry at them; what the region held before is freed only at the next update, so
 //! a lookup in flight never reads an entry being rewritten.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use intune_common::{
-    v4table::{CHUNK_ENTRIES, CHUNK_FLAG, SINGLE_FLAG, TBL16_ENTRIES, leaf_of},
-    v6table::Single,
+use intune_common::table::{
+    CHUNK_ENTRIES, CHUNK_FLAG, SINGLE_FLAG, Single, TBL16_ENTRIES, leaf_of,
 };
 use ipnet::IpNet;
 
-use crate::ruleset::{
-    rules::RuleSet,
-    v4table::{changed_regions, first_level},
-};
+use crate::ruleset::rules::RuleSet;
 
 const CHUNK: usize = CHUNK_ENTRIES as usize;
 type Chunk = [u32; CHUNK];
@@ -27,7 +24,7 @@ type Chunk = [u32; CHUNK];
 #[derive(Debug, Default)]
 pub struct Writes {
     pub singles: Vec<(u32, Single)>,
-    /// Entries of `V6_CHUNKS`, by index (chunk × 256 + byte).
+    /// Entries of the chunks' array, by index (chunk × 256 + byte).
     pub chunks: Vec<(usize, u32)>,
     pub tbl16: Vec<(usize, u32)>,
 }
@@ -70,7 +67,7 @@ impl Ids {
     }
 }
 
-/// A prefix: network (as a number), length, leaf.
+/// A prefix: network (as a number, IPv4 in the top 32 bits), length, leaf.
 type Prefix = (u128, u8, u32);
 
 /// One region built with ids of its own (0..): its chunks and singles, and its first-level
@@ -126,10 +123,18 @@ struct RegionIds {
     singles: Vec<u32>,
 }
 
-/// What the kernel's IPv6 table was built from, so that an update rebuilds and writes only
-/// the /16 regions a changed prefix touches.
+/// The address family a table holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// What the kernel's table of one family was built from, so that an update rebuilds and
+/// writes only the /16 regions a changed prefix touches.
 #[derive(Clone, Debug)]
-pub struct V6Table {
+pub struct PrefixTable {
+    family: Family,
     /// Mirror of the first level.
     tbl16: Vec<u32>,
     /// The prefixes in force: (network, length) -> leaf.
@@ -141,9 +146,10 @@ pub struct V6Table {
     single_ids: Ids,
 }
 
-impl Default for V6Table {
-    fn default() -> Self {
-        V6Table {
+impl PrefixTable {
+    pub fn new(family: Family) -> PrefixTable {
+        PrefixTable {
+            family,
             tbl16: vec![0; TBL16_ENTRIES as usize],
             prefixes: BTreeMap::new(),
             base16: vec![0; TBL16_ENTRIES as usize],
@@ -152,9 +158,7 @@ impl Default for V6Table {
             single_ids: Ids::default(),
         }
     }
-}
 
-impl V6Table {
     pub fn chunks(&self) -> usize {
         self.chunk_ids.in_use()
     }
@@ -163,7 +167,7 @@ impl V6Table {
         self.single_ids.in_use()
     }
 
-    /// Moves the table to the IPv6 prefixes of `rules` and returns the writes that take the
+    /// Moves the table to its family's prefixes of `rules` and returns the writes that take the
     /// kernel there; `None`, leaving the table as it was, when it would need more than
     /// `max_chunks` chunks or `max_singles` singles, or a rule or port set a leaf cannot name.
     pub fn update(
@@ -172,9 +176,8 @@ impl V6Table {
         max_chunks: usize,
         max_singles: usize,
     ) -> Option<Writes> {
-        let prefixes = prefixes_of(rules)?;
-        let (affected, short_changed) =
-            changed_regions(&self.prefixes, &prefixes, |net| (net >> 112) as usize);
+        let prefixes = prefixes_of(rules, self.family)?;
+        let (affected, short_changed) = changed_regions(&self.prefixes, &prefixes);
         let base16 = if short_changed {
             base_of(&prefixes)
         } else {
@@ -255,12 +258,17 @@ impl V6Table {
     }
 }
 
-fn prefixes_of(rules: &RuleSet) -> Option<BTreeMap<(u128, u8), u32>> {
+fn prefixes_of(rules: &RuleSet, family: Family) -> Option<BTreeMap<(u128, u8), u32>> {
     let mut out = BTreeMap::new();
     for (net, r) in rules.lpm_entries() {
-        if let IpNet::V6(n) = net {
-            out.insert((u128::from(n.network()), n.prefix_len()), leaf_of(r)?);
-        }
+        let key = match (net, family) {
+            (IpNet::V4(n), Family::V4) => {
+                (u128::from(u32::from(n.network())) << 96, n.prefix_len())
+            }
+            (IpNet::V6(n), Family::V6) => (u128::from(n.network()), n.prefix_len()),
+            _ => continue,
+        };
+        out.insert(key, leaf_of(r)?);
     }
     Some(out)
 }
@@ -291,11 +299,50 @@ fn region(prefixes: &BTreeMap<(u128, u8), u32>, base16: &[u32], k16: u16) -> Bui
     b
 }
 
+/// The /16 regions whose prefixes differ between `old` and `new`,
+/// and whether a prefix of /16 or shorter did (the first level's base is then redrawn).
+fn changed_regions(
+    old: &BTreeMap<(u128, u8), u32>,
+    new: &BTreeMap<(u128, u8), u32>,
+) -> (BTreeSet<usize>, bool) {
+    let mut affected = BTreeSet::new();
+    let mut short_changed = false;
+    let differs = new
+        .iter()
+        .filter(|(k, v)| old.get(k) != Some(v))
+        .map(|(k, _)| k)
+        .chain(old.keys().filter(|k| !new.contains_key(k)));
+    for &(net, len) in differs {
+        let start = (net >> 112) as usize;
+        if len > 16 {
+            affected.insert(start);
+        } else {
+            short_changed = true;
+            affected.extend(start..start + (1 << (16 - len)));
+        }
+    }
+    (affected, short_changed)
+}
+
+/// A first level (one entry a /16) from prefixes of /16 and shorter, as (first /16, length,
+/// leaf), shorter painted first.
+fn first_level(mut short: Vec<(usize, u8, u32)>) -> Vec<u32> {
+    short.sort_by_key(|&(_, len, _)| len);
+    let mut base = vec![0u32; TBL16_ENTRIES as usize];
+    for (start, len, value) in short {
+        base[start..start + (1 << (16 - len))].fill(value);
+    }
+    base
+}
+
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv6Addr};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-    use intune_common::{maps::NO_RULE, v4table::decode_leaf, v6table::walk};
+    use intune_common::{
+        maps::NO_RULE,
+        table::{decode_leaf, walk},
+    };
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     use super::*;
@@ -331,10 +378,17 @@ mod tests {
             }
         }
 
-        fn lookup(&self, a: Ipv6Addr) -> Option<u32> {
+        fn lookup(&self, a: IpAddr) -> Option<u32> {
+            match a {
+                IpAddr::V4(a) => self.walk(&a.octets()),
+                IpAddr::V6(a) => self.walk(&a.octets()),
+            }
+        }
+
+        fn walk<const N: usize>(&self, a: &[u8; N]) -> Option<u32> {
             let get = |v: &[u32], i: u32| Some(v.get(i as usize).copied().unwrap_or(0));
             let e = walk(
-                &a.octets(),
+                a,
                 |i| get(&self.tbl16, i),
                 |i| get(&self.chunks, i),
                 |i| self.singles.get(i as usize),
@@ -344,23 +398,26 @@ mod tests {
         }
     }
 
-    fn rules(ips: &[&str], previous: Option<&RuleSet>) -> RuleSet {
-        let list: Vec<String> = ips.iter().map(|p| format!("\"{p}\"")).collect();
+    fn rules<S: AsRef<str>>(ips: &[S], previous: Option<&RuleSet>) -> RuleSet {
+        let list: Vec<String> = ips.iter().map(|p| format!("\"{}\"", p.as_ref())).collect();
         let json = format!(
             r#"[{{"id": 1, "serviceArea": "MEM", "category": "Default", "tcpPorts": "443", "ips": [{}]}}]"#,
             list.join(",")
         );
         let sets = parse_endpoint_sets(&json, Source::File).unwrap();
         let opts = RuleSetOptions {
-            exclude: vec!["2603:1006:2000:10::/64".parse().unwrap()],
+            exclude: vec![
+                "2603:1006:2000:10::/64".parse().unwrap(),
+                "10.1.2.132/30".parse().unwrap(),
+            ],
             ..RuleSetOptions::default()
         };
         RuleSet::build(&sets, &opts, previous).unwrap()
     }
 
-    fn want(rules: &RuleSet, a: Ipv6Addr) -> Option<u32> {
+    fn want(rules: &RuleSet, a: impl Into<IpAddr>) -> Option<u32> {
         rules
-            .lookup(IpAddr::V6(a))
+            .lookup(a.into())
             .map(|r| if r.excluded { NO_RULE } else { r.index })
     }
 
@@ -398,15 +455,15 @@ mod tests {
     ];
 
     #[test]
-    fn every_address_gets_its_most_specific_prefix() {
+    fn every_ipv6_address_gets_its_most_specific_prefix() {
         let rs = rules(&LIST, None);
-        let mut t = V6Table::default();
+        let mut t = PrefixTable::new(Family::V6);
         let mut k = Kernel::default();
         let w = t.update(&rs, 64, 64).expect("fits");
         k.apply(&w);
         for p in PROBES {
             let a: Ipv6Addr = p.parse().unwrap();
-            assert_eq!(k.lookup(a), want(&rs, a), "{p}");
+            assert_eq!(k.lookup(a.into()), want(&rs, a), "{p}");
         }
         // Worked out by hand: 2603:1006 holds four prefixes under 2603::/16; the lone ones are
         // singles at the first level, the /8 is painted there.
@@ -418,22 +475,22 @@ mod tests {
         assert_eq!(k.lookup("2001:db8::1".parse().unwrap()), None);
         assert!(t.update(&rs, 64, 64).unwrap().is_empty(), "nothing changed");
         assert!(
-            V6Table::default().update(&rs, 1, 64).is_none(),
+            PrefixTable::new(Family::V6).update(&rs, 1, 64).is_none(),
             "too few chunks"
         );
         assert!(
-            V6Table::default().update(&rs, 64, 1).is_none(),
+            PrefixTable::new(Family::V6).update(&rs, 64, 1).is_none(),
             "too few singles"
         );
     }
 
     #[test]
-    fn lone_prefixes_cost_one_single_each() {
+    fn lone_ipv6_prefixes_cost_one_single_each() {
         let rs = rules(
             &["2001:db8::/32", "2001:db9:1::/48", "3fff:1:2:3::/64"],
             None,
         );
-        let mut t = V6Table::default();
+        let mut t = PrefixTable::new(Family::V6);
         let mut k = Kernel::default();
         k.apply(&t.update(&rs, 4, 4).unwrap());
         // 2001:0db8 and 2001:0db9 share their first three bytes: chunks at bytes 2 and 3,
@@ -447,13 +504,13 @@ mod tests {
             ("3fff:1:2:4::1", false),
         ] {
             let a: Ipv6Addr = p.parse().unwrap();
-            assert_eq!(k.lookup(a).is_some(), hit, "{p}");
-            assert_eq!(k.lookup(a), want(&rs, a), "{p}");
+            assert_eq!(k.lookup(a.into()).is_some(), hit, "{p}");
+            assert_eq!(k.lookup(a.into()), want(&rs, a), "{p}");
         }
     }
 
     #[test]
-    fn updates_agree_with_the_rules_and_free_what_they_replace() {
+    fn ipv6_updates_agree_with_the_rules_and_free_what_they_replace() {
         let mut rng = StdRng::seed_from_u64(6);
         let random_prefix = |rng: &mut StdRng| {
             // Within a few /16s, so that regions hold many prefixes and updates overlap.
@@ -464,7 +521,7 @@ mod tests {
             format!("{}/{len}", Ipv6Addr::from(net))
         };
         let mut current: Vec<String> = (0..200).map(|_| random_prefix(&mut rng)).collect();
-        let mut t = V6Table::default();
+        let mut t = PrefixTable::new(Family::V6);
         let mut k = Kernel::default();
         let mut previous: Option<RuleSet> = None;
         for round in 0..12 {
@@ -483,17 +540,230 @@ mod tests {
             for p in &current {
                 let net: ipnet::Ipv6Net = p.parse().unwrap();
                 for a in [net.network(), net.broadcast()] {
-                    assert_eq!(k.lookup(a), want(&rs, a), "round {round}, {a}");
+                    assert_eq!(k.lookup(a.into()), want(&rs, a), "round {round}, {a}");
                 }
             }
             for _ in 0..2000 {
                 let hi = [0x2603u128, 0x2620, 0x2a01][rng.random_range(0..3)];
                 let a = Ipv6Addr::from((hi << 112) | (rng.random::<u128>() >> 16));
-                assert_eq!(k.lookup(a), want(&rs, a), "round {round}, {a}");
+                assert_eq!(k.lookup(a.into()), want(&rs, a), "round {round}, {a}");
             }
             previous = Some(rs);
         }
         // What is in use is what the regions hold: the rest went back.
+        let held: usize = t.regions.values().map(|r| r.chunks.len()).sum();
+        assert_eq!(t.chunks(), held);
+    }
+
+    /// IPv4 nested under one /16, an exclusion inside them, a lone /24 elsewhere and a /1.
+    const LIST_V4: [&str; 9] = [
+        "10.0.0.0/8",
+        "10.1.0.0/16",
+        "10.1.2.0/23",
+        "10.1.2.128/25",
+        "10.1.2.130/31",
+        "10.1.2.131/32",
+        "10.1.2.132/30",
+        "192.0.2.0/24",
+        "0.0.0.0/1",
+    ];
+
+    const PROBES_V4: [&str; 15] = [
+        "10.0.0.1",
+        "10.1.0.1",
+        "10.1.2.1",
+        "10.1.3.255",
+        "10.1.2.129",
+        "10.1.2.130",
+        "10.1.2.131",
+        "10.1.2.133",
+        "10.1.2.136",
+        "10.1.4.0",
+        "192.0.2.9",
+        "192.0.3.1",
+        "127.0.0.1",
+        "200.0.0.1",
+        "10.9.9.9",
+    ];
+
+    #[test]
+    fn every_ipv4_address_gets_its_most_specific_prefix() {
+        let rs = rules(&LIST_V4, None);
+        let mut t = PrefixTable::new(Family::V4);
+        let mut k = Kernel::default();
+        k.apply(&t.update(&rs, 16, 16).expect("fits"));
+        for p in PROBES_V4 {
+            let a: Ipv4Addr = p.parse().unwrap();
+            assert_eq!(k.lookup(a.into()), want(&rs, a), "{p}");
+        }
+        // Worked out by hand: 10.1/16 holds five longer prefixes, a chunk at the third byte
+        // (the /23 painted on 2 and 3) and, under 10.1.2, a chunk at the last (the /25 on
+        // 128-255, the /31 on 130-131, the /32 on 131, the exclusion on 132-135);
+        // 192.0.2.0/24 is alone under its /16: a single. The IPv6 prefixes are not here.
+        assert_eq!((t.chunks(), t.singles()), (2, 1));
+        let rule = |p: &str| rs.lookup(p.parse().unwrap()).map(|r| r.index);
+        assert_eq!(k.lookup("10.1.2.131".parse().unwrap()), rule("10.1.2.131"));
+        assert_ne!(rule("10.1.2.131"), rule("10.1.2.130"));
+        assert_eq!(k.lookup("10.1.2.133".parse().unwrap()), Some(NO_RULE));
+        assert_eq!(k.lookup("10.1.2.136".parse().unwrap()), rule("10.1.2.129"));
+        assert_eq!(k.lookup("192.0.3.1".parse().unwrap()), None);
+        assert_eq!(k.lookup("127.0.0.1".parse().unwrap()), rule("0.0.0.1"));
+        assert!(t.update(&rs, 16, 16).unwrap().is_empty(), "nothing changed");
+        assert!(
+            PrefixTable::new(Family::V4).update(&rs, 1, 16).is_none(),
+            "two chunks do not fit one"
+        );
+    }
+
+    #[test]
+    fn an_update_keeps_the_regions_it_does_not_touch_and_frees_the_rest_an_update_later() {
+        let first = rules(
+            &[
+                "10.1.2.128/25",
+                "10.1.3.0/24",
+                "192.0.2.0/24",
+                "192.0.2.128/25",
+            ],
+            None,
+        );
+        let mut t = PrefixTable::new(Family::V4);
+        let mut k = Kernel::default();
+        k.apply(&t.update(&first, 16, 16).unwrap());
+        let before = t.clone();
+        // 192.0.2.128/25 leaves (192.0/16 is rebuilt: a single now), 10.9.9.0/24 arrives.
+        let second = rules(
+            &[
+                "10.1.2.128/25",
+                "10.1.3.0/24",
+                "192.0.2.0/24",
+                "10.9.9.0/24",
+            ],
+            Some(&first),
+        );
+        let writes = t.update(&second, 16, 16).unwrap();
+        k.apply(&writes);
+        for p in PROBES_V4.iter().chain(&["192.0.2.200", "10.9.9.1"]) {
+            let a: Ipv4Addr = p.parse().unwrap();
+            assert_eq!(k.lookup(a.into()), want(&second, a), "{p}");
+        }
+        assert_eq!(
+            before.regions[&0x0a01].chunks, t.regions[&0x0a01].chunks,
+            "10.1/16 keeps its chunk"
+        );
+        let mut first_level: Vec<usize> = writes.tbl16.iter().map(|&(i, _)| i).collect();
+        first_level.sort_unstable();
+        assert_eq!(first_level, [0x0a09, 0xc000], "only the regions touched");
+        // 192.0/16's chunk is not written (a lookup in flight may be reading it) nor reused.
+        let freed = before.regions[&0xc000].chunks[0] as usize;
+        assert!(writes.chunks.iter().all(|(i, _)| i / 256 != freed));
+        // 10.1/16 holds two (its third byte; 10.1.2 with the /25 and the excluded /30): the
+        // freed one waits.
+        assert_eq!(t.chunks(), 2);
+        assert_eq!(t.regions[&0x0a01].chunks.len(), 2);
+        // The next update may hand it out again.
+        let third = rules(
+            &[
+                "10.1.2.128/25",
+                "10.1.3.0/24",
+                "192.0.2.0/24",
+                "10.9.9.0/24",
+                "172.16.5.0/24",
+                "172.16.6.0/24",
+            ],
+            Some(&second),
+        );
+        k.apply(&t.update(&third, 16, 16).unwrap());
+        assert_eq!(t.regions[&0xac10].chunks, [freed as u32]);
+        // A /8 arriving rewrites the /16s under it, and nothing else.
+        let fourth = rules(
+            &[
+                "10.1.2.128/25",
+                "10.1.3.0/24",
+                "192.0.2.0/24",
+                "10.9.9.0/24",
+                "172.16.5.0/24",
+                "172.16.6.0/24",
+                "10.0.0.0/8",
+            ],
+            Some(&third),
+        );
+        let writes = t.update(&fourth, 16, 16).unwrap();
+        k.apply(&writes);
+        assert!(
+            writes
+                .tbl16
+                .iter()
+                .all(|(i, _)| (0x0a00..0x0b00).contains(i))
+        );
+        for p in PROBES_V4 {
+            let a: Ipv4Addr = p.parse().unwrap();
+            assert_eq!(k.lookup(a.into()), want(&fourth, a), "{p}");
+        }
+    }
+
+    #[test]
+    fn an_update_that_does_not_fit_changes_nothing() {
+        let first = rules(&["10.1.2.0/24", "10.1.3.0/24"], None);
+        let mut t = PrefixTable::new(Family::V4);
+        t.update(&first, 2, 2).unwrap();
+        let before = t.clone();
+        let big = rules(
+            &[
+                "10.1.2.0/24",
+                "10.1.3.0/24",
+                "10.2.2.0/24",
+                "10.2.3.0/24",
+                "10.3.2.0/24",
+                "10.3.3.0/24",
+            ],
+            Some(&first),
+        );
+        assert!(t.update(&big, 2, 2).is_none());
+        assert_eq!((&t.tbl16, &t.prefixes), (&before.tbl16, &before.prefixes));
+        assert_eq!(
+            (t.chunks(), t.singles()),
+            (before.chunks(), before.singles())
+        );
+    }
+
+    /// Many random updates in a crowded corner of IPv4: the kernel the writes build answers
+    /// every address as the rule set does, round after round.
+    #[test]
+    fn random_ipv4_updates_keep_the_kernel_right() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let base = u32::from(Ipv4Addr::new(10, 0, 0, 0));
+        let random_prefix = |rng: &mut StdRng| {
+            let len = rng.random_range(12..=32u8);
+            let addr = base | (rng.random::<u32>() & 0x000f_ffff);
+            ipnet::Ipv4Net::new(Ipv4Addr::from(addr), len)
+                .unwrap()
+                .trunc()
+                .to_string()
+        };
+        let mut current: Vec<String> = (0..40).map(|_| random_prefix(&mut rng)).collect();
+        let mut t = PrefixTable::new(Family::V4);
+        let mut k = Kernel::default();
+        let mut previous: Option<RuleSet> = None;
+        for round in 0..60 {
+            for _ in 0..rng.random_range(0..6) {
+                if !current.is_empty() {
+                    let i = rng.random_range(0..current.len());
+                    current.swap_remove(i);
+                }
+            }
+            for _ in 0..rng.random_range(0..6) {
+                current.push(random_prefix(&mut rng));
+            }
+            current.sort();
+            current.dedup();
+            let rs = rules(&current, previous.as_ref());
+            k.apply(&t.update(&rs, 4096, 4096).expect("fits"));
+            for _ in 0..2000 {
+                let a = Ipv4Addr::from(base | (rng.random::<u32>() & 0x000f_ffff));
+                assert_eq!(k.lookup(a.into()), want(&rs, a), "round {round}, {a}");
+            }
+            previous = Some(rs);
+        }
         let held: usize = t.regions.values().map(|r| r.chunks.len()).sum();
         assert_eq!(t.chunks(), held);
     }
