@@ -233,8 +233,8 @@ fn a_family_moves_between_its_table_and_its_trie_and_the_trie_holds_only_the_rul
     };
 
     // Two lone /24s: two singles, the table.
-    let a = build(&one_set(&["198.51.100.0/24", "203.0.113.0/24"]), None);
-    let mut dp = load_with(&a, &policy, capacity);
+    let two = build(&one_set(&["198.51.100.0/24", "203.0.113.0/24"]), None);
+    let mut dp = load_with(&two, &policy, capacity);
     assert_eq!(
         (dp.v4_lookup(), dp.v6_lookup()),
         (Lookup::Table, Lookup::Table)
@@ -242,11 +242,11 @@ fn a_family_moves_between_its_table_and_its_trie_and_the_trie_holds_only_the_rul
     assert_eq!(verdict(&dp, "203.0.113.9"), XDP_PASS);
 
     // Three: the trie, holding exactly these (203.0.113.0/24 left).
-    let b = build(
+    let three = build(
         &one_set(&["198.51.100.0/24", "192.0.2.128/25", "100.64.0.0/24"]),
         dp.installed(),
     );
-    dp.apply(b).expect("apply");
+    dp.apply(three).expect("apply");
     assert_eq!(dp.v4_lookup(), Lookup::Trie);
     for (dst, want) in [
         ("198.51.100.7", XDP_PASS),
@@ -259,22 +259,22 @@ fn a_family_moves_between_its_table_and_its_trie_and_the_trie_holds_only_the_rul
     }
 
     // Two again: the table; 100.64.0.0/24 leaves while the trie is not kept.
-    let c = build(
+    let two_again = build(
         &one_set(&["198.51.100.0/24", "203.0.113.0/24"]),
         dp.installed(),
     );
-    dp.apply(c).expect("apply");
+    dp.apply(two_again).expect("apply");
     assert_eq!(dp.v4_lookup(), Lookup::Table);
     assert_eq!(verdict(&dp, "100.64.0.1"), XDP_DROP);
     assert_eq!(verdict(&dp, "203.0.113.9"), XDP_PASS);
 
     // Three again: the trie, written anew. Kept up to date incrementally from where it was,
     // it would still hold 100.64.0.0/24 and lack 203.0.113.0/24.
-    let d = build(
+    let three_again = build(
         &one_set(&["198.51.100.0/24", "203.0.113.0/24", "192.0.2.128/25"]),
         dp.installed(),
     );
-    dp.apply(d).expect("apply");
+    dp.apply(three_again).expect("apply");
     assert_eq!(dp.v4_lookup(), Lookup::Trie);
     for (dst, want) in [
         ("198.51.100.7", XDP_PASS),
@@ -285,11 +285,11 @@ fn a_family_moves_between_its_table_and_its_trie_and_the_trie_holds_only_the_rul
         assert_eq!(verdict(&dp, dst), want, "on the trie again: {dst}");
     }
     // And while it is in use, an update changes it in place: one leaves, one comes.
-    let e = build(
+    let moved = build(
         &one_set(&["198.51.100.0/24", "203.0.113.0/24", "100.64.0.0/24"]),
         dp.installed(),
     );
-    dp.apply(e).expect("apply");
+    dp.apply(moved).expect("apply");
     assert_eq!(dp.v4_lookup(), Lookup::Trie);
     assert_eq!(verdict(&dp, "192.0.2.200"), XDP_DROP);
     assert_eq!(verdict(&dp, "100.64.0.1"), XDP_PASS);
