@@ -198,6 +198,8 @@ pub struct Datapath {
     /// fraction of the time and the kernel keeps no nodes for them. The trie is written anew
     /// when the table no longer fits.
     pub(crate) trie_current: [bool; 2],
+    /// The last update failed: the tables may hold more than the installed rule set.
+    pub(crate) tables_resync: bool,
     pub(crate) policy: Policy,
     pub(crate) trace: bool,
     /// Which port each port counter counts; read from the maps at the first update.
@@ -281,6 +283,7 @@ impl Datapath {
             v4_table: None,
             v6_table: None,
             trie_current: [true, true],
+            tables_resync: false,
             policy: Policy::default(),
             trace: false,
             port_slots: None,

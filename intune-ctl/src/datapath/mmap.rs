@@ -39,6 +39,13 @@ impl U32Array {
         let atomic = unsafe { AtomicU32::from_ptr(slot.as_mut_ptr().cast::<u32>()) };
         atomic.store(value, Ordering::Release);
     }
+
+    /// Stores `values` at `start..`, each as [`U32Array::set`] does.
+    pub fn set_run(&mut self, start: usize, values: &[u32]) {
+        for (i, &v) in values.iter().enumerate() {
+            self.set(start + i, v);
+        }
+    }
 }
 
 impl Datapath {

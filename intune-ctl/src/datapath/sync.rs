@@ -3,9 +3,12 @@
 //! address allowed before and after is allowed throughout.
 
 use aya::maps::{Array, LpmTrie, Map, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key};
-use intune_common::maps::{
-    CONFIG, Config, Counter, LPM_V4, LPM_V6, PORT_SETS, PortSet, RULE_STATS, RuleRef, V4_CHUNKS,
-    V4_SINGLES, V4_TBL16, V6_CHUNKS, V6_SINGLES, V6_TBL16,
+use intune_common::{
+    maps::{
+        CONFIG, Config, Counter, LPM_V4, LPM_V6, PORT_SETS, PortSet, RULE_STATS, RuleRef,
+        V4_CHUNKS, V4_SINGLES, V4_TBL16, V6_CHUNKS, V6_SINGLES, V6_TBL16,
+    },
+    table::CHUNK_ENTRIES,
 };
 use ipnet::IpNet;
 
@@ -64,6 +67,9 @@ impl Datapath {
     pub fn apply(&mut self, rules: RuleSet) -> Result<UpdateReport, DatapathError> {
         let old = self.installed.take().unwrap_or_default();
         let result = self.apply_from(&old, &rules);
+        // A failure may leave a table at the new set: the next update compiles from the whole
+        // set, not from its changes since the old one.
+        self.tables_resync = result.is_err();
         // On failure the maps hold a mix that still allows everything the old set allowed (no
         // deletes happen before the inserts succeed); keep the old set as the reference so the
         // next attempt writes the difference again.
@@ -101,9 +107,26 @@ impl Datapath {
         // 3. Each family's table, chunks before the entries that link them; a family whose
         // table does not fit gets its trie up to date instead. Then the config that says
         // which each family uses.
+        let removed: Vec<&crate::ruleset::rules::Rule> = old
+            .rules
+            .iter()
+            .filter(|r| new.rule_by_target(&r.target).is_none())
+            .collect();
+        let removed_nets: Vec<IpNet> = removed
+            .iter()
+            .filter_map(|r| match r.target {
+                Target::Prefix(net) => Some(net),
+                Target::AnyAddress => None,
+            })
+            .collect();
+        let changes: Vec<(&IpNet, Option<RuleRef>)> = upserts
+            .iter()
+            .map(|(net, r)| (net, Some(*r)))
+            .chain(removed_nets.iter().map(|net| (net, None)))
+            .collect();
         let mut trie_deletes = Vec::new();
         for family in [Family::V4, Family::V6] {
-            if self.update_table(family, new)? {
+            if self.update_table(family, new, &changes)? {
                 // Its trie is left as it is from here on: nothing reads it.
                 *self.trie_current_mut(family) = false;
             } else if *self.trie_current_mut(family) {
@@ -120,11 +143,6 @@ impl Datapath {
         // 4. Only now remove what left, which drains first (when the daemon drains): the
         // connections that use it carry on until they are idle.
         self.drain_relisted(new)?;
-        let removed: Vec<&crate::ruleset::rules::Rule> = old
-            .rules
-            .iter()
-            .filter(|r| new.rule_by_target(&r.target).is_none())
-            .collect();
         let left: Vec<(IpNet, crate::sources::endpoints::Ports)> = removed
             .iter()
             .filter(|r| !r.excluded)
@@ -135,13 +153,7 @@ impl Datapath {
             .collect();
         self.drain_left(&left)?;
         for family in trie_deletes {
-            self.delete_lpm(
-                family,
-                removed.iter().filter_map(|r| match r.target {
-                    Target::Prefix(net) => Some(net),
-                    Target::AnyAddress => None,
-                }),
-            )?;
+            self.delete_lpm(family, removed_nets.iter().copied())?;
         }
         // 5. Report the hits of removed rules once, then free their counters for reuse.
         let counters = self.rule_counters_of(removed.iter().map(|r| r.index))?;
@@ -262,9 +274,17 @@ impl Datapath {
     }
 
     /// Updates the family's table: the /16 regions that changed, chunks and singles before
-    /// the first-level entries that link them. False when the table does not fit: the family
-    /// moves to its trie (the caller brings it up to date) and the table is left as is.
-    fn update_table(&mut self, family: Family, rules: &RuleSet) -> Result<bool, DatapathError> {
+    /// the first-level entries that link them. From `changes` (since the installed rule set)
+    /// when the table holds that set, else from the whole of `rules`. False when the table
+    /// does not fit: the family moves to its trie (the caller brings it up to date) and the
+    /// table is left as is.
+    fn update_table(
+        &mut self,
+        family: Family,
+        rules: &RuleSet,
+        changes: &[(&IpNet, Option<RuleRef>)],
+    ) -> Result<bool, DatapathError> {
+        let holds_installed = *self.lookup_mut(family) == Lookup::Table && !self.tables_resync;
         let (tbl16, chunk_map, single_map, chunks, singles) = match family {
             Family::V4 => (
                 V4_TBL16,
@@ -289,6 +309,8 @@ impl Datapath {
         .get_or_insert_with(|| PrefixTable::new(family));
         let writes = if chunks == 0 {
             None
+        } else if holds_installed {
+            table.change(changes.iter().copied(), chunks, singles)
         } else {
             table.update(rules, chunks, singles)
         };
@@ -311,14 +333,23 @@ impl Datapath {
             .map(|&(i, s)| (i as usize, s))
             .collect();
         self.update_array(single_map, &single_writes)?;
-        if writes.chunks.len() <= BATCH_WRITES {
-            self.update_u32_array(chunk_map, &writes.chunks)?;
+        let chunk_entries = writes.chunks.len() * CHUNK_ENTRIES as usize;
+        if chunk_entries <= BATCH_WRITES {
+            let entries: Vec<(usize, u32)> = writes
+                .chunks
+                .iter()
+                .flat_map(|(id, chunk)| {
+                    let at = *id as usize * CHUNK_ENTRIES as usize;
+                    chunk.iter().enumerate().map(move |(i, &e)| (at + i, e))
+                })
+                .collect();
+            self.update_u32_array(chunk_map, &entries)?;
         } else {
             // A bulk write (a first fill, a list replaced): plain stores through a mapping,
             // dropped after, so the table is not resident in the daemon.
             let mut array = self.map_u32_array(chunk_map)?;
-            for &(i, e) in &writes.chunks {
-                array.set(i, e);
+            for (id, chunk) in &writes.chunks {
+                array.set_run(*id as usize * CHUNK_ENTRIES as usize, chunk);
             }
         }
         self.update_u32_array(tbl16, &writes.tbl16)?;

@@ -9,29 +9,31 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use intune_common::table::{
-    CHUNK_ENTRIES, CHUNK_FLAG, SINGLE_FLAG, Single, TBL16_ENTRIES, leaf_of,
+use intune_common::{
+    maps::RuleRef,
+    table::{CHUNK_ENTRIES, CHUNK_FLAG, SINGLE_FLAG, Single, TBL16_ENTRIES, leaf_of},
 };
 use ipnet::IpNet;
 
 use crate::ruleset::rules::RuleSet;
 
 const CHUNK: usize = CHUNK_ENTRIES as usize;
-type Chunk = [u32; CHUNK];
+pub type Chunk = [u32; CHUNK];
 
 /// Writes in the order they must reach the kernel: chunks and singles before the first-level
 /// entries that point at them.
 #[derive(Debug, Default)]
 pub struct Writes {
     pub singles: Vec<(u32, Single)>,
-    /// Entries of the chunks' array, by index (chunk × 256 + byte).
-    pub chunks: Vec<(usize, u32)>,
+    /// Whole chunks, by id (entries `id × 256 ..` of the chunks' array): a rebuilt region's
+    /// chunks are all fresh.
+    pub chunks: Vec<(u32, Chunk)>,
     pub tbl16: Vec<(usize, u32)>,
 }
 
 impl Writes {
     pub fn len(&self) -> usize {
-        self.singles.len() + self.chunks.len() + self.tbl16.len()
+        self.singles.len() + self.chunks.len() * CHUNK + self.tbl16.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -177,25 +179,96 @@ impl PrefixTable {
         max_singles: usize,
     ) -> Option<Writes> {
         let prefixes = prefixes_of(rules, self.family)?;
-        let (affected, short_changed) = changed_regions(&self.prefixes, &prefixes);
-        let base16 = if short_changed {
-            base_of(&prefixes)
-        } else {
-            self.base16.clone()
-        };
+        let changes = new_or_changed(&self.prefixes, &prefixes)
+            .chain(
+                self.prefixes
+                    .keys()
+                    .filter(|k| !prefixes.contains_key(k))
+                    .map(|&k| (k, None)),
+            )
+            .collect();
+        self.apply_changes(changes, max_chunks, max_singles)
+    }
+
+    /// As [`PrefixTable::update`], from what changed since the rule set the table holds: each
+    /// prefix that came or changed with its trie entry, each that left with `None` (the other
+    /// family's are skipped). The cost follows the regions changed, not the rule set's size.
+    pub fn change<'a>(
+        &mut self,
+        changes: impl IntoIterator<Item = (&'a IpNet, Option<RuleRef>)>,
+        max_chunks: usize,
+        max_singles: usize,
+    ) -> Option<Writes> {
+        let mut list = Vec::new();
+        for (net, r) in changes {
+            let Some(key) = key_of(net, self.family) else {
+                continue;
+            };
+            // A rule a leaf cannot name: the table cannot hold the set.
+            let leaf = match r {
+                Some(r) => Some(leaf_of(r)?),
+                None => None,
+            };
+            list.push((key, leaf));
+        }
+        self.apply_changes(list, max_chunks, max_singles)
+    }
+
+    fn apply_changes(
+        &mut self,
+        changes: Vec<Change>,
+        max_chunks: usize,
+        max_singles: usize,
+    ) -> Option<Writes> {
+        let changes: Vec<Change> = changes
+            .into_iter()
+            .filter(|(k, v)| self.prefixes.get(k) != v.as_ref())
+            .collect();
+        let mut affected = BTreeSet::new();
+        let mut short_changed = false;
+        for &((net, len), _) in &changes {
+            let start = (net >> 112) as usize;
+            if len > 16 {
+                affected.insert(start);
+            } else {
+                short_changed = true;
+                affected.extend(start..start + (1 << (16 - len)));
+            }
+        }
+        // Applied now, and undone when the result does not fit.
+        let undo: Vec<Change> = changes
+            .iter()
+            .map(|&(k, v)| {
+                let was = match v {
+                    Some(leaf) => self.prefixes.insert(k, leaf),
+                    None => self.prefixes.remove(&k),
+                };
+                (k, was)
+            })
+            .collect();
+        let base16 = short_changed.then(|| base_of(&self.prefixes));
         let built: Vec<(u16, Built)> = affected
             .iter()
-            .map(|&k16| (k16 as u16, region(&prefixes, &base16, k16 as u16)))
+            .map(|&k16| {
+                let base = base16.as_deref().unwrap_or(&self.base16);
+                (k16 as u16, region(&self.prefixes, base, k16 as u16))
+            })
             .collect();
 
-        // Will it fit? Nothing changes before this is known. The new ids are taken while the
-        // rebuilt regions' old ones are still in the kernel.
+        // Will it fit? Nothing in the kernel changes before this is known. The new ids are
+        // taken while the rebuilt regions' old ones are still in the kernel.
         let (fresh_chunks, fresh_singles) = built.iter().fold((0, 0), |(c, s), (_, b)| {
             (c + b.chunks.len(), s + b.singles.len())
         });
         if !self.chunk_ids.fits(fresh_chunks, max_chunks)
             || !self.single_ids.fits(fresh_singles, max_singles)
         {
+            for (k, was) in undo.into_iter().rev() {
+                match was {
+                    Some(leaf) => self.prefixes.insert(k, leaf),
+                    None => self.prefixes.remove(&k),
+                };
+            }
             return None;
         }
 
@@ -204,17 +277,18 @@ impl PrefixTable {
             ids.free.extend(released);
         }
         let mut writes = Writes::default();
-        for (k16, b) in &built {
-            self.commit(*k16, b, &mut writes);
+        for (k16, b) in built {
+            self.commit(k16, b, &mut writes);
         }
-        self.prefixes = prefixes;
-        self.base16 = base16;
+        if let Some(base16) = base16 {
+            self.base16 = base16;
+        }
         Some(writes)
     }
 
     /// Puts one rebuilt region in place: fresh ids for its chunks and singles, its entries
     /// written, then its first-level entry; the ids it had go to quarantine.
-    fn commit(&mut self, k16: u16, b: &Built, writes: &mut Writes) {
+    fn commit(&mut self, k16: u16, b: Built, writes: &mut Writes) {
         let chunk_ids: Vec<u32> = b.chunks.iter().map(|_| self.chunk_ids.take()).collect();
         let single_ids: Vec<u32> = b.singles.iter().map(|_| self.single_ids.take()).collect();
         let global = |entry: u32| {
@@ -229,11 +303,11 @@ impl PrefixTable {
         for (single, &id) in b.singles.iter().zip(&single_ids) {
             writes.singles.push((id, *single));
         }
-        for (chunk, &id) in b.chunks.iter().zip(&chunk_ids) {
-            let at = id as usize * CHUNK;
-            for (i, &entry) in chunk.iter().enumerate() {
-                writes.chunks.push((at + i, global(entry)));
+        for (mut chunk, &id) in b.chunks.into_iter().zip(&chunk_ids) {
+            for entry in &mut chunk {
+                *entry = global(*entry);
             }
+            writes.chunks.push((id, chunk));
         }
         let root = global(b.root);
         if self.tbl16[k16 as usize] != root {
@@ -258,19 +332,38 @@ impl PrefixTable {
     }
 }
 
+/// A change to a table's prefixes: (network, length), and the new leaf or `None` (left).
+type Change = ((u128, u8), Option<u32>);
+
+/// The table's key for `net`, if it is of `family`: IPv4 in the top 32 bits.
+fn key_of(net: &IpNet, family: Family) -> Option<(u128, u8)> {
+    match (net, family) {
+        (IpNet::V4(n), Family::V4) => {
+            Some((u128::from(u32::from(n.network())) << 96, n.prefix_len()))
+        }
+        (IpNet::V6(n), Family::V6) => Some((u128::from(n.network()), n.prefix_len())),
+        _ => None,
+    }
+}
+
 fn prefixes_of(rules: &RuleSet, family: Family) -> Option<BTreeMap<(u128, u8), u32>> {
     let mut out = BTreeMap::new();
     for (net, r) in rules.lpm_entries() {
-        let key = match (net, family) {
-            (IpNet::V4(n), Family::V4) => {
-                (u128::from(u32::from(n.network())) << 96, n.prefix_len())
-            }
-            (IpNet::V6(n), Family::V6) => (u128::from(n.network()), n.prefix_len()),
-            _ => continue,
-        };
-        out.insert(key, leaf_of(r)?);
+        if let Some(key) = key_of(&net, family) {
+            out.insert(key, leaf_of(r)?);
+        }
     }
     Some(out)
+}
+
+/// The prefixes of `new` that `old` lacks or holds with another leaf.
+fn new_or_changed<'a>(
+    old: &'a BTreeMap<(u128, u8), u32>,
+    new: &'a BTreeMap<(u128, u8), u32>,
+) -> impl Iterator<Item = Change> + 'a {
+    new.iter()
+        .filter(|(k, v)| old.get(k) != Some(v))
+        .map(|(&k, &v)| (k, Some(v)))
 }
 
 /// The first level from the prefixes of /16 and shorter.
@@ -297,31 +390,6 @@ fn region(prefixes: &BTreeMap<(u128, u8), u32>, base16: &[u32], k16: u16) -> Bui
     let mut b = Built::default();
     b.root = b.node(&long, base16[k16 as usize], 16);
     b
-}
-
-/// The /16 regions whose prefixes differ between `old` and `new`,
-/// and whether a prefix of /16 or shorter did (the first level's base is then redrawn).
-fn changed_regions(
-    old: &BTreeMap<(u128, u8), u32>,
-    new: &BTreeMap<(u128, u8), u32>,
-) -> (BTreeSet<usize>, bool) {
-    let mut affected = BTreeSet::new();
-    let mut short_changed = false;
-    let differs = new
-        .iter()
-        .filter(|(k, v)| old.get(k) != Some(v))
-        .map(|(k, _)| k)
-        .chain(old.keys().filter(|k| !new.contains_key(k)));
-    for &(net, len) in differs {
-        let start = (net >> 112) as usize;
-        if len > 16 {
-            affected.insert(start);
-        } else {
-            short_changed = true;
-            affected.extend(start..start + (1 << (16 - len)));
-        }
-    }
-    (affected, short_changed)
 }
 
 /// A first level (one entry a /16) from prefixes of /16 and shorter, as (first /16, length,
@@ -368,13 +436,18 @@ mod tests {
                 }
                 self.singles[i] = s;
             }
-            for (array, entries) in [(&mut self.chunks, &w.chunks), (&mut self.tbl16, &w.tbl16)] {
-                for &(i, v) in entries {
-                    if array.len() <= i {
-                        array.resize(i + 1, 0);
-                    }
-                    array[i] = v;
+            for (id, chunk) in &w.chunks {
+                let at = *id as usize * CHUNK;
+                if self.chunks.len() < at + CHUNK {
+                    self.chunks.resize(at + CHUNK, 0);
                 }
+                self.chunks[at..at + CHUNK].copy_from_slice(chunk);
+            }
+            for &(i, v) in &w.tbl16 {
+                if self.tbl16.len() <= i {
+                    self.tbl16.resize(i + 1, 0);
+                }
+                self.tbl16[i] = v;
             }
         }
 
@@ -419,6 +492,26 @@ mod tests {
         rules
             .lookup(a.into())
             .map(|r| if r.excluded { NO_RULE } else { r.index })
+    }
+
+    /// What changed from `previous` to `rules`, as the datapath hands it to [`PrefixTable::change`].
+    fn changes(previous: Option<&RuleSet>, rules: &RuleSet) -> Vec<(IpNet, Option<RuleRef>)> {
+        let before: HashMap<IpNet, RuleRef> = previous
+            .map(|p| p.lpm_entries().collect())
+            .unwrap_or_default();
+        let after: HashMap<IpNet, RuleRef> = rules.lpm_entries().collect();
+        let mut out: Vec<(IpNet, Option<RuleRef>)> = after
+            .iter()
+            .filter(|(n, r)| before.get(n) != Some(r))
+            .map(|(n, r)| (*n, Some(*r)))
+            .collect();
+        out.extend(
+            before
+                .keys()
+                .filter(|n| !after.contains_key(n))
+                .map(|n| (*n, None)),
+        );
+        out
     }
 
     /// The Intune list's shape: nested /36, /40, /47, /48, /64 and /128 under one /16, an
@@ -655,7 +748,7 @@ mod tests {
         assert_eq!(first_level, [0x0a09, 0xc000], "only the regions touched");
         // 192.0/16's chunk is not written (a lookup in flight may be reading it) nor reused.
         let freed = before.regions[&0xc000].chunks[0] as usize;
-        assert!(writes.chunks.iter().all(|(i, _)| i / 256 != freed));
+        assert!(writes.chunks.iter().all(|&(id, _)| id as usize != freed));
         // 10.1/16 holds two (its third byte; 10.1.2 with the /25 and the excluded /30): the
         // freed one waits.
         assert_eq!(t.chunks(), 2);
@@ -743,6 +836,9 @@ mod tests {
         let mut current: Vec<String> = (0..40).map(|_| random_prefix(&mut rng)).collect();
         let mut t = PrefixTable::new(Family::V4);
         let mut k = Kernel::default();
+        // The same rounds again, each handed only what changed.
+        let mut by_change = PrefixTable::new(Family::V4);
+        let mut k_by_change = Kernel::default();
         let mut previous: Option<RuleSet> = None;
         for round in 0..60 {
             for _ in 0..rng.random_range(0..6) {
@@ -758,13 +854,28 @@ mod tests {
             current.dedup();
             let rs = rules(&current, previous.as_ref());
             k.apply(&t.update(&rs, 4096, 4096).expect("fits"));
+            let changed = changes(previous.as_ref(), &rs);
+            let writes = by_change
+                .change(changed.iter().map(|(n, r)| (n, *r)), 4096, 4096)
+                .expect("fits");
+            k_by_change.apply(&writes);
             for _ in 0..2000 {
                 let a = Ipv4Addr::from(base | (rng.random::<u32>() & 0x000f_ffff));
                 assert_eq!(k.lookup(a.into()), want(&rs, a), "round {round}, {a}");
+                assert_eq!(
+                    k_by_change.lookup(a.into()),
+                    want(&rs, a),
+                    "by change: round {round}, {a}"
+                );
             }
             previous = Some(rs);
         }
         let held: usize = t.regions.values().map(|r| r.chunks.len()).sum();
         assert_eq!(t.chunks(), held);
+        assert_eq!(by_change.prefixes, t.prefixes);
+        assert_eq!(
+            (by_change.chunks(), by_change.singles()),
+            (t.chunks(), t.singles())
+        );
     }
 }
