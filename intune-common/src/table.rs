@@ -8,14 +8,17 @@
 //! Userspace compiles each table from the rules it puts in the trie; when one would not fit
 //! its maps, the program uses that family's trie (`Config::FLAG_V4_TRIE`, `FLAG_V6_TRIE`).
 //!
-//! An entry is 0 (no prefix), a chunk reference (`CHUNK_FLAG | chunk`: look up the next level
-//! at `chunk * 256 + next byte of the address`), a single (`SINGLE_FLAG | single`), or a leaf:
+//! An entry is 0 (no prefix), a chunk reference (`CHUNK_FLAG | chunk`: the next level is
+//! entry `next byte of the address` of that chunk), a single (`SINGLE_FLAG | single`), or a leaf:
 //! the rule and its port set, or [`EXCLUDED_LEAF`].
 
 use crate::maps::{NO_RULE, RuleRef};
 
 pub const TBL16_ENTRIES: u32 = 1 << 16;
 pub const CHUNK_ENTRIES: u32 = 256;
+/// The entries below one entry, one for each value of the next byte: an element of a chunk
+/// array, so a chunk is written whole with one copy.
+pub type Chunk = [u32; CHUNK_ENTRIES as usize];
 pub const CHUNK_FLAG: u32 = 1 << 31;
 pub const SINGLE_FLAG: u32 = 1 << 30;
 const PORT_SET_SHIFT: u32 = 24;
@@ -115,13 +118,14 @@ impl Single {
 }
 
 /// The leaf entry for `addr` (4 or 16 bytes), walking the table through the three lookups
-/// given: the first level by the top 16 bits, a chunk entry by its index, a single by its id.
+/// given: the first level by the top 16 bits, a chunk's entry by the chunk's id and the byte,
+/// a single by its id.
 /// `None` when a lookup found nothing (an index past its map).
 #[inline(always)]
 pub fn walk<'a, const N: usize>(
     addr: &[u8; N],
     first: impl Fn(u32) -> Option<u32>,
-    chunk: impl Fn(u32) -> Option<u32>,
+    chunk: impl Fn(u32, u8) -> Option<u32>,
     single: impl Fn(u32) -> Option<&'a Single>,
 ) -> Option<u32> {
     let mut entry = first((u32::from(addr[0]) << 8) | u32::from(addr[1]))?;
@@ -130,7 +134,7 @@ pub fn walk<'a, const N: usize>(
         if entry & CHUNK_FLAG == 0 {
             break;
         }
-        entry = chunk(((entry & !CHUNK_FLAG) << 8) | u32::from(byte))?;
+        entry = chunk(entry & !CHUNK_FLAG, byte)?;
     }
     if entry & SINGLE_FLAG != 0 {
         entry = single(entry & !SINGLE_FLAG)?.leaf_for(addr);

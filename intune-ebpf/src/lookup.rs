@@ -65,7 +65,7 @@ impl Tables for MapTables {
         let entry = walk(
             addr,
             |i| V4_TBL16.get(i).copied(),
-            |i| V4_CHUNKS.get(i).copied(),
+            |id, byte| V4_CHUNKS.get(id).map(|c| c[usize::from(byte)]),
             |i| V4_SINGLES.get(i),
         )?;
         decode_leaf(entry)
@@ -79,7 +79,7 @@ impl Tables for MapTables {
         let entry = walk(
             addr,
             |i| V6_TBL16.get(i).copied(),
-            |i| V6_CHUNKS.get(i).copied(),
+            |id, byte| V6_CHUNKS.get(id).map(|c| c[usize::from(byte)]),
             |i| V6_SINGLES.get(i),
         )?;
         decode_leaf(entry)

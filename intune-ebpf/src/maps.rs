@@ -17,7 +17,7 @@ use intune_common::{
         V6_TABLE_SINGLES,
     },
     outcome::OUTCOME_COUNT,
-    table::{CHUNK_ENTRIES, Single, TBL16_ENTRIES},
+    table::{Chunk, Single, TBL16_ENTRIES},
 };
 
 #[map]
@@ -31,8 +31,7 @@ pub static LPM_V6: LpmTrie<[u8; 16], RuleRef> = LpmTrie::with_max_entries(MAX_PR
 pub static V4_TBL16: Array<u32> = Array::with_max_entries(TBL16_ENTRIES, BPF_F_MMAPABLE);
 
 #[map]
-pub static V4_CHUNKS: Array<u32> =
-    Array::with_max_entries(V4_TABLE_CHUNKS * CHUNK_ENTRIES, BPF_F_MMAPABLE);
+pub static V4_CHUNKS: Array<Chunk> = Array::with_max_entries(V4_TABLE_CHUNKS, BPF_F_MMAPABLE);
 
 #[map]
 pub static V4_SINGLES: Array<Single> = Array::with_max_entries(V4_TABLE_SINGLES, 0);
@@ -41,8 +40,7 @@ pub static V4_SINGLES: Array<Single> = Array::with_max_entries(V4_TABLE_SINGLES,
 pub static V6_TBL16: Array<u32> = Array::with_max_entries(TBL16_ENTRIES, BPF_F_MMAPABLE);
 
 #[map]
-pub static V6_CHUNKS: Array<u32> =
-    Array::with_max_entries(V6_TABLE_CHUNKS * CHUNK_ENTRIES, BPF_F_MMAPABLE);
+pub static V6_CHUNKS: Array<Chunk> = Array::with_max_entries(V6_TABLE_CHUNKS, BPF_F_MMAPABLE);
 
 #[map]
 pub static V6_SINGLES: Array<Single> = Array::with_max_entries(V6_TABLE_SINGLES, 0);

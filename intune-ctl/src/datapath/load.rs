@@ -17,7 +17,6 @@ use intune_common::{
         V4_CHUNKS, V4_SINGLES, V4_TABLE_CHUNKS, V4_TABLE_SINGLES, V6_CHUNKS, V6_SINGLES,
         V6_TABLE_CHUNKS, V6_TABLE_SINGLES,
     },
-    table::CHUNK_ENTRIES,
 };
 
 use super::pins::{LOOKUP_MAPS, Pins, SHARED_MAPS};
@@ -256,7 +255,6 @@ impl Datapath {
     ) -> Result<Datapath, DatapathError> {
         super::kernel::Kernel::current().raise_memlock();
         // An array map needs at least one entry, even when the table is off.
-        let chunk_entries = |chunks: u32| chunks.max(1) * CHUNK_ENTRIES;
         let log_level = super::kernel_log::level();
         let mut ebpf = loader
             .override_global(aya_log::LEVEL, log_level, true)
@@ -264,9 +262,9 @@ impl Datapath {
             .map_max_entries(LPM_V6, capacity.prefixes_v6)
             .map_max_entries(RULE_STATS, capacity.rules + capacity.learned)
             .map_max_entries(LEARNED, capacity.learned.max(1))
-            .map_max_entries(V4_CHUNKS, chunk_entries(capacity.v4_table_chunks))
+            .map_max_entries(V4_CHUNKS, capacity.v4_table_chunks.max(1))
             .map_max_entries(V4_SINGLES, capacity.v4_table_singles.max(1))
-            .map_max_entries(V6_CHUNKS, chunk_entries(capacity.v6_table_chunks))
+            .map_max_entries(V6_CHUNKS, capacity.v6_table_chunks.max(1))
             .map_max_entries(V6_SINGLES, capacity.v6_table_singles.max(1))
             .load(PROGRAM)?;
         program_mut(&mut ebpf)?.load()?;

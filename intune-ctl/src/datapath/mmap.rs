@@ -1,4 +1,5 @@
-//! Array maps created with BPF_F_MMAPABLE, written through a shared mapping.
+//! The tables' chunk arrays (created with BPF_F_MMAPABLE), written through a shared mapping
+//! when a whole table is filled: plain stores instead of a copy through the kernel for each.
 
 use std::{
     os::fd::AsFd as _,
@@ -6,19 +7,22 @@ use std::{
 };
 
 use aya::maps::Map;
+use intune_common::table::Chunk;
 use memmap2::{MmapMut, MmapOptions};
 
 use super::{Datapath, DatapathError};
 
-/// A mapped `Array<u32>`. The kernel lays array elements out 8 bytes apart.
-pub struct U32Array {
+/// A mapped `Array<Chunk>`; the kernel lays its elements out back to back (1 KiB each, a
+/// multiple of its 8-byte alignment).
+pub struct ChunkArray {
     mmap: MmapMut,
     len: usize,
 }
 
-const STRIDE: usize = 8;
+const STRIDE: usize = size_of::<Chunk>();
+const _: () = assert!(STRIDE.is_multiple_of(8));
 
-impl U32Array {
+impl ChunkArray {
     pub fn len(&self) -> usize {
         self.len
     }
@@ -27,30 +31,28 @@ impl U32Array {
         self.len == 0
     }
 
-    /// Stores one entry; the program sees it at once, whole (an aligned 32-bit store).
-    pub fn set(&mut self, index: usize, value: u32) {
-        assert!(index < self.len, "entry {index} of {}", self.len);
-        let slot = &mut self.mmap[index * STRIDE..index * STRIDE + 4];
-        // SAFETY: the slot is 8-aligned (page-aligned mapping, 8-byte stride) and 4 bytes long.
-        #[expect(
-            clippy::cast_ptr_alignment,
-            reason = "8-aligned, as the SAFETY note says"
-        )]
-        let atomic = unsafe { AtomicU32::from_ptr(slot.as_mut_ptr().cast::<u32>()) };
-        atomic.store(value, Ordering::Release);
-    }
-
-    /// Stores `values` at `start..`, each as [`U32Array::set`] does.
-    pub fn set_run(&mut self, start: usize, values: &[u32]) {
-        for (i, &v) in values.iter().enumerate() {
-            self.set(start + i, v);
+    /// Stores chunk `id`, entry by entry; each entry the program sees whole (an aligned
+    /// 32-bit store).
+    pub fn set(&mut self, id: usize, chunk: &Chunk) {
+        assert!(id < self.len, "chunk {id} of {}", self.len);
+        let at = id * STRIDE;
+        for (i, &entry) in chunk.iter().enumerate() {
+            let slot = &mut self.mmap[at + i * 4..at + i * 4 + 4];
+            // SAFETY: the slot is 4-aligned (page-aligned mapping, 1 KiB elements) and 4
+            // bytes long.
+            #[expect(
+                clippy::cast_ptr_alignment,
+                reason = "4-aligned, as the SAFETY note says"
+            )]
+            let atomic = unsafe { AtomicU32::from_ptr(slot.as_mut_ptr().cast::<u32>()) };
+            atomic.store(entry, Ordering::Release);
         }
     }
 }
 
 impl Datapath {
-    /// Maps the `Array<u32>` named `name` into this process.
-    pub(crate) fn map_u32_array(&self, name: &'static str) -> Result<U32Array, DatapathError> {
+    /// Maps the `Array<Chunk>` named `name` into this process.
+    pub(crate) fn map_chunk_array(&self, name: &'static str) -> Result<ChunkArray, DatapathError> {
         let Some(Map::Array(data)) = self.ebpf.map(name) else {
             return Err(DatapathError::Missing(name));
         };
@@ -66,6 +68,6 @@ impl Datapath {
                 .map_mut(&data.fd().as_fd())
         }
         .map_err(|e| DatapathError::Mmap { name, source: e })?;
-        Ok(U32Array { mmap, len })
+        Ok(ChunkArray { mmap, len })
     }
 }

@@ -8,7 +8,7 @@ use intune_common::{
         CONFIG, Config, Counter, LPM_V4, LPM_V6, PORT_SETS, PortSet, RULE_STATS, RuleRef,
         V4_CHUNKS, V4_SINGLES, V4_TBL16, V6_CHUNKS, V6_SINGLES, V6_TBL16,
     },
-    table::CHUNK_ENTRIES,
+    table::Chunk,
 };
 use ipnet::IpNet;
 
@@ -19,9 +19,10 @@ use crate::ruleset::{
     table::{Family, PrefixTable},
 };
 
-/// Up to this many table entries go in one BPF_MAP_UPDATE_BATCH call; more are stored through
-/// a mapping of the maps, whose set-up costs milliseconds but whose stores cost nothing.
-const BATCH_WRITES: usize = 65_536;
+/// Up to this many chunks (1 KiB each) go in one BPF_MAP_UPDATE_BATCH call; more are stored
+/// through a mapping of the array, whose set-up maps all of it (milliseconds for a large
+/// table) but whose stores cost nothing.
+const BATCH_CHUNKS: usize = 8192;
 
 pub(super) fn map_err(name: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }
@@ -124,6 +125,7 @@ impl Datapath {
             .map(|(net, r)| (net, Some(*r)))
             .chain(removed_nets.iter().map(|net| (net, None)))
             .collect();
+        let diffed = started.elapsed();
         let mut trie_deletes = Vec::new();
         for family in [Family::V4, Family::V6] {
             if self.update_table(family, new, &changes)? {
@@ -152,16 +154,18 @@ impl Datapath {
             })
             .collect();
         self.drain_left(&left)?;
+        let drained = started.elapsed();
         for family in trie_deletes {
             self.delete_lpm(family, removed_nets.iter().copied())?;
         }
         // 5. Report the hits of removed rules once, then free their counters for reuse.
+        let deleted = started.elapsed();
         let counters = self.rule_counters_of(removed.iter().map(|r| r.index))?;
         for (rule, counter) in removed.iter().zip(counters) {
             report.removed.push((rule.target, counter));
         }
         self.zero_rule_counters(removed.iter().map(|r| r.index))?;
-        tracing::debug!(?lookups, total = ?started.elapsed(), upserts = upserts.len(), removed = removed.len(), "maps updated");
+        tracing::debug!(?diffed, ?lookups, ?drained, ?deleted, total = ?started.elapsed(), upserts = upserts.len(), removed = removed.len(), "maps updated");
         Ok(report)
     }
 
@@ -307,6 +311,7 @@ impl Datapath {
             Family::V6 => &mut self.v6_table,
         }
         .get_or_insert_with(|| PrefixTable::new(family));
+        let started = std::time::Instant::now();
         let writes = if chunks == 0 {
             None
         } else if holds_installed {
@@ -327,32 +332,30 @@ impl Datapath {
             *lookup = Lookup::Trie;
             return Ok(false);
         };
+        let compiled = started.elapsed();
         let single_writes: Vec<(usize, _)> = writes
             .singles
             .iter()
             .map(|&(i, s)| (i as usize, s))
             .collect();
         self.update_array(single_map, &single_writes)?;
-        let chunk_entries = writes.chunks.len() * CHUNK_ENTRIES as usize;
-        if chunk_entries <= BATCH_WRITES {
-            let entries: Vec<(usize, u32)> = writes
+        if writes.chunks.len() <= BATCH_CHUNKS {
+            let chunks: Vec<(usize, Chunk)> = writes
                 .chunks
                 .iter()
-                .flat_map(|(id, chunk)| {
-                    let at = *id as usize * CHUNK_ENTRIES as usize;
-                    chunk.iter().enumerate().map(move |(i, &e)| (at + i, e))
-                })
+                .map(|&(id, chunk)| (id as usize, chunk))
                 .collect();
-            self.update_u32_array(chunk_map, &entries)?;
+            self.update_array(chunk_map, &chunks)?;
         } else {
             // A bulk write (a first fill, a list replaced): plain stores through a mapping,
             // dropped after, so the table is not resident in the daemon.
-            let mut array = self.map_u32_array(chunk_map)?;
+            let mut array = self.map_chunk_array(chunk_map)?;
             for (id, chunk) in &writes.chunks {
-                array.set_run(*id as usize * CHUNK_ENTRIES as usize, chunk);
+                array.set(*id as usize, chunk);
             }
         }
         self.update_u32_array(tbl16, &writes.tbl16)?;
+        tracing::debug!(?family, ?compiled, written = ?started.elapsed(), chunks = writes.chunks.len(), singles = writes.singles.len(), "table updated");
         *self.lookup_mut(family) = Lookup::Table;
         Ok(true)
     }

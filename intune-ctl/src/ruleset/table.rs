@@ -11,14 +11,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use intune_common::{
     maps::RuleRef,
-    table::{CHUNK_ENTRIES, CHUNK_FLAG, SINGLE_FLAG, Single, TBL16_ENTRIES, leaf_of},
+    table::{CHUNK_ENTRIES, CHUNK_FLAG, Chunk, SINGLE_FLAG, Single, TBL16_ENTRIES, leaf_of},
 };
 use ipnet::IpNet;
 
 use crate::ruleset::rules::RuleSet;
 
 const CHUNK: usize = CHUNK_ENTRIES as usize;
-pub type Chunk = [u32; CHUNK];
 
 /// Writes in the order they must reach the kernel: chunks and singles before the first-level
 /// entries that point at them.
@@ -463,7 +462,7 @@ mod tests {
             let e = walk(
                 a,
                 |i| get(&self.tbl16, i),
-                |i| get(&self.chunks, i),
+                |id, byte| get(&self.chunks, id * CHUNK_ENTRIES + u32::from(byte)),
                 |i| self.singles.get(i as usize),
             )
             .expect("every id written");
