@@ -235,35 +235,10 @@ impl Datapath {
     /// current only once that is done: a failure leaves it to be written anew next time.
     fn refill_lpm(&mut self, family: Family, rules: &RuleSet) -> Result<(), DatapathError> {
         *self.trie_current_mut(family) = false;
-        let stale: Vec<IpNet> = match family {
-            Family::V4 => {
-                let v4 = LpmTrie::<_, [u8; 4], RuleRef>::try_from(self.map_mut(LPM_V4)?)
-                    .map_err(map_err(LPM_V4))?;
-                v4.keys()
-                    .map(|k| {
-                        let k = k.map_err(map_err(LPM_V4))?;
-                        Ok(IpNet::V4(ipnet::Ipv4Net::new_assert(
-                            k.data().into(),
-                            k.prefix_len() as u8,
-                        )))
-                    })
-                    .collect::<Result<_, DatapathError>>()?
-            }
-            Family::V6 => {
-                let v6 = LpmTrie::<_, [u8; 16], RuleRef>::try_from(self.map_mut(LPM_V6)?)
-                    .map_err(map_err(LPM_V6))?;
-                v6.keys()
-                    .map(|k| {
-                        let k = k.map_err(map_err(LPM_V6))?;
-                        Ok(IpNet::V6(ipnet::Ipv6Net::new_assert(
-                            k.data().into(),
-                            k.prefix_len() as u8,
-                        )))
-                    })
-                    .collect::<Result<_, DatapathError>>()?
-            }
-        };
-        self.delete_lpm(family, stale.into_iter())?;
+        match family {
+            Family::V4 => clear_trie::<4>(self.map_mut(LPM_V4)?, LPM_V4)?,
+            Family::V6 => clear_trie::<16>(self.map_mut(LPM_V6)?, LPM_V6)?,
+        }
         let entries: Vec<(IpNet, RuleRef)> = rules.lpm_entries().collect();
         self.write_lpm(family, &entries)?;
         *self.trie_current_mut(family) = true;
@@ -431,4 +406,17 @@ impl Datapath {
         }
         Ok(())
     }
+}
+
+/// Removes every entry of a trie whose keys are `N` bytes.
+fn clear_trie<const N: usize>(map: &mut Map, name: &'static str) -> Result<(), DatapathError> {
+    let mut trie = LpmTrie::<_, [u8; N], RuleRef>::try_from(map).map_err(map_err(name))?;
+    let keys: Vec<Key<[u8; N]>> = trie
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(map_err(name))?;
+    for key in keys {
+        trie.remove(&key).map_err(map_err(name))?;
+    }
+    Ok(())
 }
