@@ -47,6 +47,17 @@ impl Datapath {
         let Some(Map::Array(data)) = self.ebpf.map(name) else {
             return Err(DatapathError::Missing(name));
         };
+        // The kernel reads `count` values of the map's value size from `values`.
+        let info = data
+            .info()
+            .map_err(|source| DatapathError::Map { name, source })?;
+        if info.value_size() as usize != size_of::<V>() || info.key_size() != 4 {
+            return Err(DatapathError::Layout {
+                name,
+                value_size: info.value_size(),
+                expected: size_of::<V>(),
+            });
+        }
         let keys: Vec<u32> = entries
             .iter()
             .map(|&(i, _)| u32::try_from(i).map_err(|_| DatapathError::Missing(name)))
@@ -61,7 +72,8 @@ impl Datapath {
             ..BatchAttr::default()
         };
         // SAFETY: the attr points at `keys` and `values`, alive for the call, each `count`
-        // elements of the map's key and value size (4 bytes); the kernel reads nothing else.
+        // elements of the map's key and value size (checked above); the kernel reads nothing
+        // else.
         let rc = unsafe {
             libc::syscall(
                 libc::SYS_bpf,

@@ -60,6 +60,14 @@ pub enum DatapathError {
         name: &'static str,
         source: std::io::Error,
     },
+    #[error(
+        "BPF map {name} holds {value_size}-byte values (or keys not 4 bytes), not the {expected} bytes written"
+    )]
+    Layout {
+        name: &'static str,
+        value_size: u32,
+        expected: usize,
+    },
     #[error("writing BPF map {name} in a batch ({written} entries done): {source}")]
     Batch {
         name: &'static str,
@@ -157,7 +165,7 @@ pub enum XdpChoice {
 /// How the program looks addresses of a family up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lookup {
-    /// The family's table (IPv4: DIR-16-8-8; IPv6: 16 bits, then a byte a level).
+    /// The family's table (16 bits, then a byte a level; a lone prefix as one entry).
     Table,
     /// The LPM trie: the table did not fit its maps.
     Trie,
