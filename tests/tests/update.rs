@@ -121,12 +121,20 @@ fn updates_leave_no_gap_keep_counters_and_report_removed_rules() {
         })
     };
 
-    // Back and forth, many times, while the stream runs.
+    // Back and forth while the stream runs: at least 40 times, and until the stream has run
+    // a thousand frames (updates are quick), ending on TEST_SETS.
     let mut reports = Vec::new();
-    for round in 0..40 {
-        let json = if round % 2 == 0 { CHANGED } else { TEST_SETS };
+    let mut round = 0usize;
+    while round < 40 || runs.load(Ordering::Relaxed) <= 1000 || !round.is_multiple_of(2) {
+        assert!(round < 1_000_000, "the stream never ran");
+        let json = if round.is_multiple_of(2) {
+            CHANGED
+        } else {
+            TEST_SETS
+        };
         let next = build(json, dp.installed());
         reports.push(dp.apply(next).expect("apply"));
+        round += 1;
     }
     let during = runs.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
