@@ -1,12 +1,13 @@
-//! Writes many entries of an array map in one `BPF_MAP_UPDATE_BATCH` call: a table update
-//! touches thousands of entries, and one syscall each would cost milliseconds, while a mapping
-//! of the whole array would keep it resident in the daemon.
+//! Writes many entries of an array map in one `BPF_MAP_UPDATE_BATCH` call (5.6 and later):
+//! a table update touches thousands of entries, and one syscall each would cost milliseconds,
+//! while a mapping of the whole array would keep it resident in the daemon.
 
-use std::os::fd::{AsFd as _, AsRawFd as _};
+use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
 
 use aya::maps::Map;
 
 use super::{Datapath, DatapathError};
+use crate::ruleset::table::ArrayWrites;
 
 /// `BPF_MAP_UPDATE_BATCH` in the kernel's `enum bpf_cmd`.
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
@@ -26,20 +27,11 @@ struct BatchAttr {
 }
 
 impl Datapath {
-    /// Stores `entries` (index, value) in the `Array<u32>` named `name`, in order.
-    pub(crate) fn update_u32_array(
-        &self,
-        name: &'static str,
-        entries: &[(usize, u32)],
-    ) -> Result<(), DatapathError> {
-        self.update_array(name, entries)
-    }
-
-    /// Stores `entries` (index, value) in the array map named `name`, whose values are `V`s.
+    /// Stores `entries` in the array map named `name`, whose values are `V`s, in order.
     pub(crate) fn update_array<V: aya::Pod>(
         &self,
         name: &'static str,
-        entries: &[(usize, V)],
+        entries: &ArrayWrites<V>,
     ) -> Result<(), DatapathError> {
         if entries.is_empty() {
             return Ok(());
@@ -58,37 +50,82 @@ impl Datapath {
                 expected: size_of::<V>(),
             });
         }
-        let keys: Vec<u32> = entries
-            .iter()
-            .map(|&(i, _)| u32::try_from(i).map_err(|_| DatapathError::Missing(name)))
-            .collect::<Result<_, _>>()?;
-        let values: Vec<V> = entries.iter().map(|&(_, v)| v).collect();
-        let fd = data.fd().as_fd().as_raw_fd();
-        let mut attr = BatchAttr {
-            keys: keys.as_ptr() as u64,
-            values: values.as_ptr() as u64,
-            count: keys.len() as u32,
-            map_fd: fd as u32,
-            ..BatchAttr::default()
+        let (keys, values) = (entries.keys(), entries.values());
+        batch_update(
+            name,
+            data.fd().as_fd().as_raw_fd(),
+            keys,
+            values.as_ptr().cast(),
+        )
+    }
+
+    /// Zeroes entries `indices` of the per-CPU array named `name`, whose values are `V`s, on
+    /// every CPU, in one call (a syscall each would cost milliseconds for a thousand rules).
+    pub(crate) fn zero_per_cpu<V: aya::Pod>(
+        &self,
+        name: &'static str,
+        indices: &[u32],
+    ) -> Result<(), DatapathError> {
+        if indices.is_empty() {
+            return Ok(());
+        }
+        let Some(Map::PerCpuArray(data)) = self.ebpf.map(name) else {
+            return Err(DatapathError::Missing(name));
         };
-        // SAFETY: the attr points at `keys` and `values`, alive for the call, each `count`
-        // elements of the map's key and value size (checked above); the kernel reads nothing
-        // else.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_UPDATE_BATCH,
-                &raw mut attr,
-                std::mem::size_of::<BatchAttr>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(DatapathError::Batch {
+        let info = data
+            .info()
+            .map_err(|source| DatapathError::Map { name, source })?;
+        if info.value_size() as usize != size_of::<V>() || info.key_size() != 4 {
+            return Err(DatapathError::Layout {
                 name,
-                written: attr.count,
-                source: std::io::Error::last_os_error(),
+                value_size: info.value_size(),
+                expected: size_of::<V>(),
             });
         }
-        Ok(())
+        // The kernel reads a value for each possible CPU, each rounded up to 8 bytes.
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
+        let zeros = vec![0u64; indices.len() * cpus * size_of::<V>().div_ceil(8)];
+        batch_update(
+            name,
+            data.fd().as_fd().as_raw_fd(),
+            indices,
+            zeros.as_ptr().cast(),
+        )
     }
+}
+
+/// One `BPF_MAP_UPDATE_BATCH` of `keys` with the values at `values`, which the caller has
+/// laid out as the map expects for that many keys.
+fn batch_update(
+    name: &'static str,
+    fd: RawFd,
+    keys: &[u32],
+    values: *const u8,
+) -> Result<(), DatapathError> {
+    let mut attr = BatchAttr {
+        keys: keys.as_ptr() as u64,
+        values: values as u64,
+        count: keys.len() as u32,
+        map_fd: fd as u32,
+        ..BatchAttr::default()
+    };
+    // SAFETY: the attr points at `keys` and `values`, alive for the call (the callers' borrows),
+    // `count` keys and the values the map's layout asks of them (checked by the callers); the
+    // kernel reads nothing else.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_UPDATE_BATCH,
+            &raw mut attr,
+            std::mem::size_of::<BatchAttr>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(DatapathError::Batch {
+            name,
+            written: attr.count,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
 }

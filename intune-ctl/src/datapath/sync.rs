@@ -3,21 +3,22 @@
 //! address allowed before and after is allowed throughout.
 
 use aya::maps::{Array, LpmTrie, Map, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key};
-use intune_common::{
-    maps::{
-        CONFIG, Config, Counter, LPM_V4, LPM_V6, PORT_SETS, PortSet, RULE_STATS, RuleRef,
-        V4_CHUNKS, V4_SINGLES, V4_TBL16, V6_CHUNKS, V6_SINGLES, V6_TBL16,
-    },
-    table::Chunk,
+use intune_common::maps::{
+    CONFIG, Config, Counter, LPM_V4, LPM_V6, PORT_SETS, PortSet, RULE_STATS, RuleRef, V4_CHUNKS,
+    V4_SINGLES, V4_TBL16, V6_CHUNKS, V6_SINGLES, V6_TBL16,
 };
 use ipnet::IpNet;
 
 use super::{Datapath, DatapathError, Lookup};
 use crate::ruleset::{
+    paired::{Paired, paired},
     policy::Policy,
-    rules::{RuleSet, Target},
+    rules::{Rule, RuleSet, Target},
     table::{Family, PrefixTable},
 };
+
+/// The kernel's "operation not supported" (not EOPNOTSUPP: an errno of its own).
+const ENOTSUPP: i32 = 524;
 
 /// Up to this many chunks (1 KiB each) go in one BPF_MAP_UPDATE_BATCH call; more are stored
 /// through a mapping of the array, whose set-up maps all of it (milliseconds for a large
@@ -91,16 +92,27 @@ impl Datapath {
                 port_sets.set(id, bitmap, 0).map_err(map_err(PORT_SETS))?;
             }
         }
-        // 2. What is new or changed.
+        // 2. What is new or changed, and what left: one walk of both rule sets.
         let mut upserts: Vec<(IpNet, RuleRef)> = Vec::new();
-        for rule in &new.rules {
-            match old.rule_by_target(&rule.target) {
-                None => report.added.push(rule.target),
-                Some(o) if o.rule_ref() != rule.rule_ref() || o.effective != rule.effective => {
-                    report.changed += 1;
+        let mut removed: Vec<&Rule> = Vec::new();
+        for pair in paired(old, new) {
+            let rule = match pair {
+                Paired::Removed(o) => {
+                    removed.push(o);
+                    continue;
                 }
-                Some(_) => continue,
-            }
+                Paired::Added(n) => {
+                    report.added.push(n.target);
+                    n
+                }
+                Paired::Kept { old: o, new: n }
+                    if o.rule_ref() != n.rule_ref() || o.effective != n.effective =>
+                {
+                    report.changed += 1;
+                    n
+                }
+                Paired::Kept { .. } => continue,
+            };
             if let Target::Prefix(net) = rule.target {
                 upserts.push((net, rule.rule_ref()));
             }
@@ -108,11 +120,6 @@ impl Datapath {
         // 3. Each family's table, chunks before the entries that link them; a family whose
         // table does not fit gets its trie up to date instead. Then the config that says
         // which each family uses.
-        let removed: Vec<&crate::ruleset::rules::Rule> = old
-            .rules
-            .iter()
-            .filter(|r| new.rule_by_target(&r.target).is_none())
-            .collect();
         let removed_nets: Vec<IpNet> = removed
             .iter()
             .filter_map(|r| match r.target {
@@ -308,28 +315,18 @@ impl Datapath {
             return Ok(false);
         };
         let compiled = started.elapsed();
-        let single_writes: Vec<(usize, _)> = writes
-            .singles
-            .iter()
-            .map(|&(i, s)| (i as usize, s))
-            .collect();
-        self.update_array(single_map, &single_writes)?;
+        self.update_array(single_map, &writes.singles)?;
         if writes.chunks.len() <= BATCH_CHUNKS {
-            let chunks: Vec<(usize, Chunk)> = writes
-                .chunks
-                .iter()
-                .map(|&(id, chunk)| (id as usize, chunk))
-                .collect();
-            self.update_array(chunk_map, &chunks)?;
+            self.update_array(chunk_map, &writes.chunks)?;
         } else {
             // A bulk write (a first fill, a list replaced): plain stores through a mapping,
             // dropped after, so the table is not resident in the daemon.
             let mut array = self.map_chunk_array(chunk_map)?;
-            for (id, chunk) in &writes.chunks {
-                array.set(*id as usize, chunk);
+            for (id, chunk) in writes.chunks.iter() {
+                array.set(id as usize, chunk);
             }
         }
-        self.update_u32_array(tbl16, &writes.tbl16)?;
+        self.update_array(tbl16, &writes.tbl16)?;
         tracing::debug!(?family, ?compiled, written = ?started.elapsed(), chunks = writes.chunks.len(), singles = writes.singles.len(), "table updated");
         *self.lookup_mut(family) = Lookup::Table;
         Ok(true)
@@ -396,6 +393,13 @@ impl Datapath {
         name: &'static str,
         indices: impl Iterator<Item = u32>,
     ) -> Result<(), DatapathError> {
+        let indices: Vec<u32> = indices.collect();
+        match self.zero_per_cpu::<Counter>(name, &indices) {
+            // Kernels before 5.13 have no batch writes of per-CPU arrays: one call an entry.
+            Err(DatapathError::Batch { source, .. })
+                if matches!(source.raw_os_error(), Some(libc::EINVAL | ENOTSUPP)) => {}
+            done => return done,
+        }
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
         let mut stats =
             PerCpuArray::<_, Counter>::try_from(self.map_mut(name)?).map_err(map_err(name))?;

@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use crate::{
     daemon::state::{ChangeRecord, SetChange, now_rfc3339},
-    ruleset::rules::RuleSet,
+    ruleset::{
+        paired::{Paired, paired},
+        rules::RuleSet,
+    },
 };
 
 pub fn summarize(old: Option<&RuleSet>, new: &RuleSet, cause: &str) -> ChangeRecord {
@@ -12,32 +15,32 @@ pub fn summarize(old: Option<&RuleSet>, new: &RuleSet, cause: &str) -> ChangeRec
     let old = old.unwrap_or(&empty);
     let mut per_set: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
     let (mut added, mut removed, mut changed) = (0, 0, 0);
-    for rule in &new.rules {
-        match old.rule_by_target(&rule.target) {
-            None => {
+    for pair in paired(old, new) {
+        match pair {
+            Paired::Added(rule) => {
                 added += 1;
                 for s in &rule.sets {
                     per_set.entry(s.id).or_default().0 += 1;
                 }
             }
-            Some(o)
+            Paired::Kept { old: o, new: rule }
                 if o.effective != rule.effective
                     || o.excluded != rule.excluded
-                    || o.set_ids() != rule.set_ids() =>
+                    || !o
+                        .sets
+                        .iter()
+                        .map(|s| s.id)
+                        .eq(rule.sets.iter().map(|s| s.id)) =>
             {
                 changed += 1;
             }
-            Some(_) => {}
-        }
-    }
-    for rule in old
-        .rules
-        .iter()
-        .filter(|r| new.rule_by_target(&r.target).is_none())
-    {
-        removed += 1;
-        for s in &rule.sets {
-            per_set.entry(s.id).or_default().1 += 1;
+            Paired::Kept { .. } => {}
+            Paired::Removed(rule) => {
+                removed += 1;
+                for s in &rule.sets {
+                    per_set.entry(s.id).or_default().1 += 1;
+                }
+            }
         }
     }
     ChangeRecord {

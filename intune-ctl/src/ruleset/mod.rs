@@ -4,6 +4,8 @@
 pub mod build;
 pub mod changes;
 pub mod listing;
+pub mod paired;
 pub mod policy;
+pub mod regions;
 pub mod rules;
 pub mod table;

@@ -15,6 +15,7 @@ use intune_common::{
 };
 use ipnet::IpNet;
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use crate::sources::endpoints::{EndpointSet, Ports, Sources};
 
@@ -44,6 +45,12 @@ pub struct SetEntry {
     pub ports: Ports,
 }
 
+/// `RuleSet::by_index` of an index no rule has.
+const NOT_IN_USE: u32 = u32::MAX;
+
+/// A rule's endpoint sets: one for nearly every prefix, so held in the rule itself.
+pub type SetEntries = SmallVec<[SetEntry; 1]>;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     /// The kernel's rule index: stable while the rule exists.
@@ -52,7 +59,7 @@ pub struct Rule {
     /// Listed in the exclude list: never allowed, and nothing inside it either.
     pub excluded: bool,
     /// The endpoint sets that list this prefix, each with its own ports.
-    pub sets: Vec<SetEntry>,
+    pub sets: SetEntries,
     /// Ports allowed to an address whose most specific prefix is this one.
     pub effective: Ports,
     /// Id of `effective` in [`RuleSet::port_sets`].
@@ -121,8 +128,8 @@ pub struct RuleSet {
     pub port_sets: BTreeMap<u32, Ports>,
     /// The port-only rule's index, when there is one.
     pub port_only: Option<u32>,
-    by_target: FxHashMap<Target, usize>,
-    by_index: FxHashMap<u32, usize>,
+    /// Each index's position in `rules` (`NOT_IN_USE` for none): indices are small and dense.
+    by_index: Vec<u32>,
     /// Prefix lengths in use, longest first, per family.
     v4_lens: Vec<u8>,
     v6_lens: Vec<u8>,
@@ -165,6 +172,8 @@ struct PortSetIds<'a> {
     fresh: Ids,
     previous: HashMap<&'a Ports, u32>,
     given: FxHashMap<Ports, u32>,
+    /// The ports asked for last and their id.
+    last: Option<(Ports, u32)>,
 }
 
 impl<'a> PortSetIds<'a> {
@@ -179,12 +188,20 @@ impl<'a> PortSetIds<'a> {
                 .map(|p| p.port_sets.iter().map(|(id, ports)| (ports, *id)).collect())
                 .unwrap_or_default(),
             given: FxHashMap::default(),
+            last: None,
         }
     }
 
     /// The id of `ports`, entered in `sets` the first time.
     fn id(&mut self, ports: &Ports, sets: &mut BTreeMap<u32, Ports>) -> u32 {
+        // Neighbouring rules mostly share their ports (one list, shared): no hash for them.
+        if let Some((last, id)) = &self.last
+            && last.same(ports)
+        {
+            return *id;
+        }
         if let Some(&id) = self.given.get(ports) {
+            self.last = Some((ports.clone(), id));
             return id;
         }
         let id = self
@@ -193,6 +210,7 @@ impl<'a> PortSetIds<'a> {
             .copied()
             .unwrap_or_else(|| self.fresh.fresh());
         self.given.insert(ports.clone(), id);
+        self.last = Some((ports.clone(), id));
         sets.insert(id, ports.clone());
         id
     }
@@ -207,7 +225,10 @@ impl RuleSet {
         previous: Option<&RuleSet>,
     ) -> Result<RuleSet, RulesError> {
         let listed = Self::listed(sets, opts);
-        let mut rs = RuleSet::default();
+        let mut rs = RuleSet {
+            rules: Vec::with_capacity(listed.len()),
+            ..RuleSet::default()
+        };
         for (target, excluded, sets) in listed {
             rs.rules.push(Rule {
                 index: 0,
@@ -218,12 +239,11 @@ impl RuleSet {
                 port_set: 0,
             });
         }
-        rs.index_targets();
         let lens = |v6: bool| {
             let mut l: Vec<u8> = rs
-                .by_target
-                .keys()
-                .filter_map(|t| match t {
+                .rules
+                .iter()
+                .filter_map(|r| match &r.target {
                     Target::Prefix(n) if matches!(n, IpNet::V6(_)) == v6 => Some(n.prefix_len()),
                     _ => None,
                 })
@@ -276,12 +296,19 @@ impl RuleSet {
                 .into_iter()
                 .flat_map(|p| p.rules.iter().map(|r| r.index)),
         );
-        for i in 0..rs.rules.len() {
-            rs.rules[i].port_set = port_ids.id(&rs.rules[i].effective, &mut rs.port_sets);
-            let target = rs.rules[i].target;
-            rs.rules[i].index = previous
-                .and_then(|p| p.rule_by_target(&target))
-                .map_or_else(|| rule_ids.fresh(), |r| r.index);
+        // Both sets' rules are sorted by target: the previous index of each is found by
+        // walking the previous rules alongside.
+        let mut before = previous
+            .map_or(&[][..], |p| p.rules.as_slice())
+            .iter()
+            .peekable();
+        for rule in &mut rs.rules {
+            rule.port_set = port_ids.id(&rule.effective, &mut rs.port_sets);
+            while before.next_if(|b| b.target < rule.target).is_some() {}
+            rule.index = match before.next_if(|b| b.target == rule.target) {
+                Some(b) => b.index,
+                None => rule_ids.fresh(),
+            };
         }
         // The ports of each endpoint name, for the addresses learned under it.
         for pattern in crate::sources::learn::patterns::Patterns::of(sets).all() {
@@ -308,12 +335,13 @@ impl RuleSet {
 
     /// (target, excluded, sets) sorted by target, with excluded prefixes and nothing listed
     /// inside them. One sort instead of a map per prefix: this runs for every accepted list.
-    fn listed(sets: &[EndpointSet], opts: &RuleSetOptions) -> Vec<(Target, bool, Vec<SetEntry>)> {
+    fn listed(sets: &[EndpointSet], opts: &RuleSetOptions) -> Vec<(Target, bool, SetEntries)> {
         let excluded = |t: &Target| match t {
             Target::Prefix(n) => opts.exclude.iter().any(|x| x.contains(n)),
             Target::AnyAddress => false,
         };
-        let mut claims: Vec<(Target, u32, &EndpointSet)> = Vec::new();
+        let mut claims: Vec<(Target, u32, &EndpointSet)> =
+            Vec::with_capacity(sets.iter().map(|s| s.ips.len().max(1)).sum());
         for set in sets {
             if set.any_address {
                 if opts.port_only {
@@ -329,10 +357,10 @@ impl RuleSet {
             );
         }
         claims.sort_unstable_by_key(|&(t, id, _)| (t, id));
-        let mut out: Vec<(Target, bool, Vec<SetEntry>)> = Vec::new();
+        let mut out: Vec<(Target, bool, SetEntries)> = Vec::with_capacity(claims.len());
         for (target, id, set) in claims {
             if out.last().is_none_or(|(t, _, _)| *t != target) {
-                out.push((target, false, Vec::new()));
+                out.push((target, false, SetEntries::new()));
             }
             let Some((_, _, entries)) = out.last_mut() else {
                 continue;
@@ -356,7 +384,7 @@ impl RuleSet {
         for x in &opts.exclude {
             let target = Target::Prefix(x.trunc());
             out.retain(|(t, _, _)| *t != target);
-            out.push((target, true, Vec::new()));
+            out.push((target, true, SetEntries::new()));
         }
         if !opts.exclude.is_empty() {
             out.sort_by_key(|(t, _, _)| *t);
@@ -378,7 +406,7 @@ impl RuleSet {
             .filter(move |&&len| len <= max_len)
             .filter_map(move |&len| {
                 let net = IpNet::new(addr, len).ok()?.trunc();
-                self.by_target.get(&Target::Prefix(net)).copied()
+                self.position(&Target::Prefix(net))
             })
     }
 
@@ -392,7 +420,7 @@ impl RuleSet {
                     index,
                     target,
                     excluded: false,
-                    sets: Vec::new(),
+                    sets: SetEntries::new(),
                     effective: Ports::default(),
                     port_set: 0,
                 })
@@ -401,37 +429,37 @@ impl RuleSet {
         };
         rs.rules.sort_by_key(|r| r.target);
         rs.rules.dedup_by_key(|r| r.target);
-        rs.index_targets();
         rs.index_rules();
         rs
     }
 
-    /// Rebuilds the lookup of rules by target, after `rules` changed.
-    fn index_targets(&mut self) {
-        self.by_target = self
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.target, i))
-            .collect();
+    /// Where the rule of `target` is: `rules` is sorted by target (built so), so a binary
+    /// search, and no map of 100,000 targets to build with every rule set.
+    fn position(&self, target: &Target) -> Option<usize> {
+        self.rules.binary_search_by(|r| r.target.cmp(target)).ok()
     }
 
     /// Rebuilds the lookup of rules by index, after `rules` changed.
     fn index_rules(&mut self) {
-        self.by_index = self
+        let bound = self
             .rules
             .iter()
-            .enumerate()
-            .map(|(i, r)| (r.index, i))
-            .collect();
+            .map(|r| r.index as usize + 1)
+            .max()
+            .unwrap_or(0);
+        self.by_index = vec![NOT_IN_USE; bound];
+        for (at, r) in self.rules.iter().enumerate() {
+            self.by_index[r.index as usize] = at as u32;
+        }
     }
 
     pub fn rule(&self, index: u32) -> Option<&Rule> {
-        self.by_index.get(&index).map(|&i| &self.rules[i])
+        let at = *self.by_index.get(index as usize)?;
+        self.rules.get(at as usize)
     }
 
     pub fn rule_by_target(&self, target: &Target) -> Option<&Rule> {
-        self.by_target.get(target).map(|&i| &self.rules[i])
+        self.position(target).map(|i| &self.rules[i])
     }
 
     /// The most specific rule whose prefix covers `addr`, excluded ones included.
@@ -445,12 +473,7 @@ impl RuleSet {
     pub fn allowing_sets(&self, rule: &Rule, l4: u8, port: Option<u16>) -> Vec<u32> {
         let covering: Vec<usize> = match rule.target {
             Target::Prefix(net) => self.matching(net.addr(), net.prefix_len()).collect(),
-            Target::AnyAddress => self
-                .by_target
-                .get(&rule.target)
-                .copied()
-                .into_iter()
-                .collect(),
+            Target::AnyAddress => self.position(&rule.target).into_iter().collect(),
         };
         let mut ids: Vec<u32> = covering
             .into_iter()

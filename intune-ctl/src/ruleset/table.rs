@@ -7,15 +7,19 @@
 //! first-level entry at them; what the region held before is freed only at the next update, so
 //! a lookup in flight never reads an entry being rewritten.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use intune_common::{
     maps::RuleRef,
     table::{CHUNK_ENTRIES, CHUNK_FLAG, Chunk, SINGLE_FLAG, Single, TBL16_ENTRIES, leaf_of},
 };
 use ipnet::IpNet;
+use rustc_hash::FxHashMap;
 
-use crate::ruleset::rules::RuleSet;
+use crate::ruleset::{
+    regions::{Regions, region_of},
+    rules::RuleSet,
+};
 
 const CHUNK: usize = CHUNK_ENTRIES as usize;
 
@@ -23,11 +27,62 @@ const CHUNK: usize = CHUNK_ENTRIES as usize;
 /// entries that point at them.
 #[derive(Debug, Default)]
 pub struct Writes {
-    pub singles: Vec<(u32, Single)>,
-    /// Whole chunks, by id (entries `id × 256 ..` of the chunks' array): a rebuilt region's
+    pub singles: ArrayWrites<Single>,
+    /// Whole chunks, by id (one element of the chunks' array each): a rebuilt region's
     /// chunks are all fresh.
-    pub chunks: Vec<(u32, Chunk)>,
-    pub tbl16: Vec<(usize, u32)>,
+    pub chunks: ArrayWrites<Chunk>,
+    pub tbl16: ArrayWrites<u32>,
+}
+
+/// Stores into one array map, as a batch write hands them to the kernel: the indices, and the
+/// values in the same order. Kept apart so that a megabyte of chunks is written where it was
+/// built, not copied into the call's layout.
+#[derive(Debug)]
+pub struct ArrayWrites<V> {
+    keys: Vec<u32>,
+    values: Vec<V>,
+}
+
+impl<V> Default for ArrayWrites<V> {
+    fn default() -> Self {
+        ArrayWrites {
+            keys: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<V> ArrayWrites<V> {
+    fn push(&mut self, key: u32, value: V) {
+        self.keys.push(key);
+        self.values.push(value);
+    }
+
+    fn reserve(&mut self, n: usize) {
+        self.keys.reserve(n);
+        self.values.reserve(n);
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The indices, as many as [`ArrayWrites::values`] and in their order.
+    pub fn keys(&self) -> &[u32] {
+        &self.keys
+    }
+
+    pub fn values(&self) -> &[V] {
+        &self.values
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &V)> {
+        self.keys.iter().copied().zip(&self.values)
+    }
 }
 
 impl Writes {
@@ -139,10 +194,10 @@ pub struct PrefixTable {
     /// Mirror of the first level.
     tbl16: Vec<u32>,
     /// The prefixes in force: (network, length) -> leaf.
-    prefixes: BTreeMap<(u128, u8), u32>,
+    prefixes: Regions,
     /// What the prefixes of /16 and shorter give each /16.
     base16: Vec<u32>,
-    regions: HashMap<u16, RegionIds>,
+    regions: FxHashMap<u16, RegionIds>,
     chunk_ids: Ids,
     single_ids: Ids,
 }
@@ -152,9 +207,9 @@ impl PrefixTable {
         PrefixTable {
             family,
             tbl16: vec![0; TBL16_ENTRIES as usize],
-            prefixes: BTreeMap::new(),
+            prefixes: Regions::default(),
             base16: vec![0; TBL16_ENTRIES as usize],
-            regions: HashMap::new(),
+            regions: FxHashMap::default(),
             chunk_ids: Ids::default(),
             single_ids: Ids::default(),
         }
@@ -181,9 +236,9 @@ impl PrefixTable {
         let changes = new_or_changed(&self.prefixes, &prefixes)
             .chain(
                 self.prefixes
-                    .keys()
-                    .filter(|k| !prefixes.contains_key(k))
-                    .map(|&k| (k, None)),
+                    .iter()
+                    .filter(|(k, _)| !prefixes.contains_key(k))
+                    .map(|(k, _)| (k, None)),
             )
             .collect();
         self.apply_changes(changes, max_chunks, max_singles)
@@ -221,7 +276,7 @@ impl PrefixTable {
     ) -> Option<Writes> {
         let changes: Vec<Change> = changes
             .into_iter()
-            .filter(|(k, v)| self.prefixes.get(k) != v.as_ref())
+            .filter(|(k, v)| self.prefixes.get(k) != *v)
             .collect();
         let mut affected = BTreeSet::new();
         let mut short_changed = false;
@@ -276,8 +331,11 @@ impl PrefixTable {
             ids.free.extend(released);
         }
         let mut writes = Writes::default();
+        writes.chunks.reserve(fresh_chunks);
+        writes.singles.reserve(fresh_singles);
+        writes.tbl16.reserve(built.len());
         for (k16, b) in built {
-            self.commit(k16, b, &mut writes);
+            self.commit(k16, &b, &mut writes);
         }
         if let Some(base16) = base16 {
             self.base16 = base16;
@@ -287,7 +345,7 @@ impl PrefixTable {
 
     /// Puts one rebuilt region in place: fresh ids for its chunks and singles, its entries
     /// written, then its first-level entry; the ids it had go to quarantine.
-    fn commit(&mut self, k16: u16, b: Built, writes: &mut Writes) {
+    fn commit(&mut self, k16: u16, b: &Built, writes: &mut Writes) {
         let chunk_ids: Vec<u32> = b.chunks.iter().map(|_| self.chunk_ids.take()).collect();
         let single_ids: Vec<u32> = b.singles.iter().map(|_| self.single_ids.take()).collect();
         let global = |entry: u32| {
@@ -300,18 +358,15 @@ impl PrefixTable {
             }
         };
         for (single, &id) in b.singles.iter().zip(&single_ids) {
-            writes.singles.push((id, *single));
+            writes.singles.push(id, *single);
         }
-        for (mut chunk, &id) in b.chunks.into_iter().zip(&chunk_ids) {
-            for entry in &mut chunk {
-                *entry = global(*entry);
-            }
-            writes.chunks.push((id, chunk));
+        for (chunk, &id) in b.chunks.iter().zip(&chunk_ids) {
+            writes.chunks.push(id, chunk.map(global));
         }
         let root = global(b.root);
         if self.tbl16[k16 as usize] != root {
             self.tbl16[k16 as usize] = root;
-            writes.tbl16.push((k16 as usize, root));
+            writes.tbl16.push(u32::from(k16), root);
         }
         let old = if chunk_ids.is_empty() && single_ids.is_empty() {
             self.regions.remove(&k16)
@@ -357,33 +412,30 @@ fn prefixes_of(rules: &RuleSet, family: Family) -> Option<BTreeMap<(u128, u8), u
 
 /// The prefixes of `new` that `old` lacks or holds with another leaf.
 fn new_or_changed<'a>(
-    old: &'a BTreeMap<(u128, u8), u32>,
+    old: &'a Regions,
     new: &'a BTreeMap<(u128, u8), u32>,
 ) -> impl Iterator<Item = Change> + 'a {
     new.iter()
-        .filter(|(k, v)| old.get(k) != Some(v))
+        .filter(|&(k, &v)| old.get(k) != Some(v))
         .map(|(&k, &v)| (k, Some(v)))
 }
 
 /// The first level from the prefixes of /16 and shorter.
-fn base_of(prefixes: &BTreeMap<(u128, u8), u32>) -> Vec<u32> {
+fn base_of(prefixes: &Regions) -> Vec<u32> {
     first_level(
         prefixes
-            .iter()
-            .filter(|((_, len), _)| *len <= 16)
-            .map(|(&(a, l), &v)| ((a >> 112) as usize, l, v))
+            .short()
+            .map(|((a, l), v)| (usize::from(region_of(a)), l, v))
             .collect(),
     )
 }
 
 /// The /16 `k16` from its longer prefixes, over `base16`'s value.
-fn region(prefixes: &BTreeMap<(u128, u8), u32>, base16: &[u32], k16: u16) -> Built {
-    let lo = (u128::from(k16) << 112, 17u8);
-    let hi = ((u128::from(k16) << 112) | (u128::MAX >> 16), 128u8);
+fn region(prefixes: &Regions, base16: &[u32], k16: u16) -> Built {
     let mut long: Vec<Prefix> = prefixes
-        .range(lo..=hi)
-        .filter(|((_, len), _)| *len > 16)
-        .map(|(&(a, l), &v)| (a, l, v))
+        .long_in(k16)
+        .iter()
+        .map(|&((a, l), v)| (a, l, v))
         .collect();
     long.sort_by_key(|&(_, len, _)| len);
     let mut b = Built::default();
@@ -404,7 +456,10 @@ fn first_level(mut short: Vec<(usize, u8, u32)>) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use std::{
+        collections::HashMap,
+        net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    };
 
     use intune_common::{
         maps::NO_RULE,
@@ -428,21 +483,22 @@ mod tests {
 
     impl Kernel {
         fn apply(&mut self, w: &Writes) {
-            for &(i, s) in &w.singles {
+            for (i, &s) in w.singles.iter() {
                 let i = i as usize;
                 if self.singles.len() <= i {
                     self.singles.resize(i + 1, Single::default());
                 }
                 self.singles[i] = s;
             }
-            for (id, chunk) in &w.chunks {
-                let at = *id as usize * CHUNK;
+            for (id, chunk) in w.chunks.iter() {
+                let at = id as usize * CHUNK;
                 if self.chunks.len() < at + CHUNK {
                     self.chunks.resize(at + CHUNK, 0);
                 }
                 self.chunks[at..at + CHUNK].copy_from_slice(chunk);
             }
-            for &(i, v) in &w.tbl16 {
+            for (i, &v) in w.tbl16.iter() {
+                let i = i as usize;
                 if self.tbl16.len() <= i {
                     self.tbl16.resize(i + 1, 0);
                 }
@@ -742,12 +798,12 @@ mod tests {
             before.regions[&0x0a01].chunks, t.regions[&0x0a01].chunks,
             "10.1/16 keeps its chunk"
         );
-        let mut first_level: Vec<usize> = writes.tbl16.iter().map(|&(i, _)| i).collect();
+        let mut first_level: Vec<u32> = writes.tbl16.keys().to_vec();
         first_level.sort_unstable();
         assert_eq!(first_level, [0x0a09, 0xc000], "only the regions touched");
         // 192.0/16's chunk is not written (a lookup in flight may be reading it) nor reused.
         let freed = before.regions[&0xc000].chunks[0] as usize;
-        assert!(writes.chunks.iter().all(|&(id, _)| id as usize != freed));
+        assert!(writes.chunks.keys().iter().all(|&id| id as usize != freed));
         // 10.1/16 holds two (its third byte; 10.1.2 with the /25 and the excluded /30): the
         // freed one waits.
         assert_eq!(t.chunks(), 2);
@@ -785,7 +841,7 @@ mod tests {
             writes
                 .tbl16
                 .iter()
-                .all(|(i, _)| (0x0a00..0x0b00).contains(i))
+                .all(|(i, _)| (0x0a00..0x0b00).contains(&i))
         );
         for p in PROBES_V4 {
             let a: Ipv4Addr = p.parse().unwrap();

@@ -2,9 +2,10 @@
 //! changed, validate it against the one in force, keep it as the last-known-good cache.
 //! Nothing here touches a map: the caller turns an accepted list into a rule set.
 
-use std::{collections::HashSet, sync::Arc};
+use std::sync::Arc;
 
 use ipnet::IpNet;
+use rustc_hash::FxHashSet;
 
 use crate::{
     daemon::state::{CachedResponse, StateDir, StateError, now_rfc3339},
@@ -71,7 +72,8 @@ pub fn validate(
     if new.is_empty() {
         return Err(Rejection::Empty);
     }
-    let prefixes = |sets: &[EndpointSet]| -> HashSet<IpNet> {
+    // A list may hold 100,000 prefixes and this runs on every one fetched: a fast hash.
+    let prefixes = |sets: &[EndpointSet]| -> FxHashSet<IpNet> {
         sets.iter().flat_map(|s| s.ips.iter().copied()).collect()
     };
     if let Some(previous) = previous {

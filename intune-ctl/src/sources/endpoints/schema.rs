@@ -1,10 +1,11 @@
 //! The endpoint web service's JSON schema, and the one parser that reads it for the built-in
 //! list, for local files and for the service.
 
-use std::collections::HashSet;
+use std::{borrow::Cow, collections::HashSet};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::ports::{PortRanges, Ports};
 
@@ -12,15 +13,16 @@ use super::ports::{PortRanges, Ports};
 /// fields over time.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawEndpointSet {
+struct RawEndpointSet<'a> {
     id: u32,
     service_area: String,
     #[serde(default)]
     service_area_display_name: Option<String>,
-    #[serde(default)]
-    urls: Vec<String>,
-    #[serde(default)]
-    ips: Vec<String>,
+    // Borrowed from the response where they hold no escapes: a list may hold 100,000.
+    #[serde(default, borrow)]
+    urls: Vec<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    ips: Vec<Cow<'a, str>>,
     #[serde(default)]
     tcp_ports: Option<String>,
     #[serde(default)]
@@ -183,19 +185,26 @@ pub enum SchemaError {
 
 /// Parses and validates a list of endpoint sets read from `source`.
 pub fn parse_endpoint_sets(text: &str, source: Source) -> Result<Vec<EndpointSet>, SchemaError> {
-    let value: serde_json::Value = serde_json::from_str(text)?;
-    let items = value.as_array().ok_or(SchemaError::NotAnArray)?;
+    // Each set is read from its own text, straight into its fields (no tree of values), so
+    // that an error can still name the set it is in.
+    let items: Vec<&RawValue> = match serde_json::from_str(text) {
+        Ok(items) => items,
+        Err(e) => {
+            return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                Ok(_) => SchemaError::NotAnArray,
+                Err(_) => SchemaError::Json(e),
+            });
+        }
+    };
     let mut seen = HashSet::new();
     let mut sets = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        let raw = RawEndpointSet::deserialize(item).map_err(|e| SchemaError::Set {
-            index,
-            id: item
-                .get("id")
-                .map(|id| format!(" (id {id})"))
-                .unwrap_or_default(),
-            message: e.to_string(),
-        })?;
+        let raw =
+            serde_json::from_str::<RawEndpointSet>(item.get()).map_err(|e| SchemaError::Set {
+                index,
+                id: set_id(item).unwrap_or_default(),
+                message: e.to_string(),
+            })?;
         let set = validate(raw, source)?;
         if !seen.insert(set.id) {
             return Err(SchemaError::DuplicateId(set.id));
@@ -203,6 +212,12 @@ pub fn parse_endpoint_sets(text: &str, source: Source) -> Result<Vec<EndpointSet
         sets.push(set);
     }
     Ok(sets)
+}
+
+/// " (id N)" for a set that could not be read, when its id can be.
+fn set_id(item: &RawValue) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(item.get()).ok()?;
+    value.get("id").map(|id| format!(" (id {id})"))
 }
 
 fn validate(raw: RawEndpointSet, source: Source) -> Result<EndpointSet, SchemaError> {
