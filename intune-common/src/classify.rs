@@ -27,10 +27,14 @@ use crate::{
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpPacket {
-    pub is_v6: bool,
+    // The addresses first, each 8-aligned: the kernel program's compiler then reads and
+    // compares them a word at a time, where at odd offsets it must go byte by byte.
     /// IPv4 addresses live in the first four bytes.
     pub src: [u8; 16],
     pub dst: [u8; 16],
+    /// See `quoted_to_sender`.
+    pub quoted_dst: [u8; 16],
+    pub is_v6: bool,
     /// Transport protocol (after IPv6 extension headers).
     pub l4: u8,
     /// Ports of TCP and UDP, when the first fragment carries the header; else 0.
@@ -46,11 +50,10 @@ pub struct IpPacket {
     pub ip_len: u16,
     /// An ICMP error that quotes a TCP or UDP packet's addresses and ports and goes back to
     /// that packet's source, as a genuine error does; the quoted packet's protocol,
-    /// destination port and destination follow.
+    /// destination port follow (its destination is `quoted_dst`).
     pub quoted_to_sender: bool,
     pub quoted_l4: u8,
     pub quoted_dport: u16,
-    pub quoted_dst: [u8; 16],
     /// Where the transport header starts, from the frame's first byte (when `has_ports`).
     pub l4_off: u16,
 }
