@@ -175,14 +175,7 @@ fn cargo_deb() -> anyhow::Result<()> {
 }
 
 fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|p| {
-            output("dpkg-query", &["-W", "-f=${Status}", p])
-                .is_none_or(|s| !s.contains("install ok installed"))
-        })
-        .collect();
+    let missing = missing_packages(packages);
     if missing.is_empty() {
         return Ok(());
     }
@@ -195,8 +188,38 @@ fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
         );
     }
     run("apt-get", &["update", "-qq"]).context("apt-get update")?;
+    apt_install(&missing)?;
+    // An install may remove what was there: a machine with a backported qemu-utils loses it
+    // to the distribution's qemu-system-x86, which cannot stand beside it. Installed again,
+    // at the distribution's version.
+    let removed = missing_packages(packages);
+    if !removed.is_empty() {
+        apt_install(&removed)?;
+    }
+    let still = missing_packages(packages);
+    if !still.is_empty() {
+        bail!(
+            "Debian packages still missing after apt-get install: {}",
+            still.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn missing_packages<'a>(packages: &[&'a str]) -> Vec<&'a str> {
+    packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            output("dpkg-query", &["-W", "-f=${Status}", p])
+                .is_none_or(|s| !s.contains("install ok installed"))
+        })
+        .collect()
+}
+
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    args.extend(&missing);
+    args.extend(packages);
     run("apt-get", &args)
-        .with_context(|| format!("installing Debian packages {}", missing.join(" ")))
+        .with_context(|| format!("installing Debian packages {}", packages.join(" ")))
 }
