@@ -36,7 +36,7 @@ enum Task {
         /// Which Debian release's guest: bullseye, bookworm, trixie, or all.
         #[arg(long, default_value = "all")]
         suite: String,
-        /// Only these steps: classifier, differential, cli_classify, run_veth, learn,
+        /// Only these steps: classifier, differential, update, cli_classify, run_veth, learn,
         /// package_systemd, bench (comma-separated; default all).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,

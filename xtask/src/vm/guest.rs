@@ -26,6 +26,8 @@ pub struct Binaries {
 const GUEST_TESTS: &[&str] = &[
     "classifier",
     "differential",
+    // Batch writes, mappings and trie refills: what an update asks of the kernel.
+    "update",
     "cli_classify",
     "run_veth",
     "learn",
