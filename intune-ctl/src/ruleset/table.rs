@@ -7,7 +7,10 @@
 //! first-level entry at them; what the region held before is freed only at the next update, so
 //! a lookup in flight never reads an entry being rewritten.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ops::Range,
+};
 
 use intune_common::{
     maps::RuleRef,
@@ -126,25 +129,53 @@ impl Ids {
 /// A prefix: network (as a number, IPv4 in the top 32 bits), length, leaf.
 type Prefix = (u128, u8, u32);
 
-/// One region built with ids of its own (0..): its chunks and singles, and its first-level
-/// entry.
+/// The rebuilt regions' chunks and singles, one run of each a region, in the order the
+/// writes take them: built in place, not in a vector a region and copied (a million prefixes
+/// make 70 MiB of chunks).
 #[derive(Default)]
 struct Built {
     chunks: Vec<Chunk>,
     singles: Vec<Single>,
+}
+
+/// One rebuilt region: its runs in [`Built`], and its first-level entry. Its entries name its
+/// chunks and singles by their place in its runs (0..) until [`PrefixTable::commit`].
+struct Rebuilt {
+    k16: u16,
+    chunks: Range<usize>,
+    singles: Range<usize>,
     root: u32,
 }
 
 impl Built {
+    /// The /16 `k16` from its longer prefixes, over `base16`'s value.
+    fn region(&mut self, prefixes: &Regions, base16: &[u32], k16: u16) -> Rebuilt {
+        let mut long: Vec<Prefix> = prefixes
+            .long_in(k16)
+            .iter()
+            .map(|&((a, l), v)| (a, l, v))
+            .collect();
+        long.sort_by_key(|&(_, len, _)| len);
+        let (c0, s0) = (self.chunks.len(), self.singles.len());
+        let root = self.node(&long, base16[k16 as usize], 16, (c0, s0));
+        Rebuilt {
+            k16,
+            chunks: c0..self.chunks.len(),
+            singles: s0..self.singles.len(),
+            root,
+        }
+    }
+
     /// The entry for the part of the tree below `bits` bits that holds `prefixes` (all longer
-    /// than `bits`, sorted shorter first), where no prefix gives `default`.
-    fn node(&mut self, prefixes: &[Prefix], default: u32, bits: u8) -> u32 {
+    /// than `bits`, sorted shorter first), where no prefix gives `default`; `base` is where the
+    /// region's runs start.
+    fn node(&mut self, prefixes: &[Prefix], default: u32, bits: u8, base: (usize, usize)) -> u32 {
         match prefixes {
             [] => default,
             [(net, len, value)] => {
                 self.singles
                     .push(Single::new(net.to_be_bytes(), *len, *value, default));
-                SINGLE_FLAG | (self.singles.len() as u32 - 1)
+                SINGLE_FLAG | (self.singles.len() - 1 - base.1) as u32
             }
             _ => {
                 let mut chunk: Chunk = [default; CHUNK];
@@ -159,10 +190,10 @@ impl Built {
                 }
                 // Painted first: a longer prefix's default is what the shorter ones left.
                 for (at, group) in below {
-                    chunk[at] = self.node(&group, chunk[at], bits + 8);
+                    chunk[at] = self.node(&group, chunk[at], bits + 8, base);
                 }
                 self.chunks.push(chunk);
-                CHUNK_FLAG | (self.chunks.len() as u32 - 1)
+                CHUNK_FLAG | (self.chunks.len() - 1 - base.0) as u32
             }
         }
     }
@@ -301,19 +332,18 @@ impl PrefixTable {
             })
             .collect();
         let base16 = short_changed.then(|| base_of(&self.prefixes));
-        let built: Vec<(u16, Built)> = affected
+        let mut built = Built::default();
+        let rebuilt: Vec<Rebuilt> = affected
             .iter()
             .map(|&k16| {
                 let base = base16.as_deref().unwrap_or(&self.base16);
-                (k16 as u16, region(&self.prefixes, base, k16 as u16))
+                built.region(&self.prefixes, base, k16 as u16)
             })
             .collect();
 
         // Will it fit? Nothing in the kernel changes before this is known. The new ids are
         // taken while the rebuilt regions' old ones are still in the kernel.
-        let (fresh_chunks, fresh_singles) = built.iter().fold((0, 0), |(c, s), (_, b)| {
-            (c + b.chunks.len(), s + b.singles.len())
-        });
+        let (fresh_chunks, fresh_singles) = (built.chunks.len(), built.singles.len());
         if !self.chunk_ids.fits(fresh_chunks, max_chunks)
             || !self.single_ids.fits(fresh_singles, max_singles)
         {
@@ -331,23 +361,28 @@ impl PrefixTable {
             ids.free.extend(released);
         }
         let mut writes = Writes::default();
-        writes.chunks.reserve(fresh_chunks);
-        writes.singles.reserve(fresh_singles);
-        writes.tbl16.reserve(built.len());
-        for (k16, b) in built {
-            self.commit(k16, &b, &mut writes);
+        writes.chunks.keys.reserve(fresh_chunks);
+        writes.singles.keys.reserve(fresh_singles);
+        writes.tbl16.reserve(rebuilt.len());
+        for r in &rebuilt {
+            self.commit(r, &mut built, &mut writes);
         }
+        // The regions' runs are in the order their ids were pushed.
+        writes.chunks.values = built.chunks;
+        writes.singles.values = built.singles;
         if let Some(base16) = base16 {
             self.base16 = base16;
         }
         Some(writes)
     }
 
-    /// Puts one rebuilt region in place: fresh ids for its chunks and singles, its entries
-    /// written, then its first-level entry; the ids it had go to quarantine.
-    fn commit(&mut self, k16: u16, b: &Built, writes: &mut Writes) {
-        let chunk_ids: Vec<u32> = b.chunks.iter().map(|_| self.chunk_ids.take()).collect();
-        let single_ids: Vec<u32> = b.singles.iter().map(|_| self.single_ids.take()).collect();
+    /// Puts one rebuilt region in place: fresh ids for its chunks and singles (its entries
+    /// renamed to them in `built`, their ids in `writes`), then its first-level entry; the ids
+    /// it had go to quarantine.
+    fn commit(&mut self, r: &Rebuilt, built: &mut Built, writes: &mut Writes) {
+        let k16 = r.k16;
+        let chunk_ids: Vec<u32> = r.chunks.clone().map(|_| self.chunk_ids.take()).collect();
+        let single_ids: Vec<u32> = r.singles.clone().map(|_| self.single_ids.take()).collect();
         let global = |entry: u32| {
             if entry & CHUNK_FLAG != 0 {
                 CHUNK_FLAG | chunk_ids[(entry & !CHUNK_FLAG) as usize]
@@ -357,13 +392,14 @@ impl PrefixTable {
                 entry
             }
         };
-        for (single, &id) in b.singles.iter().zip(&single_ids) {
-            writes.singles.push(id, *single);
+        writes.singles.keys.extend(&single_ids);
+        for (chunk, &id) in built.chunks[r.chunks.clone()].iter_mut().zip(&chunk_ids) {
+            for entry in chunk.iter_mut() {
+                *entry = global(*entry);
+            }
+            writes.chunks.keys.push(id);
         }
-        for (chunk, &id) in b.chunks.iter().zip(&chunk_ids) {
-            writes.chunks.push(id, chunk.map(global));
-        }
-        let root = global(b.root);
+        let root = global(r.root);
         if self.tbl16[k16 as usize] != root {
             self.tbl16[k16 as usize] = root;
             writes.tbl16.push(u32::from(k16), root);
@@ -428,19 +464,6 @@ fn base_of(prefixes: &Regions) -> Vec<u32> {
             .map(|((a, l), v)| (usize::from(region_of(a)), l, v))
             .collect(),
     )
-}
-
-/// The /16 `k16` from its longer prefixes, over `base16`'s value.
-fn region(prefixes: &Regions, base16: &[u32], k16: u16) -> Built {
-    let mut long: Vec<Prefix> = prefixes
-        .long_in(k16)
-        .iter()
-        .map(|&((a, l), v)| (a, l, v))
-        .collect();
-    long.sort_by_key(|&(_, len, _)| len);
-    let mut b = Built::default();
-    b.root = b.node(&long, base16[k16 as usize], 16);
-    b
 }
 
 /// A first level (one entry a /16) from prefixes of /16 and shorter, as (first /16, length,
