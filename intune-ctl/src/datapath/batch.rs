@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
 
-use aya::maps::Map;
+use aya::maps::{Map, MapData};
 
 use super::{Datapath, DatapathError};
 use crate::ruleset::table::ArrayWrites;
@@ -40,16 +40,7 @@ impl Datapath {
             return Err(DatapathError::Missing(name));
         };
         // The kernel reads `count` values of the map's value size from `values`.
-        let info = data
-            .info()
-            .map_err(|source| DatapathError::Map { name, source })?;
-        if info.value_size() as usize != size_of::<V>() || info.key_size() != 4 {
-            return Err(DatapathError::Layout {
-                name,
-                value_size: info.value_size(),
-                expected: size_of::<V>(),
-            });
-        }
+        check_layout::<V>(name, data)?;
         let (keys, values) = (entries.keys(), entries.values());
         batch_update(
             name,
@@ -72,16 +63,7 @@ impl Datapath {
         let Some(Map::PerCpuArray(data)) = self.ebpf.map(name) else {
             return Err(DatapathError::Missing(name));
         };
-        let info = data
-            .info()
-            .map_err(|source| DatapathError::Map { name, source })?;
-        if info.value_size() as usize != size_of::<V>() || info.key_size() != 4 {
-            return Err(DatapathError::Layout {
-                name,
-                value_size: info.value_size(),
-                expected: size_of::<V>(),
-            });
-        }
+        check_layout::<V>(name, data)?;
         // The kernel reads a value for each possible CPU, each rounded up to 8 bytes.
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
         let zeros = vec![0u64; indices.len() * cpus * size_of::<V>().div_ceil(8)];
@@ -92,6 +74,21 @@ impl Datapath {
             zeros.as_ptr().cast(),
         )
     }
+}
+
+/// The map `name` has 4-byte keys and values the size of `V`.
+fn check_layout<V>(name: &'static str, data: &MapData) -> Result<(), DatapathError> {
+    let info = data
+        .info()
+        .map_err(|source| DatapathError::Map { name, source })?;
+    if info.value_size() as usize != size_of::<V>() || info.key_size() != 4 {
+        return Err(DatapathError::Layout {
+            name,
+            value_size: info.value_size(),
+            expected: size_of::<V>(),
+        });
+    }
+    Ok(())
 }
 
 /// One `BPF_MAP_UPDATE_BATCH` of `keys` with the values at `values`, which the caller has
