@@ -2,6 +2,8 @@
 //! decide, count, answer.
 #![no_std]
 #![no_main]
+// Inline assembly for BPF (one unaligned load of packet data: `parse::load`).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 // The panic handler and license.
 use intune_ebpf as _;

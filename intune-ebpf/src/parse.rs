@@ -20,6 +20,43 @@ pub fn bytes<const N: usize>(pos: usize, end: usize) -> Option<&'static [u8; N]>
     Some(unsafe { &*(pos as *const [u8; N]) })
 }
 
+/// `N` (4 or 8) bytes of the frame at `p`, as they lie, in one load. LLVM reads memory it
+/// cannot prove aligned a byte at a time (its BPF target has no unaligned loads), and IP
+/// addresses in a frame are 2-aligned at best; the verifier allows unaligned reads of packet
+/// data where the CPU does (x86-64, arm64: what a gateway runs), so the load is written out.
+#[inline(always)]
+fn load<const N: usize>(p: *const u8) -> [u8; N] {
+    #[cfg(target_arch = "bpf")]
+    {
+        let v: u64;
+        // SAFETY: the caller's bounds check covers the N bytes at `p`; the load reads only
+        // them, writes nothing and touches no stack.
+        unsafe {
+            if N == 8 {
+                core::arch::asm!("{0} = *(u64 *)({1} + 0)", lateout(reg) v, in(reg) p, options(readonly, nostack, preserves_flags));
+            } else {
+                core::arch::asm!("{0} = *(u32 *)({1} + 0)", lateout(reg) v, in(reg) p, options(readonly, nostack, preserves_flags));
+            }
+        }
+        let bytes = v.to_ne_bytes();
+        core::array::from_fn(|i| bytes[i])
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    {
+        // SAFETY: as above; any alignment.
+        unsafe { core::ptr::read_unaligned(p.cast::<[u8; N]>()) }
+    }
+}
+
+/// Copies the 16-byte address at `from` (in a checked range of the frame) into `to`.
+#[inline(always)]
+fn copy_v6(to: &mut [u8; 16], from: &[u8]) {
+    let p = from.as_ptr();
+    to[..8].copy_from_slice(&load::<8>(p));
+    // SAFETY: `from` holds 16 bytes (a range of a checked header).
+    to[8..].copy_from_slice(&load::<8>(unsafe { p.add(8) }));
+}
+
 #[inline(always)]
 pub fn be16(hi: u8, lo: u8) -> u16 {
     u16::from_be_bytes([hi, lo])
@@ -169,8 +206,8 @@ fn ipv4<F: Frame>(f: &F, pos: usize, pkt: &mut IpPacket) -> Option<()> {
         return None;
     }
     pkt.ip_len = total as u16;
-    pkt.src[..4].copy_from_slice(&ip[12..16]);
-    pkt.dst[..4].copy_from_slice(&ip[16..20]);
+    pkt.src[..4].copy_from_slice(&load::<4>(ip[12..16].as_ptr()));
+    pkt.dst[..4].copy_from_slice(&load::<4>(ip[16..20].as_ptr()));
     pkt.l4 = ip[9];
     pkt.later_fragment = be16(ip[6], ip[7]) & IPV4_FRAG_OFFSET_MASK != 0;
     if !pkt.later_fragment {
@@ -195,8 +232,8 @@ fn ipv6<F: Frame>(f: &F, pos: usize, pkt: &mut IpPacket) -> Option<()> {
     }
     pkt.is_v6 = true;
     pkt.ip_len = (IPV6_HLEN + payload).min(usize::from(u16::MAX)) as u16;
-    pkt.src.copy_from_slice(&ip[8..24]);
-    pkt.dst.copy_from_slice(&ip[24..40]);
+    copy_v6(&mut pkt.src, &ip[8..24]);
+    copy_v6(&mut pkt.dst, &ip[24..40]);
     let mut next = ip[6];
     let mut pos = pos + IPV6_HLEN;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
