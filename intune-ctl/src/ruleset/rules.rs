@@ -316,12 +316,7 @@ impl RuleSet {
                 port_ids.id(&pattern.ports, &mut rs.port_sets);
             }
         }
-        let highest = rs
-            .rules
-            .iter()
-            .map(|r| r.index as usize + 1)
-            .max()
-            .unwrap_or(0);
+        let highest = rs.index_bound();
         if highest > opts.max_rules {
             return Err(RulesError::TooManyRules(highest, opts.max_rules));
         }
@@ -441,13 +436,7 @@ impl RuleSet {
 
     /// Rebuilds the lookup of rules by index, after `rules` changed.
     fn index_rules(&mut self) {
-        let bound = self
-            .rules
-            .iter()
-            .map(|r| r.index as usize + 1)
-            .max()
-            .unwrap_or(0);
-        self.by_index = vec![NOT_IN_USE; bound];
+        self.by_index = vec![NOT_IN_USE; self.index_bound()];
         for (at, r) in self.rules.iter().enumerate() {
             self.by_index[r.index as usize] = at as u32;
         }

@@ -312,7 +312,7 @@ impl PrefixTable {
         let mut affected = BTreeSet::new();
         let mut short_changed = false;
         for &((net, len), _) in &changes {
-            let start = (net >> 112) as usize;
+            let start = usize::from(region_of(net));
             if len > 16 {
                 affected.insert(start);
             } else {
