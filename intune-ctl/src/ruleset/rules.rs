@@ -27,6 +27,19 @@ pub enum Target {
     AnyAddress,
 }
 
+impl Target {
+    /// A key that sorts as `Target` does (IPv4 before IPv6 before any address; by network,
+    /// then length), of plain integers: a radix sort of 100,000 claims takes a fraction of a
+    /// comparison sort's time.
+    fn sort_key(&self) -> (u8, u128, u8) {
+        match self {
+            Target::Prefix(IpNet::V4(n)) => (0, u32::from(n.addr()).into(), n.prefix_len()),
+            Target::Prefix(IpNet::V6(n)) => (1, u128::from(n.addr()), n.prefix_len()),
+            Target::AnyAddress => (2, 0, 0),
+        }
+    }
+}
+
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -351,7 +364,10 @@ impl RuleSet {
                     .filter(|(t, _, _)| !excluded(t)),
             );
         }
-        claims.sort_unstable_by_key(|&(t, id, _)| (t, id));
+        radsort::sort_by_key(&mut claims, |&(t, id, _)| {
+            let (kind, addr, len) = t.sort_key();
+            (kind, addr, len, id)
+        });
         let mut out: Vec<(Target, bool, SetEntries)> = Vec::with_capacity(claims.len());
         for (target, id, set) in claims {
             if out.last().is_none_or(|(t, _, _)| *t != target) {
@@ -584,6 +600,45 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_sort_key_orders_as_targets_do() {
+        use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut targets: Vec<Target> = (0..2_000)
+            .map(|i| match i % 5 {
+                0 => Target::AnyAddress,
+                1 | 2 => {
+                    // Few distinct addresses, so equal networks of other lengths meet.
+                    let addr = Ipv4Addr::from(rng.random::<u32>() & 0xff00_0f0f);
+                    Target::Prefix(
+                        IpNet::new(addr.into(), rng.random_range(0..=32))
+                            .unwrap()
+                            .trunc(),
+                    )
+                }
+                _ => {
+                    let addr = Ipv6Addr::from(rng.random::<u128>() & (0xffff_u128 << 112 | 0xff));
+                    Target::Prefix(
+                        IpNet::new(addr.into(), rng.random_range(0..=128))
+                            .unwrap()
+                            .trunc(),
+                    )
+                }
+            })
+            .collect();
+        let mut by_key = targets.clone();
+        targets.sort();
+        by_key.sort_by_key(Target::sort_key);
+        assert_eq!(by_key, targets);
+        // Not all in one order by accident: the kinds interleave before the sort.
+        assert!(
+            targets
+                .first()
+                .is_some_and(|t| matches!(t, Target::Prefix(IpNet::V4(_))))
+        );
+        assert_eq!(targets.last(), Some(&Target::AnyAddress));
     }
 
     #[test]

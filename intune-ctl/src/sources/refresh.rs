@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use rustc_hash::FxHashSet;
 
 use crate::{
     daemon::state::{CachedResponse, StateDir, StateError, now_rfc3339},
@@ -72,34 +71,42 @@ pub fn validate(
     if new.is_empty() {
         return Err(Rejection::Empty);
     }
-    // A list may hold 100,000 prefixes and this runs on every one fetched: a fast hash.
-    let prefixes = |sets: &[EndpointSet]| -> FxHashSet<IpNet> {
-        sets.iter().flat_map(|s| s.ips.iter().copied()).collect()
-    };
+    // A list may hold 100,000 prefixes and this runs on every one fetched: each list's
+    // prefixes radix-sorted, then one walk of both.
     if let Some(previous) = previous {
-        let before = prefixes(previous);
-        let after = prefixes(new);
-        let removed = before.difference(&after).count();
-        if !before.is_empty() && removed as f64 > max_shrink * before.len() as f64 {
+        let (before, after) = (distinct(previous), distinct(new));
+        let before_n = before.len();
+        let (mut kept, mut i) = (0, 0);
+        for key in &after {
+            while before.get(i).is_some_and(|b| b < key) {
+                i += 1;
+            }
+            if before.get(i) == Some(key) {
+                kept += 1;
+            }
+        }
+        let added = after.len() - kept;
+        let before = before_n;
+        let removed = before - kept;
+        if before != 0 && removed as f64 > max_shrink * before as f64 {
             return Err(Rejection::Shrinks {
                 removed,
-                previous: before.len(),
+                previous: before,
                 limit_percent: (max_shrink * 100.0).round() as u32,
             });
         }
-        let added = after.difference(&before).count();
         // A small list in force (a test, a narrow selection) may still grow to a first list's
         // size.
-        let limit = (before.len() * MAX_GROWTH_FACTOR as usize).max(MAX_FIRST_PREFIXES);
+        let limit = (before * MAX_GROWTH_FACTOR as usize).max(MAX_FIRST_PREFIXES);
         if added > limit {
             return Err(Rejection::Grows {
                 added,
-                previous: before.len(),
+                previous: before,
                 limit_factor: MAX_GROWTH_FACTOR,
             });
         }
     } else {
-        let added = prefixes(new).len();
+        let added = distinct(new).len();
         if added > MAX_FIRST_PREFIXES {
             return Err(Rejection::Grows {
                 added,
@@ -109,6 +116,21 @@ pub fn validate(
         }
     }
     Ok(())
+}
+
+/// The sets' prefixes, sorted, each once, as plain integers (family, network, length).
+fn distinct(sets: &[EndpointSet]) -> Vec<(u8, u128, u8)> {
+    let mut keys: Vec<(u8, u128, u8)> = sets
+        .iter()
+        .flat_map(|s| s.ips.iter())
+        .map(|net| match net {
+            IpNet::V4(n) => (0, u32::from(n.network()).into(), n.prefix_len()),
+            IpNet::V6(n) => (1, u128::from(n.network()), n.prefix_len()),
+        })
+        .collect();
+    radsort::sort_by_key(&mut keys, |k| *k);
+    keys.dedup();
+    keys
 }
 
 impl Refresher {
@@ -270,6 +292,28 @@ mod tests {
     fn sets(ips: &[&str]) -> Vec<EndpointSet> {
         let json = serde_json::json!([{"id": 1, "serviceArea": "MEM", "category": "Default", "tcpPorts": "443", "ips": ips}]);
         parse_endpoint_sets(&json.to_string(), Source::Service).unwrap()
+    }
+
+    #[test]
+    fn a_prefix_listed_twice_counts_once() {
+        let (a, b, c, d) = (
+            "192.0.2.0/26",
+            "192.0.2.64/26",
+            "192.0.2.128/26",
+            "192.0.2.192/26",
+        );
+        let before = [sets(&[a, b, c]), sets(&[a, d])].concat();
+        // b, c and d left (3 of 4 distinct), one new prefix (twice).
+        let new = [sets(&[a, "198.51.100.0/24"]), sets(&["198.51.100.0/24", a])].concat();
+        assert_eq!(
+            validate(&new, Some(&before), 0.5),
+            Err(Rejection::Shrinks {
+                removed: 3,
+                previous: 4,
+                limit_percent: 50
+            })
+        );
+        assert_eq!(validate(&new, Some(&before), 0.75), Ok(()));
     }
 
     #[test]

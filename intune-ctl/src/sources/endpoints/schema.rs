@@ -1,9 +1,13 @@
 //! The endpoint web service's JSON schema, and the one parser that reads it for the built-in
 //! list, for local files and for the service.
 
-use std::{borrow::Cow, collections::HashSet};
+use std::{
+    borrow::Cow,
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr},
+};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -21,8 +25,8 @@ struct RawEndpointSet<'a> {
     // Borrowed from the response where they hold no escapes: a list may hold 100,000.
     #[serde(default, borrow)]
     urls: Vec<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    ips: Vec<Cow<'a, str>>,
+    #[serde(default)]
+    ips: Prefixes,
     #[serde(default)]
     tcp_ports: Option<String>,
     #[serde(default)]
@@ -46,6 +50,65 @@ struct RawEndpointSet<'a> {
     /// intune-xdp's own: the tenant region ("na", "eu", "ap") the set is for.
     #[serde(default)]
     region: Option<String>,
+}
+
+/// A set's prefixes, each read as the JSON parser meets it (no list of strings first: a list
+/// may hold 100,000), or what the first unreadable one is.
+#[derive(Debug)]
+struct Prefixes(Result<Vec<IpNet>, String>);
+
+impl Default for Prefixes {
+    fn default() -> Self {
+        Prefixes(Ok(Vec::new()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Prefixes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Seq;
+        impl<'de> serde::de::Visitor<'de> for Seq {
+            type Value = Prefixes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of prefixes")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Prefixes, A::Error> {
+                let mut nets = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                let mut first_bad = None;
+                while let Some(Prefix(net)) = seq.next_element()? {
+                    match net {
+                        Ok(net) => nets.push(net),
+                        Err(e) => {
+                            first_bad.get_or_insert(e);
+                        }
+                    }
+                }
+                Ok(Prefixes(first_bad.map_or(Ok(nets), Err)))
+            }
+        }
+        d.deserialize_seq(Seq)
+    }
+}
+
+/// One prefix of [`Prefixes`], read from the text in place.
+struct Prefix(Result<IpNet, String>);
+
+impl<'de> Deserialize<'de> for Prefix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Prefix;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a prefix in CIDR form")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Prefix, E> {
+                Ok(Prefix(parse_prefix(text)))
+            }
+        }
+        d.deserialize_str(Text)
+    }
 }
 
 /// A tenant's region, as the Intune admin center shows its location: some endpoints differ
@@ -185,26 +248,15 @@ pub enum SchemaError {
 
 /// Parses and validates a list of endpoint sets read from `source`.
 pub fn parse_endpoint_sets(text: &str, source: Source) -> Result<Vec<EndpointSet>, SchemaError> {
-    // Each set is read from its own text, straight into its fields (no tree of values), so
-    // that an error can still name the set it is in.
-    let items: Vec<&RawValue> = match serde_json::from_str(text) {
-        Ok(items) => items,
-        Err(e) => {
-            return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-                Ok(_) => SchemaError::NotAnArray,
-                Err(_) => SchemaError::Json(e),
-            });
-        }
+    // One pass, straight into the fields (no tree of values), for a list that reads; the
+    // slower reading set by set only for one that does not, to name the set at fault.
+    let raws = match serde_json::from_str::<Vec<RawEndpointSet>>(text) {
+        Ok(raws) => raws,
+        Err(e) => return Err(first_unreadable(text, e)),
     };
     let mut seen = HashSet::new();
-    let mut sets = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let raw =
-            serde_json::from_str::<RawEndpointSet>(item.get()).map_err(|e| SchemaError::Set {
-                index,
-                id: set_id(item).unwrap_or_default(),
-                message: e.to_string(),
-            })?;
+    let mut sets = Vec::with_capacity(raws.len());
+    for raw in raws {
         let set = validate(raw, source)?;
         if !seen.insert(set.id) {
             return Err(SchemaError::DuplicateId(set.id));
@@ -212,6 +264,30 @@ pub fn parse_endpoint_sets(text: &str, source: Source) -> Result<Vec<EndpointSet
         sets.push(set);
     }
     Ok(sets)
+}
+
+/// Why a list that does not read as endpoint sets does not: each set is read from its own
+/// text, so that the error names the set it is in; `whole` is the error of the whole.
+fn first_unreadable(text: &str, whole: serde_json::Error) -> SchemaError {
+    let items: Vec<&RawValue> = match serde_json::from_str(text) {
+        Ok(items) => items,
+        Err(e) => {
+            return match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                Ok(_) => SchemaError::NotAnArray,
+                Err(_) => SchemaError::Json(e),
+            };
+        }
+    };
+    for (index, item) in items.iter().enumerate() {
+        if let Err(e) = serde_json::from_str::<RawEndpointSet>(item.get()) {
+            return SchemaError::Set {
+                index,
+                id: set_id(item).unwrap_or_default(),
+                message: e.to_string(),
+            };
+        }
+    }
+    SchemaError::Json(whole)
 }
 
 /// " (id N)" for a set that could not be read, when its id can be.
@@ -247,11 +323,7 @@ fn validate(raw: RawEndpointSet, source: Source) -> Result<EndpointSet, SchemaEr
             ));
         }
     };
-    let ips = raw
-        .ips
-        .iter()
-        .map(|ip| parse_prefix(ip).map_err(|m| field("ips", m)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ips = raw.ips.0.map_err(|m| field("ips", m))?;
     let urls = raw
         .urls
         .iter()
@@ -325,11 +397,65 @@ pub(super) fn min_service_prefix(net: &IpNet) -> u8 {
 
 /// A CIDR prefix; host bits are cleared, as the service sometimes sends them set.
 pub(super) fn parse_prefix(text: &str) -> Result<IpNet, String> {
-    let net: IpNet = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not an IPv4 or IPv6 prefix in CIDR form"))?;
-    Ok(net.trunc())
+    let text = text.trim();
+    if let Some((addr, len)) = canonical_v4(text.as_bytes()) {
+        return Ok(IpNet::V4(
+            Ipv4Net::new(addr, len)
+                .map_err(|_| not_a_prefix(text))?
+                .trunc(),
+        ));
+    }
+    // Everything else is read by the standard library's parsers, which allocate nothing
+    // (ipnet's boxes a closure per part).
+    let bad = || not_a_prefix(text);
+    let (addr, len) = text.split_once('/').ok_or_else(bad)?;
+    let canonical = |n: &str| n == "0" || !n.starts_with('0');
+    if len.is_empty()
+        || len.len() > 3
+        || !len.bytes().all(|b| b.is_ascii_digit())
+        || !canonical(len)
+    {
+        return Err(bad());
+    }
+    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+    let len: u8 = len.parse().map_err(|_| bad())?;
+    Ok(IpNet::new(addr, len).map_err(|_| bad())?.trunc())
+}
+
+fn not_a_prefix(text: &str) -> String {
+    format!("{text:?} is not an IPv4 or IPv6 prefix in CIDR form")
+}
+
+/// "a.b.c.d/len" in its one canonical form (no leading zeros, no signs), read in one pass: the
+/// form nearly every prefix of a list has, read several times faster than by the general
+/// parsers. `None` for anything else, which they then read (or reject).
+fn canonical_v4(text: &[u8]) -> Option<(Ipv4Addr, u8)> {
+    // Each part: 1 to 3 digits, no leading zero, at most `max`; ended by `end` or the text's end.
+    fn number(text: &[u8], at: &mut usize, max: u32) -> Option<u32> {
+        let start = *at;
+        let mut value = 0u32;
+        while let Some(d) = text.get(*at).filter(|b| b.is_ascii_digit()) {
+            value = value * 10 + u32::from(d - b'0');
+            *at += 1;
+            if *at - start > 3 {
+                return None;
+            }
+        }
+        let digits = *at - start;
+        (digits > 0 && (digits == 1 || text[start] != b'0') && value <= max).then_some(value)
+    }
+    let mut at = 0;
+    let mut octets = [0u8; 4];
+    for (i, octet) in octets.iter_mut().enumerate() {
+        *octet = number(text, &mut at, 255)? as u8;
+        let sep = if i == 3 { b'/' } else { b'.' };
+        if text.get(at) != Some(&sep) {
+            return None;
+        }
+        at += 1;
+    }
+    let len = number(text, &mut at, 32)? as u8;
+    (at == text.len()).then_some((Ipv4Addr::from(octets), len))
 }
 
 /// A host name, possibly with `*` labels ("*.manage.microsoft.com", "autodiscover.*.onmicrosoft.com").
@@ -426,6 +552,79 @@ mod tests {
                 "{err:?} does not start with {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_unreadable_set_is_named_among_good_ones() {
+        let list = r#"[{"id": 1, "serviceArea": "MEM", "category": "Default"},
+            {"id": 2, "serviceArea": "MEM", "category": "Default", "ips": "192.0.2.0/24"},
+            {"id": 3, "serviceArea": "MEM", "category": "Default"}]"#;
+        let err = parse_endpoint_sets(list, Source::File)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("endpoint set #1 (id 2)"), "{err}");
+        let trailing = r#"[{"id": 1, "serviceArea": "MEM", "category": "Default"}] x"#;
+        assert!(matches!(
+            parse_endpoint_sets(trailing, Source::File),
+            Err(SchemaError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn prefixes_read_as_ipnet_reads_them() {
+        use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(11);
+        for _ in 0..5_000 {
+            let text = if rng.random() {
+                let a = std::net::Ipv4Addr::from(rng.random::<u32>());
+                format!("{a}/{}", rng.random_range(0..=32))
+            } else {
+                let a = std::net::Ipv6Addr::from(rng.random::<u128>() >> rng.random_range(0..128));
+                format!("{a}/{}", rng.random_range(0..=128))
+            };
+            let expected = text.parse::<IpNet>().unwrap().trunc();
+            assert_eq!(parse_prefix(&text), Ok(expected), "{text}");
+        }
+        assert_eq!(
+            parse_prefix(" 13.107.6.171/24 ").unwrap().to_string(),
+            "13.107.6.0/24"
+        );
+        assert_eq!(
+            parse_prefix("2603:1006:1400::1/40").unwrap().to_string(),
+            "2603:1006:1400::/40"
+        );
+        for bad in [
+            "192.0.2.0",
+            "192.0.2.0/",
+            "/24",
+            "192.0.2.0/33",
+            "192.0.2.0/+24",
+            "192.0.2.0/-1",
+            "192.0.2.0/ 24",
+            "192.0.2.0 /24",
+            "192.0.2.0/24/8",
+            "192.0.2/24",
+            "2001:db8::/129",
+            "2001:db8::/0128",
+            "192.0.2.256/24",
+            "192.0.2.0/024",
+            "192.0.2.1234/24",
+            "192.0.2.0.1/24",
+            "2001:db8:::/32",
+            "host.example/24",
+            "",
+        ] {
+            let err = parse_prefix(bad).expect_err(bad);
+            assert!(
+                err.contains("is not an IPv4 or IPv6 prefix"),
+                "{bad}: {err}"
+            );
+            assert!(bad.parse::<IpNet>().is_err(), "ipnet reads {bad:?}");
+        }
+        // A leading zero reads as octal to some parsers (inet_aton): ipnet takes it as decimal,
+        // the standard library and this parser reject it, as the address is not what it seems.
+        assert!("010.0.2.0/24".parse::<IpNet>().is_ok());
+        assert!(parse_prefix("010.0.2.0/24").is_err());
     }
 
     #[test]
