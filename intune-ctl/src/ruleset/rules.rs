@@ -237,36 +237,25 @@ impl RuleSet {
         opts: &RuleSetOptions,
         previous: Option<&RuleSet>,
     ) -> Result<RuleSet, RulesError> {
-        let listed = Self::listed(sets, opts);
         let mut rs = RuleSet {
-            rules: Vec::with_capacity(listed.len()),
+            rules: Self::listed(sets, opts),
             ..RuleSet::default()
         };
-        for (target, excluded, sets) in listed {
-            rs.rules.push(Rule {
-                index: 0,
-                target,
-                excluded,
-                sets,
-                effective: Ports::default(),
-                port_set: 0,
-            });
+        // The lengths present, by family: marked, then listed longest first (no sort).
+        let mut present = [[false; 129]; 2];
+        for r in &rs.rules {
+            if let Target::Prefix(n) = &r.target {
+                present[usize::from(matches!(n, IpNet::V6(_)))][usize::from(n.prefix_len())] = true;
+            }
         }
-        let lens = |v6: bool| {
-            let mut l: Vec<u8> = rs
-                .rules
-                .iter()
-                .filter_map(|r| match &r.target {
-                    Target::Prefix(n) if matches!(n, IpNet::V6(_)) == v6 => Some(n.prefix_len()),
-                    _ => None,
-                })
-                .collect();
-            l.sort_unstable_by(|a, b| b.cmp(a));
-            l.dedup();
-            l
+        let lens = |family: &[bool; 129]| {
+            (0..=128u8)
+                .rev()
+                .filter(|&l| family[usize::from(l)])
+                .collect()
         };
-        rs.v4_lens = lens(false);
-        rs.v6_lens = lens(true);
+        rs.v4_lens = lens(&present[0]);
+        rs.v6_lens = lens(&present[1]);
 
         // Effective ports: the union over the covering prefixes. Rules are sorted by network
         // address, shorter prefix first, so the prefixes covering a rule are exactly those on a
@@ -341,9 +330,10 @@ impl RuleSet {
         Ok(rs)
     }
 
-    /// (target, excluded, sets) sorted by target, with excluded prefixes and nothing listed
-    /// inside them. One sort instead of a map per prefix: this runs for every accepted list.
-    fn listed(sets: &[EndpointSet], opts: &RuleSetOptions) -> Vec<(Target, bool, SetEntries)> {
+    /// The rules of `sets` sorted by target, with excluded prefixes and nothing listed inside
+    /// them; their indices and ports still to be given. One sort instead of a map per prefix:
+    /// this runs for every accepted list.
+    fn listed(sets: &[EndpointSet], opts: &RuleSetOptions) -> Vec<Rule> {
         let excluded = |t: &Target| match t {
             Target::Prefix(n) => opts.exclude.iter().any(|x| x.contains(n)),
             Target::AnyAddress => false,
@@ -368,12 +358,20 @@ impl RuleSet {
             let (kind, addr, len) = t.sort_key();
             (kind, addr, len, id)
         });
-        let mut out: Vec<(Target, bool, SetEntries)> = Vec::with_capacity(claims.len());
+        let rule = |target: Target, excluded: bool| Rule {
+            index: 0,
+            target,
+            excluded,
+            sets: SetEntries::new(),
+            effective: Ports::default(),
+            port_set: 0,
+        };
+        let mut out: Vec<Rule> = Vec::with_capacity(claims.len());
         for (target, id, set) in claims {
-            if out.last().is_none_or(|(t, _, _)| *t != target) {
-                out.push((target, false, SetEntries::new()));
+            if out.last().is_none_or(|r| r.target != target) {
+                out.push(rule(target, false));
             }
-            let Some((_, _, entries)) = out.last_mut() else {
+            let Some(Rule { sets: entries, .. }) = out.last_mut() else {
                 continue;
             };
             match entries.last_mut() {
@@ -394,11 +392,11 @@ impl RuleSet {
         }
         for x in &opts.exclude {
             let target = Target::Prefix(x.trunc());
-            out.retain(|(t, _, _)| *t != target);
-            out.push((target, true, SetEntries::new()));
+            out.retain(|r| r.target != target);
+            out.push(rule(target, true));
         }
         if !opts.exclude.is_empty() {
-            out.sort_by_key(|(t, _, _)| *t);
+            out.sort_by_key(|r| r.target);
         }
         out
     }

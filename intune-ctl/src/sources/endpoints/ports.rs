@@ -8,9 +8,19 @@ use intune_common::{
 };
 
 /// Sorted, merged, inclusive port ranges of one protocol. Shared, not copied: a rule set of
-/// 100,000 prefixes holds a few distinct lists, each in every rule's own and effective ports.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PortRanges(Arc<[(u16, u16)]>);
+/// 100,000 prefixes holds a few distinct lists, each in every rule's own and effective ports;
+/// held by a thin pointer (one word, not a slice's two), as a rule holds four.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortRanges(Arc<Box<[(u16, u16)]>>);
+
+impl Default for PortRanges {
+    /// The empty list, one for all: a rule set's every rule starts with one.
+    fn default() -> Self {
+        static EMPTY: std::sync::LazyLock<PortRanges> =
+            std::sync::LazyLock::new(|| PortRanges(Arc::new(Box::default())));
+        EMPTY.clone()
+    }
+}
 
 impl PortRanges {
     pub fn parse(text: &str) -> Result<PortRanges, String> {
@@ -42,7 +52,7 @@ impl PortRanges {
                 _ => merged.push((lo, hi)),
             }
         }
-        PortRanges(merged.into())
+        PortRanges(Arc::new(merged.into_boxed_slice()))
     }
 
     pub fn union(&self, other: &PortRanges) -> PortRanges {
