@@ -188,10 +188,10 @@ mod tests {
     use crate::sources::endpoints::ports::PortRanges;
 
     fn ports(tcp: &str, udp: &str) -> Ports {
-        Ports {
-            tcp: PortRanges::parse(tcp).unwrap(),
-            udp: PortRanges::parse(udp).unwrap(),
-        }
+        Ports::new(
+            PortRanges::parse(tcp).unwrap(),
+            PortRanges::parse(udp).unwrap(),
+        )
     }
 
     fn planned(slots: &mut PortSlots, p: &Ports) -> SlotChanges {

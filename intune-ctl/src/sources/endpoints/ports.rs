@@ -7,20 +7,9 @@ use intune_common::{
     proto::{IPPROTO_TCP, IPPROTO_UDP},
 };
 
-/// Sorted, merged, inclusive port ranges of one protocol. Shared, not copied: a rule set of
-/// 100,000 prefixes holds a few distinct lists, each in every rule's own and effective ports;
-/// held by a thin pointer (one word, not a slice's two), as a rule holds four.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PortRanges(Arc<Box<[(u16, u16)]>>);
-
-impl Default for PortRanges {
-    /// The empty list, one for all: a rule set's every rule starts with one.
-    fn default() -> Self {
-        static EMPTY: std::sync::LazyLock<PortRanges> =
-            std::sync::LazyLock::new(|| PortRanges(Arc::new(Box::default())));
-        EMPTY.clone()
-    }
-}
+/// Sorted, merged, inclusive port ranges of one protocol. Shared, not copied (see [`Ports`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortRanges(Arc<[(u16, u16)]>);
 
 impl PortRanges {
     pub fn parse(text: &str) -> Result<PortRanges, String> {
@@ -52,7 +41,7 @@ impl PortRanges {
                 _ => merged.push((lo, hi)),
             }
         }
-        PortRanges(Arc::new(merged.into_boxed_slice()))
+        PortRanges(merged.into())
     }
 
     pub fn union(&self, other: &PortRanges) -> PortRanges {
@@ -139,24 +128,66 @@ impl<'de> serde::Deserialize<'de> for PortRanges {
     serde::Deserialize,
 )]
 #[serde(rename_all = "camelCase")]
-pub struct Ports {
+pub struct PortLists {
     #[serde(rename = "tcpPorts")]
     pub tcp: PortRanges,
     #[serde(rename = "udpPorts")]
     pub udp: PortRanges,
 }
 
+/// TCP and UDP ports, shared, not copied: a rule set of 100,000 prefixes holds a few distinct
+/// lists, each in every rule's own and effective ports. One pointer (one count to change when
+/// a rule takes it), where the two lists are two.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ports(Arc<PortLists>);
+
+impl std::ops::Deref for Ports {
+    type Target = PortLists;
+    fn deref(&self) -> &PortLists {
+        &self.0
+    }
+}
+
+impl Default for Ports {
+    /// No ports, one for all: every rule of a rule set starts with none.
+    fn default() -> Self {
+        static NONE: std::sync::LazyLock<Ports> =
+            std::sync::LazyLock::new(|| Ports::new(PortRanges::default(), PortRanges::default()));
+        NONE.clone()
+    }
+}
+
+impl serde::Serialize for Ports {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Ports {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Ports, D::Error> {
+        PortLists::deserialize(d).map(|l| Ports(Arc::new(l)))
+    }
+}
+
 impl Ports {
-    /// Both lists the very same as `other`'s (see [`PortRanges::same`]).
+    pub fn new(tcp: PortRanges, udp: PortRanges) -> Ports {
+        Ports(Arc::new(PortLists { tcp, udp }))
+    }
+
+    /// The very same lists as `other`'s (one shared), without comparing: a fast "equal";
+    /// `false` says nothing.
     pub fn same(&self, other: &Ports) -> bool {
-        self.tcp.same(&other.tcp) && self.udp.same(&other.udp)
+        Arc::ptr_eq(&self.0, &other.0) || (self.tcp.same(&other.tcp) && self.udp.same(&other.udp))
     }
 
     pub fn union(&self, other: &Ports) -> Ports {
-        Ports {
-            tcp: self.tcp.union(&other.tcp),
-            udp: self.udp.union(&other.udp),
+        if other.is_empty() || self.same(other) {
+            return self.clone();
         }
+        if self.is_empty() {
+            return other.clone();
+        }
+        Ports::new(self.tcp.union(&other.tcp), self.udp.union(&other.udp))
     }
 
     /// Whether `port` of transport protocol `l4` is allowed.
@@ -231,10 +262,10 @@ mod tests {
 
     #[test]
     fn bitmap_holds_exactly_the_ranges() {
-        let ports = Ports {
-            tcp: PortRanges::parse("80,5223-5224").unwrap(),
-            udp: PortRanges::parse("123").unwrap(),
-        };
+        let ports = Ports::new(
+            PortRanges::parse("80,5223-5224").unwrap(),
+            PortRanges::parse("123").unwrap(),
+        );
         let set = ports.to_port_set();
         for p in 0..=u16::MAX {
             assert_eq!(

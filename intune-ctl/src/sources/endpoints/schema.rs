@@ -329,12 +329,12 @@ fn validate(raw: RawEndpointSet, source: Source) -> Result<EndpointSet, SchemaEr
         .iter()
         .map(|url| parse_name(url).map_err(|m| field("urls", m)))
         .collect::<Result<Vec<_>, _>>()?;
-    let ports = Ports {
-        tcp: PortRanges::parse(raw.tcp_ports.as_deref().unwrap_or(""))
+    let ports = Ports::new(
+        PortRanges::parse(raw.tcp_ports.as_deref().unwrap_or(""))
             .map_err(|m| field("tcpPorts", m))?,
-        udp: PortRanges::parse(raw.udp_ports.as_deref().unwrap_or(""))
+        PortRanges::parse(raw.udp_ports.as_deref().unwrap_or(""))
             .map_err(|m| field("udpPorts", m))?,
-    };
+    );
     if raw.any_address && (!ips.is_empty() || !urls.is_empty() || ports.is_empty()) {
         return Err(field("anyAddress", "needs ports and no urls or ips".into()));
     }

@@ -189,10 +189,10 @@ mod tests {
                 "AzureFrontDoor.Frontend",
             ]))
             .unwrap();
-        let ports = Ports {
-            tcp: super::super::ports::PortRanges::parse("80,443").unwrap(),
-            udp: super::super::ports::PortRanges::default(),
-        };
+        let ports = Ports::new(
+            super::super::ports::PortRanges::parse("80,443").unwrap(),
+            super::super::ports::PortRanges::default(),
+        );
         let sets = picked.sets(&ports).unwrap();
         assert_eq!(sets.len(), 2);
         assert_eq!(
