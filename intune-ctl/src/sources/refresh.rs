@@ -122,7 +122,7 @@ impl Census {
         for net in sets.iter().flat_map(|s| s.ips.iter()) {
             match net {
                 IpNet::V4(n) => {
-                    v4.push(u64::from(u32::from(n.network())) << 8 | u64::from(n.prefix_len()))
+                    v4.push(u64::from(u32::from(n.network())) << 8 | u64::from(n.prefix_len()));
                 }
                 IpNet::V6(n) => v6.push((u128::from(n.network()), n.prefix_len())),
             }
