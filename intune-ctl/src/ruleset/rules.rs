@@ -268,27 +268,36 @@ impl RuleSet {
                     .fold(Ports::default(), |acc, s| acc.union(&s.ports)),
             }
         };
+        // A rule of one set under no prefix with ports already holds its effective ports (see
+        // `listed`): nothing to write for nearly all.
         let mut open: Vec<(IpNet, usize)> = Vec::new();
         for i in 0..rs.rules.len() {
-            let effective = match rs.rules[i].target {
-                Target::Prefix(_) if rs.rules[i].excluded => Ports::default(),
+            let rule = &rs.rules[i];
+            let parent = match rule.target {
+                Target::Prefix(_) if rule.excluded => continue,
                 Target::Prefix(net) => {
                     while open.last().is_some_and(|(outer, _)| !outer.contains(&net)) {
                         open.pop();
                     }
-                    let mine = own(&rs.rules[i]);
-                    let effective = match open.last() {
-                        Some(&(_, parent)) if !rs.rules[parent].effective.is_empty() => {
-                            rs.rules[parent].effective.union(&mine)
-                        }
-                        _ => mine,
-                    };
+                    let parent = open
+                        .last()
+                        .map(|&(_, p)| p)
+                        .filter(|&p| !rs.rules[p].effective.is_empty());
                     open.push((net, i));
-                    effective
+                    parent
                 }
-                Target::AnyAddress => own(&rs.rules[i]),
+                Target::AnyAddress => None,
             };
-            rs.rules[i].effective = effective;
+            let as_listed =
+                matches!(rule.sets.as_slice(), [one] if one.ports.same(&rule.effective));
+            if parent.is_none() && as_listed {
+                continue;
+            }
+            let mine = own(rule);
+            rs.rules[i].effective = match parent {
+                Some(p) => rs.rules[p].effective.union(&mine),
+                None => mine,
+            };
         }
 
         // Stable port-set ids and rule indices.
@@ -358,18 +367,19 @@ impl RuleSet {
             let (kind, addr, len) = t.sort_key();
             (kind, addr, len, id)
         });
-        let rule = |target: Target, excluded: bool| Rule {
+        // A rule's effective ports start as its first set's: what nearly every rule keeps.
+        let rule = |target: Target, excluded: bool, effective: Ports| Rule {
             index: 0,
             target,
             excluded,
             sets: SetEntries::new(),
-            effective: Ports::default(),
+            effective,
             port_set: 0,
         };
         let mut out: Vec<Rule> = Vec::with_capacity(claims.len());
         for (target, id, set) in claims {
             if out.last().is_none_or(|r| r.target != target) {
-                out.push(rule(target, false));
+                out.push(rule(target, false, set.ports.clone()));
             }
             let Some(Rule { sets: entries, .. }) = out.last_mut() else {
                 continue;
@@ -393,7 +403,7 @@ impl RuleSet {
         for x in &opts.exclude {
             let target = Target::Prefix(x.trunc());
             out.retain(|r| r.target != target);
-            out.push(rule(target, true));
+            out.push(rule(target, true, Ports::default()));
         }
         if !opts.exclude.is_empty() {
             out.sort_by_key(|r| r.target);
@@ -725,6 +735,8 @@ mod tests {
             [Source::Service, Source::File]
         );
         assert_eq!(r.sets[0].ports.to_string(), "TCP 80,443");
+        // Its effective ports are both sources' too, not the first one's alone.
+        assert_eq!(r.effective.to_string(), "TCP 80,443");
     }
 
     #[test]
