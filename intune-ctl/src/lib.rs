@@ -2,7 +2,7 @@
 //! list, runs frames through it and reads its counters.
 //!
 //! Data flows one way: `sources` (built-in list, web service, files, names resolved, names
-//! learned) → `ruleset` (rules with their effective ports, changes, the IPv4 table) →
+//! learned) → `ruleset` (rules with their effective ports, changes, the lookup tables) →
 //! `datapath` (the kernel program and its maps). `daemon` runs that flow as tasks around the
 //! one owner of the datapath; `cli` is the command line, which nothing else imports.
 
