@@ -430,7 +430,7 @@ fn not_a_prefix(text: &str) -> String {
 /// form nearly every prefix of a list has, read several times faster than by the general
 /// parsers. `None` for anything else, which they then read (or reject).
 fn canonical_v4(text: &[u8]) -> Option<(Ipv4Addr, u8)> {
-    // Each part: 1 to 3 digits, no leading zero, at most `max`; ended by `end` or the text's end.
+    // Each part: 1 to 3 digits, no leading zero, at most `max`; what ends it is checked after.
     fn number(text: &[u8], at: &mut usize, max: u32) -> Option<u32> {
         let start = *at;
         let mut value = 0u32;
