@@ -340,8 +340,9 @@ impl RuleSet {
     }
 
     /// The rules of `sets` sorted by target, with excluded prefixes and nothing listed inside
-    /// them; their indices and ports still to be given. One sort instead of a map per prefix:
-    /// this runs for every accepted list.
+    /// them; their indices and port-set ids still to be given, and the effective ports of a
+    /// rule under another or of several sets. One sort instead of a map per prefix: this runs
+    /// for every accepted list.
     fn listed(sets: &[EndpointSet], opts: &RuleSetOptions) -> Vec<Rule> {
         let excluded = |t: &Target| match t {
             Target::Prefix(n) => opts.exclude.iter().any(|x| x.contains(n)),
