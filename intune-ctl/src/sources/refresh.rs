@@ -74,10 +74,9 @@ pub fn validate(
     // A list may hold 100,000 prefixes and this runs on every one fetched: each list's
     // prefixes radix-sorted, then one walk of both.
     if let Some(previous) = previous {
-        let (before, after) = (Census::of(previous), Census::of(new));
-        let kept = before.common(&after);
-        let added = after.len() - kept;
-        let before = before.len();
+        let (was, is) = (Census::of(previous), Census::of(new));
+        let kept = was.common(&is);
+        let (before, added) = (was.len(), is.len() - kept);
         let removed = before - kept;
         if before != 0 && removed as f64 > max_shrink * before as f64 {
             return Err(Rejection::Shrinks {

@@ -408,18 +408,13 @@ pub(super) fn parse_prefix(text: &str) -> Result<IpNet, String> {
     // Everything else is read by the standard library's parsers, which allocate nothing
     // (ipnet's boxes a closure per part).
     let bad = || not_a_prefix(text);
-    let (addr, len) = text.split_once('/').ok_or_else(bad)?;
-    let canonical = |n: &str| n == "0" || !n.starts_with('0');
-    if len.is_empty()
-        || len.len() > 3
-        || !len.bytes().all(|b| b.is_ascii_digit())
-        || !canonical(len)
-    {
-        return Err(bad());
-    }
+    let (addr, len_text) = text.split_once('/').ok_or_else(bad)?;
+    let mut end = 0;
+    let len = canonical_number(len_text.as_bytes(), &mut end, 128)
+        .filter(|_| end == len_text.len())
+        .ok_or_else(bad)?;
     let addr: IpAddr = addr.parse().map_err(|_| bad())?;
-    let len: u8 = len.parse().map_err(|_| bad())?;
-    Ok(IpNet::new(addr, len).map_err(|_| bad())?.trunc())
+    Ok(IpNet::new(addr, len as u8).map_err(|_| bad())?.trunc())
 }
 
 fn not_a_prefix(text: &str) -> String {
@@ -430,32 +425,34 @@ fn not_a_prefix(text: &str) -> String {
 /// form nearly every prefix of a list has, read several times faster than by the general
 /// parsers. `None` for anything else, which they then read (or reject).
 fn canonical_v4(text: &[u8]) -> Option<(Ipv4Addr, u8)> {
-    // Each part: 1 to 3 digits, no leading zero, at most `max`; what ends it is checked after.
-    fn number(text: &[u8], at: &mut usize, max: u32) -> Option<u32> {
-        let start = *at;
-        let mut value = 0u32;
-        while let Some(d) = text.get(*at).filter(|b| b.is_ascii_digit()) {
-            value = value * 10 + u32::from(d - b'0');
-            *at += 1;
-            if *at - start > 3 {
-                return None;
-            }
-        }
-        let digits = *at - start;
-        (digits > 0 && (digits == 1 || text[start] != b'0') && value <= max).then_some(value)
-    }
     let mut at = 0;
     let mut octets = [0u8; 4];
     for (i, octet) in octets.iter_mut().enumerate() {
-        *octet = number(text, &mut at, 255)? as u8;
+        *octet = canonical_number(text, &mut at, 255)? as u8;
         let sep = if i == 3 { b'/' } else { b'.' };
         if text.get(at) != Some(&sep) {
             return None;
         }
         at += 1;
     }
-    let len = number(text, &mut at, 32)? as u8;
+    let len = canonical_number(text, &mut at, 32)? as u8;
     (at == text.len()).then_some((Ipv4Addr::from(octets), len))
+}
+
+/// The number of 1 to 3 digits at `at` (no leading zero, no sign), at most `max`; `at` moves
+/// past its digits. What ends it is for the caller to check.
+fn canonical_number(text: &[u8], at: &mut usize, max: u32) -> Option<u32> {
+    let start = *at;
+    let mut value = 0u32;
+    while let Some(d) = text.get(*at).filter(|b| b.is_ascii_digit()) {
+        value = value * 10 + u32::from(d - b'0');
+        *at += 1;
+        if *at - start > 3 {
+            return None;
+        }
+    }
+    let digits = *at - start;
+    (digits > 0 && (digits == 1 || text[start] != b'0') && value <= max).then_some(value)
 }
 
 /// A host name, possibly with `*` labels ("*.manage.microsoft.com", "autodiscover.*.onmicrosoft.com").
