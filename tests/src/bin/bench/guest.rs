@@ -14,7 +14,7 @@ use intune_ctl::{
 };
 use rand::{SeedableRng, rngs::StdRng};
 
-use super::{OnOneCpu, frames, interleaved_ns, synthetic_sets, time_xdp, xdp_program};
+use super::{OnOneCpu, frames, interleaved_ns, median, synthetic_sets, time_xdp, xdp_program};
 
 const PREFIXES: usize = 10_000;
 /// Emulated: 50 times fewer repetitions than on the host keep a run to seconds.
@@ -56,8 +56,7 @@ pub fn guest_bench(out: &Path, repeat: Option<u32>) -> anyhow::Result<()> {
         write!(row, " {:.2} |", ours / base)?;
         floor_ns.push(base);
     }
-    floor_ns.sort_by(f64::total_cmp);
-    writeln!(row, " {:.0} |", floor_ns[floor_ns.len() / 2])?;
+    writeln!(row, " {:.0} |", median(floor_ns))?;
     std::fs::write(out, row)?;
     Ok(())
 }
