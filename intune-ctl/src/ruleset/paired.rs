@@ -34,7 +34,9 @@ impl<'a> Iterator for Pairs<'a> {
             (None, None) => return None,
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
-            (Some(o), Some(n)) => o.target.cmp(&n.target),
+            // Nearly all are kept: equality first, then the order of plain integer keys.
+            (Some(o), Some(n)) if o.target == n.target => Ordering::Equal,
+            (Some(o), Some(n)) => o.target.sort_key().cmp(&n.target.sort_key()),
         };
         Some(match order {
             Ordering::Less => Paired::Removed(self.old.next()?),

@@ -31,11 +31,21 @@ impl Target {
     /// A key that sorts as `Target` does (IPv4 before IPv6 before any address; by network,
     /// then length), of plain integers: a radix sort of 100,000 claims takes a fraction of a
     /// comparison sort's time.
-    fn sort_key(&self) -> (u8, u128, u8) {
+    pub(crate) fn sort_key(&self) -> (u8, u128, u8) {
         match self {
             Target::Prefix(IpNet::V4(n)) => (0, u32::from(n.addr()).into(), n.prefix_len()),
             Target::Prefix(IpNet::V6(n)) => (1, u128::from(n.addr()), n.prefix_len()),
             Target::AnyAddress => (2, 0, 0),
+        }
+    }
+
+    /// A prefix's family and last address, as integers: in target order, a prefix covers a
+    /// later one of its family that ends within it.
+    fn end(&self) -> Option<(u8, u128)> {
+        match self {
+            Target::Prefix(IpNet::V4(n)) => Some((0, u32::from(n.broadcast()).into())),
+            Target::Prefix(IpNet::V6(n)) => Some((1, u128::from(n.broadcast()))),
+            Target::AnyAddress => None,
         }
     }
 }
@@ -270,23 +280,26 @@ impl RuleSet {
         };
         // A rule of one set under no prefix with ports already holds its effective ports (see
         // `listed`): nothing to write for nearly all.
-        let mut open: Vec<(IpNet, usize)> = Vec::new();
+        let mut open: Vec<((u8, u128), usize)> = Vec::new();
         for i in 0..rs.rules.len() {
             let rule = &rs.rules[i];
-            let parent = match rule.target {
-                Target::Prefix(_) if rule.excluded => continue,
-                Target::Prefix(net) => {
-                    while open.last().is_some_and(|(outer, _)| !outer.contains(&net)) {
+            let parent = match rule.target.end() {
+                Some(_) if rule.excluded => continue,
+                Some(end @ (family, last)) => {
+                    while open
+                        .last()
+                        .is_some_and(|((f, e), _)| *f != family || *e < last)
+                    {
                         open.pop();
                     }
                     let parent = open
                         .last()
                         .map(|&(_, p)| p)
                         .filter(|&p| !rs.rules[p].effective.is_empty());
-                    open.push((net, i));
+                    open.push((end, i));
                     parent
                 }
-                Target::AnyAddress => None,
+                None => None,
             };
             let as_listed =
                 matches!(rule.sets.as_slice(), [one] if one.ports.same(&rule.effective));
@@ -315,7 +328,8 @@ impl RuleSet {
             .peekable();
         for rule in &mut rs.rules {
             rule.port_set = port_ids.id(&rule.effective, &mut rs.port_sets);
-            while before.next_if(|b| b.target < rule.target).is_some() {}
+            let key = rule.target.sort_key();
+            while before.next_if(|b| b.target.sort_key() < key).is_some() {}
             rule.index = match before.next_if(|b| b.target == rule.target) {
                 Some(b) => b.index,
                 None => rule_ids.fresh(),
@@ -364,10 +378,15 @@ impl RuleSet {
                     .filter(|(t, _, _)| !excluded(t)),
             );
         }
-        radsort::sort_by_key(&mut claims, |&(t, id, _)| {
+        let key = |&(t, id, _): &(Target, u32, &EndpointSet)| {
             let (kind, addr, len) = t.sort_key();
             (kind, addr, len, id)
-        });
+        };
+        // Each set's prefixes come sorted (`EndpointSet::ips`): a list of one large set needs
+        // only this check.
+        if !claims.is_sorted_by_key(key) {
+            radsort::sort_by_key(&mut claims, key);
+        }
         // A rule's effective ports start as its first set's: what nearly every rule keeps.
         let rule = |target: Target, excluded: bool, effective: Ports| Rule {
             index: 0,

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use ipnet::IpNet;
-
 use crate::{
     daemon::state::{CachedResponse, StateDir, StateError, now_rfc3339},
     sources::endpoints::{
-        EndpointSet, Source, parse_endpoint_sets,
+        EndpointSet, Source,
+        order::PrefixKeys,
+        parse_endpoint_sets,
         service::{ServiceClient, ServiceError},
     },
 };
@@ -74,7 +74,7 @@ pub fn validate(
     // A list may hold 100,000 prefixes and this runs on every one fetched: each list's
     // prefixes radix-sorted, then one walk of both.
     if let Some(previous) = previous {
-        let (was, is) = (Census::of(previous), Census::of(new));
+        let (was, is) = (census(previous), census(new));
         let kept = was.common(&is);
         let (before, added) = (was.len(), is.len() - kept);
         let removed = before - kept;
@@ -96,7 +96,7 @@ pub fn validate(
             });
         }
     } else {
-        let added = Census::of(new).len();
+        let added = census(new).len();
         if added > MAX_FIRST_PREFIXES {
             return Err(Rejection::Grows {
                 added,
@@ -108,51 +108,9 @@ pub fn validate(
     Ok(())
 }
 
-/// The distinct prefixes of a list, sorted, as plain integers: an IPv4 prefix in a word
-/// (network, length), so that a radix sort of 100,000 moves little.
-struct Census {
-    v4: Vec<u64>,
-    v6: Vec<(u128, u8)>,
-}
-
-impl Census {
-    fn of(sets: &[EndpointSet]) -> Census {
-        let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        for net in sets.iter().flat_map(|s| s.ips.iter()) {
-            match net {
-                IpNet::V4(n) => {
-                    v4.push(u64::from(u32::from(n.network())) << 8 | u64::from(n.prefix_len()));
-                }
-                IpNet::V6(n) => v6.push((u128::from(n.network()), n.prefix_len())),
-            }
-        }
-        radsort::sort(&mut v4);
-        radsort::sort_by_key(&mut v6, |k| *k);
-        v4.dedup();
-        v6.dedup();
-        Census { v4, v6 }
-    }
-
-    fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
-    }
-
-    /// How many prefixes both hold.
-    fn common(&self, other: &Census) -> usize {
-        fn common<T: Ord>(a: &[T], b: &[T]) -> usize {
-            let (mut n, mut i) = (0, 0);
-            for key in b {
-                while a.get(i).is_some_and(|x| x < key) {
-                    i += 1;
-                }
-                if a.get(i) == Some(key) {
-                    n += 1;
-                }
-            }
-            n
-        }
-        common(&self.v4, &other.v4) + common(&self.v6, &other.v6)
-    }
+/// The distinct prefixes of a list, sorted.
+fn census(sets: &[EndpointSet]) -> PrefixKeys {
+    PrefixKeys::of(sets.iter().flat_map(|s| s.ips.iter()))
 }
 
 impl Refresher {

@@ -2,6 +2,7 @@
 
 pub mod builtin;
 pub mod merge;
+pub mod order;
 pub mod ports;
 pub mod schema;
 pub mod service;

@@ -11,7 +11,10 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::ports::{PortRanges, Ports};
+use super::{
+    order::PrefixKeys,
+    ports::{PortRanges, Ports},
+};
 
 /// An endpoint set as the service writes it. Unknown fields are ignored, as the service adds
 /// fields over time.
@@ -75,17 +78,21 @@ impl<'de> Deserialize<'de> for Prefixes {
                 self,
                 mut seq: A,
             ) -> Result<Prefixes, A::Error> {
-                let mut nets = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                let mut keys = PrefixKeys::with_capacity(seq.size_hint().unwrap_or(0));
                 let mut first_bad = None;
                 while let Some(Prefix(net)) = seq.next_element()? {
                     match net {
-                        Ok(net) => nets.push(net),
+                        Ok(net) => keys.push(&net),
                         Err(e) => {
                             first_bad.get_or_insert(e);
                         }
                     }
                 }
-                Ok(Prefixes(first_bad.map_or(Ok(nets), Err)))
+                if let Some(bad) = first_bad {
+                    return Ok(Prefixes(Err(bad)));
+                }
+                keys.sort();
+                Ok(Prefixes(Ok(keys.nets())))
             }
         }
         d.deserialize_seq(Seq)
@@ -207,7 +214,8 @@ pub struct EndpointSet {
     pub service_area_display_name: String,
     /// Lower-case names; `*` stands for labels.
     pub urls: Vec<String>,
-    /// Prefixes with host bits cleared.
+    /// Prefixes with host bits cleared, in the order of [`super::order`], each once (every
+    /// maker of a set sorts them; readers that need the order still check it).
     pub ips: Vec<IpNet>,
     #[serde(flatten)]
     pub ports: Ports,
@@ -506,6 +514,25 @@ mod tests {
         assert_eq!(set.ips[1].to_string(), "2603:1006:1400::/40");
         assert_eq!(set.ports.to_string(), "TCP 80,443; UDP 3478-3481");
         assert_eq!(set.origin, Origin::Service);
+    }
+
+    /// The order the rule set and the shrink check rely on to skip their sorts.
+    #[test]
+    fn a_sets_prefixes_come_sorted_once_each() {
+        let set = one(r#"{"id": 5, "serviceArea": "MEM", "category": "Allow", "ips": ["2001:db8::/48",
+            "198.51.100.0/24", "192.0.2.0/25", "192.0.2.0/24", "198.51.100.7/24", "2001:db8::/32"]}"#)
+        .unwrap();
+        let ips: Vec<String> = set.ips.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            ips,
+            [
+                "192.0.2.0/24",
+                "192.0.2.0/25",
+                "198.51.100.0/24",
+                "2001:db8::/32",
+                "2001:db8::/48"
+            ]
+        );
     }
 
     #[test]

@@ -167,7 +167,8 @@ fn prefixes(tag: &Tag) -> Result<Vec<IpNet>, TagsError> {
             }
             Ok(net)
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|nets| super::order::sorted(&nets))
 }
 
 #[cfg(test)]
