@@ -307,3 +307,54 @@ fn a_family_moves_between_its_table_and_its_trie_and_the_trie_holds_only_the_rul
         "IPv6 stayed on its table throughout"
     );
 }
+
+/// Every rule's counters are read in batches of thousands (`stats`, metrics), an update's few
+/// removed ones one by one: both give the hits each rule had, across the batches' seams.
+#[test]
+fn counters_read_in_batches_agree_with_one_by_one_and_with_the_hits_sent() {
+    require_root!();
+    let policy = Policy {
+        mode: Mode::Enforce,
+        ..Policy::default()
+    };
+    // 10,000 host prefixes: rule indices 0..10,000, so a whole read takes three batches.
+    let hosts: Vec<String> = (0..10_000u32)
+        .map(|i| format!("10.{}.{}.1/32", i / 256, i % 256))
+        .collect();
+    let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let rules = build(&one_set(&hosts), None);
+    let dp = load_with(&rules, &policy, Capacity::for_prefixes(16_384));
+    let index = |host: &str| {
+        rules
+            .rule_by_target(&target(&format!("{host}/32")))
+            .expect("rule")
+            .index
+    };
+    // Hits by hand: a rule at each batch's edges gets a count of its own.
+    let sent = [
+        ("10.0.0.1", 1),
+        ("10.15.255.1", 2),
+        ("10.16.0.1", 3),
+        ("10.16.1.1", 4),
+        ("10.39.15.1", 5),
+    ];
+    for (host, n) in sent {
+        for _ in 0..n {
+            let f = Frame::tcp("192.0.2.10", host, 40000, 443);
+            assert_eq!(dp.run_frame(&f.bytes()).expect("run").verdict, XDP_PASS);
+        }
+    }
+    let all = dp.rule_counters(rules.index_bound()).expect("all counters");
+    assert_eq!(all.len(), rules.index_bound());
+    for (host, n) in sent {
+        let i = index(host);
+        assert_eq!(
+            all[i as usize].packets, n,
+            "{host} (rule {i}) in the batch read"
+        );
+        let one = dp.rule_counters_of([i]).expect("one counter")[0];
+        assert_eq!(one, all[i as usize], "{host} (rule {i}) read alone");
+    }
+    let total: u64 = all.iter().map(|c| c.packets).sum();
+    assert_eq!(total, sent.iter().map(|(_, n)| n).sum::<u64>());
+}

@@ -9,7 +9,8 @@ use aya::maps::{Map, MapData};
 use super::{Datapath, DatapathError};
 use crate::ruleset::table::ArrayWrites;
 
-/// `BPF_MAP_UPDATE_BATCH` in the kernel's `enum bpf_cmd`.
+/// `BPF_MAP_LOOKUP_BATCH` and `BPF_MAP_UPDATE_BATCH` in the kernel's `enum bpf_cmd`.
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
 /// The `batch` member of the kernel's `union bpf_attr`.
@@ -125,4 +126,54 @@ fn batch_update(
         });
     }
     Ok(())
+}
+
+/// Reads entries `start..` of the array map `fd` with one `BPF_MAP_LOOKUP_BATCH`, as many as
+/// `keys` holds, into `keys` and `values`: `stride` bytes an entry, laid out as the map's values
+/// are (for a per-CPU map, each CPU's value rounded up to 8 bytes). Returns how many were read:
+/// fewer at the array's end.
+pub(super) fn batch_lookup(
+    fd: RawFd,
+    start: u32,
+    keys: &mut [u32],
+    values: &mut [u8],
+    stride: usize,
+) -> std::io::Result<usize> {
+    // The kernel starts after the key `in_batch` points at, and at the first without one.
+    let before = start.wrapping_sub(1);
+    let mut next = 0u32;
+    let mut attr = BatchAttr {
+        in_batch: if start == 0 {
+            0
+        } else {
+            &raw const before as u64
+        },
+        out_batch: &raw mut next as u64,
+        keys: keys.as_mut_ptr() as u64,
+        values: values.as_mut_ptr() as u64,
+        count: keys.len() as u32,
+        map_fd: fd as u32,
+        ..BatchAttr::default()
+    };
+    if values.len() < keys.len() * stride {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: the attr points at `before`, `next`, `keys` and `values`, alive for the call; the
+    // kernel writes at most `count` keys and values, for which `values` was checked to hold
+    // room.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_BATCH,
+            &raw mut attr,
+            std::mem::size_of::<BatchAttr>() as u32,
+        )
+    };
+    let end = std::io::Error::last_os_error();
+    match rc {
+        0.. => Ok(attr.count as usize),
+        // Past the last entry: what was read before it.
+        _ if end.raw_os_error() == Some(libc::ENOENT) => Ok(attr.count as usize),
+        _ => Err(end),
+    }
 }

@@ -1,6 +1,8 @@
 //! Reading the per-CPU hit counters, summed over CPUs: from a loaded program, or from the maps
 //! a daemon pinned (so `stats` works while the daemon is down).
 
+use std::os::fd::{AsFd as _, AsRawFd as _};
+
 use aya::maps::{Map, MapData, PerCpuArray};
 use intune_common::{
     maps::{
@@ -10,7 +12,13 @@ use intune_common::{
     outcome::Outcome,
 };
 
-use super::{Datapath, DatapathError, pins::Pins, ports::slot_records, sync::map_err};
+use super::{
+    Datapath, DatapathError,
+    batch::batch_lookup,
+    pins::Pins,
+    ports::slot_records,
+    sync::{ENOTSUPP, map_err},
+};
 
 /// Hits on one port, or on the ports without a counter of their own (`port` is `None`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,10 +46,27 @@ fn outcomes_in(map: &Map) -> Result<Vec<(Outcome, Counter)>, DatapathError> {
         .collect()
 }
 
+/// A request for at least one in this many of the entries below its highest is read by batches
+/// over the whole range; a sparser one, an entry a call. A batch reads every entry between, at
+/// about a seventh of a call's cost an entry (250 ns against 1.7 µs, measured at 100,000).
+const DENSE: usize = 4;
+
+/// Entries a `BPF_MAP_LOOKUP_BATCH` call: its buffer stays a few hundred KiB on many CPUs.
+const LOOKUP_BATCH: usize = 4096;
+
+/// The hits of the rules with `indices`, summed over CPUs: every rule's for `stats` and each
+/// metrics scrape, an update's removed ones.
 fn rules_in(
     map: &Map,
     indices: impl IntoIterator<Item = u32>,
 ) -> Result<Vec<Counter>, DatapathError> {
+    let indices: Vec<u32> = indices.into_iter().collect();
+    let bound = indices.iter().max().map_or(0, |&i| i as usize + 1);
+    if indices.len() * DENSE >= bound
+        && let Some(all) = all_rules_below(map, bound)?
+    {
+        return Ok(indices.iter().map(|&i| all[i as usize]).collect());
+    }
     let array = PerCpuArray::<_, Counter>::try_from(map).map_err(map_err(RULE_STATS))?;
     indices
         .into_iter()
@@ -50,6 +75,51 @@ fn rules_in(
             Ok(sum(per_cpu.iter().copied()))
         })
         .collect()
+}
+
+/// The hits of rules `0..bound` by batches; `None` where the kernel has no batch reads of
+/// per-CPU arrays (before 5.13).
+fn all_rules_below(map: &Map, bound: usize) -> Result<Option<Vec<Counter>>, DatapathError> {
+    let Map::PerCpuArray(data) = map else {
+        return Err(DatapathError::Missing(RULE_STATS));
+    };
+    let fd = data.fd().as_fd().as_raw_fd();
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
+    let per_cpu = size_of::<Counter>().next_multiple_of(8);
+    let stride = cpus * per_cpu;
+    let n = LOOKUP_BATCH.min(bound);
+    let (mut keys, mut values) = (vec![0u32; n], vec![0u8; n * stride]);
+    let mut all = vec![Counter::default(); bound];
+    let mut start = 0;
+    while start < bound {
+        let want = (bound - start).min(n);
+        let read = match batch_lookup(fd, start as u32, &mut keys[..want], &mut values, stride) {
+            Ok(read) => read,
+            Err(e) if start == 0 && matches!(e.raw_os_error(), Some(libc::EINVAL | ENOTSUPP)) => {
+                return Ok(None);
+            }
+            Err(source) => {
+                return Err(DatapathError::BatchRead {
+                    name: RULE_STATS,
+                    source,
+                });
+            }
+        };
+        if read == 0 {
+            break;
+        }
+        for (&key, value) in keys[..read].iter().zip(values.chunks_exact(stride)) {
+            // SAFETY: each CPU's value is a `Counter` at its 8-byte slot, as the kernel wrote it.
+            let per_cpu = (0..cpus).map(|c| unsafe {
+                std::ptr::read_unaligned(value.as_ptr().add(c * per_cpu).cast::<Counter>())
+            });
+            if let Some(slot) = all.get_mut(key as usize) {
+                *slot = sum(per_cpu);
+            }
+        }
+        start += read;
+    }
+    Ok(Some(all))
 }
 
 /// The counters of `stats` (`name`: `PORT_STATS` or `DROP_PORT_STATS`) by the port each slot

@@ -74,6 +74,11 @@ pub enum DatapathError {
         written: u32,
         source: std::io::Error,
     },
+    #[error("reading BPF map {name} in a batch: {source}")]
+    BatchRead {
+        name: &'static str,
+        source: std::io::Error,
+    },
     #[error("pinning: {0}")]
     Pin(#[from] aya::pin::PinError),
     #[error("counting CPUs: {0}")]

@@ -18,7 +18,7 @@ use crate::ruleset::{
 };
 
 /// The kernel's "operation not supported" (not EOPNOTSUPP: an errno of its own).
-const ENOTSUPP: i32 = 524;
+pub(super) const ENOTSUPP: i32 = 524;
 
 /// Up to this many chunks (1 KiB each) go in one BPF_MAP_UPDATE_BATCH call; more are stored
 /// through a mapping of the array, whose set-up maps all of it (milliseconds for a large
