@@ -168,6 +168,33 @@ fn updates_leave_no_gap_keep_counters_and_report_removed_rules() {
         "{gone:?}"
     );
     assert!(reports[0].added.contains(&target("198.51.100.32/27")));
+    // What the summary says of it, by hand: set 905's /27 and /30 came, 903's /24 left; the
+    // /24 and /48 gained 8443, and so did what lies under them (the /28, the /64).
+    let first = &reports[0];
+    assert_eq!(
+        (first.added.len(), first.removed.len(), first.changed),
+        (2, 1, 4)
+    );
+    assert_eq!(
+        first.per_set,
+        std::collections::BTreeMap::from([(903, (0, 1)), (905, (2, 0))])
+    );
+    assert_eq!(
+        intune_ctl::ruleset::changes::describe(&intune_ctl::ruleset::changes::of_update(
+            first, "test"
+        )),
+        "+2 / -1 prefixes, 4 changed (set 903 +0 -1, set 905 +2 -0)"
+    );
+    // And of the way back: the /24 returned, the /27 and /30 left.
+    let back = &reports[1];
+    assert_eq!(
+        (back.added.len(), back.removed.len(), back.changed),
+        (1, 2, 4)
+    );
+    assert_eq!(
+        back.per_set,
+        std::collections::BTreeMap::from([(903, (1, 0)), (905, (0, 2))])
+    );
     // Counters of the /24 carried on: the two hits before, plus the stream's.
     let c = dp.rule_counters_of([index_24]).expect("counters")[0];
     assert!(c.packets > 2, "{c:?}");

@@ -415,10 +415,7 @@ fn start(
         Some(a) => format!("start (cached service version {})", a.version),
         None => "start".to_string(),
     };
-    recorder::write(
-        &state,
-        Record::Change(changes::summarize(None, &rules, &cause)),
-    );
+    recorder::write(&state, Record::Change(changes::of_first(&rules, &cause)));
     let recorder = Recorder::start(StateDir::open(&settings.paths.state_dir)?)
         .context("starting the state writer")?;
     let mut owner = Owner {

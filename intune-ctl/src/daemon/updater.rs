@@ -50,12 +50,12 @@ pub fn take_list(
 /// Moves the maps to `rules` hitlessly and logs what changed; `None` when it failed (the maps
 /// still allow what they allowed).
 pub fn apply(dp: &mut Datapath, rules: RuleSet, cause: &str) -> Option<ChangeRecord> {
-    let change = changes::summarize(dp.installed(), &rules, cause);
     let started = std::time::Instant::now();
     let applied = dp.apply(rules);
     crate::daemon::metrics::daemon().map_update(started.elapsed());
     match applied {
         Ok(report) => {
+            let change = changes::of_update(&report, cause);
             for (target, c) in &report.removed {
                 tracing::info!(prefix = %target, packets = c.packets, bytes = c.bytes, "rule removed");
             }

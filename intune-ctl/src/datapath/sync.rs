@@ -2,6 +2,8 @@
 //! the next without a gap: everything new is written before anything old is removed, so an
 //! address allowed before and after is allowed throughout.
 
+use std::collections::BTreeMap;
+
 use aya::maps::{Array, LpmTrie, Map, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key};
 use intune_common::maps::{
     CONFIG, Config, Counter, LPM_V4, LPM_V6, PORT_SETS, PortSet, RULE_STATS, RuleRef, V4_CHUNKS,
@@ -29,14 +31,17 @@ pub(super) fn map_err(name: &'static str) -> impl Fn(MapError) -> DatapathError 
     move |source| DatapathError::Map { name, source }
 }
 
-/// What an update changed.
+/// What an update changed: found in the walk that writes the maps, and all the summary logged
+/// and recorded needs (`ruleset::changes::of_update`), so no second walk makes it.
 #[derive(Debug, Default)]
 pub struct UpdateReport {
     pub added: Vec<Target>,
     /// Removed rules with the hits they had collected.
     pub removed: Vec<(Target, Counter)>,
-    /// Rules whose ports or credited index changed.
+    /// Kept rules whose ports, endpoint sets or exclusion changed.
     pub changed: usize,
+    /// Rules added and removed per endpoint set id.
+    pub per_set: BTreeMap<u32, (usize, usize)>,
 }
 
 impl Datapath {
@@ -98,20 +103,33 @@ impl Datapath {
         for pair in paired(old, new) {
             let rule = match pair {
                 Paired::Removed(o) => {
+                    for s in &o.sets {
+                        report.per_set.entry(s.id).or_default().1 += 1;
+                    }
                     removed.push(o);
                     continue;
                 }
                 Paired::Added(n) => {
+                    for s in &n.sets {
+                        report.per_set.entry(s.id).or_default().0 += 1;
+                    }
                     report.added.push(n.target);
                     n
                 }
-                Paired::Kept { old: o, new: n }
-                    if o.rule_ref() != n.rule_ref() || o.effective != n.effective =>
-                {
-                    report.changed += 1;
+                Paired::Kept { old: o, new: n } => {
+                    let ports = o.effective != n.effective;
+                    if ports
+                        || o.excluded != n.excluded
+                        || !o.sets.iter().map(|s| s.id).eq(n.sets.iter().map(|s| s.id))
+                    {
+                        report.changed += 1;
+                    }
+                    // The maps hold the leaf and the port set: nothing to write otherwise.
+                    if o.rule_ref() == n.rule_ref() && !ports {
+                        continue;
+                    }
                     n
                 }
-                Paired::Kept { .. } => continue,
             };
             if let Target::Prefix(net) = rule.target {
                 upserts.push((net, rule.rule_ref()));

@@ -4,45 +4,39 @@ use std::collections::BTreeMap;
 
 use crate::{
     daemon::state::{ChangeRecord, SetChange, now_rfc3339},
-    ruleset::{
-        paired::{Paired, paired},
-        rules::RuleSet,
-    },
+    datapath::sync::UpdateReport,
+    ruleset::rules::RuleSet,
 };
 
-pub fn summarize(old: Option<&RuleSet>, new: &RuleSet, cause: &str) -> ChangeRecord {
-    let empty = RuleSet::default();
-    let old = old.unwrap_or(&empty);
+/// The summary of the first rule set installed: everything in it added.
+pub fn of_first(rules: &RuleSet, cause: &str) -> ChangeRecord {
     let mut per_set: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
-    let (mut added, mut removed, mut changed) = (0, 0, 0);
-    for pair in paired(old, new) {
-        match pair {
-            Paired::Added(rule) => {
-                added += 1;
-                for s in &rule.sets {
-                    per_set.entry(s.id).or_default().0 += 1;
-                }
-            }
-            Paired::Kept { old: o, new: rule }
-                if o.effective != rule.effective
-                    || o.excluded != rule.excluded
-                    || !o
-                        .sets
-                        .iter()
-                        .map(|s| s.id)
-                        .eq(rule.sets.iter().map(|s| s.id)) =>
-            {
-                changed += 1;
-            }
-            Paired::Kept { .. } => {}
-            Paired::Removed(rule) => {
-                removed += 1;
-                for s in &rule.sets {
-                    per_set.entry(s.id).or_default().1 += 1;
-                }
-            }
+    for rule in &rules.rules {
+        for s in &rule.sets {
+            per_set.entry(s.id).or_default().0 += 1;
         }
     }
+    record(cause, rules.rules.len(), 0, 0, per_set)
+}
+
+/// The summary of an update, from what the datapath reported it changed.
+pub fn of_update(report: &UpdateReport, cause: &str) -> ChangeRecord {
+    record(
+        cause,
+        report.added.len(),
+        report.removed.len(),
+        report.changed,
+        report.per_set.clone(),
+    )
+}
+
+fn record(
+    cause: &str,
+    added: usize,
+    removed: usize,
+    changed: usize,
+    per_set: BTreeMap<u32, (usize, usize)>,
+) -> ChangeRecord {
     ChangeRecord {
         at: now_rfc3339(),
         cause: cause.to_string(),
