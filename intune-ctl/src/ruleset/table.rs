@@ -7,10 +7,7 @@
 //! first-level entry at them; what the region held before is freed only at the next update, so
 //! a lookup in flight never reads an entry being rewritten.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    ops::Range,
-};
+use std::{collections::BTreeMap, ops::Range};
 
 use intune_common::{
     maps::RuleRef,
@@ -309,17 +306,19 @@ impl PrefixTable {
             .into_iter()
             .filter(|(k, v)| self.prefixes.get(k) != *v)
             .collect();
-        let mut affected = BTreeSet::new();
+        let mut affected = Vec::with_capacity(changes.len());
         let mut short_changed = false;
         for &((net, len), _) in &changes {
             let start = usize::from(region_of(net));
             if len > 16 {
-                affected.insert(start);
+                affected.push(start);
             } else {
                 short_changed = true;
                 affected.extend(start..start + (1 << (16 - len)));
             }
         }
+        affected.sort_unstable();
+        affected.dedup();
         // Applied now, and undone when the result does not fit.
         let undo: Vec<Change> = changes
             .iter()
@@ -332,7 +331,11 @@ impl PrefixTable {
             })
             .collect();
         let base16 = short_changed.then(|| base_of(&self.prefixes));
-        let mut built = Built::default();
+        // A rebuilt region mostly holds a chunk or a single: room for that, grown if not.
+        let mut built = Built {
+            chunks: Vec::with_capacity(affected.len()),
+            singles: Vec::with_capacity(affected.len()),
+        };
         let rebuilt: Vec<Rebuilt> = affected
             .iter()
             .map(|&k16| {
