@@ -90,6 +90,18 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A rule of no set yet, its index and port-set id still to be given.
+    fn new(target: Target, excluded: bool, effective: Ports) -> Rule {
+        Rule {
+            index: 0,
+            target,
+            excluded,
+            sets: SetEntries::new(),
+            effective,
+            port_set: 0,
+        }
+    }
+
     /// What the kernel maps hold for this rule.
     pub fn rule_ref(&self) -> RuleRef {
         RuleRef {
@@ -156,6 +168,33 @@ pub struct RuleSet {
     /// Prefix lengths in use, longest first, per family.
     v4_lens: Vec<u8>,
     v6_lens: Vec<u8>,
+}
+
+/// `set`'s claim on `target`, which sorts at or after the last rule of `out` (claims of one
+/// target come in set-id order). A rule's effective ports start as its first set's: what
+/// nearly every rule keeps.
+fn claim(out: &mut Vec<Rule>, target: Target, set: &EndpointSet) {
+    if out.last().is_none_or(|r| r.target != target) {
+        out.push(Rule::new(target, false, set.ports.clone()));
+    }
+    let Some(Rule { sets: entries, .. }) = out.last_mut() else {
+        return;
+    };
+    match entries.last_mut() {
+        Some(e) if e.id == set.id => {
+            e.sources.insert(set.source);
+            e.ports = e.ports.union(&set.ports);
+        }
+        _ => {
+            let mut sources = Sources::default();
+            sources.insert(set.source);
+            entries.push(SetEntry {
+                id: set.id,
+                sources,
+                ports: set.ports.clone(),
+            });
+        }
+    }
 }
 
 /// Hands out the lowest ids used neither by the previous rule set nor already.
@@ -358,72 +397,46 @@ impl RuleSet {
     /// rule under another or of several sets. One sort instead of a map per prefix: this runs
     /// for every accepted list.
     fn listed(sets: &[EndpointSet], opts: &RuleSetOptions) -> Vec<Rule> {
-        let excluded = |t: &Target| match t {
-            Target::Prefix(n) => opts.exclude.iter().any(|x| x.contains(n)),
-            Target::AnyAddress => false,
-        };
-        let mut claims: Vec<(Target, u32, &EndpointSet)> =
-            Vec::with_capacity(sets.iter().map(|s| s.ips.len().max(1)).sum());
-        for set in sets {
-            if set.any_address {
-                if opts.port_only {
-                    claims.push((Target::AnyAddress, set.id, set));
+        let excluded = |n: &IpNet| opts.exclude.iter().any(|x| x.contains(n));
+        let mut out: Vec<Rule> = Vec::with_capacity(sets.iter().map(|s| s.ips.len().max(1)).sum());
+        let mut with_prefixes = sets.iter().filter(|s| !s.any_address && !s.ips.is_empty());
+        match (with_prefixes.next(), with_prefixes.next()) {
+            (None, _) => {}
+            // One set's prefixes come sorted (`EndpointSet::ips`): its rules in their order.
+            (Some(set), None) if set.ips.is_sorted() => {
+                for net in set.ips.iter().filter(|n| !excluded(n)) {
+                    claim(&mut out, Target::Prefix(*net), set);
                 }
-                continue;
             }
-            claims.extend(
-                set.ips
+            _ => {
+                let mut claims: Vec<(Target, u32, &EndpointSet)> = sets
                     .iter()
-                    .map(|n| (Target::Prefix(*n), set.id, set))
-                    .filter(|(t, _, _)| !excluded(t)),
-            );
-        }
-        let key = |&(t, id, _): &(Target, u32, &EndpointSet)| {
-            let (kind, addr, len) = t.sort_key();
-            (kind, addr, len, id)
-        };
-        // Each set's prefixes come sorted (`EndpointSet::ips`): a list of one large set needs
-        // only this check.
-        if !claims.is_sorted_by_key(key) {
-            radsort::sort_by_key(&mut claims, key);
-        }
-        // A rule's effective ports start as its first set's: what nearly every rule keeps.
-        let rule = |target: Target, excluded: bool, effective: Ports| Rule {
-            index: 0,
-            target,
-            excluded,
-            sets: SetEntries::new(),
-            effective,
-            port_set: 0,
-        };
-        let mut out: Vec<Rule> = Vec::with_capacity(claims.len());
-        for (target, id, set) in claims {
-            if out.last().is_none_or(|r| r.target != target) {
-                out.push(rule(target, false, set.ports.clone()));
+                    .filter(|s| !s.any_address)
+                    .flat_map(|set| set.ips.iter().map(move |n| (n, set)))
+                    .filter(|(n, _)| !excluded(n))
+                    .map(|(n, set)| (Target::Prefix(*n), set.id, set))
+                    .collect();
+                radsort::sort_by_key(&mut claims, |&(t, id, _)| {
+                    let (kind, addr, len) = t.sort_key();
+                    (kind, addr, len, id)
+                });
+                for (target, _, set) in claims {
+                    claim(&mut out, target, set);
+                }
             }
-            let Some(Rule { sets: entries, .. }) = out.last_mut() else {
-                continue;
-            };
-            match entries.last_mut() {
-                Some(e) if e.id == id => {
-                    e.sources.insert(set.source);
-                    e.ports = e.ports.union(&set.ports);
-                }
-                _ => {
-                    let mut sources = Sources::default();
-                    sources.insert(set.source);
-                    entries.push(SetEntry {
-                        id,
-                        sources,
-                        ports: set.ports.clone(),
-                    });
-                }
+        }
+        // The port-only rule sorts after every prefix; its sets by id.
+        if opts.port_only {
+            let mut any: Vec<&EndpointSet> = sets.iter().filter(|s| s.any_address).collect();
+            any.sort_by_key(|s| s.id);
+            for set in any {
+                claim(&mut out, Target::AnyAddress, set);
             }
         }
         for x in &opts.exclude {
             let target = Target::Prefix(x.trunc());
             out.retain(|r| r.target != target);
-            out.push(rule(target, true, Ports::default()));
+            out.push(Rule::new(target, true, Ports::default()));
         }
         if !opts.exclude.is_empty() {
             out.sort_by_key(|r| r.target);
