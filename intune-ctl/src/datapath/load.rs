@@ -205,6 +205,8 @@ pub struct Datapath {
     pub(crate) v4_table: Option<PrefixTable>,
     /// What the kernel's IPv6 table holds.
     pub(crate) v6_table: Option<PrefixTable>,
+    /// Each family's first level (IPv4, IPv6), mapped at its first update and kept.
+    pub(crate) first_levels: [Option<super::mmap::FirstLevel>; 2],
     /// Whether each family's trie (IPv4, IPv6) holds exactly the installed rule set's
     /// prefixes. A family on its table leaves its trie alone: a million prefixes load in a
     /// fraction of the time and the kernel keeps no nodes for them. The trie is written anew
@@ -293,6 +295,7 @@ impl Datapath {
             installed: None,
             v4_table: None,
             v6_table: None,
+            first_levels: [None, None],
             trie_current: [true, true],
             tables_resync: false,
             policy: Policy::default(),

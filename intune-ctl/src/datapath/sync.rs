@@ -344,7 +344,15 @@ impl Datapath {
                 array.set(id as usize, chunk);
             }
         }
-        self.update_array(tbl16, &writes.tbl16)?;
+        let slot = usize::from(family == Family::V6);
+        if self.first_levels[slot].is_none() {
+            self.first_levels[slot] = Some(self.map_first_level(tbl16)?);
+        }
+        if let Some(first) = &mut self.first_levels[slot] {
+            for (i, &entry) in writes.tbl16.iter() {
+                first.set(i as usize, entry);
+            }
+        }
         tracing::debug!(?family, ?compiled, written = ?started.elapsed(), chunks = writes.chunks.len(), singles = writes.singles.len(), "table updated");
         *self.lookup_mut(family) = Lookup::Table;
         Ok(true)
