@@ -394,8 +394,9 @@ impl RuleSet {
 
     /// The rules of `sets` sorted by target, with excluded prefixes and nothing listed inside
     /// them; their indices and port-set ids still to be given, and the effective ports of a
-    /// rule under another or of several sets. One sort instead of a map per prefix: this runs
-    /// for every accepted list.
+    /// rule under another or of several sets. This runs for every accepted list: a list whose
+    /// prefixes are in one set needs no sort, several sets' are sorted once (not a map entry a
+    /// prefix).
     fn listed(sets: &[EndpointSet], opts: &RuleSetOptions) -> Vec<Rule> {
         let excluded = |n: &IpNet| opts.exclude.iter().any(|x| x.contains(n));
         let mut out: Vec<Rule> = Vec::with_capacity(sets.iter().map(|s| s.ips.len().max(1)).sum());

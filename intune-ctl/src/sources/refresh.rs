@@ -72,7 +72,8 @@ pub fn validate(
         return Err(Rejection::Empty);
     }
     // A list may hold 100,000 prefixes and this runs on every one fetched: each list's
-    // prefixes radix-sorted, then one walk of both.
+    // prefixes in order as integers (a set's are sorted when it is read), then one walk of
+    // both.
     if let Some(previous) = previous {
         let (was, is) = (census(previous), census(new));
         let kept = was.common(&is);

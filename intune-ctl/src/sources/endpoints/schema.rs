@@ -405,14 +405,14 @@ pub(super) fn min_service_prefix(net: &IpNet) -> u8 {
 
 /// A CIDR prefix; host bits are cleared, as the service sometimes sends them set.
 pub(super) fn parse_prefix(text: &str) -> Result<IpNet, String> {
-    let text = text.trim();
     if let Some((addr, len)) = canonical_v4(text.as_bytes()) {
-        return Ok(IpNet::V4(
-            Ipv4Net::new(addr, len)
-                .map_err(|_| not_a_prefix(text))?
-                .trunc(),
-        ));
+        // The host bits cleared by a mask of the length (at most 32: `canonical_v4`).
+        let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+        let net = Ipv4Net::new(Ipv4Addr::from(u32::from(addr) & mask), len)
+            .map_err(|_| not_a_prefix(text))?;
+        return Ok(IpNet::V4(net));
     }
+    let text = text.trim();
     // Everything else is read by the standard library's parsers, which allocate nothing
     // (ipnet's boxes a closure per part).
     let bad = || not_a_prefix(text);
