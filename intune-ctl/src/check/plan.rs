@@ -88,7 +88,7 @@ impl Plan {
             .collect();
         let mut plan = Plan::default();
         for set in chosen {
-            plan.ports.insert(set.id, set.ports.clone());
+            plan.ports.insert(set.id, set.ports);
             plan.order.push(set.id);
             let before = plan.names.len();
             plan.add_names(set, &exact, learned);

@@ -47,7 +47,7 @@ impl PortSlots {
 
     /// The slots for `ports`: kept where a port keeps its slot, freed where the port left,
     /// handed out while slots last.
-    pub fn plan(&self, ports: &Ports) -> SlotChanges {
+    pub fn plan(&self, ports: Ports) -> SlotChanges {
         let mut changes = SlotChanges::default();
         let mut free: BTreeSet<u32> = (1..MAX_PORT_SLOTS).collect();
         for (&key, &slot) in &self.by_key {
@@ -82,14 +82,14 @@ impl PortSlots {
     }
 }
 
-fn admits(ports: &Ports, key: u32) -> bool {
+fn admits(ports: Ports, key: u32) -> bool {
     let (l4, port) = intune_common::maps::key_port(key);
     ports.admits(l4, port)
 }
 
 /// Every port key of `ports`: single ports and short ranges first, so that a wide range cannot
 /// take the slots of the ports named one by one.
-fn keys(ports: &Ports) -> impl Iterator<Item = u32> {
+fn keys(ports: Ports) -> impl Iterator<Item = u32> {
     let mut ranges: Vec<(u16, u8, u16, u16)> =
         [(IPPROTO_TCP, &ports.tcp), (IPPROTO_UDP, &ports.udp)]
             .into_iter()
@@ -108,7 +108,7 @@ fn keys(ports: &Ports) -> impl Iterator<Item = u32> {
 impl Datapath {
     /// Gives the ports of `ports` their counter slots before any rule names them. The first
     /// call reads the slots a previous daemon left in the pinned maps.
-    pub(super) fn update_port_slots(&mut self, ports: &Ports) -> Result<(), DatapathError> {
+    pub(super) fn update_port_slots(&mut self, ports: Ports) -> Result<(), DatapathError> {
         let slots = match self.port_slots.take() {
             Some(slots) => slots,
             None => PortSlots::from_records(self.port_slot_records()?),
@@ -194,7 +194,7 @@ mod tests {
         )
     }
 
-    fn planned(slots: &mut PortSlots, p: &Ports) -> SlotChanges {
+    fn planned(slots: &mut PortSlots, p: Ports) -> SlotChanges {
         let changes = slots.plan(p);
         slots.apply(&changes);
         changes
@@ -203,12 +203,12 @@ mod tests {
     #[test]
     fn ports_keep_their_slots_and_leaving_ports_free_theirs() {
         let mut slots = PortSlots::default();
-        let first = planned(&mut slots, &ports("80,443", "123"));
+        let first = planned(&mut slots, ports("80,443", "123"));
         assert_eq!(
             first.assigned,
             vec![(1, 80), (2, 443), (3, port_key(IPPROTO_UDP, 123))]
         );
-        let second = planned(&mut slots, &ports("443,5223", "123"));
+        let second = planned(&mut slots, ports("443,5223", "123"));
         assert_eq!(second.freed, vec![(1, 80)]);
         assert_eq!(second.assigned, vec![(1, 5223)], "the freed slot is reused");
         let kept: Vec<(u32, u32)> = slots.slots().collect();
@@ -216,16 +216,13 @@ mod tests {
             kept,
             vec![(443, 2), (5223, 1), (port_key(IPPROTO_UDP, 123), 3)]
         );
-        assert_eq!(
-            slots.plan(&ports("443,5223", "123")),
-            SlotChanges::default()
-        );
+        assert_eq!(slots.plan(ports("443,5223", "123")), SlotChanges::default());
     }
 
     #[test]
     fn slots_survive_through_their_records() {
         let mut slots = PortSlots::default();
-        planned(&mut slots, &ports("80,443", "3544"));
+        planned(&mut slots, ports("80,443", "3544"));
         let records: Vec<(u32, u32)> = (0..MAX_PORT_SLOTS)
             .map(|s| {
                 let record = slots
@@ -240,7 +237,7 @@ mod tests {
 
     #[test]
     fn ports_beyond_the_slots_are_counted_as_other_but_single_ports_come_first() {
-        let changes = PortSlots::default().plan(&ports("1-2000,5223", "123"));
+        let changes = PortSlots::default().plan(ports("1-2000,5223", "123"));
         assert_eq!(changes.assigned.len(), MAX_PORT_SLOTS as usize - 1);
         assert_eq!(changes.unslotted, 2002 - (MAX_PORT_SLOTS as usize - 1));
         assert_eq!(

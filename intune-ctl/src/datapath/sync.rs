@@ -88,7 +88,7 @@ impl Datapath {
         let started = std::time::Instant::now();
         let mut report = UpdateReport::default();
         // 0. Counter slots for the ports, so the first hit on a new port is counted as its own.
-        self.update_port_slots(&new.all_ports())?;
+        self.update_port_slots(new.all_ports())?;
         // 1. Port sets first: new entries may point at them.
         let mut port_sets =
             Array::<_, PortSet>::try_from(self.map_mut(PORT_SETS)?).map_err(map_err(PORT_SETS))?;
@@ -174,7 +174,7 @@ impl Datapath {
             .iter()
             .filter(|r| !r.excluded)
             .filter_map(|r| match r.target {
-                Target::Prefix(net) => Some((net, r.effective.clone())),
+                Target::Prefix(net) => Some((net, r.effective)),
                 Target::AnyAddress => None,
             })
             .collect();

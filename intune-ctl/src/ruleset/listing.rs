@@ -74,7 +74,7 @@ impl Listing {
                     Target::Prefix(n) => n.to_string(),
                     Target::AnyAddress => "any".into(),
                 },
-                ports: r.effective.clone(),
+                ports: r.effective,
                 endpoint_sets: r.set_ids(),
                 sources: r.sources(),
                 provenance: r

@@ -1,6 +1,10 @@
 //! Port lists as the service writes them ("80,443", "3478-3481", "143, 587, 993, 995").
 
-use std::{fmt, sync::Arc};
+use std::{
+    collections::HashSet,
+    fmt,
+    sync::{Arc, LazyLock, Mutex, PoisonError},
+};
 
 use intune_common::{
     maps::PortSet,
@@ -52,12 +56,6 @@ impl PortRanges {
             return other.clone();
         }
         PortRanges::from_ranges(self.0.iter().chain(other.0.iter()).copied().collect())
-    }
-
-    /// The very same list (one shared), without comparing: a fast "equal"; `false` says
-    /// nothing.
-    pub fn same(&self, other: &PortRanges) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
     }
 
     pub fn contains(&self, port: u16) -> bool {
@@ -135,25 +133,75 @@ pub struct PortLists {
     pub udp: PortRanges,
 }
 
-/// TCP and UDP ports, shared, not copied: a rule set of 100,000 prefixes holds a few distinct
-/// lists, each in every rule's own and effective ports. One pointer (one count to change when
-/// a rule takes it), where the two lists are two.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Ports(Arc<PortLists>);
+/// TCP and UDP ports, interned: one copy of each distinct pair of lists, made the first time
+/// it is seen and kept for the life of the process (there are a handful: the lists the sources
+/// write and their unions), so that taking a list is copying a pointer. A rule set of 100,000
+/// prefixes takes one for every rule twice; a shared count to change each time (an atomic
+/// operation, which waits for the rule's own stores) cost more than the rest of making a rule.
+/// Equal lists are one copy: equality is a pointer comparison.
+#[derive(Clone, Copy)]
+pub struct Ports(&'static PortLists);
+
+impl Ports {
+    fn interned(lists: PortLists) -> Ports {
+        static LISTS: LazyLock<Mutex<HashSet<&'static PortLists>>> = LazyLock::new(Mutex::default);
+        // A panic while the set was held cannot leave it half-changed: an insert is one call.
+        let mut known = LISTS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&lists) = known.get(&lists) {
+            return Ports(lists);
+        }
+        let lists: &'static PortLists = Box::leak(Box::new(lists));
+        known.insert(lists);
+        Ports(lists)
+    }
+}
+
+impl PartialEq for Ports {
+    fn eq(&self, other: &Ports) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for Ports {}
+
+impl std::hash::Hash for Ports {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(self.0, state);
+    }
+}
+
+impl PartialOrd for Ports {
+    fn partial_cmp(&self, other: &Ports) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ports {
+    /// By the lists (equal only when one copy, as they are interned).
+    fn cmp(&self, other: &Ports) -> std::cmp::Ordering {
+        self.0.cmp(other.0)
+    }
+}
+
+impl fmt::Debug for Ports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 impl std::ops::Deref for Ports {
     type Target = PortLists;
     fn deref(&self) -> &PortLists {
-        &self.0
+        self.0
     }
 }
 
 impl Default for Ports {
-    /// No ports, one for all: every rule of a rule set starts with none.
+    /// No ports: what every rule starts with, so kept at hand rather than looked up.
     fn default() -> Self {
-        static NONE: std::sync::LazyLock<Ports> =
-            std::sync::LazyLock::new(|| Ports::new(PortRanges::default(), PortRanges::default()));
-        NONE.clone()
+        static NONE: LazyLock<Ports> =
+            LazyLock::new(|| Ports::new(PortRanges::default(), PortRanges::default()));
+        *NONE
     }
 }
 
@@ -165,27 +213,21 @@ impl serde::Serialize for Ports {
 
 impl<'de> serde::Deserialize<'de> for Ports {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Ports, D::Error> {
-        PortLists::deserialize(d).map(|l| Ports(Arc::new(l)))
+        PortLists::deserialize(d).map(Ports::interned)
     }
 }
 
 impl Ports {
     pub fn new(tcp: PortRanges, udp: PortRanges) -> Ports {
-        Ports(Arc::new(PortLists { tcp, udp }))
-    }
-
-    /// The very same lists as `other`'s (one shared), without comparing: a fast "equal";
-    /// `false` says nothing.
-    pub fn same(&self, other: &Ports) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || (self.tcp.same(&other.tcp) && self.udp.same(&other.udp))
+        Ports::interned(PortLists { tcp, udp })
     }
 
     pub fn union(&self, other: &Ports) -> Ports {
-        if other.is_empty() || self.same(other) {
-            return self.clone();
+        if other.is_empty() || self == other {
+            return *self;
         }
         if self.is_empty() {
-            return other.clone();
+            return *other;
         }
         Ports::new(self.tcp.union(&other.tcp), self.udp.union(&other.udp))
     }

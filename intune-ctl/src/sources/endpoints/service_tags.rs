@@ -127,7 +127,7 @@ impl TagsFile {
                     service_area_display_name: tag.name.clone(),
                     urls: Vec::new(),
                     ips: prefixes(tag)?,
-                    ports: ports.clone(),
+                    ports: *ports,
                     express_route: false,
                     category: Category::Allow,
                     required: true,

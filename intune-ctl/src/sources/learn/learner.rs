@@ -172,7 +172,7 @@ impl Learner {
         let ids = patterns
             .all()
             .iter()
-            .filter_map(|p| port_set_of(&p.ports).map(|id| (p.ports.clone(), id)))
+            .filter_map(|p| port_set_of(&p.ports).map(|id| (p.ports, id)))
             .collect();
         let _ = self.tx.send(Control::Patterns(patterns, ids));
     }
