@@ -332,11 +332,14 @@ impl RuleSet {
             ..RuleSet::default()
         };
         let mut port_ids = PortSetIds::new(previous);
-        let mut rule_ids = Ids::new(
-            previous
-                .into_iter()
-                .flat_map(|p| p.rules.iter().map(|r| r.index)),
-        );
+        // From the lookup by index (4 bytes an index), not a walk of the previous rules.
+        let mut rule_ids = Ids::new(previous.into_iter().flat_map(|p| {
+            p.by_index
+                .iter()
+                .enumerate()
+                .filter(|&(_, &at)| at != NOT_IN_USE)
+                .map(|(index, _)| index as u32)
+        }));
         // Both sets' rules are sorted by target: the previous index of each is found by
         // walking the previous rules alongside.
         let mut before = previous
