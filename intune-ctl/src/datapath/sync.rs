@@ -13,7 +13,7 @@ use ipnet::IpNet;
 
 use super::{Datapath, DatapathError, Lookup};
 use crate::ruleset::{
-    paired::{Paired, paired},
+    paired::{Delta, delta},
     policy::Policy,
     rules::{Rule, RuleSet, Target},
     table::{Family, PrefixTable},
@@ -73,7 +73,11 @@ impl Datapath {
     /// previous one so that unchanged rules keep their indices and counters.
     pub fn apply(&mut self, rules: RuleSet) -> Result<UpdateReport, DatapathError> {
         let old = self.installed.take().unwrap_or_default();
-        let result = self.apply_from(&old, &rules);
+        let mut rules = rules;
+        let delta = rules
+            .take_delta_from(&old)
+            .unwrap_or_else(|| delta(&old, &rules));
+        let result = self.apply_from(&old, &rules, &delta);
         // A failure may leave a table at the new set: the next update compiles from the whole
         // set, not from its changes since the old one.
         self.tables_resync = result.is_err();
@@ -84,7 +88,12 @@ impl Datapath {
         result
     }
 
-    fn apply_from(&mut self, old: &RuleSet, new: &RuleSet) -> Result<UpdateReport, DatapathError> {
+    fn apply_from(
+        &mut self,
+        old: &RuleSet,
+        new: &RuleSet,
+        delta: &Delta,
+    ) -> Result<UpdateReport, DatapathError> {
         let started = std::time::Instant::now();
         let mut report = UpdateReport::default();
         // 0. Counter slots for the ports, so the first hit on a new port is counted as its own.
@@ -97,40 +106,29 @@ impl Datapath {
                 port_sets.set(id, bitmap, 0).map_err(map_err(PORT_SETS))?;
             }
         }
-        // 2. What is new or changed, and what left: one walk of both rule sets.
-        let mut upserts: Vec<(IpNet, RuleRef)> = Vec::new();
-        let mut removed: Vec<&Rule> = Vec::new();
-        for pair in paired(old, new) {
-            let rule = match pair {
-                Paired::Removed(o) => {
-                    for s in &o.sets {
-                        report.per_set.entry(s.id).or_default().1 += 1;
-                    }
-                    removed.push(o);
-                    continue;
-                }
-                Paired::Added(n) => {
-                    for s in &n.sets {
-                        report.per_set.entry(s.id).or_default().0 += 1;
-                    }
-                    report.added.push(n.target);
-                    n
-                }
-                Paired::Kept { old: o, new: n } => {
-                    let ports = o.effective != n.effective;
-                    if ports
-                        || o.excluded != n.excluded
-                        || !o.sets.iter().map(|s| s.id).eq(n.sets.iter().map(|s| s.id))
-                    {
-                        report.changed += 1;
-                    }
-                    // The maps hold the leaf and the port set: nothing to write otherwise.
-                    if o.rule_ref() == n.rule_ref() && !ports {
-                        continue;
-                    }
-                    n
-                }
-            };
+        // 2. What is new or changed, and what left.
+        report.changed = delta.changed;
+        let removed: Vec<&Rule> = delta
+            .removed
+            .iter()
+            .map(|&at| &old.rules[at as usize])
+            .collect();
+        for o in &removed {
+            for s in &o.sets {
+                report.per_set.entry(s.id).or_default().1 += 1;
+            }
+        }
+        let mut upserts: Vec<(IpNet, RuleRef)> =
+            Vec::with_capacity(delta.added.len() + delta.rewritten.len());
+        for &at in &delta.added {
+            let n = &new.rules[at as usize];
+            for s in &n.sets {
+                report.per_set.entry(s.id).or_default().0 += 1;
+            }
+            report.added.push(n.target);
+        }
+        for &at in delta.added.iter().chain(&delta.rewritten) {
+            let rule = &new.rules[at as usize];
             if let Target::Prefix(net) = rule.target {
                 upserts.push((net, rule.rule_ref()));
             }

@@ -7,6 +7,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use intune_common::{
@@ -17,7 +18,10 @@ use ipnet::IpNet;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-use crate::sources::endpoints::{EndpointSet, Ports, Sources};
+use crate::{
+    ruleset::paired::Delta,
+    sources::endpoints::{EndpointSet, Ports, Sources},
+};
 
 /// What a rule matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -168,6 +172,16 @@ pub struct RuleSet {
     /// Prefix lengths in use, longest first, per family.
     v4_lens: Vec<u8>,
     v6_lens: Vec<u8>,
+    /// Which rule set this is: each built or read back has its own (the empty default, 0).
+    generation: u64,
+    /// What moving from the set it was built against (by generation) to this one takes.
+    delta: Option<(u64, Delta)>,
+}
+
+/// A new rule set's generation.
+fn next_generation() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// `set`'s claim on `target`, which sorts at or after the last rule of `out` (claims of one
@@ -341,11 +355,10 @@ impl RuleSet {
                 .map(|(index, _)| index as u32)
         }));
         // Both sets' rules are sorted by target: the previous index of each is found by
-        // walking the previous rules alongside.
-        let mut before = previous
-            .map_or(&[][..], |p| p.rules.as_slice())
-            .iter()
-            .peekable();
+        // walking the previous rules alongside, which also finds what left and what changed.
+        let before = previous.map_or(&[][..], |p| p.rules.as_slice());
+        let mut next_before = 0;
+        let mut delta = Delta::default();
         let mut present = [[false; 129]; 2];
         let mut open = Vec::new();
         let mut by_index = Vec::with_capacity(rs.rules.len());
@@ -361,11 +374,21 @@ impl RuleSet {
             }
             rule.port_set = port_ids.id(rule.effective, &mut rs.port_sets);
             let key = rule.target.sort_key();
-            while before.next_if(|b| b.target.sort_key() < key).is_some() {}
-            rule.index = match before.next_if(|b| b.target == rule.target) {
-                Some(b) => b.index,
-                None => rule_ids.fresh(),
-            };
+            while before
+                .get(next_before)
+                .is_some_and(|b| b.target.sort_key() < key)
+            {
+                delta.removed.push(next_before as u32);
+                next_before += 1;
+            }
+            if let Some(b) = before.get(next_before).filter(|b| b.target == rule.target) {
+                rule.index = b.index;
+                delta.kept(b, rule, i);
+                next_before += 1;
+            } else {
+                rule.index = rule_ids.fresh();
+                delta.added.push(i as u32);
+            }
             let at = rule.index as usize;
             if by_index.len() <= at {
                 by_index.resize(at + 1, NOT_IN_USE);
@@ -395,8 +418,13 @@ impl RuleSet {
         if rs.port_sets.keys().any(|&id| id >= MAX_PORT_SETS) {
             return Err(RulesError::TooManyPortSets(rs.port_sets.len()));
         }
+        delta
+            .removed
+            .extend(next_before as u32..before.len() as u32);
         rs.by_index = by_index;
         rs.port_only = rs.rule_by_target(&Target::AnyAddress).map(|r| r.index);
+        rs.generation = next_generation();
+        rs.delta = Some((previous.map_or(0, |p| p.generation), delta));
         Ok(rs)
     }
 
@@ -491,7 +519,16 @@ impl RuleSet {
         rs.rules.sort_by_key(|r| r.target);
         rs.rules.dedup_by_key(|r| r.target);
         rs.index_rules();
+        rs.generation = next_generation();
         rs
+    }
+
+    /// What moving the maps from `old` to this set takes, found while it was built, if it was
+    /// built against `old`; taken, as it is needed once.
+    pub fn take_delta_from(&mut self, old: &RuleSet) -> Option<Delta> {
+        let (base, delta) = self.delta.take()?;
+        // Generation 0 is the empty set's, any empty set's.
+        (base == old.generation && (base != 0 || old.rules.is_empty())).then_some(delta)
     }
 
     /// Where the rule of `target` is: `rules` is sorted by target (built so), so a binary
@@ -815,5 +852,92 @@ mod tests {
         assert!(
             !first.port_sets.contains_key(&ps) || first.port_sets[&ps] == second.port_sets[&ps]
         );
+    }
+
+    /// Worked by hand from `example` to the second list of the test above: the /24 leaves
+    /// (position 0 of the first set), 203.0.113.0/24 comes (position 1 of the second), the /25
+    /// stays but loses the /24's TCP 443 (changed, written again), 2001:db8::/32 stays as it
+    /// was.
+    #[test]
+    fn a_rebuild_finds_what_came_left_and_changed() {
+        let opts = RuleSetOptions::default();
+        let first = build(&example(), &opts);
+        let second_sets = sets(
+            r#"[
+            {"id": 2, "serviceArea": "MEM", "category": "Default", "ips": ["198.51.100.128/25", "2001:db8::/32"], "tcpPorts": "80"},
+            {"id": 3, "serviceArea": "MEM", "category": "Default", "ips": ["198.51.100.128/25"], "udpPorts": "123"},
+            {"id": 5, "serviceArea": "MEM", "category": "Default", "ips": ["203.0.113.0/24"], "tcpPorts": "443"}
+        ]"#,
+        );
+        let mut second = RuleSet::build(&second_sets, &opts, Some(&first)).unwrap();
+        let expected = Delta {
+            added: vec![1],
+            removed: vec![0],
+            rewritten: vec![0],
+            changed: 1,
+        };
+        assert_eq!(crate::ruleset::paired::delta(&first, &second), expected);
+        // Not for a set it was not built against; taken once.
+        assert_eq!(second.clone().take_delta_from(&RuleSet::default()), None);
+        assert_eq!(second.clone().take_delta_from(&second.clone()), None);
+        assert_eq!(second.take_delta_from(&first), Some(expected));
+        assert_eq!(second.take_delta_from(&first), None);
+        // Built against nothing: everything is added, onto the empty set only.
+        let mut fresh = build(&second_sets, &opts);
+        assert_eq!(fresh.clone().take_delta_from(&first), None);
+        let all = fresh.take_delta_from(&RuleSet::default()).unwrap();
+        assert_eq!(all.added, [0, 1, 2]);
+        assert!(all.removed.is_empty() && all.rewritten.is_empty());
+    }
+
+    /// Random lists changed at random (prefixes come and go, nested ones, ports change,
+    /// exclusions): what the build finds is what a walk of both sets finds.
+    #[test]
+    fn the_delta_found_in_building_is_the_walks() {
+        use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(17);
+        let mut random_sets = |rng: &mut StdRng| -> Vec<EndpointSet> {
+            let json: Vec<String> = (1..=4)
+                .map(|id| {
+                    let ips: Vec<String> = (0..rng.random_range(0..60))
+                        .map(|_| {
+                            if rng.random_bool(0.8) {
+                                // Few networks, so that prefixes nest and repeat across sets.
+                                let a = rng.random_range(0..4u8);
+                                let len = rng.random_range(22..=26u8);
+                                format!("198.51.{a}.{}/{len}", rng.random_range(0..4u8) * 64)
+                            } else {
+                                format!("2001:db8:{:x}::/48", rng.random_range(0..8u8))
+                            }
+                        })
+                        .collect();
+                    let port = [80, 443, 5223][rng.random_range(0..3)];
+                    format!(
+                        r#"{{"id": {id}, "serviceArea": "MEM", "category": "Default", "ips": {}, "tcpPorts": "{port}"}}"#,
+                        serde_json::to_string(&ips).unwrap()
+                    )
+                })
+                .collect();
+            sets(&format!("[{}]", json.join(",")))
+        };
+        let mut previous = build(&random_sets(&mut rng), &RuleSetOptions::default());
+        for round in 0..200 {
+            let opts = RuleSetOptions {
+                exclude: if round % 3 == 0 {
+                    vec!["198.51.1.0/24".parse().unwrap()]
+                } else {
+                    Vec::new()
+                },
+                ..RuleSetOptions::default()
+            };
+            let mut next = RuleSet::build(&random_sets(&mut rng), &opts, Some(&previous)).unwrap();
+            let walked = crate::ruleset::paired::delta(&previous, &next);
+            assert_eq!(
+                next.take_delta_from(&previous),
+                Some(walked),
+                "round {round}"
+            );
+            previous = next;
+        }
     }
 }
