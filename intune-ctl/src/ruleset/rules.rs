@@ -896,7 +896,7 @@ mod tests {
     fn the_delta_found_in_building_is_the_walks() {
         use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
         let mut rng = StdRng::seed_from_u64(17);
-        let mut random_sets = |rng: &mut StdRng| -> Vec<EndpointSet> {
+        let random_sets = |rng: &mut StdRng| -> Vec<EndpointSet> {
             let json: Vec<String> = (1..=4)
                 .map(|id| {
                     let ips: Vec<String> = (0..rng.random_range(0..60))

@@ -15,6 +15,7 @@ use intune_common::{
 };
 use ipnet::IpNet;
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use crate::ruleset::{
     regions::{Regions, region_of},
@@ -133,6 +134,9 @@ type Prefix = (u128, u8, u32);
 struct Built {
     chunks: Vec<Chunk>,
     singles: Vec<Single>,
+    /// The entries of `chunks` that name another chunk or a single (chunk, byte): the only
+    /// ones [`PrefixTable::commit`] renames, where the rest of a chunk's 256 are leaves.
+    links: Vec<(usize, u8)>,
 }
 
 /// One rebuilt region: its runs in [`Built`], and its first-level entry. Its entries name its
@@ -141,6 +145,7 @@ struct Rebuilt {
     k16: u16,
     chunks: Range<usize>,
     singles: Range<usize>,
+    links: Range<usize>,
     root: u32,
 }
 
@@ -153,12 +158,13 @@ impl Built {
             .map(|&((a, l), v)| (a, l, v))
             .collect();
         long.sort_by_key(|&(_, len, _)| len);
-        let (c0, s0) = (self.chunks.len(), self.singles.len());
+        let (c0, s0, l0) = (self.chunks.len(), self.singles.len(), self.links.len());
         let root = self.node(&long, base16[k16 as usize], 16, (c0, s0));
         Rebuilt {
             k16,
             chunks: c0..self.chunks.len(),
             singles: s0..self.singles.len(),
+            links: l0..self.links.len(),
             root,
         }
     }
@@ -186,11 +192,17 @@ impl Built {
                     }
                 }
                 // Painted first: a longer prefix's default is what the shorter ones left.
+                let mut links: SmallVec<[u8; 4]> = SmallVec::new();
                 for (at, group) in below {
                     chunk[at] = self.node(&group, chunk[at], bits + 8, base);
+                    if chunk[at] & (CHUNK_FLAG | SINGLE_FLAG) != 0 {
+                        links.push(at as u8);
+                    }
                 }
                 self.chunks.push(chunk);
-                CHUNK_FLAG | (self.chunks.len() - 1 - base.0) as u32
+                let at = self.chunks.len() - 1;
+                self.links.extend(links.into_iter().map(|byte| (at, byte)));
+                CHUNK_FLAG | (at - base.0) as u32
             }
         }
     }
@@ -200,11 +212,14 @@ fn byte_at(net: u128, bits: u8) -> usize {
     ((net >> (120 - u32::from(bits))) & 0xff) as usize
 }
 
+/// The ids of one region's chunks or singles: most regions have one or two.
+type RegionIdList = SmallVec<[u32; 2]>;
+
 /// The ids a region's chunks and singles have in the kernel.
 #[derive(Clone, Debug, Default)]
 struct RegionIds {
-    chunks: Vec<u32>,
-    singles: Vec<u32>,
+    chunks: RegionIdList,
+    singles: RegionIdList,
 }
 
 /// The address family a table holds.
@@ -302,13 +317,21 @@ impl PrefixTable {
         max_chunks: usize,
         max_singles: usize,
     ) -> Option<Writes> {
-        let changes: Vec<Change> = changes
-            .into_iter()
-            .filter(|(k, v)| self.prefixes.get(k) != *v)
-            .collect();
-        let mut affected = Vec::with_capacity(changes.len());
+        // Applied now, each with the leaf it had so that it can be undone when the result does
+        // not fit; one that changes nothing is dropped (found by the same lookup).
+        let mut undo: Vec<Change> = Vec::with_capacity(changes.len());
+        for (k, v) in changes {
+            let was = match v {
+                Some(leaf) => self.prefixes.insert(k, leaf),
+                None => self.prefixes.remove(&k),
+            };
+            if was != v {
+                undo.push((k, was));
+            }
+        }
+        let mut affected = Vec::with_capacity(undo.len());
         let mut short_changed = false;
-        for &((net, len), _) in &changes {
+        for &((net, len), _) in &undo {
             let start = usize::from(region_of(net));
             if len > 16 {
                 affected.push(start);
@@ -319,22 +342,12 @@ impl PrefixTable {
         }
         affected.sort_unstable();
         affected.dedup();
-        // Applied now, and undone when the result does not fit.
-        let undo: Vec<Change> = changes
-            .iter()
-            .map(|&(k, v)| {
-                let was = match v {
-                    Some(leaf) => self.prefixes.insert(k, leaf),
-                    None => self.prefixes.remove(&k),
-                };
-                (k, was)
-            })
-            .collect();
         let base16 = short_changed.then(|| base_of(&self.prefixes));
         // A rebuilt region mostly holds a chunk or a single: room for that, grown if not.
         let mut built = Built {
             chunks: Vec::with_capacity(affected.len()),
             singles: Vec::with_capacity(affected.len()),
+            links: Vec::new(),
         };
         let rebuilt: Vec<Rebuilt> = affected
             .iter()
@@ -384,8 +397,8 @@ impl PrefixTable {
     /// it had go to quarantine.
     fn commit(&mut self, r: &Rebuilt, built: &mut Built, writes: &mut Writes) {
         let k16 = r.k16;
-        let chunk_ids: Vec<u32> = r.chunks.clone().map(|_| self.chunk_ids.take()).collect();
-        let single_ids: Vec<u32> = r.singles.clone().map(|_| self.single_ids.take()).collect();
+        let chunk_ids: RegionIdList = r.chunks.clone().map(|_| self.chunk_ids.take()).collect();
+        let single_ids: RegionIdList = r.singles.clone().map(|_| self.single_ids.take()).collect();
         let global = |entry: u32| {
             if entry & CHUNK_FLAG != 0 {
                 CHUNK_FLAG | chunk_ids[(entry & !CHUNK_FLAG) as usize]
@@ -396,11 +409,10 @@ impl PrefixTable {
             }
         };
         writes.singles.keys.extend(&single_ids);
-        for (chunk, &id) in built.chunks[r.chunks.clone()].iter_mut().zip(&chunk_ids) {
-            for entry in chunk.iter_mut() {
-                *entry = global(*entry);
-            }
-            writes.chunks.keys.push(id);
+        writes.chunks.keys.extend(&chunk_ids);
+        for &(at, byte) in &built.links[r.links.clone()] {
+            let entry = &mut built.chunks[at][usize::from(byte)];
+            *entry = global(*entry);
         }
         let root = global(r.root);
         if self.tbl16[k16 as usize] != root {
@@ -847,7 +859,7 @@ mod tests {
             Some(&second),
         );
         k.apply(&t.update(&third, 16, 16).unwrap());
-        assert_eq!(t.regions[&0xac10].chunks, [freed as u32]);
+        assert_eq!(t.regions[&0xac10].chunks.as_slice(), [freed as u32]);
         // A /8 arriving rewrites the /16s under it, and nothing else.
         let fourth = rules(
             &[
