@@ -248,6 +248,31 @@ fn a_new_version_is_applied_and_an_unchanged_one_fetches_nothing() {
     );
 }
 
+/// The shrink check compares with the list accepted last, not the one before it: a list, then
+/// one with 8 more prefixes (nothing removed), then the first again, which removes those 8 of
+/// the 11 in force (more than the half allowed). Counted against the first list it would
+/// remove nothing.
+#[test]
+fn the_shrink_check_compares_with_the_list_accepted_last() {
+    require_root!();
+    let mut rig = Rig::new();
+    rig.accept("1", list(2, "203.0.113.0/24"));
+    rig.accept("2", list(10, "203.0.113.0/24"));
+    rig.svc.set_version(Answer::ok(version_body("3")));
+    rig.svc.set_endpoints(Answer::ok(list(2, "203.0.113.0/24")));
+    rig.poll();
+    let logs = rig.logs.text();
+    assert!(
+        logs.contains("would remove 8 of the 11 prefixes in force"),
+        "{logs}"
+    );
+    assert_eq!(rig.version().as_deref(), Some("2"));
+    assert!(
+        rig.allows("198.51.100.150", 443),
+        "the list in force was lost"
+    );
+}
+
 #[test]
 fn failures_and_bad_lists_leave_the_list_in_force() {
     require_root!();

@@ -60,22 +60,23 @@ pub const MAX_GROWTH_FACTOR: u32 = 4;
 /// A first list (nothing in force to compare with) may hold at most this many prefixes.
 pub const MAX_FIRST_PREFIXES: usize = 20_000;
 
-/// Checks a new list against the one in force: not empty, not removing more than
-/// `max_shrink` (a share, 0 to 1) of the previous list's prefixes, not adding more than
-/// [`MAX_GROWTH_FACTOR`] times them.
+/// Checks a new list against the one in force, given by its [`census`]: not empty, not
+/// removing more than `max_shrink` (a share, 0 to 1) of the previous list's prefixes, not
+/// adding more than [`MAX_GROWTH_FACTOR`] times them. The new list's census, to keep with it
+/// for the next check.
 pub fn validate(
     new: &[EndpointSet],
-    previous: Option<&[EndpointSet]>,
+    previous: Option<&PrefixKeys>,
     max_shrink: f64,
-) -> Result<(), Rejection> {
+) -> Result<PrefixKeys, Rejection> {
     if new.is_empty() {
         return Err(Rejection::Empty);
     }
     // A list may hold 100,000 prefixes and this runs on every one fetched: each list's
     // prefixes in order as integers (a set's are sorted when it is read), then one walk of
-    // both.
-    if let Some(previous) = previous {
-        let (was, is) = (census(previous), census(new));
+    // both; the list in force was counted when it came.
+    let is = census(new);
+    if let Some(was) = previous {
         let kept = was.common(&is);
         let (before, added) = (was.len(), is.len() - kept);
         let removed = before - kept;
@@ -97,7 +98,7 @@ pub fn validate(
             });
         }
     } else {
-        let added = census(new).len();
+        let added = is.len();
         if added > MAX_FIRST_PREFIXES {
             return Err(Rejection::Grows {
                 added,
@@ -106,11 +107,11 @@ pub fn validate(
             });
         }
     }
-    Ok(())
+    Ok(is)
 }
 
-/// The distinct prefixes of a list, sorted.
-fn census(sets: &[EndpointSet]) -> PrefixKeys {
+/// The distinct prefixes of a list, sorted: what [`validate`] compares.
+pub fn census(sets: &[EndpointSet]) -> PrefixKeys {
     PrefixKeys::of(sets.iter().flat_map(|s| s.ips.iter()))
 }
 
@@ -161,6 +162,7 @@ pub struct Candidate {
     pub version: String,
     pub sets: Arc<Vec<EndpointSet>>,
     body: serde_json::Value,
+    census: PrefixKeys,
 }
 
 pub struct Refresher {
@@ -168,6 +170,9 @@ pub struct Refresher {
     state: StateDir,
     max_shrink: f64,
     accepted: Option<Accepted>,
+    /// The accepted list's census, counted when it came (or at the first check after a
+    /// start from the cache).
+    census: Option<PrefixKeys>,
 }
 
 impl Refresher {
@@ -211,6 +216,7 @@ impl Refresher {
             state,
             max_shrink,
             accepted,
+            census: None,
         }
     }
 
@@ -232,19 +238,23 @@ impl Refresher {
             return Ok(Poll::Unchanged(version));
         }
         let list = self.client.endpoints().await?;
-        validate(
-            &list.sets,
-            self.accepted.as_ref().map(|a| a.sets.as_slice()),
-            self.max_shrink,
-        )
-        .map_err(|reason| RefreshError::Rejected {
-            version: version.clone(),
-            reason,
-        })?;
+        if self.census.is_none()
+            && let Some(accepted) = &self.accepted
+        {
+            self.census = Some(census(&accepted.sets));
+        }
+        let counted =
+            validate(&list.sets, self.census.as_ref(), self.max_shrink).map_err(|reason| {
+                RefreshError::Rejected {
+                    version: version.clone(),
+                    reason,
+                }
+            })?;
         Ok(Poll::Candidate(Candidate {
             version,
             sets: Arc::new(list.sets),
             body: list.body,
+            census: counted,
         }))
     }
 
@@ -257,6 +267,7 @@ impl Refresher {
             fetched_at: now_rfc3339(),
             endpoints: candidate.body,
         });
+        self.census = Some(candidate.census);
         let accepted = self.accepted.insert(Accepted {
             version: candidate.version,
             sets: candidate.sets,
@@ -269,6 +280,15 @@ impl Refresher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `validate` against the list `before` (its census counted here).
+    fn check(
+        new: &[EndpointSet],
+        before: Option<&[EndpointSet]>,
+        max_shrink: f64,
+    ) -> Result<(), Rejection> {
+        validate(new, before.map(census).as_ref(), max_shrink).map(|_| ())
+    }
 
     fn sets(ips: &[&str]) -> Vec<EndpointSet> {
         let json = serde_json::json!([{"id": 1, "serviceArea": "MEM", "category": "Default", "tcpPorts": "443", "ips": ips}]);
@@ -287,14 +307,14 @@ mod tests {
         // b, c and d left (3 of 4 distinct), one new prefix (twice).
         let new = [sets(&[a, "198.51.100.0/24"]), sets(&["198.51.100.0/24", a])].concat();
         assert_eq!(
-            validate(&new, Some(&before), 0.5),
+            check(&new, Some(&before), 0.5),
             Err(Rejection::Shrinks {
                 removed: 3,
                 previous: 4,
                 limit_percent: 50
             })
         );
-        assert_eq!(validate(&new, Some(&before), 0.75), Ok(()));
+        assert_eq!(check(&new, Some(&before), 0.75), Ok(()));
     }
 
     #[test]
@@ -308,9 +328,9 @@ mod tests {
         ]);
         let new = sets(&["::c000:200/120", "2001:db8::/48", "2001:db8:1::/48"]);
         // 192.0.2.0/24 and 2001:db8::/32 left: 2 of 4, at the limit of a half.
-        assert_eq!(validate(&new, Some(&before), 0.5), Ok(()));
+        assert_eq!(check(&new, Some(&before), 0.5), Ok(()));
         assert_eq!(
-            validate(&new, Some(&before), 0.49),
+            check(&new, Some(&before), 0.49),
             Err(Rejection::Shrinks {
                 removed: 2,
                 previous: 4,
@@ -321,7 +341,7 @@ mod tests {
 
     #[test]
     fn empty_lists_and_big_shrinks_are_rejected() {
-        assert_eq!(validate(&[], None, 0.5), Err(Rejection::Empty));
+        assert_eq!(check(&[], None, 0.5), Err(Rejection::Empty));
         let before = sets(&[
             "192.0.2.0/26",
             "192.0.2.64/26",
@@ -329,7 +349,7 @@ mod tests {
             "192.0.2.192/26",
         ]);
         assert_eq!(
-            validate(
+            check(
                 &sets(&["192.0.2.0/26", "192.0.2.64/26"]),
                 Some(&before),
                 0.5
@@ -337,13 +357,13 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            validate(&sets(&["192.0.2.0/26"]), Some(&before), 0.5),
+            check(&sets(&["192.0.2.0/26"]), Some(&before), 0.5),
             Err(Rejection::Shrinks {
                 removed: 3,
                 previous: 4,
                 limit_percent: 50
             })
         );
-        assert_eq!(validate(&sets(&["192.0.2.0/26"]), None, 0.5), Ok(()));
+        assert_eq!(check(&sets(&["192.0.2.0/26"]), None, 0.5), Ok(()));
     }
 }

@@ -19,7 +19,7 @@ use crate::{
             service::{ServiceClient, ServiceConfig},
             service_tags::{TagsFile, parse},
         },
-        refresh::validate,
+        refresh::{census, validate},
     },
 };
 
@@ -128,7 +128,11 @@ fn take(
     // limits, a first selection of at most 20,000 prefixes (the ports play no part).
     let sets = |f: &TagsFile| f.sets(&Ports::default());
     let before = previous.map(sets).transpose()?;
-    validate(&sets(&file)?, before.as_deref(), max_shrink)?;
+    validate(
+        &sets(&file)?,
+        before.as_deref().map(census).as_ref(),
+        max_shrink,
+    )?;
     Ok(file)
 }
 

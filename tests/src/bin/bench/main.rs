@@ -526,8 +526,12 @@ fn update_latencies(args: &Args) -> anyhow::Result<String> {
             )?;
             let mut dp = Datapath::load(Capacity::for_prefixes(opts.max_rules))?;
             dp.install(&rules, &policy, false)?;
-            // Checked against the list in force, as the refresher checks.
-            let mut in_force = parse_endpoint_sets(&response(&ips), Source::Service)?;
+            // Checked against the list in force, as the refresher checks (which keeps its
+            // census from when it came).
+            let mut in_force = intune_ctl::sources::refresh::census(&parse_endpoint_sets(
+                &response(&ips),
+                Source::Service,
+            )?);
             let mut times = Vec::new();
             let mut phases = Vec::new();
             for _ in 0..UPDATE_RUNS {
@@ -539,7 +543,7 @@ fn update_latencies(args: &Args) -> anyhow::Result<String> {
                 let body = response(&ips);
                 let t = Instant::now();
                 let sets = parse_endpoint_sets(&body, Source::Service)?;
-                intune_ctl::sources::refresh::validate(&sets, Some(&in_force), 1.0)
+                let counted = intune_ctl::sources::refresh::validate(&sets, Some(&in_force), 1.0)
                     .map_err(anyhow::Error::from)?;
                 let parsed = t.elapsed();
                 let next = RuleSet::build(&sets, &opts, dp.installed())?;
@@ -547,7 +551,7 @@ fn update_latencies(args: &Args) -> anyhow::Result<String> {
                 // The daemon logs and records what changed (`updater::apply`).
                 let report = dp.apply(next)?;
                 let _change = intune_ctl::ruleset::changes::of_update(&report, "bench");
-                in_force = sets;
+                in_force = counted;
                 phases.push((
                     parsed,
                     built.saturating_sub(parsed),
