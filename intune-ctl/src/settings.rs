@@ -194,10 +194,11 @@ impl ServiceTagsSettings {
         let parse = |text: &str, key: &str| {
             PortRanges::parse(text).map_err(|e| format!("sources.service_tags.{key}: {e}"))
         };
-        Ok(Ports::new(
+        Ports::new(
             parse(&self.tcp_ports, "tcp_ports")?,
             parse(&self.udp_ports, "udp_ports")?,
-        ))
+        )
+        .map_err(|e| format!("sources.service_tags: {e}"))
     }
 }
 

@@ -192,6 +192,7 @@ mod tests {
             PortRanges::parse(tcp).unwrap(),
             PortRanges::parse(udp).unwrap(),
         )
+        .unwrap()
     }
 
     fn planned(slots: &mut PortSlots, p: Ports) -> SlotChanges {

@@ -138,20 +138,57 @@ pub struct PortLists {
 /// write and their unions), so that taking a list is copying a pointer. A rule set of 100,000
 /// prefixes takes one for every rule twice; a shared count to change each time (an atomic
 /// operation, which waits for the rule's own stores) cost more than the rest of making a rule.
-/// Equal lists are one copy: equality is a pointer comparison.
+/// Equal lists are one copy: equality is a pointer comparison. What the sources' lists may
+/// add in all is bounded ([`MAX_LISTED_RANGES`]).
 #[derive(Clone, Copy)]
 pub struct Ports(&'static PortLists);
 
-impl Ports {
-    fn interned(lists: PortLists) -> Ports {
-        static LISTS: LazyLock<Mutex<HashSet<&'static PortLists>>> = LazyLock::new(Mutex::default);
-        // A panic while the set was held cannot leave it half-changed: an insert is one call.
-        let mut known = LISTS.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(&lists) = known.get(&lists) {
-            return Ports(lists);
+/// The ranges the lists read from sources may add to the interned ones (256 KiB): every list a
+/// gateway reads in a year takes a few hundred. More is a source writing ever new lists; its
+/// new lists are refused (the rules in force stay) rather than kept without end.
+pub const MAX_LISTED_RANGES: usize = 1 << 15;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "the port lists read so far hold {MAX_LISTED_RANGES} ranges, the most kept (does a source write new port lists on every read?); restart intune-ctl to read new ones"
+)]
+pub struct TooManyPortLists;
+
+#[derive(Default)]
+struct Interned {
+    lists: HashSet<&'static PortLists>,
+    /// The ranges of the lists interned as read (not unions).
+    listed_ranges: usize,
+}
+
+impl Interned {
+    /// Runs `f` on the process's interned lists.
+    fn with<R>(f: impl FnOnce(&mut Interned) -> R) -> R {
+        static INTERNED: LazyLock<Mutex<Interned>> = LazyLock::new(Mutex::default);
+        // A panic while they were held cannot leave them half-changed: an insert is one call.
+        f(&mut INTERNED.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn get(&self, lists: &PortLists) -> Option<Ports> {
+        self.lists.get(lists).map(|&lists| Ports(lists))
+    }
+
+    /// The copy of a list read from a source: a new one only while the bound allows.
+    fn listed(&mut self, lists: PortLists) -> Result<Ports, TooManyPortLists> {
+        if let Some(ports) = self.get(&lists) {
+            return Ok(ports);
         }
+        let ranges = lists.tcp.ranges().len() + lists.udp.ranges().len();
+        if self.listed_ranges + ranges > MAX_LISTED_RANGES {
+            return Err(TooManyPortLists);
+        }
+        self.listed_ranges += ranges;
+        Ok(self.insert(lists))
+    }
+
+    fn insert(&mut self, lists: PortLists) -> Ports {
         let lists: &'static PortLists = Box::leak(Box::new(lists));
-        known.insert(lists);
+        self.lists.insert(lists);
         Ports(lists)
     }
 }
@@ -199,8 +236,12 @@ impl std::ops::Deref for Ports {
 impl Default for Ports {
     /// No ports: what every rule starts with, so kept at hand rather than looked up.
     fn default() -> Self {
-        static NONE: LazyLock<Ports> =
-            LazyLock::new(|| Ports::new(PortRanges::default(), PortRanges::default()));
+        static NONE: LazyLock<Ports> = LazyLock::new(|| {
+            Ports::union_of(PortLists {
+                tcp: PortRanges::default(),
+                udp: PortRanges::default(),
+            })
+        });
         *NONE
     }
 }
@@ -213,13 +254,25 @@ impl serde::Serialize for Ports {
 
 impl<'de> serde::Deserialize<'de> for Ports {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Ports, D::Error> {
-        PortLists::deserialize(d).map(Ports::interned)
+        let lists = PortLists::deserialize(d)?;
+        Ports::listed(lists).map_err(serde::de::Error::custom)
     }
 }
 
 impl Ports {
-    pub fn new(tcp: PortRanges, udp: PortRanges) -> Ports {
-        Ports::interned(PortLists { tcp, udp })
+    /// The ports of a list read from a source.
+    pub fn new(tcp: PortRanges, udp: PortRanges) -> Result<Ports, TooManyPortLists> {
+        Ports::listed(PortLists { tcp, udp })
+    }
+
+    fn listed(lists: PortLists) -> Result<Ports, TooManyPortLists> {
+        Interned::with(|known| known.listed(lists))
+    }
+
+    /// A union of lists held already: not counted (a rule set makes at most `MAX_PORT_SETS`
+    /// of them).
+    fn union_of(lists: PortLists) -> Ports {
+        Interned::with(|known| known.get(&lists).unwrap_or_else(|| known.insert(lists)))
     }
 
     pub fn union(&self, other: &Ports) -> Ports {
@@ -229,7 +282,10 @@ impl Ports {
         if self.is_empty() {
             return *other;
         }
-        Ports::new(self.tcp.union(&other.tcp), self.udp.union(&other.udp))
+        Ports::union_of(PortLists {
+            tcp: self.tcp.union(&other.tcp),
+            udp: self.udp.union(&other.udp),
+        })
     }
 
     /// Whether `port` of transport protocol `l4` is allowed.
@@ -307,7 +363,8 @@ mod tests {
         let ports = Ports::new(
             PortRanges::parse("80,5223-5224").unwrap(),
             PortRanges::parse("123").unwrap(),
-        );
+        )
+        .unwrap();
         let set = ports.to_port_set();
         for p in 0..=u16::MAX {
             assert_eq!(
@@ -321,5 +378,48 @@ mod tests {
                 "udp {p}"
             );
         }
+    }
+
+    /// Equal lists are one copy; lists read from sources may add at most `MAX_LISTED_RANGES`
+    /// ranges in all (here in interned lists of the test's own, not the process's), and a list
+    /// past that is refused, while lists held already are still had.
+    #[test]
+    fn lists_are_one_copy_each_and_new_ones_are_bounded() {
+        let ranges = |start: u16, n: u16| {
+            PortRanges::from_ranges((0..n).map(|i| (start + 2 * i, start + 2 * i)).collect())
+        };
+        let lists = |tcp: PortRanges, udp: PortRanges| PortLists { tcp, udp };
+        let mut known = Interned::default();
+        let a = known
+            .listed(lists(ranges(1, 3), PortRanges::default()))
+            .unwrap();
+        let b = known
+            .listed(lists(ranges(1, 3), PortRanges::default()))
+            .unwrap();
+        assert!(std::ptr::eq(a.0, b.0));
+        // Distinct lists of 1,001 ranges each, until one is refused: no later than the bound.
+        let mut taken = 0;
+        let refused = (0..=MAX_LISTED_RANGES / 1000)
+            .find_map(
+                |i| match known.listed(lists(ranges(1, 1000), ranges(1 + i as u16, 1))) {
+                    Ok(_) => {
+                        taken += 1;
+                        None
+                    }
+                    Err(e) => Some(e),
+                },
+            )
+            .expect("lists without end are kept");
+        assert_eq!(taken, (MAX_LISTED_RANGES - 3) / 1001);
+        assert!(
+            refused.to_string().contains("restart intune-ctl"),
+            "{refused}"
+        );
+        // What is held stays had, even past the bound.
+        assert_eq!(
+            known.listed(lists(ranges(1, 3), PortRanges::default())),
+            Ok(a)
+        );
+        assert!(known.listed(lists(ranges(1, 1000), ranges(1, 1))).is_ok());
     }
 }

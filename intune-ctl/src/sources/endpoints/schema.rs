@@ -342,7 +342,8 @@ fn validate(raw: RawEndpointSet, source: Source) -> Result<EndpointSet, SchemaEr
             .map_err(|m| field("tcpPorts", m))?,
         PortRanges::parse(raw.udp_ports.as_deref().unwrap_or(""))
             .map_err(|m| field("udpPorts", m))?,
-    );
+    )
+    .map_err(|e| field("tcpPorts` and `udpPorts", e.to_string()))?;
     if raw.any_address && (!ips.is_empty() || !urls.is_empty() || ports.is_empty()) {
         return Err(field("anyAddress", "needs ports and no urls or ips".into()));
     }

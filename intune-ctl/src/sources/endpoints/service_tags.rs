@@ -193,7 +193,8 @@ mod tests {
         let ports = Ports::new(
             super::super::ports::PortRanges::parse("80,443").unwrap(),
             super::super::ports::PortRanges::default(),
-        );
+        )
+        .unwrap();
         let sets = picked.sets(&ports).unwrap();
         assert_eq!(sets.len(), 2);
         assert_eq!(
