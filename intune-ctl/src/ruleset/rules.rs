@@ -681,6 +681,17 @@ mod tests {
         )
     }
 
+    /// `example` without set 1 (198.51.100.0/24), with a new prefix.
+    fn second_example() -> Vec<EndpointSet> {
+        sets(
+            r#"[
+            {"id": 2, "serviceArea": "MEM", "category": "Default", "ips": ["198.51.100.128/25", "2001:db8::/32"], "tcpPorts": "80"},
+            {"id": 3, "serviceArea": "MEM", "category": "Default", "ips": ["198.51.100.128/25"], "udpPorts": "123"},
+            {"id": 5, "serviceArea": "MEM", "category": "Default", "ips": ["203.0.113.0/24"], "tcpPorts": "443"}
+        ]"#,
+        )
+    }
+
     fn build(sets: &[EndpointSet], opts: &RuleSetOptions) -> RuleSet {
         RuleSet::build(sets, opts, None).unwrap()
     }
@@ -826,14 +837,7 @@ mod tests {
             rs.rule_by_target(&Target::Prefix(p.parse().unwrap()))
                 .map(|r| (r.index, r.port_set))
         };
-        // Drop set 1 (198.51.100.0/24), add a new prefix.
-        let second_sets = sets(
-            r#"[
-            {"id": 2, "serviceArea": "MEM", "category": "Default", "ips": ["198.51.100.128/25", "2001:db8::/32"], "tcpPorts": "80"},
-            {"id": 3, "serviceArea": "MEM", "category": "Default", "ips": ["198.51.100.128/25"], "udpPorts": "123"},
-            {"id": 5, "serviceArea": "MEM", "category": "Default", "ips": ["203.0.113.0/24"], "tcpPorts": "443"}
-        ]"#,
-        );
+        let second_sets = second_example();
         let second = RuleSet::build(&second_sets, &opts, Some(&first)).unwrap();
         assert_eq!(a(&second, "2001:db8::/32"), a(&first, "2001:db8::/32"));
         assert_eq!(
@@ -854,7 +858,7 @@ mod tests {
         );
     }
 
-    /// Worked by hand from `example` to the second list of the test above: the /24 leaves
+    /// Worked by hand from `example` to `second_example`: the /24 leaves
     /// (position 0 of the first set), 203.0.113.0/24 comes (position 1 of the second), the /25
     /// stays but loses the /24's TCP 443 (changed, written again), 2001:db8::/32 stays as it
     /// was.
@@ -862,13 +866,7 @@ mod tests {
     fn a_rebuild_finds_what_came_left_and_changed() {
         let opts = RuleSetOptions::default();
         let first = build(&example(), &opts);
-        let second_sets = sets(
-            r#"[
-            {"id": 2, "serviceArea": "MEM", "category": "Default", "ips": ["198.51.100.128/25", "2001:db8::/32"], "tcpPorts": "80"},
-            {"id": 3, "serviceArea": "MEM", "category": "Default", "ips": ["198.51.100.128/25"], "udpPorts": "123"},
-            {"id": 5, "serviceArea": "MEM", "category": "Default", "ips": ["203.0.113.0/24"], "tcpPorts": "443"}
-        ]"#,
-        );
+        let second_sets = second_example();
         let mut second = RuleSet::build(&second_sets, &opts, Some(&first)).unwrap();
         let expected = Delta {
             added: vec![1],
