@@ -71,9 +71,8 @@ impl Datapath {
 
     /// Moves the maps to `rules`, which should be built with the installed rule set as its
     /// previous one so that unchanged rules keep their indices and counters.
-    pub fn apply(&mut self, rules: RuleSet) -> Result<UpdateReport, DatapathError> {
+    pub fn apply(&mut self, mut rules: RuleSet) -> Result<UpdateReport, DatapathError> {
         let old = self.installed.take().unwrap_or_default();
-        let mut rules = rules;
         let delta = rules
             .take_delta_from(&old)
             .unwrap_or_else(|| delta(&old, &rules));

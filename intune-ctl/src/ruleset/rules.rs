@@ -539,7 +539,13 @@ impl RuleSet {
 
     /// Rebuilds the lookup of rules by index, after `rules` changed.
     fn index_rules(&mut self) {
-        self.by_index = vec![NOT_IN_USE; self.index_bound()];
+        let bound = self
+            .rules
+            .iter()
+            .map(|r| r.index as usize + 1)
+            .max()
+            .unwrap_or(0);
+        self.by_index = vec![NOT_IN_USE; bound];
         for (at, r) in self.rules.iter().enumerate() {
             self.by_index[r.index as usize] = at as u32;
         }
@@ -642,13 +648,10 @@ impl RuleSet {
             .fold(Ports::default(), |acc, p| acc.union(p))
     }
 
-    /// One more than the highest rule index: the counters worth reading.
+    /// One more than the highest rule index: the counters worth reading. The lookup by index
+    /// reaches exactly that far.
     pub fn index_bound(&self) -> usize {
-        self.rules
-            .iter()
-            .map(|r| r.index as usize + 1)
-            .max()
-            .unwrap_or(0)
+        self.by_index.len()
     }
 
     pub fn prefix_count(&self) -> usize {
@@ -929,6 +932,8 @@ mod tests {
                 ..RuleSetOptions::default()
             };
             let mut next = RuleSet::build(&random_sets(&mut rng), &opts, Some(&previous)).unwrap();
+            let highest = next.rules.iter().map(|r| r.index as usize + 1).max();
+            assert_eq!(next.index_bound(), highest.unwrap_or(0), "round {round}");
             let walked = crate::ruleset::paired::delta(&previous, &next);
             assert_eq!(
                 next.take_delta_from(&previous),

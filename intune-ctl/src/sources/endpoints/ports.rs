@@ -237,7 +237,7 @@ impl Default for Ports {
     /// No ports: what every rule starts with, so kept at hand rather than looked up.
     fn default() -> Self {
         static NONE: LazyLock<Ports> = LazyLock::new(|| {
-            Ports::union_of(PortLists {
+            Ports::made(PortLists {
                 tcp: PortRanges::default(),
                 udp: PortRanges::default(),
             })
@@ -269,9 +269,9 @@ impl Ports {
         Interned::with(|known| known.listed(lists))
     }
 
-    /// A union of lists held already: not counted (a rule set makes at most `MAX_PORT_SETS`
-    /// of them).
-    fn union_of(lists: PortLists) -> Ports {
+    /// A list made here, not read (a union of lists held already, or none at all): not
+    /// counted against the bound (a rule set makes at most `MAX_PORT_SETS` unions).
+    fn made(lists: PortLists) -> Ports {
         Interned::with(|known| known.get(&lists).unwrap_or_else(|| known.insert(lists)))
     }
 
@@ -282,7 +282,7 @@ impl Ports {
         if self.is_empty() {
             return *other;
         }
-        Ports::union_of(PortLists {
+        Ports::made(PortLists {
             tcp: self.tcp.union(&other.tcp),
             udp: self.udp.union(&other.udp),
         })
