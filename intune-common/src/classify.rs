@@ -110,7 +110,9 @@ impl Parsed {
 
 /// The lookups the decision makes: BPF maps in the kernel, plain collections in userspace.
 pub trait Tables {
-    fn lookup_v4(&self, addr: &[u8; 4]) -> Option<RuleRef>;
+    /// The IPv4 address in the first four bytes of `addr` (as [`IpPacket`] holds it, 8-aligned:
+    /// the kernel reads it a word at a time).
+    fn lookup_v4(&self, addr: &[u8; 16]) -> Option<RuleRef>;
     fn lookup_v6(&self, addr: &[u8; 16]) -> Option<RuleRef>;
     fn port_set(&self, id: u32) -> Option<&PortSet>;
     /// The role bits (`ROLE_*`) of an address; `addr` is IPv6, or IPv4 mapped
@@ -139,11 +141,12 @@ pub struct Decision {
     pub port_key: u32,
 }
 
-/// The direction in force on an interface.
+/// The direction in force on an interface. The interface's index is asked for only when
+/// interfaces have directions of their own: in the kernel it is three dependent loads.
 #[inline(always)]
-pub fn direction<T: Tables>(cfg: &Config, ifindex: u32, tables: &T) -> u32 {
+pub fn direction<T: Tables>(cfg: &Config, ifindex: impl FnOnce() -> u32, tables: &T) -> u32 {
     if cfg.flags & Config::FLAG_PER_IFACE != 0
-        && let Some(dir) = tables.iface_direction(ifindex)
+        && let Some(dir) = tables.iface_direction(ifindex())
     {
         return dir;
     }
@@ -292,7 +295,7 @@ fn lookup_address<T: Tables>(
     let listed = if v6 {
         t.lookup_v6(addr)
     } else {
-        t.lookup_v4(&[addr[0], addr[1], addr[2], addr[3]])
+        t.lookup_v4(addr)
     };
     if let Some(hit) = listed {
         if hit.rule == NO_RULE {
@@ -534,7 +537,7 @@ pub fn classify<T: Tables>(frame: &[u8], ifindex: u32, cfg: &Config, tables: &T)
         parsed.kind(),
         &pkt,
         cfg,
-        direction(cfg, ifindex, tables),
+        direction(cfg, || ifindex, tables),
         tables,
     )
 }
@@ -736,7 +739,7 @@ mod tests {
     struct OneRule(PortSet);
 
     impl Tables for OneRule {
-        fn lookup_v4(&self, addr: &[u8; 4]) -> Option<RuleRef> {
+        fn lookup_v4(&self, addr: &[u8; 16]) -> Option<RuleRef> {
             (addr[..3] == [198, 51, 100]).then_some(RuleRef {
                 rule: 7,
                 port_set: 0,

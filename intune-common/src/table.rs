@@ -101,43 +101,45 @@ impl Single {
         }
     }
 
-    /// The leaf for `addr` (4 or 16 bytes).
+    /// The leaf for `addr`, of which the first `N` bytes (4 or 16) are the address; an IPv4
+    /// address compares the first half alone, where its mask ignores the bytes after the four.
     #[inline(always)]
-    pub fn leaf_for<const N: usize>(&self, addr: &[u8; N]) -> u32 {
-        // Folded away for each N: an IPv4 address compares one half, the other is zero.
-        let b = |i: usize| if i < N { addr[i] } else { 0 };
-        let hi = u64::from_ne_bytes([b(0), b(1), b(2), b(3), b(4), b(5), b(6), b(7)]);
+    pub fn leaf_for<const N: usize>(&self, addr: &[u8; 16]) -> u32 {
+        let half = |i: usize| {
+            let mut h = [0u8; 8];
+            h.copy_from_slice(&addr[i * 8..i * 8 + 8]);
+            u64::from_ne_bytes(h)
+        };
         let held = if N > 8 {
-            let lo = u64::from_ne_bytes([b(8), b(9), b(10), b(11), b(12), b(13), b(14), b(15)]);
-            hi & self.mask[0] == self.net[0] && lo & self.mask[1] == self.net[1]
+            half(0) & self.mask[0] == self.net[0] && half(1) & self.mask[1] == self.net[1]
         } else {
-            hi & self.mask[0] == self.net[0]
+            half(0) & self.mask[0] == self.net[0]
         };
         if held { self.hit } else { self.miss }
     }
 }
 
-/// The leaf entry for `addr` (4 or 16 bytes), walking the table through the three lookups
+/// The leaf entry for the address in the first `N` bytes (4 or 16) of `addr`, walking the table through the three lookups
 /// given: the first level by the top 16 bits, a chunk's entry by the chunk's id and the byte,
 /// a single by its id.
 /// `None` when a lookup found nothing (an index past its map).
 #[inline(always)]
 pub fn walk<'a, const N: usize>(
-    addr: &[u8; N],
+    addr: &[u8; 16],
     first: impl Fn(u32) -> Option<u32>,
     chunk: impl Fn(u32, u8) -> Option<u32>,
     single: impl Fn(u32) -> Option<&'a Single>,
 ) -> Option<u32> {
     let mut entry = first((u32::from(addr[0]) << 8) | u32::from(addr[1]))?;
     // One chunk level for each byte after the first two.
-    for &byte in &addr[2..] {
+    for &byte in &addr[2..N] {
         if entry & CHUNK_FLAG == 0 {
             break;
         }
         entry = chunk(entry & !CHUNK_FLAG, byte)?;
     }
     if entry & SINGLE_FLAG != 0 {
-        entry = single(entry & !SINGLE_FLAG)?.leaf_for(addr);
+        entry = single(entry & !SINGLE_FLAG)?.leaf_for::<N>(addr);
     }
     Some(entry)
 }

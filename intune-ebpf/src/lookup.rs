@@ -58,11 +58,12 @@ pub struct MapTables {
 
 impl Tables for MapTables {
     #[inline(always)]
-    fn lookup_v4(&self, addr: &[u8; 4]) -> Option<RuleRef> {
+    fn lookup_v4(&self, addr: &[u8; 16]) -> Option<RuleRef> {
         if self.v4_trie {
-            return LPM_V4.get(Key::new(32, *addr)).copied();
+            let v4 = [addr[0], addr[1], addr[2], addr[3]];
+            return LPM_V4.get(Key::new(32, v4)).copied();
         }
-        let entry = walk(
+        let entry = walk::<4>(
             addr,
             |i| V4_TBL16.get(i).copied(),
             |id, byte| V4_CHUNKS.get(id).map(|c| c[usize::from(byte)]),
@@ -76,7 +77,7 @@ impl Tables for MapTables {
         if self.v6_trie {
             return LPM_V6.get(Key::new(128, *addr)).copied();
         }
-        let entry = walk(
+        let entry = walk::<16>(
             addr,
             |i| V6_TBL16.get(i).copied(),
             |id, byte| V6_CHUNKS.get(id).map(|c| c[usize::from(byte)]),

@@ -46,7 +46,7 @@ pub fn intune_xdp(ctx: XdpContext) -> u32 {
         v4_trie: cfg.flags & Config::FLAG_V4_TRIE != 0,
         v6_trie: cfg.flags & Config::FLAG_V6_TRIE != 0,
     };
-    let dir = direction(cfg, ctx.ingress_ifindex() as u32, &tables);
+    let dir = direction(cfg, || ctx.ingress_ifindex() as u32, &tables);
     let decision = decide(kind, pkt, cfg, dir, &tables);
     count(&ctx, pkt, dir, &decision);
     if cfg.flags & Config::FLAG_TRACE != 0 {

@@ -8,12 +8,34 @@ use intune_common::{
     proto::*,
 };
 
+/// `v`, which LLVM can no longer relate to anything it knows: copied to another register in
+/// an instruction LLVM cannot see into. `black_box` would store it to the stack and load it
+/// back, four instructions at each of the frame's bounds checks. A move to another register
+/// (`out`, not `lateout`), since the x86-64 JIT emits a move of a register to itself as nothing,
+/// which leaves two line-info records at one address: bpftool then refuses to show them.
+#[inline(always)]
+fn opaque(v: usize) -> usize {
+    #[cfg(target_arch = "bpf")]
+    {
+        let copy: usize;
+        // SAFETY: a register copied to another: it touches nothing else.
+        unsafe {
+            core::arch::asm!("{0} = {1}", out(reg) copy, in(reg) v, options(nomem, nostack, preserves_flags))
+        };
+        copy
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    {
+        core::hint::black_box(v)
+    }
+}
+
 /// A bounds-checked view of `N` bytes at `pos`; `None` when the frame ends earlier.
 #[inline(always)]
 pub fn bytes<const N: usize>(pos: usize, end: usize) -> Option<&'static [u8; N]> {
     // The verifier only trusts comparisons against the frame's end. Hide `end` from LLVM so it
     // cannot drop this check as implied by an earlier one against an IP length.
-    if pos + N > core::hint::black_box(end) {
+    if pos + N > opaque(end) {
         return None;
     }
     // SAFETY: the verifier-checked range [pos, pos + N) lies inside the frame.
@@ -63,11 +85,18 @@ pub fn be16(hi: u8, lo: u8) -> u16 {
 }
 
 /// A big-endian length that is added to a packet pointer. Verifiers before 6.x know nothing of
-/// a byte swap's result ("unbounded min value"); read back from a 16-bit stack slot it is
-/// known to be at most 65,535. LLVM would drop a plain mask as redundant.
+/// a byte swap's result ("unbounded min value"); a mask after it bounds it to 65,535. LLVM
+/// would drop the mask as redundant, so it is written out.
 #[inline(always)]
 fn be16_len(hi: u8, lo: u8) -> usize {
-    usize::from(core::hint::black_box(be16(hi, lo)))
+    #[allow(unused_mut)]
+    let mut len = usize::from(be16(hi, lo));
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: a mask of a register: it touches nothing else.
+    unsafe {
+        core::arch::asm!("{0} &= 0xffff", inout(reg) len, options(pure, nomem, nostack))
+    };
+    len
 }
 
 /// Where a frame's bytes may be read (up to `end`, checked before every read), and whether

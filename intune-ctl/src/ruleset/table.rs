@@ -546,14 +546,18 @@ mod tests {
 
         fn lookup(&self, a: IpAddr) -> Option<u32> {
             match a {
-                IpAddr::V4(a) => self.walk(&a.octets()),
-                IpAddr::V6(a) => self.walk(&a.octets()),
+                IpAddr::V4(a) => {
+                    let mut first = [0u8; 16];
+                    first[..4].copy_from_slice(&a.octets());
+                    self.walk::<4>(&first)
+                }
+                IpAddr::V6(a) => self.walk::<16>(&a.octets()),
             }
         }
 
-        fn walk<const N: usize>(&self, a: &[u8; N]) -> Option<u32> {
+        fn walk<const N: usize>(&self, a: &[u8; 16]) -> Option<u32> {
             let get = |v: &[u32], i: u32| Some(v.get(i as usize).copied().unwrap_or(0));
-            let e = walk(
+            let e = walk::<N>(
                 a,
                 |i| get(&self.tbl16, i),
                 |id, byte| get(&self.chunks, id * CHUNK_ENTRIES + u32::from(byte)),
