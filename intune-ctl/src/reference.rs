@@ -110,7 +110,9 @@ impl<'a> ReferenceTables<'a> {
 
 impl Tables for ReferenceTables<'_> {
     fn lookup_v4(&self, addr: &[u8; 16]) -> Option<RuleRef> {
-        self.rule_ref(IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])))
+        self.rule_ref(IpAddr::V4(Ipv4Addr::new(
+            addr[0], addr[1], addr[2], addr[3],
+        )))
     }
 
     fn lookup_v6(&self, addr: &[u8; 16]) -> Option<RuleRef> {
