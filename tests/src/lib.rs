@@ -3,6 +3,7 @@
 pub mod dns;
 pub mod frames;
 pub mod http;
+pub mod insns;
 pub mod monitoring;
 pub mod netns;
 pub mod process;

@@ -14,7 +14,6 @@ mod daemon;
 mod dns;
 mod enforce;
 mod guest;
-mod insns;
 mod learn;
 mod path;
 
@@ -34,7 +33,10 @@ use intune_ctl::{
     },
     sources::endpoints::{EndpointSet, Source, parse_endpoint_sets},
 };
-use intune_tests::frames::{Frame, ip};
+use intune_tests::{
+    frames::{Frame, ip},
+    insns,
+};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const XDP_FILTER_OBJECT: &str = "/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_alw_ip.o";
@@ -809,7 +811,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "- Instructions: the BPF instructions our program runs on the frame, as the kernel has it after loading (its xlated program, which the JIT translates one for one, map lookups inlined; a helper call counts as one), found by interpreting it on the frame against the maps' contents (tests/src/bin/bench/insns.rs; its verdict is checked against the test run's). Unlike the nanoseconds, the count moves only with the code.\n"
+        "- Instructions: the BPF instructions our program runs on the frame, as the kernel has it after loading (its xlated program, which the JIT translates one for one, map lookups inlined; a helper call counts as one), found by interpreting it on the frame against the maps' contents (tests/src/insns.rs; its verdict is checked against the test run's). Unlike the nanoseconds, the count moves only with the code.\n"
     )?;
     writeln!(md, "## ns per frame\n")?;
     writeln!(

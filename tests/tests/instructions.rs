@@ -1,0 +1,123 @@
+//! The bench's instruction count (`intune_tests::insns`): the interpreter of the loaded
+//! program reaches the kernel's own verdict on every kind of frame, through the tables and
+//! through the tries, and counts what the paths differ in. Needs root.
+
+use intune_ctl::{
+    datapath::Datapath,
+    ruleset::policy::{Mode, Policy},
+};
+use intune_tests::{
+    frames::{Frame, arp},
+    insns::Interpreter,
+    load, load_trie, require_root, rule_set, test_sets,
+};
+
+fn enforce() -> Policy {
+    Policy {
+        mode: Mode::Enforce,
+        ..Policy::default()
+    }
+}
+
+/// Named frames over `TEST_SETS`, and the verdict each must get in enforce mode.
+fn frames() -> Vec<(&'static str, Vec<u8>, u32)> {
+    const PASS: u32 = 2;
+    const DROP: u32 = 1;
+    let mut truncated = Frame::tcp("192.0.2.10", "198.51.100.7", 40000, 443).bytes();
+    truncated.truncate(14 + 20 + 10);
+    vec![
+        (
+            "IPv4 hit",
+            Frame::tcp("192.0.2.10", "198.51.100.7", 40000, 443).bytes(),
+            PASS,
+        ),
+        (
+            "IPv4 on a port not listed",
+            Frame::tcp("192.0.2.10", "198.51.100.7", 40000, 22).bytes(),
+            DROP,
+        ),
+        (
+            "IPv4 nested prefix, its own port",
+            Frame::tcp("192.0.2.10", "198.51.100.130", 40000, 80).bytes(),
+            PASS,
+        ),
+        (
+            "IPv4 miss",
+            Frame::tcp("192.0.2.10", "192.0.2.99", 40000, 443).bytes(),
+            DROP,
+        ),
+        (
+            "IPv6 hit",
+            Frame::tcp("2001:db8::10", "2001:db8:100::7", 40000, 443).bytes(),
+            PASS,
+        ),
+        (
+            "IPv6 miss",
+            Frame::tcp("2001:db8::10", "2001:db8:200::7", 40000, 443).bytes(),
+            DROP,
+        ),
+        (
+            "VLAN IPv4 hit",
+            Frame::tcp("192.0.2.10", "198.51.100.7", 40000, 443)
+                .vlan(0x8100)
+                .bytes(),
+            PASS,
+        ),
+        ("ARP", arp(), PASS),
+        ("truncated TCP", truncated, DROP),
+    ]
+}
+
+/// Each frame's instruction count, after checking the interpreter's verdict against the
+/// kernel's and the expected one.
+fn counts(dp: &Datapath) -> Vec<(&'static str, u64)> {
+    let prog = dp.program().expect("program");
+    let fd = std::os::fd::AsFd::as_fd(prog.fd().expect("program fd"));
+    let interpreter = Interpreter::of(fd).expect("the program's instructions");
+    frames()
+        .into_iter()
+        .map(|(name, bytes, expected)| {
+            let run = interpreter.run(&bytes).expect(name);
+            let kernel = dp.run_frame(&bytes).expect(name).verdict;
+            assert_eq!(kernel, expected, "{name}: the kernel's verdict");
+            assert_eq!(run.verdict, kernel, "{name}: the interpreter's verdict");
+            let again = interpreter.run(&bytes).expect(name);
+            assert_eq!(again.instructions, run.instructions, "{name}: a second run");
+            (name, run.instructions)
+        })
+        .collect()
+}
+
+fn count_of(counts: &[(&str, u64)], name: &str) -> u64 {
+    counts.iter().find(|(n, _)| *n == name).expect(name).1
+}
+
+#[test]
+fn the_interpreter_reaches_the_kernels_verdicts_through_the_tables() {
+    require_root!();
+    let dp = load(&rule_set(&test_sets(), false), &enforce());
+    let c = counts(&dp);
+    // A frame that is not IP ends after its Ethernet header; a VLAN tag is a few more.
+    assert!(count_of(&c, "ARP") * 3 < count_of(&c, "IPv4 hit"), "{c:?}");
+    assert!(
+        count_of(&c, "VLAN IPv4 hit") > count_of(&c, "IPv4 hit"),
+        "{c:?}"
+    );
+    assert!(
+        count_of(&c, "VLAN IPv4 hit") < count_of(&c, "IPv4 hit") + 30,
+        "{c:?}"
+    );
+}
+
+#[test]
+fn the_interpreter_reaches_the_kernels_verdicts_through_the_tries() {
+    require_root!();
+    let tables = counts(&load(&rule_set(&test_sets(), false), &enforce()));
+    let tries = counts(&load_trie(&rule_set(&test_sets(), false), &enforce()));
+    // A trie lookup is one helper call, which counts as one instruction: the tries' hit
+    // path is shorter here than the tables' walk (not in time).
+    assert!(
+        count_of(&tries, "IPv4 hit") < count_of(&tables, "IPv4 hit"),
+        "{tables:?} {tries:?}"
+    );
+}
