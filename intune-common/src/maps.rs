@@ -304,7 +304,12 @@ impl Config {
 
     #[inline(always)]
     pub fn may_have_role(&self, key: &[u8; 16]) -> bool {
-        let b = key[15];
+        self.may_end_a_role(key[15])
+    }
+
+    /// Whether an address with a role ends in byte `b`.
+    #[inline(always)]
+    pub fn may_end_a_role(&self, b: u8) -> bool {
         self.role_bytes[(b >> 6) as usize & 3] & (1u64 << (b & 63)) != 0
     }
 }
