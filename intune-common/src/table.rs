@@ -119,9 +119,9 @@ impl Single {
     }
 }
 
-/// The leaf entry for the address in the first `N` bytes (4 or 16) of `addr`, walking the table through the three lookups
-/// given: the first level by the top 16 bits, a chunk's entry by the chunk's id and the byte,
-/// a single by its id.
+/// The leaf entry for the address in the first `N` bytes (4 or 16) of `addr`, walking the
+/// table through the three lookups given: the first level by the top 16 bits, a chunk's entry
+/// by the chunk's id and the byte, a single by its id.
 /// `None` when a lookup found nothing (an index past its map).
 #[inline(always)]
 pub fn walk<'a, const N: usize>(
