@@ -89,12 +89,13 @@ pub fn be16(hi: u8, lo: u8) -> u16 {
 /// would drop the mask as redundant, so it is written out.
 #[inline(always)]
 fn be16_len(hi: u8, lo: u8) -> usize {
-    #[allow(unused_mut)]
-    let mut len = usize::from(be16(hi, lo));
+    let len = usize::from(be16(hi, lo));
     #[cfg(target_arch = "bpf")]
-    // SAFETY: a mask of a register: it touches nothing else.
-    unsafe {
-        core::arch::asm!("{0} &= 0xffff", inout(reg) len, options(pure, nomem, nostack))
+    let len = {
+        let mut len = len;
+        // SAFETY: a mask of a register: it touches nothing else.
+        unsafe { core::arch::asm!("{0} &= 0xffff", inout(reg) len, options(pure, nomem, nostack)) };
+        len
     };
     len
 }
