@@ -798,7 +798,7 @@ fn main() -> anyhow::Result<()> {
     writeln!(md, "# Benchmarks\n")?;
     writeln!(
         md,
-        "Written by `cargo xtask bench` (tests/src/bin/bench.rs). Do not edit by hand.\n"
+        "Written by `cargo xtask bench` (tests/src/bin/bench/). Do not edit by hand.\n"
     )?;
     writeln!(md, "- Machine: {}", machine())?;
     writeln!(
@@ -821,7 +821,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "- Ratio: ours / xdp-filter in the same round, the median over rounds (a ratio of two medians moves with whichever had the slower spell). Goals (issue 15): IPv4 hit at 10,000 prefixes ≤ 0.65; IPv6 hit and miss ≤ 0.8 and within 1.2× of our IPv4's; every size within 1.5× of the 10,000-prefix cost.\n- The last rows: the built-in list (its prefixes as the rule set; the frames' addresses are in it), whose IPv6 prefixes cluster (/47 and /48 under a few /32s) as real lists do, so an IPv6 hit walks more levels of the table than in random prefixes.\n"
+        "- Ratio: ours / xdp-filter in the same round, the median over rounds (a ratio of two medians moves with whichever had the slower spell). Goals (issue 15): IPv4 hit at 10,000 prefixes ≤ 0.65; IPv6 hit and miss ≤ 0.8 and within 1.2× of our IPv4's; every size within 1.5× of the 10,000-prefix cost.\n- The last rows: the built-in list (its prefixes as the rule set; the frames' addresses are in it), whose IPv6 prefixes cluster (/47 and /48 under a few /32s) as real lists do, so an IPv6 hit walks more levels of the table than in random prefixes."
     )?;
     writeln!(
         md,
