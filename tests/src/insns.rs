@@ -285,10 +285,10 @@ impl Memory {
             self.scratch
                 .entry(ptr)
                 .or_insert_with(|| vec![0; value_size]);
-            let key = (id, u64::MAX - index);
-            let slot = self.elements.entry(key).or_default();
-            *slot = ptr.to_le_bytes().to_vec();
-            return Ok(&mut slot[..n]);
+            // Held where the elements are, under an index no array reaches.
+            let pointer = self.elements.entry((id, u64::MAX - index)).or_default();
+            *pointer = ptr.to_le_bytes().to_vec();
+            return Ok(&mut pointer[..n]);
         }
         let stride = map.value_size.next_multiple_of(8) as u64;
         let (index, off) = (within / stride, (within % stride) as usize);
