@@ -302,12 +302,7 @@ impl Config {
         self.role_bytes[(b >> 6) as usize] |= 1u64 << (b & 63);
     }
 
-    #[inline(always)]
-    pub fn may_have_role(&self, key: &[u8; 16]) -> bool {
-        self.may_end_a_role(key[15])
-    }
-
-    /// Whether an address with a role ends in byte `b`.
+    /// Whether an address with a role ends in byte `b` (an `ADDR_ROLES` key's last byte).
     #[inline(always)]
     pub fn may_end_a_role(&self, b: u8) -> bool {
         self.role_bytes[(b >> 6) as usize & 3] & (1u64 << (b & 63)) != 0

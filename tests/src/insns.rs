@@ -97,28 +97,27 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The program's info into `info`, as far as `ProgInfo` reaches.
+fn prog_info(fd: RawFd, info: &mut ProgInfo) -> std::io::Result<()> {
+    let mut attr = InfoAttr {
+        bpf_fd: fd as u32,
+        info_len: size_of::<ProgInfo>() as u32,
+        info: std::ptr::from_mut(info) as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)
+}
+
 /// The program's xlated instructions, as the kernel dumps them (maps named by id).
 fn xlated(fd: RawFd) -> anyhow::Result<Vec<Insn>> {
     let mut info = ProgInfo::default();
-    let mut attr = InfoAttr {
-        bpf_fd: fd as u32,
-        info_len: size_of::<ProgInfo>() as u32,
-        info: std::ptr::from_mut(&mut info) as u64,
-    };
-    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).context("the program's info")?;
+    prog_info(fd, &mut info).context("the program's info")?;
     let mut raw = vec![0u64; info.xlated_prog_len as usize / 8];
-    let len = info.xlated_prog_len;
-    info = ProgInfo {
-        xlated_prog_len: len,
+    let mut info = ProgInfo {
+        xlated_prog_len: info.xlated_prog_len,
         xlated_prog_insns: raw.as_mut_ptr() as u64,
         ..ProgInfo::default()
     };
-    let mut attr = InfoAttr {
-        bpf_fd: fd as u32,
-        info_len: size_of::<ProgInfo>() as u32,
-        info: std::ptr::from_mut(&mut info) as u64,
-    };
-    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).context("the program's instructions")?;
+    prog_info(fd, &mut info).context("the program's instructions")?;
     if raw.is_empty() {
         bail!("the kernel gave no instructions (is this root?)");
     }

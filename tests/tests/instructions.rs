@@ -2,6 +2,7 @@
 //! program reaches the kernel's own verdict on every kind of frame, through the tables and
 //! through the tries, and counts what the paths differ in. Needs root.
 
+use intune_common::outcome::{XDP_DROP, XDP_PASS};
 use intune_ctl::{
     datapath::Datapath,
     ruleset::policy::{Mode, Policy},
@@ -19,52 +20,58 @@ fn enforce() -> Policy {
     }
 }
 
+/// A TCP frame from a device (of the address's family) to `dst`, port `dport`.
+fn from_device(dst: &str, dport: u16) -> Frame {
+    let device = if dst.contains(':') {
+        "2001:db8::10"
+    } else {
+        "192.0.2.10"
+    };
+    Frame::tcp(device, dst, 40000, dport)
+}
+
 /// Named frames over `TEST_SETS`, and the verdict each must get in enforce mode.
 fn frames() -> Vec<(&'static str, Vec<u8>, u32)> {
-    const PASS: u32 = 2;
-    const DROP: u32 = 1;
-    let mut truncated = Frame::tcp("192.0.2.10", "198.51.100.7", 40000, 443).bytes();
+    let mut truncated = from_device("198.51.100.7", 443).bytes();
     truncated.truncate(14 + 20 + 10);
     vec![
         (
             "IPv4 hit",
-            Frame::tcp("192.0.2.10", "198.51.100.7", 40000, 443).bytes(),
-            PASS,
+            from_device("198.51.100.7", 443).bytes(),
+            XDP_PASS,
         ),
         (
             "IPv4 on a port not listed",
-            Frame::tcp("192.0.2.10", "198.51.100.7", 40000, 22).bytes(),
-            DROP,
+            from_device("198.51.100.7", 22).bytes(),
+            XDP_DROP,
         ),
         (
             "IPv4 nested prefix, its own port",
-            Frame::tcp("192.0.2.10", "198.51.100.130", 40000, 80).bytes(),
-            PASS,
+            from_device("198.51.100.130", 80).bytes(),
+            XDP_PASS,
         ),
         (
             "IPv4 miss",
-            Frame::tcp("192.0.2.10", "192.0.2.99", 40000, 443).bytes(),
-            DROP,
+            from_device("192.0.2.99", 443).bytes(),
+            XDP_DROP,
         ),
         (
             "IPv6 hit",
-            Frame::tcp("2001:db8::10", "2001:db8:100::7", 40000, 443).bytes(),
-            PASS,
+            from_device("2001:db8:100::7", 443).bytes(),
+            XDP_PASS,
         ),
         (
             "IPv6 miss",
-            Frame::tcp("2001:db8::10", "2001:db8:200::7", 40000, 443).bytes(),
-            DROP,
+            from_device("2001:db8:200::7", 443).bytes(),
+            XDP_DROP,
         ),
         (
             "VLAN IPv4 hit",
-            Frame::tcp("192.0.2.10", "198.51.100.7", 40000, 443)
-                .vlan(0x8100)
-                .bytes(),
-            PASS,
+            from_device("198.51.100.7", 443).vlan(0x8100).bytes(),
+            XDP_PASS,
         ),
-        ("ARP", arp(), PASS),
-        ("truncated TCP", truncated, DROP),
+        ("ARP", arp(), XDP_PASS),
+        ("truncated TCP", truncated, XDP_DROP),
     ]
 }
 
