@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod daemon;
 pub mod datapath;
+pub mod parallel;
 pub mod reference;
 pub mod repeated;
 pub mod ruleset;

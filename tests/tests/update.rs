@@ -384,4 +384,17 @@ fn counters_read_in_batches_agree_with_one_by_one_and_with_the_hits_sent() {
     }
     let total: u64 = all.iter().map(|c| c.packets).sum();
     assert_eq!(total, sent.iter().map(|(_, n)| n).sum::<u64>());
+    // A sparse read, as of an update's removed rules: a call an entry, split between threads,
+    // each counter in the place it was asked for (here backwards, the hit rules among them).
+    let sparse: Vec<u32> = sent
+        .iter()
+        .map(|(host, _)| index(host))
+        .chain((0..10_000).step_by(10))
+        .rev()
+        .collect();
+    let read = dp
+        .rule_counters_of(sparse.iter().copied())
+        .expect("sparse read");
+    let expected: Vec<_> = sparse.iter().map(|&i| all[i as usize]).collect();
+    assert_eq!(read, expected);
 }

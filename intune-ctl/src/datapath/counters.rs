@@ -68,14 +68,21 @@ fn rules_in(
         return Ok(indices.iter().map(|&i| all[i as usize]).collect());
     }
     let array = PerCpuArray::<_, Counter>::try_from(map).map_err(map_err(RULE_STATS))?;
-    indices
-        .into_iter()
-        .map(|i| {
-            let per_cpu = array.get(&i, 0).map_err(map_err(RULE_STATS))?;
-            Ok(sum(per_cpu.iter().copied()))
-        })
-        .collect()
+    // A call an entry (about 1.5 µs): an update's thousand removed rules are read by several
+    // threads.
+    let runs = crate::parallel::runs(&indices, CALLS_PER_THREAD, |run| {
+        run.iter()
+            .map(|i| {
+                let per_cpu = array.get(i, 0).map_err(map_err(RULE_STATS))?;
+                Ok(sum(per_cpu.iter().copied()))
+            })
+            .collect::<Result<Vec<Counter>, DatapathError>>()
+    });
+    Ok(runs.into_iter().collect::<Result<Vec<_>, _>>()?.concat())
 }
+
+/// Entries a thread reads at least, a call each: fewer take less than a thread's start.
+const CALLS_PER_THREAD: usize = 256;
 
 /// The hits of rules `0..bound` by batches; `None` where the kernel has no batch reads of
 /// per-CPU arrays (before 5.13).

@@ -4,6 +4,7 @@ pub mod builtin;
 pub mod merge;
 pub mod order;
 pub mod ports;
+mod prefix_list;
 pub mod schema;
 pub mod service;
 pub mod service_tags;

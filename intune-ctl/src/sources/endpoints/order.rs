@@ -53,6 +53,16 @@ impl PrefixKeys {
         self.v6.dedup();
     }
 
+    /// The keys of several sorted runs, sorted, once each: merged, not sorted again.
+    pub fn merged(runs: Vec<PrefixKeys>) -> PrefixKeys {
+        runs.into_iter()
+            .reduce(|a, b| PrefixKeys {
+                v4: merge(&a.v4, &b.v4),
+                v6: merge(&a.v6, &b.v6),
+            })
+            .unwrap_or_default()
+    }
+
     pub fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
     }
@@ -94,6 +104,20 @@ impl PrefixKeys {
         }
         common(&self.v4, &other.v4) + common(&self.v6, &other.v6)
     }
+}
+
+/// Two sorted runs as one, each key once.
+fn merge<T: Ord + Copy>(a: &[T], b: &[T]) -> Vec<T> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) {
+        out.push(x.min(y));
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 /// `nets` in the order of this module, once each.

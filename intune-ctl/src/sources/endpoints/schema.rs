@@ -11,10 +11,7 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{
-    order::PrefixKeys,
-    ports::{PortRanges, Ports},
-};
+use super::ports::{PortRanges, Ports};
 
 /// An endpoint set as the service writes it. Unknown fields are ignored, as the service adds
 /// fields over time.
@@ -55,8 +52,9 @@ struct RawEndpointSet<'a> {
     region: Option<String>,
 }
 
-/// A set's prefixes, each read as the JSON parser meets it (no list of strings first: a list
-/// may hold 100,000), or what the first unreadable one is.
+/// A set's prefixes, or what the first unreadable one is. Their texts are gathered first,
+/// borrowed from the response where they hold no escapes (a list may hold 100,000), and read
+/// together: a large list by several threads.
 #[derive(Debug)]
 struct Prefixes(Result<Vec<IpNet>, String>);
 
@@ -78,40 +76,37 @@ impl<'de> Deserialize<'de> for Prefixes {
                 self,
                 mut seq: A,
             ) -> Result<Prefixes, A::Error> {
-                let mut keys = PrefixKeys::with_capacity(seq.size_hint().unwrap_or(0));
-                let mut first_bad = None;
-                while let Some(Prefix(net)) = seq.next_element()? {
-                    match net {
-                        Ok(net) => keys.push(&net),
-                        Err(e) => {
-                            first_bad.get_or_insert(e);
-                        }
-                    }
+                let mut texts: Vec<Cow<'de, str>> =
+                    Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(PrefixText(text)) = seq.next_element()? {
+                    texts.push(text);
                 }
-                if let Some(bad) = first_bad {
-                    return Ok(Prefixes(Err(bad)));
-                }
-                keys.sort();
-                Ok(Prefixes(Ok(keys.nets())))
+                Ok(Prefixes(super::prefix_list::read(&texts)))
             }
         }
         d.deserialize_seq(Seq)
     }
 }
 
-/// One prefix of [`Prefixes`], read from the text in place.
-struct Prefix(Result<IpNet, String>);
+/// One prefix's text: borrowed from the response, unless it holds escapes.
+struct PrefixText<'de>(Cow<'de, str>);
 
-impl<'de> Deserialize<'de> for Prefix {
+impl<'de> Deserialize<'de> for PrefixText<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Text;
-        impl serde::de::Visitor<'_> for Text {
-            type Value = Prefix;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = PrefixText<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a prefix in CIDR form")
             }
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Prefix, E> {
-                Ok(Prefix(parse_prefix(text)))
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                text: &'de str,
+            ) -> Result<PrefixText<'de>, E> {
+                Ok(PrefixText(Cow::Borrowed(text)))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<PrefixText<'de>, E> {
+                Ok(PrefixText(Cow::Owned(text.to_owned())))
             }
         }
         d.deserialize_str(Text)
