@@ -11,9 +11,12 @@ pub fn runs<T: Sync, R: Send>(
     per_thread: usize,
     work: impl Fn(&[T]) -> R + Sync,
 ) -> Vec<R> {
-    let threads = (items.len() / per_thread.max(1))
-        .min(MAX_THREADS)
-        .min(std::thread::available_parallelism().map_or(1, usize::from));
+    let wanted = (items.len() / per_thread.max(1)).min(MAX_THREADS);
+    let threads = if wanted > 1 {
+        wanted.min(cores())
+    } else {
+        wanted
+    };
     if threads <= 1 {
         return vec![work(items)];
     }
@@ -29,6 +32,19 @@ pub fn runs<T: Sync, R: Send>(
             }))
             .collect()
     })
+}
+
+/// Threads that may help the calling one: one fewer than the cores it may use, at most
+/// [`MAX_THREADS`] in all.
+pub fn helpers() -> usize {
+    cores().min(MAX_THREADS) - 1
+}
+
+/// The cores this process may use, asked once: the answer reads cgroup files (tens of
+/// microseconds).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 #[cfg(test)]

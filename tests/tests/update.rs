@@ -398,3 +398,49 @@ fn counters_read_in_batches_agree_with_one_by_one_and_with_the_hits_sent() {
     let expected: Vec<_> = sparse.iter().map(|&i| all[i as usize]).collect();
     assert_eq!(read, expected);
 }
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// A large update (half of 20,000 prefixes replaced): its thousands of chunks and singles go
+/// to the kernel in two writes side by side. After it, an address in each new, kept and
+/// removed prefix gets the reference classifier's decision from the kernel.
+#[test]
+fn a_large_update_reaches_the_kernel_whole() {
+    require_root!();
+    use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
+    let mut rng = StdRng::seed_from_u64(15);
+    let mut random = || {
+        let len = rng.random_range(20..=32);
+        ipnet::Ipv4Net::new_assert(rng.random::<u32>().into(), len)
+            .trunc()
+            .to_string()
+    };
+    let before: Vec<String> = (0..20_000).map(|_| random()).collect();
+    let mut after = before.clone();
+    for p in after.iter_mut().step_by(2) {
+        *p = random();
+    }
+    let policy = Policy {
+        mode: Mode::Enforce,
+        ..Policy::default()
+    };
+    let old = build(&one_set(&refs(&before)), None);
+    let mut dp = load_with(&old, &policy, Capacity::for_prefixes(40_000));
+    let (chunks, singles) = dp.table_size(intune_ctl::ruleset::table::Family::V4);
+    assert!(
+        chunks >= 1_000 && singles >= 1_000,
+        "a table of {chunks} chunks and {singles} singles"
+    );
+    let new = build(&one_set(&refs(&after)), Some(&old));
+    dp.apply(new.clone()).expect("apply");
+    assert_eq!(dp.v4_lookup(), Lookup::Table);
+    let reference = intune_ctl::reference::ReferenceTables::new(&new, &policy);
+    for p in before.iter().chain(&after) {
+        let net: ipnet::Ipv4Net = p.parse().expect("prefix");
+        let f = Frame::tcp("192.0.2.10", &net.broadcast().to_string(), 40000, 443);
+        let kernel = dp.run_frame(&f.bytes()).expect("run");
+        assert_eq!(kernel, reference.classify(&f.bytes(), 1), "{p}");
+    }
+}

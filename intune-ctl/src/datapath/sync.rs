@@ -27,6 +27,10 @@ pub(super) const ENOTSUPP: i32 = 524;
 /// table) but whose stores cost nothing.
 const BATCH_CHUNKS: usize = 8192;
 
+/// Chunks and singles an update writes at least before the two writes go side by side: a
+/// thread's start is worth it only for a large update.
+const SIDE_BY_SIDE: usize = 512;
+
 pub(super) fn map_err(name: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }
 }
@@ -330,16 +334,30 @@ impl Datapath {
             return Ok(false);
         };
         let compiled = started.elapsed();
-        self.update_array(single_map, &writes.singles)?;
-        if writes.chunks.len() <= BATCH_CHUNKS {
-            self.update_array(chunk_map, &writes.chunks)?;
-        } else {
+        if writes.chunks.len() > BATCH_CHUNKS {
+            self.update_array(single_map, &writes.singles)?;
             // A bulk write (a first fill, a list replaced): plain stores through a mapping,
             // dropped after, so the table is not resident in the daemon.
             let mut array = self.map_chunk_array(chunk_map)?;
             for (id, chunk) in writes.chunks.iter() {
                 array.set(id as usize, chunk);
             }
+        } else if writes.chunks.len().min(writes.singles.len()) < SIDE_BY_SIDE {
+            self.update_array(single_map, &writes.singles)?;
+            self.update_array(chunk_map, &writes.chunks)?;
+        } else {
+            // Two calls that copy a megabyte between them (a large update): side by side.
+            let this = &*self;
+            let (singles, chunks) = std::thread::scope(|scope| {
+                let singles = scope.spawn(|| this.update_array(single_map, &writes.singles));
+                let chunks = this.update_array(chunk_map, &writes.chunks);
+                let singles = singles
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (singles, chunks)
+            });
+            singles?;
+            chunks?;
         }
         let slot = usize::from(family == Family::V6);
         if self.first_levels[slot].is_none() {

@@ -1,27 +1,91 @@
 //! A set's prefixes read from their texts: in order, each once, or the first that does not
-//! read. A list of 100,000 is read by several threads, each a run of it (reading is most of a
-//! large list's parse, and an update waits for it); the runs' sorted keys are merged.
+//! read. A long list is read while the JSON parser is still finding its texts: each batch the
+//! parser fills goes to a helper thread (reading the texts is more than half of a large
+//! list's parse, and an update waits for it), and the batches' sorted keys are merged.
 
-use std::borrow::Cow;
+use std::{
+    borrow::Cow,
+    sync::{Mutex, PoisonError, mpsc},
+};
 
 use ipnet::IpNet;
 
 use super::{order::PrefixKeys, schema::parse_prefix};
 
-/// Prefixes a thread reads at least: fewer are not worth a thread's start (tens of
-/// microseconds, the time of a few thousand prefixes).
-const PER_THREAD: usize = 16_384;
+/// Texts a batch holds: a list shorter than one is read on the parser's thread alone (a
+/// thread's start costs the time of a few thousand prefixes).
+const BATCH: usize = 8192;
 
-/// The prefixes of `texts`, sorted (the order of [`super::order`]) and each once; or what the
-/// first text that is not a prefix is.
-pub fn read(texts: &[Cow<'_, str>]) -> Result<Vec<IpNet>, String> {
-    let runs = crate::parallel::runs(texts, PER_THREAD, keys_of);
-    // The runs are in the texts' order: the first error among them is the list's first.
-    let runs: Vec<PrefixKeys> = runs.into_iter().collect::<Result<_, _>>()?;
-    Ok(PrefixKeys::merged(runs).nets())
+/// The prefixes of the texts `next` gives (`None` after the last), sorted (the order of
+/// [`super::order`]) and each once; or what the first text that is not a prefix is. An error
+/// of `next` ends the reading and is returned as it is.
+pub fn read<'de, E>(
+    mut next: impl FnMut() -> Result<Option<Cow<'de, str>>, E>,
+) -> Result<Result<Vec<IpNet>, String>, E> {
+    let mut first = Vec::new();
+    while first.len() < BATCH {
+        match next()? {
+            Some(text) => first.push(text),
+            None => return Ok(keys_of(&first).map(|k| k.nets())),
+        }
+    }
+    let helpers = crate::parallel::helpers();
+    if helpers == 0 {
+        while let Some(text) = next()? {
+            first.push(text);
+        }
+        return Ok(keys_of(&first).map(|k| k.nets()));
+    }
+    let (to_helpers, batches) = mpsc::channel::<(usize, Vec<Cow<'de, str>>)>();
+    let batches = Mutex::new(batches);
+    let read = Mutex::new(Vec::new());
+    // Reads batches until none is left and the parser is done.
+    let help = || {
+        loop {
+            let batch = batches
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .recv();
+            let Ok((at, texts)) = batch else { break };
+            let keys = keys_of(&texts);
+            read.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((at, keys));
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..helpers {
+            scope.spawn(help);
+        }
+        // A send fails only when every helper is gone (a panic, raised when the scope ends).
+        let _ = to_helpers.send((0, first));
+        let mut at = 1;
+        let mut batch = Vec::with_capacity(BATCH);
+        while let Some(text) = next()? {
+            batch.push(text);
+            if batch.len() == BATCH {
+                let _ =
+                    to_helpers.send((at, std::mem::replace(&mut batch, Vec::with_capacity(BATCH))));
+                at += 1;
+            }
+        }
+        let _ = to_helpers.send((at, batch));
+        drop(to_helpers);
+        // The parser is done: this thread reads what is left beside the helpers.
+        help();
+        Ok(())
+    })?;
+    let mut runs = read.into_inner().unwrap_or_else(PoisonError::into_inner);
+    // The first error in the texts' order is the list's first.
+    runs.sort_unstable_by_key(|(at, _)| *at);
+    Ok(runs
+        .into_iter()
+        .map(|(_, keys)| keys)
+        .collect::<Result<Vec<_>, _>>()
+        .map(|runs| PrefixKeys::merged(runs).nets()))
 }
 
-/// The sorted keys of one run of texts, or its first that is not a prefix.
+/// The sorted keys of one batch of texts, or its first that is not a prefix.
 fn keys_of(texts: &[Cow<'_, str>]) -> Result<PrefixKeys, String> {
     let mut keys = PrefixKeys::with_capacity(texts.len());
     for text in texts {
@@ -33,63 +97,81 @@ fn keys_of(texts: &[Cow<'_, str>]) -> Result<PrefixKeys, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
     use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 
     use super::*;
     use crate::sources::endpoints::order::sorted;
 
+    /// Random prefixes, every hundredth an IPv6 one.
     fn texts(n: usize, rng: &mut StdRng) -> Vec<String> {
         (0..n)
             .map(|i| {
-                let len = rng.random_range(8..=32);
-                let net = ipnet::Ipv4Net::new_assert(rng.random::<u32>().into(), len).trunc();
-                // Every hundredth an IPv6 prefix.
                 if i % 100 == 7 {
                     format!("2001:db8:{i:x}::/48")
                 } else {
-                    net.to_string()
+                    let len = rng.random_range(8..=32);
+                    ipnet::Ipv4Net::new_assert(rng.random::<u32>().into(), len)
+                        .trunc()
+                        .to_string()
                 }
             })
             .collect()
     }
 
-    /// Enough prefixes for several threads (where the machine has the cores): the same
-    /// prefixes, sorted and once each, as one thread gives; repeats across runs kept once.
-    fn cows(all: &[String]) -> Vec<Cow<'_, str>> {
-        all.iter().map(|t| Cow::Borrowed(t.as_str())).collect()
+    fn read_all(all: &[String]) -> Result<Vec<IpNet>, String> {
+        let mut texts = all.iter().map(|t| Cow::Borrowed(t.as_str()));
+        read(|| Ok::<_, Infallible>(texts.next())).unwrap_or_else(|never| match never {})
     }
 
+    /// Several batches (read by helper threads where the machine has more than one core), in
+    /// random order and in order, repeats across batches among them: sorted and once each, as
+    /// the prefixes themselves sort.
     #[test]
-    fn a_large_list_reads_as_a_small_one_does() {
+    fn a_long_list_reads_as_its_prefixes_sort() {
         let mut rng = StdRng::seed_from_u64(5);
-        let mut all = texts(4 * PER_THREAD, &mut rng);
+        let mut all = texts(5 * BATCH + 17, &mut rng);
         let repeats: Vec<String> = all.iter().step_by(50).cloned().collect();
         all.extend(repeats);
-        let cows = cows(&all);
         let nets: Vec<IpNet> = all.iter().map(|t| t.parse().unwrap()).collect();
-        let read = read(&cows).unwrap();
-        assert_eq!(read, sorted(&nets));
-        assert!(read.len() < all.len(), "the repeats are gone");
-        // One thread's reading, run by run, gives the same.
-        let one = keys_of(&cows).unwrap().nets();
-        assert_eq!(read, one);
+        let expected = sorted(&nets);
+        assert!(expected.len() < all.len(), "the input holds repeats");
+        assert_eq!(read_all(&all), Ok(expected.clone()));
+        let in_order: Vec<String> = expected.iter().map(ToString::to_string).collect();
+        assert_eq!(read_all(&in_order), Ok(expected));
     }
 
-    /// The first text that is not a prefix is named, whichever run it is in.
+    /// The first text that is not a prefix is named, whichever batch it is in.
     #[test]
     fn the_first_bad_prefix_is_the_one_named() {
         let mut rng = StdRng::seed_from_u64(6);
-        let mut all = texts(4 * PER_THREAD, &mut rng);
-        let late = all.len() - 10;
-        all[late] = "192.0.2.0/33".into();
-
-        let err = read(&cows(&all)).unwrap_err();
+        let mut all = texts(4 * BATCH, &mut rng);
+        let last = all.len() - 1;
+        all[last] = "192.0.2.0/33".into();
+        let err = read_all(&all).unwrap_err();
         assert!(err.contains("192.0.2.0/33"), "{err}");
-        all[PER_THREAD + 3] = "198.51.100.0/24x".into();
-        let err = read(&cows(&all)).unwrap_err();
+        all[BATCH + 3] = "198.51.100.0/24x".into();
+        let err = read_all(&all).unwrap_err();
         assert!(err.contains("198.51.100.0/24x"), "{err}");
         all[2] = "not a prefix".into();
-        let err = read(&cows(&all)).unwrap_err();
+        let err = read_all(&all).unwrap_err();
         assert!(err.contains("not a prefix"), "{err}");
+    }
+
+    /// The parser's own error (the JSON ends, a value is not a string) ends the reading with
+    /// that error, helpers or not.
+    #[test]
+    fn an_error_of_the_parser_is_returned_as_it_is() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for n in [10, 3 * BATCH + 5] {
+            let all = texts(n, &mut rng);
+            let mut texts = all.iter().map(|t| Cow::Borrowed(t.as_str()));
+            let got = read(|| match texts.next() {
+                Some(t) => Ok(Some(t)),
+                None => Err("the JSON ends"),
+            });
+            assert_eq!(got, Err("the JSON ends"), "{n} texts");
+        }
     }
 }

@@ -52,9 +52,9 @@ struct RawEndpointSet<'a> {
     region: Option<String>,
 }
 
-/// A set's prefixes, or what the first unreadable one is. Their texts are gathered first,
-/// borrowed from the response where they hold no escapes (a list may hold 100,000), and read
-/// together: a large list by several threads.
+/// A set's prefixes, or what the first unreadable one is. Their texts are borrowed from the
+/// response where they hold no escapes (a list may hold 100,000); a long list's are read by
+/// other threads while the parser goes on.
 #[derive(Debug)]
 struct Prefixes(Result<Vec<IpNet>, String>);
 
@@ -76,12 +76,12 @@ impl<'de> Deserialize<'de> for Prefixes {
                 self,
                 mut seq: A,
             ) -> Result<Prefixes, A::Error> {
-                let mut texts: Vec<Cow<'de, str>> =
-                    Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                while let Some(PrefixText(text)) = seq.next_element()? {
-                    texts.push(text);
-                }
-                Ok(Prefixes(super::prefix_list::read(&texts)))
+                let read = super::prefix_list::read(|| {
+                    Ok(seq
+                        .next_element::<PrefixText>()?
+                        .map(|PrefixText(text)| text))
+                })?;
+                Ok(Prefixes(read))
             }
         }
         d.deserialize_seq(Seq)
