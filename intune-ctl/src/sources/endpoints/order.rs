@@ -23,12 +23,17 @@ impl PrefixKeys {
 
     /// The keys of every prefix of `nets`, sorted, once each.
     pub fn of<'a>(nets: impl IntoIterator<Item = &'a IpNet>) -> PrefixKeys {
-        let mut keys = PrefixKeys::default();
-        for net in nets {
-            keys.push(net);
-        }
+        let nets = nets.into_iter();
+        let mut keys = PrefixKeys::with_capacity(nets.size_hint().0);
+        keys.extend(nets);
         keys.sort();
         keys
+    }
+
+    pub fn extend<'a>(&mut self, nets: impl IntoIterator<Item = &'a IpNet>) {
+        for net in nets {
+            self.push(net);
+        }
     }
 
     pub fn push(&mut self, net: &IpNet) {
