@@ -18,7 +18,7 @@ use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use crate::ruleset::{
-    regions::{Regions, region_of},
+    regions::{Key, Regions, region_of},
     rules::RuleSet,
 };
 
@@ -124,8 +124,8 @@ impl Ids {
     }
 }
 
-/// A prefix: network (as a number, IPv4 in the top 32 bits), length, leaf.
-type Prefix = (u128, u8, u32);
+/// A prefix: (network as a number, IPv4 in the top 32 bits; length), and its leaf.
+type Prefix = (Key, u32);
 
 /// The rebuilt regions' chunks and singles, one run of each a region, in the order the
 /// writes take them: built in place, not in a vector a region and copied (a million prefixes
@@ -152,14 +152,8 @@ struct Rebuilt {
 impl Built {
     /// The /16 `k16` from its longer prefixes, over `base16`'s value.
     fn region(&mut self, prefixes: &Regions, base16: &[u32], k16: u16) -> Rebuilt {
-        let mut long: Vec<Prefix> = prefixes
-            .long_in(k16)
-            .iter()
-            .map(|&((a, l), v)| (a, l, v))
-            .collect();
-        long.sort_by_key(|&(_, len, _)| len);
         let (c0, s0, l0) = (self.chunks.len(), self.singles.len(), self.links.len());
-        let root = self.node(&long, base16[k16 as usize], 16, (c0, s0));
+        let root = self.node(prefixes.long_in(k16), base16[k16 as usize], 16, (c0, s0));
         Rebuilt {
             k16,
             chunks: c0..self.chunks.len(),
@@ -170,34 +164,40 @@ impl Built {
     }
 
     /// The entry for the part of the tree below `bits` bits that holds `prefixes` (all longer
-    /// than `bits`, sorted shorter first), where no prefix gives `default`; `base` is where the
-    /// region's runs start.
+    /// than `bits`, sorted by network then length), where no prefix gives `default`; `base` is
+    /// where the region's runs start. In that order a prefix comes after every prefix that
+    /// covers it, so painting them in turn leaves each entry to its most specific one; and
+    /// the prefixes below one entry come together, after what paints that entry.
     fn node(&mut self, prefixes: &[Prefix], default: u32, bits: u8, base: (usize, usize)) -> u32 {
         match prefixes {
             [] => default,
-            [(net, len, value)] => {
+            [((net, len), value)] => {
                 self.singles
                     .push(Single::new(net.to_be_bytes(), *len, *value, default));
                 SINGLE_FLAG | (self.singles.len() - 1 - base.1) as u32
             }
             _ => {
                 let mut chunk: Chunk = [default; CHUNK];
-                let mut below: BTreeMap<usize, Vec<Prefix>> = BTreeMap::new();
-                for &(net, len, value) in prefixes {
+                let mut links: SmallVec<[u8; 4]> = SmallVec::new();
+                let mut rest = prefixes;
+                while let Some(&((net, len), value)) = rest.first() {
                     let at = byte_at(net, bits);
                     if len <= bits + 8 {
                         chunk[at..at + (1 << (bits + 8 - len))].fill(value);
-                    } else {
-                        below.entry(at).or_default().push((net, len, value));
+                        rest = &rest[1..];
+                        continue;
                     }
-                }
-                // Painted first: a longer prefix's default is what the shorter ones left.
-                let mut links: SmallVec<[u8; 4]> = SmallVec::new();
-                for (at, group) in below {
-                    chunk[at] = self.node(&group, chunk[at], bits + 8, base);
+                    // The prefixes below entry `at`: the run that starts here (what paints `at`
+                    // came before it).
+                    let run = rest
+                        .iter()
+                        .position(|&((n, _), _)| byte_at(n, bits) != at)
+                        .unwrap_or(rest.len());
+                    chunk[at] = self.node(&rest[..run], chunk[at], bits + 8, base);
                     if chunk[at] & (CHUNK_FLAG | SINGLE_FLAG) != 0 {
                         links.push(at as u8);
                     }
+                    rest = &rest[run..];
                 }
                 self.chunks.push(chunk);
                 let at = self.chunks.len() - 1;
