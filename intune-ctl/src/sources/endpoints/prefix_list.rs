@@ -14,7 +14,7 @@ use super::{order::PrefixKeys, schema::parse_prefix};
 
 /// Texts a batch holds: a list shorter than one is read on the parser's thread alone (a
 /// thread's start costs the time of a few thousand prefixes).
-const BATCH: usize = 8192;
+const BATCH: usize = 4096;
 
 /// The prefixes of the texts `next` gives (`None` after the last), sorted (the order of
 /// [`super::order`]) and each once; or what the first text that is not a prefix is. An error
