@@ -5,7 +5,8 @@
 
 use std::{
     borrow::Cow,
-    sync::{Mutex, PoisonError, mpsc},
+    collections::VecDeque,
+    sync::{Condvar, Mutex, PoisonError},
 };
 
 use ipnet::IpNet;
@@ -36,43 +37,36 @@ pub fn read<'de, E>(
         }
         return Ok(keys_of(&first).map(|k| k.nets()));
     }
-    let (to_helpers, batches) = mpsc::channel::<(usize, Vec<Cow<'de, str>>)>();
-    let batches = Mutex::new(batches);
+    let queue = Queue::default();
     let read = Mutex::new(Vec::new());
-    // Reads batches until none is left and the parser is done.
-    let help = || {
-        loop {
-            let batch = batches
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .recv();
-            let Ok((at, texts)) = batch else { break };
+    // Reads batches until none is left; a helper waits for more until the parser is done.
+    let help = |wait: bool| {
+        while let Some((at, texts)) = queue.take(wait) {
             let keys = keys_of(&texts);
-            read.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push((at, keys));
+            lock(&read).push((at, keys));
         }
     };
     std::thread::scope(|scope| {
         for _ in 0..helpers {
-            scope.spawn(help);
+            scope.spawn(|| help(true));
         }
-        // A send fails only when every helper is gone (a panic, raised when the scope ends).
-        let _ = to_helpers.send((0, first));
+        // Whatever way this ends (an error of `next` too), the helpers are let go.
+        let closing = queue.closer();
+        queue.put(0, first);
         let mut at = 1;
         let mut batch = Vec::with_capacity(BATCH);
         while let Some(text) = next()? {
             batch.push(text);
             if batch.len() == BATCH {
-                let _ =
-                    to_helpers.send((at, std::mem::replace(&mut batch, Vec::with_capacity(BATCH))));
+                queue.put(at, std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
                 at += 1;
             }
         }
-        let _ = to_helpers.send((at, batch));
-        drop(to_helpers);
-        // The parser is done: this thread reads what is left beside the helpers.
-        help();
+        queue.put(at, batch);
+        drop(closing);
+        // The parser is done: this thread reads what is left beside the helpers, never
+        // waiting for one of them (a helper the scheduler keeps off a core holds nothing).
+        help(false);
         Ok(())
     })?;
     let mut runs = read.into_inner().unwrap_or_else(PoisonError::into_inner);
@@ -83,6 +77,58 @@ pub fn read<'de, E>(
         .map(|(_, keys)| keys)
         .collect::<Result<Vec<_>, _>>()
         .map(|runs| PrefixKeys::merged(runs).nets()))
+}
+
+/// A batch of texts with its place in the list.
+type Batch<'de> = (usize, Vec<Cow<'de, str>>);
+
+/// Batches waiting for a thread to read them, and whether the parser is done.
+#[derive(Default)]
+struct Queue<'de> {
+    state: Mutex<(VecDeque<Batch<'de>>, bool)>,
+    more: Condvar,
+}
+
+impl<'de> Queue<'de> {
+    fn put(&self, at: usize, texts: Vec<Cow<'de, str>>) {
+        lock(&self.state).0.push_back((at, texts));
+        self.more.notify_one();
+    }
+
+    /// The next batch; with `wait`, waits for one while the parser may still give more.
+    fn take(&self, wait: bool) -> Option<Batch<'de>> {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(batch) = state.0.pop_front() {
+                return Some(batch);
+            }
+            if state.1 || !wait {
+                return None;
+            }
+            state = self
+                .more
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Says, when dropped, that no batch will come any more.
+    fn closer(&self) -> impl Drop + '_ {
+        struct Closer<'q, 'de>(&'q Queue<'de>);
+        impl Drop for Closer<'_, '_> {
+            fn drop(&mut self) {
+                lock(&self.0.state).1 = true;
+                self.0.more.notify_all();
+            }
+        }
+        Closer(self)
+    }
+}
+
+/// A lock that a panic elsewhere does not make unusable: what it guards is pushed and popped
+/// whole.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The sorted keys of one batch of texts, or its first that is not a prefix.
