@@ -1,5 +1,7 @@
-//! Work on a long slice split between threads: a large list read on a gateway's idle cores
-//! while an update waits for it. Short slices stay on the calling thread.
+//! Work split between threads where an update waits for it: a long slice in runs (an
+//! update's removed-rule counters, a call each), and how many threads may help at all (a long
+//! list's prefixes, `sources::endpoints::prefix_list`). Short work stays on the calling
+//! thread.
 
 /// Threads at most: a gateway's cores are its packets' first.
 const MAX_THREADS: usize = 4;

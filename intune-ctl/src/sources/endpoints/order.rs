@@ -30,6 +30,7 @@ impl PrefixKeys {
         keys
     }
 
+    /// Adds the keys of `nets`, in their order ([`PrefixKeys::sort`] sorts them).
     pub fn extend<'a>(&mut self, nets: impl IntoIterator<Item = &'a IpNet>) {
         for net in nets {
             self.push(net);
@@ -151,7 +152,7 @@ fn follow<'a, T: Ord + 'a>(runs: impl Iterator<Item = &'a [T]>) -> bool {
 /// Two sorted runs as one, each key once.
 fn merge<T: Ord + Copy>(a: &[T], b: &[T]) -> Vec<T> {
     let mut out = Vec::with_capacity(a.len() + b.len());
-    // Runs of a list in order follow each other: no comparisons.
+    // Two runs that follow each other: joined without comparisons.
     if a.last()
         .is_none_or(|last| b.first().is_none_or(|first| last < first))
     {

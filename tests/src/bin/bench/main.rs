@@ -521,12 +521,6 @@ fn machine() -> String {
 const UPDATE_RUNS: usize = 9;
 const UPDATE_SIZES: [usize; 3] = [100, 10_000, 100_000];
 
-/// A service response with `ips` in one MEM set.
-pub(crate) fn response(ips: &[String]) -> String {
-    serde_json::json!([{"id": 163, "serviceArea": "MEM", "category": "Allow", "required": true, "ips": ips, "tcpPorts": "80,443"}])
-        .to_string()
-}
-
 pub(crate) fn random_v4(rng: &mut StdRng) -> String {
     random_v4_net(rng).to_string()
 }
@@ -536,10 +530,10 @@ fn random_v4_net(rng: &mut StdRng) -> Ipv4Net {
     Ipv4Net::new_assert(Ipv4Addr::from(rng.random::<u32>()), len).trunc()
 }
 
-/// As [`response`], written straight into one string: a response arrives as one buffer, and
-/// a hundred thousand strings made and freed here would leave their frees to the allocator
-/// calls of the parse that is timed next.
-fn response_text(ips: &[Ipv4Net]) -> String {
+/// A service response with `ips` in one MEM set, written straight into one string:
+/// a response arrives as one buffer, and a hundred thousand strings made and freed here would
+/// leave their frees to the allocator calls of the parse that is timed next.
+pub(crate) fn response<T: std::fmt::Display>(ips: &[T]) -> String {
     let mut out = String::with_capacity(ips.len() * 22 + 200);
     out.push_str(
         r#"[{"id": 163, "serviceArea": "MEM", "category": "Allow", "required": true, "ips": ["#,
@@ -597,9 +591,9 @@ fn update_latencies(args: &Args) -> anyhow::Result<String> {
             Order::Service => {
                 let mut sorted = ips.to_vec();
                 sorted.sort_unstable();
-                response_text(&sorted)
+                response(&sorted)
             }
-            Order::Random => response_text(ips),
+            Order::Random => response(ips),
         };
         let rules = RuleSet::build(
             &parse_endpoint_sets(&response(&ips), Source::Service)?,
