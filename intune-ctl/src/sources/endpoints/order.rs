@@ -152,14 +152,6 @@ fn follow<'a, T: Ord + 'a>(runs: impl Iterator<Item = &'a [T]>) -> bool {
 /// Two sorted runs as one, each key once.
 fn merge<T: Ord + Copy>(a: &[T], b: &[T]) -> Vec<T> {
     let mut out = Vec::with_capacity(a.len() + b.len());
-    // Two runs that follow each other: joined without comparisons.
-    if a.last()
-        .is_none_or(|last| b.first().is_none_or(|first| last < first))
-    {
-        out.extend_from_slice(a);
-        out.extend_from_slice(b);
-        return out;
-    }
     let (mut i, mut j) = (0, 0);
     while let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) {
         out.push(x.min(y));

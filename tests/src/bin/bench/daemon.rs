@@ -28,7 +28,7 @@ fn state_with_cache(dir: &Path, n: usize) -> anyhow::Result<PathBuf> {
     let state = StateDir::open(&state_dir)?;
     if n > 0 {
         let mut rng = StdRng::seed_from_u64(11);
-        let ips: Vec<String> = (0..n).map(|_| random_v4(&mut rng)).collect();
+        let ips: Vec<_> = (0..n).map(|_| random_v4(&mut rng)).collect();
         state.save_cache(&CachedResponse {
             instance: "Worldwide".into(),
             version: "2026112500".into(),

@@ -521,11 +521,7 @@ fn machine() -> String {
 const UPDATE_RUNS: usize = 9;
 const UPDATE_SIZES: [usize; 3] = [100, 10_000, 100_000];
 
-pub(crate) fn random_v4(rng: &mut StdRng) -> String {
-    random_v4_net(rng).to_string()
-}
-
-fn random_v4_net(rng: &mut StdRng) -> Ipv4Net {
+pub(crate) fn random_v4(rng: &mut StdRng) -> Ipv4Net {
     let len = rng.random_range(20..=32u8);
     Ipv4Net::new_assert(Ipv4Addr::from(rng.random::<u32>()), len).trunc()
 }
@@ -586,7 +582,7 @@ fn update_latencies(args: &Args) -> anyhow::Result<String> {
             Order::Random,
         )));
     for (n, share, order) in cases {
-        let mut ips: Vec<Ipv4Net> = (0..n).map(|_| random_v4_net(&mut rng)).collect();
+        let mut ips: Vec<Ipv4Net> = (0..n).map(|_| random_v4(&mut rng)).collect();
         let response = |ips: &[Ipv4Net]| match order {
             Order::Service => {
                 let mut sorted = ips.to_vec();
@@ -613,7 +609,7 @@ fn update_latencies(args: &Args) -> anyhow::Result<String> {
         for _ in 0..UPDATE_RUNS {
             let k = ((n as f64 * share) as usize).max(1);
             for ip in ips.iter_mut().take(k) {
-                *ip = random_v4_net(&mut rng);
+                *ip = random_v4(&mut rng);
             }
             ips.rotate_left(k);
             let body = response(&ips);
