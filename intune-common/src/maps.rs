@@ -36,8 +36,15 @@ pub const DROP_PORT_STATS: &str = "DROP_PORT_STATS";
 /// Only userspace reads it: a restarted daemon keeps the slots (and their counts), and `stats`
 /// names them while the daemon is down.
 pub const PORT_SLOT_KEYS: &str = "PORT_SLOT_KEYS";
-/// Array with one [`Config`].
+/// The program's [`Config`]: a global in a data section of its own, which the program reads at
+/// an address the verifier knows, with no map lookup. Its map (an array of one entry) is named
+/// after the section, [`CONFIG_SECTION`]; it is pinned as `CONFIG` (bpffs refuses dots).
 pub const CONFIG: &str = "CONFIG";
+/// The section, and so the map, holding the [`Config`] global [`CONFIG_SYMBOL`].
+pub const CONFIG_SECTION: &str = ".data.config";
+/// The [`Config`] global's symbol: a program copy starts with a live filter's settings by
+/// setting it before load.
+pub const CONFIG_SYMBOL: &str = "INTUNE_CONFIG";
 /// Hash of ifindex (u32) -> direction bits, consulted when [`Config::FLAG_PER_IFACE`] is set.
 pub const IFACE_DIRECTION: &str = "IFACE_DIRECTION";
 /// Hash of address (IPv4 as `::ffff:a.b.c.d`) -> role bits ([`ROLE_DNS_RESOLVER`], ...): the
@@ -272,6 +279,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// All settings off: monitor mode, no direction, no flags. What a program starts with.
+    pub const OFF: Config = Config {
+        mode: MODE_MONITOR,
+        direction: 0,
+        flags: 0,
+        port_only_set: 0,
+        port_only_rule: 0,
+        _pad: 0,
+        name_hash_key: 0,
+        role_bytes: [0; 4],
+    };
+
     /// Write the last decision to the `TRACE` map (test runs, `classify`, `lookup`).
     pub const FLAG_TRACE: u32 = 1;
     /// Port-only rules are on.

@@ -17,7 +17,7 @@ use intune_common::{
 
 use crate::{
     learn,
-    maps::{CONFIG, DNS_EVENTS, DNS_LOST, DNS_SCRATCH, DNS_TAIL},
+    maps::{DNS_EVENTS, DNS_LOST, DNS_SCRATCH, DNS_TAIL, INTUNE_CONFIG},
     parse::{self, SkbFrame},
 };
 
@@ -88,9 +88,7 @@ fn capture(ctx: &TcContext) {
     }
     // SAFETY: as above, filled.
     let ev = unsafe { &*ev };
-    if let Some(cfg) = CONFIG.get(0)
-        && learn::matches(ev, cfg)
-    {
+    if learn::matches(ev, INTUNE_CONFIG.get()) {
         // SAFETY: the tail call replaces this program; it returns only when it failed.
         let _ = unsafe { DNS_TAIL.tail_call(ctx, ANSWERS_PROGRAM_INDEX) };
     }

@@ -13,6 +13,7 @@ mod learn;
 mod log;
 mod lookup;
 mod maps;
+mod opaque;
 mod parse;
 mod query;
 
@@ -22,12 +23,14 @@ use aya_ebpf::{macros::xdp, programs::XdpContext};
 use intune_common::{
     classify::{Decision, IpPacket, decide, direction},
     maps::{Config, Counter, DIR_DST, NO_PORT, NO_RULE, OTHER_PORTS_SLOT, Trace, port_key},
-    outcome::{Outcome, XDP_PASS},
+    outcome::Outcome,
 };
 
 use crate::{
     lookup::MapTables,
-    maps::{CONFIG, DROP_PORT_STATS, OUTCOME_STATS, PORT_SLOTS, PORT_STATS, RULE_STATS, TRACE},
+    maps::{
+        DROP_PORT_STATS, INTUNE_CONFIG, OUTCOME_STATS, PORT_SLOTS, PORT_STATS, RULE_STATS, TRACE,
+    },
 };
 
 // Inlined into the entry the macro writes: left to itself, LLVM makes the classifier a
@@ -35,10 +38,8 @@ use crate::{
 #[xdp]
 #[inline(always)]
 pub fn intune_xdp(ctx: XdpContext) -> u32 {
-    // The array always has its one entry; an unconfigured program is harmless and passes.
-    let Some(cfg) = CONFIG.get(0) else {
-        return XDP_PASS;
-    };
+    // Until userspace writes them, the settings are all off: monitor mode, which passes.
+    let cfg = INTUNE_CONFIG.get();
     let mut pkt = MaybeUninit::<IpPacket>::uninit();
     let pkt = zeroed(&mut pkt);
     let kind = parse::frame(&ctx, pkt);

@@ -1,5 +1,7 @@
 //! The program's maps. Names, key and value layouts come from `intune_common::maps`.
 
+use core::cell::UnsafeCell;
+
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
@@ -19,6 +21,8 @@ use intune_common::{
     outcome::OUTCOME_COUNT,
     table::{Chunk, Single, TBL16_ENTRIES},
 };
+
+use crate::opaque::opaque;
 
 #[map]
 pub static LPM_V4: LpmTrie<[u8; 4], RuleRef> = LpmTrie::with_max_entries(MAX_PREFIXES_V4, 0);
@@ -67,8 +71,28 @@ pub static DROP_PORT_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries
 #[map]
 pub static PORT_SLOT_KEYS: Array<u32> = Array::with_max_entries(MAX_PORT_SLOTS, 0);
 
-#[map]
-pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+/// The program's settings (see `intune_common::maps::CONFIG`): a global, so reading them takes
+/// no lookup and no check for a missing entry. Userspace writes it whole through its map.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = ".data.config")]
+pub static INTUNE_CONFIG: Settings = Settings(UnsafeCell::new(Config::OFF));
+
+#[repr(transparent)]
+pub struct Settings(UnsafeCell<Config>);
+
+// SAFETY: the program only reads it; userspace replaces it whole.
+unsafe impl Sync for Settings {}
+
+impl Settings {
+    /// The settings as userspace last wrote them. Reached through an address LLVM cannot see
+    /// into: it finds no store to the global, and would read the initial zeros as constants.
+    #[inline(always)]
+    pub fn get(&self) -> &Config {
+        let at = opaque(self.0.get() as usize);
+        // SAFETY: the global's own address; nothing in the program writes it.
+        unsafe { &*(at as *const Config) }
+    }
+}
 
 #[map]
 pub static IFACE_DIRECTION: HashMap<u32, u32> = HashMap::with_max_entries(MAX_IFACES, 0);

@@ -8,27 +8,7 @@ use intune_common::{
     proto::*,
 };
 
-/// `v`, which LLVM can no longer relate to anything it knows: copied to another register in
-/// an instruction LLVM cannot see into. `black_box` would store it to the stack and load it
-/// back, four instructions at each of the frame's bounds checks. A move to another register
-/// (`out`, not `lateout`), since the x86-64 JIT emits a move of a register to itself as nothing,
-/// which leaves two line-info records at one address: bpftool then refuses to show them.
-#[inline(always)]
-fn opaque(v: usize) -> usize {
-    #[cfg(target_arch = "bpf")]
-    {
-        let copy: usize;
-        // SAFETY: a register copied to another: it touches nothing else.
-        unsafe {
-            core::arch::asm!("{0} = {1}", out(reg) copy, in(reg) v, options(nomem, nostack, preserves_flags))
-        };
-        copy
-    }
-    #[cfg(not(target_arch = "bpf"))]
-    {
-        core::hint::black_box(v)
-    }
-}
+use crate::opaque::opaque;
 
 /// A bounds-checked view of `N` bytes at `pos`; `None` when the frame ends earlier.
 #[inline(always)]

@@ -583,6 +583,11 @@ fn stats_and_lookup_read_the_live_filter_and_lookup_counts_nothing() {
     }
     let by_set = ctl_json(&run, &["stats", "--by", "set"]);
     assert_eq!(by_set["sets"][0]["set"], 901, "{by_set}");
+    // A lookup loads a copy of the program with the live settings: the live filter's own
+    // settings stay as they were, still enforcing.
+    assert!(!connects(&t.dev, ELSEWHERE), "enforcing after the lookups");
+    assert!(connects(&t.dev, "198.51.100.1:443"));
+    let stats = ctl_json(&run, &["stats", "--by", "outcome"]);
 
     let socket = run.state_dir().join("control.sock");
     let ctl_socket = |args: &[&str]| {

@@ -19,7 +19,7 @@ use intune_common::{
     },
 };
 
-use super::pins::{LOOKUP_MAPS, Pins, SHARED_MAPS};
+use super::pins::{LOOKUP_MAPS, Pins, SHARED_MAPS, object_map};
 use crate::ruleset::{
     policy::Policy,
     rules::RuleSet,
@@ -334,7 +334,7 @@ impl Datapath {
                 _ => {}
             }
             self.ebpf
-                .map(name)
+                .map(object_map(name))
                 .ok_or(DatapathError::Missing(name))?
                 .pin(&path)?;
         }

@@ -22,9 +22,9 @@ use aya::{
 use intune_common::{
     learn::LEARNED,
     maps::{
-        ADDR_ROLES, ALLOW_V4, ALLOW_V6, CONFIG, DROP_PORT_STATS, IFACE_DIRECTION, LPM_V4, LPM_V6,
-        OUTCOME_STATS, PORT_SETS, PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS, RETIRED_MAPS, RULE_STATS,
-        V4_CHUNKS, V4_SINGLES, V4_TBL16, V6_CHUNKS, V6_SINGLES, V6_TBL16,
+        ADDR_ROLES, ALLOW_V4, ALLOW_V6, CONFIG, CONFIG_SECTION, DROP_PORT_STATS, IFACE_DIRECTION,
+        LPM_V4, LPM_V6, OUTCOME_STATS, PORT_SETS, PORT_SLOT_KEYS, PORT_SLOTS, PORT_STATS,
+        RETIRED_MAPS, RULE_STATS, V4_CHUNKS, V4_SINGLES, V4_TBL16, V6_CHUNKS, V6_SINGLES, V6_TBL16,
     },
     outcome::OUTCOME_COUNT,
 };
@@ -59,6 +59,12 @@ pub const LOOKUP_MAPS: [&str; 15] = [
     ALLOW_V4,
     ALLOW_V6,
 ];
+
+/// The name in the program of the map pinned as `pin`: the settings' map is named after their
+/// section, which has a dot.
+pub fn object_map(pin: &'static str) -> &'static str {
+    if pin == CONFIG { CONFIG_SECTION } else { pin }
+}
 
 /// The pin name of `iface`'s link. bpffs refuses names with a dot (EPERM: "reserved for
 /// future use", 5.10 to 6.18 at least), and VLANs have one (`eth0.100`): a dot is written

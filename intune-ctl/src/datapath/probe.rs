@@ -6,11 +6,11 @@ use std::net::IpAddr;
 
 use aya::{
     EbpfLoader,
-    maps::MapData,
+    maps::{Array, Map, MapData},
     programs::{TestRun, TestRunOptions},
 };
 use intune_common::{
-    maps::{OUTCOME_STATS, RULE_STATS},
+    maps::{CONFIG, CONFIG_SYMBOL, Config, OUTCOME_STATS, RULE_STATS},
     outcome::Outcome,
 };
 
@@ -47,7 +47,11 @@ impl Probe {
                 return Err(DatapathError::Missing(name));
             }
         }
+        // The settings are the copy's own global, set to the live ones before load: re-using
+        // the pinned map would have the load write its initial zeros over the live filter's.
+        let config = pinned_config(pins)?;
         let mut loader = EbpfLoader::new();
+        loader.override_global(CONFIG_SYMBOL, &config, true);
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
@@ -97,6 +101,13 @@ impl Probe {
     pub fn config(&self) -> Result<intune_common::maps::Config, DatapathError> {
         self.dp.config()
     }
+}
+
+/// The live filter's settings, from their pinned map.
+fn pinned_config(pins: &Pins) -> Result<Config, DatapathError> {
+    let map = MapData::from_pin(pins.map(CONFIG)).map_err(map_err(CONFIG))?;
+    let array = Array::<_, Config>::try_from(Map::Array(map)).map_err(map_err(CONFIG))?;
+    array.get(&0, 0).map_err(map_err(CONFIG))
 }
 
 /// The other end of a synthesized packet: a documentation address of the same family.

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use aya::maps::{Array, LpmTrie, Map, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key};
 use intune_common::maps::{
-    CONFIG, Config, Counter, LPM_V4, LPM_V6, PORT_SETS, PortSet, RULE_STATS, RuleRef, V4_CHUNKS,
-    V4_SINGLES, V4_TBL16, V6_CHUNKS, V6_SINGLES, V6_TBL16,
+    CONFIG, CONFIG_SECTION, Config, Counter, LPM_V4, LPM_V6, PORT_SETS, PortSet, RULE_STATS,
+    RuleRef, V4_CHUNKS, V4_SINGLES, V4_TBL16, V6_CHUNKS, V6_SINGLES, V6_TBL16,
 };
 use ipnet::IpNet;
 
@@ -408,14 +408,14 @@ impl Datapath {
 
     pub fn write_config(&mut self, config: Config) -> Result<(), DatapathError> {
         let mut array =
-            Array::<_, Config>::try_from(self.map_mut(CONFIG)?).map_err(map_err(CONFIG))?;
+            Array::<_, Config>::try_from(self.map_mut(CONFIG_SECTION)?).map_err(map_err(CONFIG))?;
         array.set(0, config, 0).map_err(map_err(CONFIG))
     }
 
     pub fn config(&self) -> Result<Config, DatapathError> {
         let map = self
             .ebpf
-            .map(CONFIG)
+            .map(CONFIG_SECTION)
             .ok_or(DatapathError::Missing(CONFIG))?;
         let array = Array::<_, Config>::try_from(map).map_err(map_err(CONFIG))?;
         array.get(&0, 0).map_err(map_err(CONFIG))
