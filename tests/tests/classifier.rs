@@ -317,6 +317,28 @@ fn unmatched_traffic_passes_in_monitor_and_drops_in_enforce() {
 }
 
 #[test]
+fn a_program_not_yet_configured_passes_what_enforce_would_drop() {
+    require_root!();
+    // Loaded, no settings written: they start all off (monitor mode), not zeros read as
+    // something else; the frame Case::enforce drops above passes.
+    let dp = Datapath::load(intune_ctl::datapath::Capacity::default()).expect("program loads");
+    assert_eq!(
+        dp.config().expect("settings"),
+        intune_common::maps::Config::OFF
+    );
+    let f = Frame::tcp(DEV, "192.0.2.99", 40000, 443).bytes();
+    let run = aya::programs::TestRun::test_run(
+        dp.program().expect("program"),
+        aya::programs::TestRunOptions {
+            data_in: Some(&f),
+            ..aya::programs::TestRunOptions::new()
+        },
+    )
+    .expect("test run");
+    assert_eq!(run.return_value, XDP_PASS);
+}
+
+#[test]
 fn nested_prefixes_allow_the_union_and_credit_the_most_specific() {
     require_root!();
     let c = Case::enforce();
