@@ -258,7 +258,7 @@ pub const DIR_BOTH: u32 = DIR_DST | DIR_SRC;
 
 /// The program's settings, one entry.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     /// [`MODE_MONITOR`] or [`MODE_ENFORCE`].
     pub mode: u32,
@@ -278,8 +278,15 @@ pub struct Config {
     pub role_bytes: [u64; 4],
 }
 
+impl Default for Config {
+    fn default() -> Config {
+        Config::OFF
+    }
+}
+
 impl Config {
-    /// All settings off: monitor mode, no direction, no flags. What a program starts with.
+    /// All settings off: monitor mode, no direction, no flags. What a program starts with,
+    /// and the default.
     pub const OFF: Config = Config {
         mode: MODE_MONITOR,
         direction: 0,
