@@ -13,12 +13,9 @@ pub fn runs<T: Sync, R: Send>(
     per_thread: usize,
     work: impl Fn(&[T]) -> R + Sync,
 ) -> Vec<R> {
-    let wanted = (items.len() / per_thread.max(1)).min(MAX_THREADS);
-    let threads = if wanted > 1 {
-        wanted.min(cores())
-    } else {
-        wanted
-    };
+    let threads = (items.len() / per_thread.max(1))
+        .min(MAX_THREADS)
+        .min(cores());
     if threads <= 1 {
         return vec![work(items)];
     }

@@ -236,8 +236,8 @@ fn updates_leave_no_gap_keep_counters_and_report_removed_rules() {
     );
 }
 
-fn one_set(ips: &[&str]) -> String {
-    let ips: Vec<String> = ips.iter().map(|p| format!("\"{p}\"")).collect();
+fn one_set<S: AsRef<str>>(ips: &[S]) -> String {
+    let ips: Vec<String> = ips.iter().map(|p| format!("\"{}\"", p.as_ref())).collect();
     format!(
         r#"[{{"id": 901, "serviceArea": "MEM", "category": "Default", "required": true, "ips": [{}], "tcpPorts": "443"}}]"#,
         ips.join(", ")
@@ -348,7 +348,6 @@ fn counters_read_in_batches_agree_with_one_by_one_and_with_the_hits_sent() {
     let hosts: Vec<String> = (0..10_000u32)
         .map(|i| format!("10.{}.{}.1/32", i / 256, i % 256))
         .collect();
-    let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
     let rules = build(&one_set(&hosts), None);
     let dp = load_with(&rules, &policy, Capacity::for_prefixes(16_384));
     let index = |host: &str| {
@@ -399,10 +398,6 @@ fn counters_read_in_batches_agree_with_one_by_one_and_with_the_hits_sent() {
     assert_eq!(read, expected);
 }
 
-fn refs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
 /// A large update (half of 20,000 prefixes replaced): its thousands of chunks and singles go
 /// to the kernel in two writes side by side. After it, an address in each new, kept and
 /// removed prefix gets the reference classifier's decision from the kernel.
@@ -426,14 +421,14 @@ fn a_large_update_reaches_the_kernel_whole() {
         mode: Mode::Enforce,
         ..Policy::default()
     };
-    let old = build(&one_set(&refs(&before)), None);
+    let old = build(&one_set(&before), None);
     let mut dp = load_with(&old, &policy, Capacity::for_prefixes(40_000));
     let (chunks, singles) = dp.table_size(intune_ctl::ruleset::table::Family::V4);
     assert!(
         chunks >= 1_000 && singles >= 1_000,
         "a table of {chunks} chunks and {singles} singles"
     );
-    let new = build(&one_set(&refs(&after)), Some(&old));
+    let new = build(&one_set(&after), Some(&old));
     dp.apply(new.clone()).expect("apply");
     assert_eq!(dp.v4_lookup(), Lookup::Table);
     let reference = intune_ctl::reference::ReferenceTables::new(&new, &policy);
