@@ -22,22 +22,30 @@ pub fn bytes<const N: usize>(pos: usize, end: usize) -> Option<&'static [u8; N]>
     Some(unsafe { &*(pos as *const [u8; N]) })
 }
 
-/// `N` (4 or 8) bytes of the frame at `p`, as they lie, in one load. LLVM reads memory it
-/// cannot prove aligned a byte at a time (its BPF target has no unaligned loads), and IP
-/// addresses in a frame are 2-aligned at best; the verifier allows unaligned reads of packet
-/// data where the CPU does (x86-64, arm64: what a gateway runs), so the load is written out.
+/// `N` (2, 4 or 8) bytes of the frame at `p + OFF`, as they lie, in one load. LLVM reads
+/// memory it cannot prove aligned a byte at a time (its BPF target has no unaligned loads), and
+/// fields in a frame are 2-aligned at best; the verifier allows unaligned reads of packet data
+/// where the CPU does (x86-64, arm64: what a gateway runs), so the load is written out, with
+/// the field's offset in the instruction.
 #[inline(always)]
-fn load<const N: usize>(p: *const u8) -> [u8; N] {
+fn load<const N: usize, const OFF: usize>(p: *const u8) -> [u8; N] {
+    const { assert!(N == 2 || N == 4 || N == 8) };
     #[cfg(target_arch = "bpf")]
     {
         let v: u64;
-        // SAFETY: the caller's bounds check covers the N bytes at `p`; the load reads only
-        // them, writes nothing and touches no stack.
+        // SAFETY: the caller's bounds check covers the N bytes at `p + OFF`; the load reads
+        // only them, writes nothing and touches no stack.
         unsafe {
-            if N == 8 {
-                core::arch::asm!("{0} = *(u64 *)({1} + 0)", lateout(reg) v, in(reg) p, options(readonly, nostack, preserves_flags));
-            } else {
-                core::arch::asm!("{0} = *(u32 *)({1} + 0)", lateout(reg) v, in(reg) p, options(readonly, nostack, preserves_flags));
+            match N {
+                8 => {
+                    core::arch::asm!("{0} = *(u64 *)({1} + {off})", lateout(reg) v, in(reg) p, off = const OFF, options(readonly, nostack, preserves_flags))
+                }
+                4 => {
+                    core::arch::asm!("{0} = *(u32 *)({1} + {off})", lateout(reg) v, in(reg) p, off = const OFF, options(readonly, nostack, preserves_flags))
+                }
+                _ => {
+                    core::arch::asm!("{0} = *(u16 *)({1} + {off})", lateout(reg) v, in(reg) p, off = const OFF, options(readonly, nostack, preserves_flags))
+                }
             }
         }
         let bytes = v.to_ne_bytes();
@@ -46,30 +54,32 @@ fn load<const N: usize>(p: *const u8) -> [u8; N] {
     #[cfg(not(target_arch = "bpf"))]
     {
         // SAFETY: as above; any alignment.
-        unsafe { core::ptr::read_unaligned(p.cast::<[u8; N]>()) }
+        unsafe { core::ptr::read_unaligned(p.add(OFF).cast::<[u8; N]>()) }
     }
 }
 
-/// Copies the 16-byte address at `from` (in a checked range of the frame) into `to`.
+/// The big-endian 16-bit field at byte `OFF` of the checked header `h`, in one load.
 #[inline(always)]
-fn copy_v6(to: &mut [u8; 16], from: &[u8]) {
-    let p = from.as_ptr();
-    to[..8].copy_from_slice(&load::<8>(p));
-    // SAFETY: `from` holds 16 bytes (a range of a checked header).
-    to[8..].copy_from_slice(&load::<8>(unsafe { p.add(8) }));
+pub fn field16<const OFF: usize, const N: usize>(h: &[u8; N]) -> u16 {
+    const { assert!(OFF + 2 <= N) };
+    u16::from_be_bytes(load::<2, OFF>(h.as_ptr()))
 }
 
+/// Copies the 16-byte address at byte `AT` of the checked header `h` (`NEXT` = `AT` + 8)
+/// into `to`.
 #[inline(always)]
-pub fn be16(hi: u8, lo: u8) -> u16 {
-    u16::from_be_bytes([hi, lo])
+fn copy_v6<const AT: usize, const NEXT: usize, const N: usize>(to: &mut [u8; 16], h: &[u8; N]) {
+    const { assert!(NEXT == AT + 8 && NEXT + 8 <= N) };
+    to[..8].copy_from_slice(&load::<8, AT>(h.as_ptr()));
+    to[8..].copy_from_slice(&load::<8, NEXT>(h.as_ptr()));
 }
 
 /// A big-endian length that is added to a packet pointer. Verifiers before 6.x know nothing of
 /// a byte swap's result ("unbounded min value"); a mask after it bounds it to 65,535. LLVM
 /// would drop the mask as redundant, so it is written out.
 #[inline(always)]
-fn be16_len(hi: u8, lo: u8) -> usize {
-    let len = usize::from(be16(hi, lo));
+fn len16(field: u16) -> usize {
+    let len = usize::from(field);
     #[cfg(target_arch = "bpf")]
     let len = {
         let mut len = len;
@@ -187,14 +197,14 @@ pub fn frame_of<F: Frame>(f: &F, pkt: &mut IpPacket) -> FrameKind {
 #[inline(always)]
 fn ethernet(pos: usize, end: usize) -> Option<(u16, usize)> {
     let eth = bytes::<ETH_HLEN>(pos, end)?;
-    let mut proto = be16(eth[12], eth[13]);
+    let mut proto = field16::<12, ETH_HLEN>(eth);
     let mut pos = pos + ETH_HLEN;
     for _ in 0..MAX_VLAN_TAGS {
         if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
             return Some((proto, pos));
         }
         let tag = bytes::<VLAN_HLEN>(pos, end)?;
-        proto = be16(tag[2], tag[3]);
+        proto = field16::<2, VLAN_HLEN>(tag);
         pos += VLAN_HLEN;
     }
     if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
@@ -211,15 +221,15 @@ fn ipv4<F: Frame>(f: &F, pos: usize, pkt: &mut IpPacket) -> Option<()> {
         return None;
     }
     let hlen = usize::from(ip[0] & 0x0f) * 4;
-    let total = be16_len(ip[2], ip[3]);
+    let total = len16(field16::<2, IPV4_MIN_HLEN>(ip));
     if hlen < IPV4_MIN_HLEN || total < hlen || !f.holds(pos, total) {
         return None;
     }
     pkt.ip_len = total as u16;
-    pkt.src[..4].copy_from_slice(&load::<4>(ip[12..16].as_ptr()));
-    pkt.dst[..4].copy_from_slice(&load::<4>(ip[16..20].as_ptr()));
+    pkt.src[..4].copy_from_slice(&load::<4, 12>(ip.as_ptr()));
+    pkt.dst[..4].copy_from_slice(&load::<4, 16>(ip.as_ptr()));
     pkt.l4 = ip[9];
-    pkt.later_fragment = be16(ip[6], ip[7]) & IPV4_FRAG_OFFSET_MASK != 0;
+    pkt.later_fragment = field16::<6, IPV4_MIN_HLEN>(ip) & IPV4_FRAG_OFFSET_MASK != 0;
     if !pkt.later_fragment {
         // The transport header must lie inside the IP packet, not in Ethernet padding.
         pkt.l4_off = (pos + hlen - start) as u16;
@@ -235,15 +245,15 @@ fn ipv6<F: Frame>(f: &F, pos: usize, pkt: &mut IpPacket) -> Option<()> {
     if ip[0] >> 4 != 6 {
         return None;
     }
-    let payload = be16_len(ip[4], ip[5]);
+    let payload = len16(field16::<4, IPV6_HLEN>(ip));
     let limit = pos + IPV6_HLEN + payload;
     if !f.holds(pos, IPV6_HLEN + payload) {
         return None;
     }
     pkt.is_v6 = true;
     pkt.ip_len = (IPV6_HLEN + payload).min(usize::from(u16::MAX)) as u16;
-    copy_v6(&mut pkt.src, &ip[8..24]);
-    copy_v6(&mut pkt.dst, &ip[24..40]);
+    copy_v6::<8, 16, IPV6_HLEN>(&mut pkt.src, ip);
+    copy_v6::<24, 32, IPV6_HLEN>(&mut pkt.dst, ip);
     let mut next = ip[6];
     let mut pos = pos + IPV6_HLEN;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
@@ -277,7 +287,7 @@ fn ipv6_ext_header(kind: u8, pos: usize, limit: usize, end: usize) -> Option<(u8
     let hdr = bytes::<8>(pos, end)?;
     let len = match kind {
         IPPROTO_FRAGMENT => {
-            let later = be16(hdr[2], hdr[3]) & IPV6_FRAG_OFFSET_MASK != 0;
+            let later = field16::<2, 8>(hdr) & IPV6_FRAG_OFFSET_MASK != 0;
             return Some((hdr[0], 8, later));
         }
         IPPROTO_AH => (usize::from(hdr[1]) + 2) * 4,
@@ -298,14 +308,22 @@ fn transport(pos: usize, limit: usize, end: usize, icmp: u8, pkt: &mut IpPacket)
             if tcp[12] >> 4 < 5 {
                 return None;
             }
-            set_ports(pkt, tcp[0], tcp[1], tcp[2], tcp[3]);
+            set_ports(
+                pkt,
+                field16::<0, TCP_MIN_HLEN>(tcp),
+                field16::<2, TCP_MIN_HLEN>(tcp),
+            );
         }
         IPPROTO_UDP => {
             if pos + UDP_HLEN > limit {
                 return None;
             }
             let udp = bytes::<UDP_HLEN>(pos, end)?;
-            set_ports(pkt, udp[0], udp[1], udp[2], udp[3]);
+            set_ports(
+                pkt,
+                field16::<0, UDP_HLEN>(udp),
+                field16::<2, UDP_HLEN>(udp),
+            );
         }
         p if p == icmp => {
             if pos + ICMP_MIN_HLEN > limit {
@@ -354,7 +372,7 @@ fn quoted(pos: usize, limit: usize, end: usize, pkt: &mut IpPacket) -> Option<()
         }
         let ip = bytes::<IPV4_MIN_HLEN>(pos, end)?;
         let hlen = usize::from(ip[0] & 0x0f) * 4;
-        let later = be16(ip[6], ip[7]) & IPV4_FRAG_OFFSET_MASK != 0;
+        let later = field16::<6, IPV4_MIN_HLEN>(ip) & IPV4_FRAG_OFFSET_MASK != 0;
         if ip[0] >> 4 != 4 || hlen < IPV4_MIN_HLEN || later {
             return None;
         }
@@ -374,14 +392,14 @@ fn quoted(pos: usize, limit: usize, end: usize, pkt: &mut IpPacket) -> Option<()
     }
     let p = bytes::<QUOTED_PORTS_LEN>(ports, end)?;
     pkt.quoted_l4 = l4;
-    pkt.quoted_dport = be16(p[2], p[3]);
+    pkt.quoted_dport = field16::<2, QUOTED_PORTS_LEN>(p);
     pkt.quoted_to_sender = true;
     Some(())
 }
 
 #[inline(always)]
-fn set_ports(pkt: &mut IpPacket, s0: u8, s1: u8, d0: u8, d1: u8) {
-    pkt.sport = be16(s0, s1);
-    pkt.dport = be16(d0, d1);
+fn set_ports(pkt: &mut IpPacket, sport: u16, dport: u16) {
+    pkt.sport = sport;
+    pkt.dport = dport;
     pkt.has_ports = true;
 }

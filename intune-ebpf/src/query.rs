@@ -15,7 +15,7 @@ use intune_common::{
 use crate::{
     log,
     maps::{DNS_QUERIES, QUERY_SCRATCH, XDP_TAIL},
-    parse::{be16, bytes},
+    parse::{bytes, field16},
 };
 
 /// What the classifier hands the query program.
@@ -92,10 +92,10 @@ fn remember(ctx: &XdpContext, rec: &mut QueryRecord) -> Option<()> {
     let dns = ctx.data() + (l4_off & MAX_L4_OFF) + UDP_HLEN;
     let hdr = bytes::<DNS_HEADER_LEN>(dns, end)?;
     // QR clear, opcode QUERY, one question.
-    if hdr[2] & 0xf8 != 0 || be16(hdr[4], hdr[5]) != 1 {
+    if hdr[2] & 0xf8 != 0 || field16::<4, DNS_HEADER_LEN>(hdr) != 1 {
         return None;
     }
-    rec.key.id = be16(hdr[0], hdr[1]);
+    rec.key.id = field16::<0, DNS_HEADER_LEN>(hdr);
     let question = dns + DNS_HEADER_LEN;
     // The name's end: labels of at most 63 bytes, no pointers in a query.
     let mut off = 0usize;
