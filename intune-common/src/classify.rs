@@ -244,8 +244,10 @@ fn decide_ip<T: Tables>(
 /// What a rule's port set is asked about.
 #[derive(Clone, Copy)]
 enum PortCheck {
-    /// A TCP or UDP port.
-    Port(u8, u16),
+    /// A TCP or UDP port: its protocol number and the port. Held as u32s: as (u8, u16), LLVM
+    /// keeps the value packed in one register and takes it apart with shifts at each use (14
+    /// instructions a frame in the kernel program).
+    Port(u32, u32),
     /// Nothing: the address alone decides (a later fragment, the target of an ICMP error).
     Any,
     /// No ports to match (ICMP, other protocols): no port rule allows it.
@@ -257,7 +259,7 @@ fn packet_port(pkt: &IpPacket, port: u16) -> PortCheck {
     if pkt.later_fragment {
         PortCheck::Any
     } else if pkt.has_ports {
-        PortCheck::Port(pkt.l4, port)
+        PortCheck::Port(pkt.l4.into(), port.into())
     } else {
         PortCheck::Never
     }
@@ -337,7 +339,7 @@ fn draining<T: Tables>(pkt: &IpPacket, addr: &[u8; 16], port: u16, t: &T) -> boo
     };
     match packet_port(pkt, port) {
         PortCheck::Any => true,
-        PortCheck::Port(l4, port) => e.ports.allows(l4, Some(port)),
+        PortCheck::Port(l4, port) => e.ports.allows(l4 as u8, Some(port as u16)),
         PortCheck::Never => false,
     }
 }
@@ -348,7 +350,7 @@ fn allowed<T: Tables>(hit: RuleRef, port: PortCheck, t: &T) -> Option<u32> {
     let (l4, port) = match port {
         PortCheck::Any => return Some(hit.rule),
         PortCheck::Never => return None,
-        PortCheck::Port(l4, port) => (l4, port),
+        PortCheck::Port(l4, port) => (l4 as u8, port as u16),
     };
     let ports = t.port_set(hit.port_set)?;
     if ports.allows(l4, port) {
@@ -414,7 +416,7 @@ fn icmp_error_allowed<T: Tables>(
         && match_address(
             pkt.is_v6,
             &pkt.quoted_dst,
-            PortCheck::Port(pkt.quoted_l4, pkt.quoted_dport),
+            PortCheck::Port(pkt.quoted_l4.into(), pkt.quoted_dport.into()),
             cfg,
             t,
         )

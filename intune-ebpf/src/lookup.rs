@@ -5,7 +5,7 @@ use core::cell::UnsafeCell;
 use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use intune_common::{
     classify::Tables,
-    maps::{AllowEntry, DRAIN_TOUCH_NS, DrainEntry, PortSet, RuleRef},
+    maps::{AllowEntry, Config, DRAIN_TOUCH_NS, DrainEntry, PortSet, RuleRef},
     table::{decode_leaf, walk},
 };
 
@@ -49,17 +49,17 @@ impl DrainValue {
     }
 }
 
+/// The kernel's maps, and the settings' flags that say which lookup each family uses
+/// (`Config::FLAG_V4_TRIE`, `Config::FLAG_V6_TRIE`: the table did not fit), tested where a
+/// lookup is made.
 pub struct MapTables {
-    /// Look IPv4 up in the trie, not the table (the table did not fit).
-    pub v4_trie: bool,
-    /// Likewise for IPv6.
-    pub v6_trie: bool,
+    pub flags: u32,
 }
 
 impl Tables for MapTables {
     #[inline(always)]
     fn lookup_v4(&self, addr: &[u8; 16]) -> Option<RuleRef> {
-        if self.v4_trie {
+        if self.flags & Config::FLAG_V4_TRIE != 0 {
             let v4 = [addr[0], addr[1], addr[2], addr[3]];
             return LPM_V4.get(Key::new(32, v4)).copied();
         }
@@ -74,7 +74,7 @@ impl Tables for MapTables {
 
     #[inline(always)]
     fn lookup_v6(&self, addr: &[u8; 16]) -> Option<RuleRef> {
-        if self.v6_trie {
+        if self.flags & Config::FLAG_V6_TRIE != 0 {
             return LPM_V6.get(Key::new(128, *addr)).copied();
         }
         let entry = walk::<16>(

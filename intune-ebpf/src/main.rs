@@ -43,10 +43,7 @@ pub fn intune_xdp(ctx: XdpContext) -> u32 {
     let mut pkt = MaybeUninit::<IpPacket>::uninit();
     let pkt = zeroed(&mut pkt);
     let kind = parse::frame(&ctx, pkt);
-    let tables = MapTables {
-        v4_trie: cfg.flags & Config::FLAG_V4_TRIE != 0,
-        v6_trie: cfg.flags & Config::FLAG_V6_TRIE != 0,
-    };
+    let tables = MapTables { flags: cfg.flags };
     let dir = direction(cfg, || ctx.ingress_ifindex() as u32, &tables);
     let decision = decide(kind, pkt, cfg, dir, &tables);
     count(&ctx, pkt, dir, &decision);
