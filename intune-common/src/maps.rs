@@ -67,6 +67,21 @@ pub const XDP_TAIL: &str = "XDP_TAIL";
 pub const LOG_PROGRAM_INDEX: u32 = 0;
 pub const QUERY_PROGRAM_INDEX: u32 = 1;
 
+/// The program that takes rules' counters: run once on each CPU (a test run pinned to it), it
+/// adds that CPU's counters of the rules listed in [`TAKE_INDICES`] to [`TAKE_SUMS`] and zeroes
+/// them. An update reads its removed rules so: a call a CPU, where the syscalls read and zero a
+/// per-CPU entry a call each.
+pub const TAKE_PROGRAM: &str = "intune_take_counters";
+/// Array of u32, mapped by userspace: the rule indices to take, as many as the run's first
+/// argument says.
+pub const TAKE_INDICES: &str = "TAKE_INDICES";
+/// Array of [`Counter`], mapped by userspace: the sums of the indices' counters over the CPUs
+/// the program ran on, in their order.
+pub const TAKE_SUMS: &str = "TAKE_SUMS";
+/// Rules one run takes at most: the loop's bound, which the verifier walks through (about
+/// 50 ms at 256, 175 ms at 1,024).
+pub const MAX_TAKE: u32 = 256;
+
 /// Default capacities; userspace may raise them before loading.
 pub const MAX_PREFIXES_V4: u32 = 1 << 21;
 pub const MAX_PREFIXES_V6: u32 = 1 << 20;

@@ -16,6 +16,7 @@ mod maps;
 mod opaque;
 mod parse;
 mod query;
+mod take;
 
 use core::{mem::MaybeUninit, ptr::read_volatile};
 

@@ -14,8 +14,8 @@ use intune_common::{
     },
     maps::{
         AllowEntry, Config, Counter, MAX_ADDR_ROLES, MAX_ALLOW_ENTRIES, MAX_DRAIN, MAX_IFACES,
-        MAX_PORT_SETS, MAX_PORT_SLOTS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, PORT_KEYS,
-        PortSet, RuleRef, Trace, V4_TABLE_CHUNKS, V4_TABLE_SINGLES, V6_TABLE_CHUNKS,
+        MAX_PORT_SETS, MAX_PORT_SLOTS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RULES, MAX_TAKE,
+        PORT_KEYS, PortSet, RuleRef, Trace, V4_TABLE_CHUNKS, V4_TABLE_SINGLES, V6_TABLE_CHUNKS,
         V6_TABLE_SINGLES,
     },
     outcome::OUTCOME_COUNT,
@@ -54,6 +54,13 @@ pub static PORT_SETS: Array<PortSet> = Array::with_max_entries(MAX_PORT_SETS, 0)
 
 #[map]
 pub static RULE_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_RULES, 0);
+
+// What `take` reads and writes: userspace maps both.
+#[map]
+pub static TAKE_INDICES: Array<u32> = Array::with_max_entries(MAX_TAKE, BPF_F_MMAPABLE);
+
+#[map]
+pub static TAKE_SUMS: Array<Counter> = Array::with_max_entries(MAX_TAKE, BPF_F_MMAPABLE);
 
 #[map]
 pub static OUTCOME_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(OUTCOME_COUNT, 0);

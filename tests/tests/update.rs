@@ -439,3 +439,99 @@ fn a_large_update_reaches_the_kernel_whole() {
         assert_eq!(kernel, reference.classify(&f.bytes(), 1), "{p}");
     }
 }
+
+/// An update's removed rules are taken: their hits read, summed over every CPU, and zeroed
+/// (by the take program, one run a CPU, where the kernel runs it). Hits sent from each CPU by
+/// hand; more rules than one run takes, in no order; the rules not taken keep their hits.
+#[test]
+fn taking_counters_sums_every_cpu_and_zeroes_only_those_taken() {
+    require_root!();
+    let policy = Policy {
+        mode: Mode::Enforce,
+        ..Policy::default()
+    };
+    let hosts: Vec<String> = (0..3_000u32)
+        .map(|i| format!("10.{}.{}.1/32", i / 256, i % 256))
+        .collect();
+    let rules = build(&one_set(&hosts), None);
+    let mut dp = load_with(&rules, &policy, Capacity::for_prefixes(4_096));
+    let index = |host: &str| {
+        rules
+            .rule_by_target(&target(&format!("{host}/32")))
+            .expect("rule")
+            .index
+    };
+    let cpus = aya::util::online_cpus().expect("online CPUs");
+    // CPU k sends k + 1 frames to 10.0.7.1 and one to 10.9.128.1; the first CPU also sends
+    // two to 10.0.9.1, which is not taken.
+    let program = &*dp.program_mut().expect("program");
+    for (k, &cpu) in cpus.iter().enumerate() {
+        let mut to: Vec<&str> = vec!["10.0.7.1"; k + 1];
+        to.push("10.9.128.1");
+        if k == 0 {
+            to.extend(["10.0.9.1", "10.0.9.1"]);
+        }
+        let frames: Vec<Vec<u8>> = to
+            .iter()
+            .map(|h| Frame::tcp("192.0.2.10", h, 40000, 443).bytes())
+            .collect();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                on_cpu(cpu);
+                for f in &frames {
+                    let r = program
+                        .test_run(TestRunOptions {
+                            data_in: Some(f),
+                            ..TestRunOptions::new()
+                        })
+                        .expect("test run");
+                    assert_eq!(r.return_value, XDP_PASS);
+                }
+            });
+        });
+    }
+    let n = cpus.len() as u64;
+    let (seven, other, nine) = (index("10.0.7.1"), index("10.9.128.1"), index("10.0.9.1"));
+    // 2,500 rules backwards (three runs' worth), the hit ones among them; not 10.0.9.1.
+    let taken: Vec<u32> = (0..2_500u32)
+        .rev()
+        .map(|i| index(&format!("10.{}.{}.1", i / 256, i % 256)))
+        .filter(|&i| i != nine)
+        .collect();
+    assert!(taken.contains(&seven) && taken.contains(&other));
+    let counters = dp.take_rule_counters(&taken).expect("take");
+    // The program takes them on 5.10 and later, with every CPU online and not too many.
+    let possible = aya::util::nr_cpus().expect("possible CPUs");
+    assert_eq!(
+        dp.takes_by_program(),
+        cpus.len() == possible && cpus.len() <= intune_ctl::datapath::take::MAX_TAKE_CPUS
+    );
+    for (&i, c) in taken.iter().zip(&counters) {
+        let packets = if i == seven {
+            n * (n + 1) / 2
+        } else if i == other {
+            n
+        } else {
+            0
+        };
+        assert_eq!(c.packets, packets, "rule {i}");
+        assert_eq!(c.bytes > 0, packets > 0, "rule {i}: {c:?}");
+    }
+    let after = dp.rule_counters_of(taken.iter().copied()).expect("read");
+    assert!(after.iter().all(|c| c.packets == 0 && c.bytes == 0));
+    assert_eq!(dp.rule_counters_of([nine]).expect("read")[0].packets, 2);
+}
+
+/// Keeps the calling thread on `cpu`.
+fn on_cpu(cpu: u32) {
+    // SAFETY: a zeroed cpu_set_t is valid; the call reads only it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set),
+            0,
+            "pinning to CPU {cpu}"
+        );
+    }
+}

@@ -520,12 +520,11 @@ fn forget_left_rules(dp: &mut Datapath, previous: &RuleSet, rules: &RuleSet) -> 
         .iter()
         .filter(|r| rules.rule_by_target(&r.target).is_none())
         .collect();
-    let counters = dp.rule_counters_of(left.iter().map(|r| r.index))?;
-    for (rule, c) in left.iter().zip(counters) {
+    let indices: Vec<u32> = left.iter().map(|r| r.index).collect();
+    for (rule, c) in left.iter().zip(dp.take_rule_counters(&indices)?) {
         if c.packets > 0 {
             tracing::info!(prefix = %rule.target, packets = c.packets, bytes = c.bytes, "rule removed since the last run");
         }
     }
-    dp.zero_rule_counters(left.iter().map(|r| r.index))?;
     Ok(())
 }

@@ -236,6 +236,8 @@ pub struct Datapath {
     pub(crate) allowed: Vec<ipnet::IpNet>,
     /// What leaves the lists drains for its connections until idle this long (off: `None`).
     pub(crate) drain_idle: Option<std::time::Duration>,
+    /// How removed rules' counters are taken (`take`).
+    pub(crate) taker: super::take::Taker,
 }
 
 impl Datapath {
@@ -310,6 +312,7 @@ impl Datapath {
             roles_leaving: Vec::new(),
             allowed: Vec::new(),
             drain_idle: None,
+            taker: super::take::Taker::Untried,
         })
     }
 

@@ -92,7 +92,7 @@ impl Datapath {
     }
 
     /// The whole array `name`, of elements `stride` bytes apart, and its length.
-    fn map_array(
+    pub(crate) fn map_array(
         &self,
         name: &'static str,
         stride: usize,

@@ -18,6 +18,7 @@ pub mod ports;
 pub mod probe;
 pub mod sync;
 pub mod tail;
+pub mod take;
 pub mod testrun;
 
 pub use load::{Capacity, Datapath, DatapathError, Lookup, XdpChoice};

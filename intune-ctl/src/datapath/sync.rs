@@ -186,11 +186,11 @@ impl Datapath {
         }
         // 5. Report the hits of removed rules once, then free their counters for reuse.
         let deleted = started.elapsed();
-        let counters = self.rule_counters_of(removed.iter().map(|r| r.index))?;
+        let indices: Vec<u32> = removed.iter().map(|r| r.index).collect();
+        let counters = self.take_rule_counters(&indices)?;
         for (rule, counter) in removed.iter().zip(counters) {
             report.removed.push((rule.target, counter));
         }
-        self.zero_rule_counters(removed.iter().map(|r| r.index))?;
         tracing::debug!(?diffed, ?lookups, ?drained, ?deleted, total = ?started.elapsed(), upserts = upserts.len(), removed = removed.len(), "maps updated");
         Ok(report)
     }
