@@ -55,7 +55,7 @@ const DENSE: usize = 4;
 const LOOKUP_BATCH: usize = 4096;
 
 /// The hits of the rules with `indices`, summed over CPUs: every rule's for `stats` and each
-/// metrics scrape, an update's removed ones.
+/// metrics scrape, an update's removed ones where the take program does not run (`take`).
 fn rules_in(
     map: &Map,
     indices: impl IntoIterator<Item = u32>,

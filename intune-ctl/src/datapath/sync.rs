@@ -184,7 +184,8 @@ impl Datapath {
         for family in trie_deletes {
             self.delete_lpm(family, removed_nets.iter().copied())?;
         }
-        // 5. Report the hits of removed rules once, then free their counters for reuse.
+        // 5. Take the hits of removed rules, to report once; their counters, zeroed, are free for
+        // reuse.
         let deleted = started.elapsed();
         let indices: Vec<u32> = removed.iter().map(|r| r.index).collect();
         let counters = self.take_rule_counters(&indices)?;
