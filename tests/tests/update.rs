@@ -442,7 +442,9 @@ fn a_large_update_reaches_the_kernel_whole() {
 
 /// An update's removed rules are taken: their hits read, summed over every CPU, and zeroed
 /// (by the take program, one run a CPU, where the kernel runs it). Hits sent from each CPU by
-/// hand; more rules than one run takes, in no order; the rules not taken keep their hits.
+/// hand; more rules than one run takes, in no order; the rules not taken keep their hits. Then
+/// a run that fails half way (on a CPU that does not exist, as on one gone offline): what the
+/// runs took and what the syscalls then find add up, and the syscalls take over.
 #[test]
 fn taking_counters_sums_every_cpu_and_zeroes_only_those_taken() {
     require_root!();
@@ -462,8 +464,61 @@ fn taking_counters_sums_every_cpu_and_zeroes_only_those_taken() {
             .index
     };
     let cpus = aya::util::online_cpus().expect("online CPUs");
-    // CPU k sends k + 1 frames to 10.0.7.1 and one to 10.9.128.1; the first CPU also sends
-    // two to 10.0.9.1, which is not taken.
+    let n = cpus.len() as u64;
+    let (seven, other, nine) = (index("10.0.7.1"), index("10.9.128.1"), index("10.0.9.1"));
+    // 2,500 rules backwards (three runs' worth), the hit ones among them; not 10.0.9.1.
+    let taken: Vec<u32> = (0..2_500u32)
+        .rev()
+        .map(|i| index(&format!("10.{}.{}.1", i / 256, i % 256)))
+        .filter(|&i| i != nine)
+        .collect();
+    assert!(taken.contains(&seven) && taken.contains(&other));
+    // What the frames `send` sends leave on the taken rules: n(n + 1)/2 on 10.0.7.1, n on
+    // 10.9.128.1, none on the rest.
+    let expected = |i: u32| {
+        if i == seven {
+            n * (n + 1) / 2
+        } else if i == other {
+            n
+        } else {
+            0
+        }
+    };
+    let check = |dp: &Datapath, counters: &[intune_common::maps::Counter]| {
+        for (&i, c) in taken.iter().zip(counters) {
+            assert_eq!(c.packets, expected(i), "rule {i}");
+            assert_eq!(c.bytes > 0, expected(i) > 0, "rule {i}: {c:?}");
+        }
+        let after = dp.rule_counters_of(taken.iter().copied()).expect("read");
+        assert!(after.iter().all(|c| c.packets == 0 && c.bytes == 0));
+    };
+
+    send(&mut dp, &cpus);
+    let counters = dp.take_rule_counters(&taken).expect("take");
+    // The program takes them on 5.10 and later, with every CPU online and not too many.
+    let possible = aya::util::nr_cpus().expect("possible CPUs");
+    let by_program =
+        cpus.len() == possible && cpus.len() <= intune_ctl::datapath::take::MAX_TAKE_CPUS;
+    assert_eq!(dp.takes_by_program(), by_program);
+    check(&dp, &counters);
+    assert_eq!(dp.rule_counters_of([nine]).expect("read")[0].packets, 2);
+
+    if by_program {
+        send(&mut dp, &cpus);
+        let mut failing = cpus.clone();
+        failing.insert(1, u32::MAX);
+        let counters = dp
+            .take_rule_counters_on(&taken, &failing)
+            .expect("take, half by the program");
+        assert!(!dp.takes_by_program(), "the syscalls took over");
+        check(&dp, &counters);
+        assert_eq!(dp.rule_counters_of([nine]).expect("read")[0].packets, 4);
+    }
+}
+
+/// From CPU k (each online one in turn): k + 1 frames to 10.0.7.1 and one to 10.9.128.1; from
+/// the first, two more to 10.0.9.1 as well.
+fn send(dp: &mut Datapath, cpus: &[u32]) {
     let program = &*dp.program_mut().expect("program");
     for (k, &cpu) in cpus.iter().enumerate() {
         let mut to: Vec<&str> = vec!["10.0.7.1"; k + 1];
@@ -490,36 +545,6 @@ fn taking_counters_sums_every_cpu_and_zeroes_only_those_taken() {
             });
         });
     }
-    let n = cpus.len() as u64;
-    let (seven, other, nine) = (index("10.0.7.1"), index("10.9.128.1"), index("10.0.9.1"));
-    // 2,500 rules backwards (three runs' worth), the hit ones among them; not 10.0.9.1.
-    let taken: Vec<u32> = (0..2_500u32)
-        .rev()
-        .map(|i| index(&format!("10.{}.{}.1", i / 256, i % 256)))
-        .filter(|&i| i != nine)
-        .collect();
-    assert!(taken.contains(&seven) && taken.contains(&other));
-    let counters = dp.take_rule_counters(&taken).expect("take");
-    // The program takes them on 5.10 and later, with every CPU online and not too many.
-    let possible = aya::util::nr_cpus().expect("possible CPUs");
-    assert_eq!(
-        dp.takes_by_program(),
-        cpus.len() == possible && cpus.len() <= intune_ctl::datapath::take::MAX_TAKE_CPUS
-    );
-    for (&i, c) in taken.iter().zip(&counters) {
-        let packets = if i == seven {
-            n * (n + 1) / 2
-        } else if i == other {
-            n
-        } else {
-            0
-        };
-        assert_eq!(c.packets, packets, "rule {i}");
-        assert_eq!(c.bytes > 0, packets > 0, "rule {i}: {c:?}");
-    }
-    let after = dp.rule_counters_of(taken.iter().copied()).expect("read");
-    assert!(after.iter().all(|c| c.packets == 0 && c.bytes == 0));
-    assert_eq!(dp.rule_counters_of([nine]).expect("read")[0].packets, 2);
 }
 
 /// Keeps the calling thread on `cpu`.

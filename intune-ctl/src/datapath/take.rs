@@ -34,11 +34,10 @@ pub enum Taker {
     Unavailable,
 }
 
-/// The program's two arrays mapped, and the CPUs to run it on (every possible one is online).
+/// The program's two arrays, mapped.
 pub struct Mapped {
     indices: MmapMut,
     sums: MmapMut,
-    cpus: Vec<u32>,
 }
 
 impl Datapath {
@@ -48,23 +47,54 @@ impl Datapath {
         if indices.is_empty() {
             return Ok(Vec::new());
         }
+        // Asked at each take: a CPU may have gone offline, or come online, since the last.
+        match take_cpus() {
+            Ok(cpus) => self.take_rule_counters_on(indices, &cpus),
+            Err(why) => {
+                tracing::debug!(%why, "removed rules' counters read and zeroed by syscalls");
+                self.take_by_calls(indices)
+            }
+        }
+    }
+
+    /// As [`Datapath::take_rule_counters`], with the program run on `cpus`, which must be
+    /// every CPU that may hold counts. A run that fails (a CPU gone offline) leaves what the
+    /// earlier runs took in the sums and the rest in the counters: the syscalls take the rest,
+    /// and every take after.
+    pub fn take_rule_counters_on(
+        &mut self,
+        indices: &[u32],
+        cpus: &[u32],
+    ) -> Result<Vec<Counter>, DatapathError> {
         if matches!(self.taker, Taker::Untried) {
-            self.taker = match self.set_up_taker() {
+            self.taker = match self.set_up_taker(cpus) {
                 Ok(mapped) => Taker::Ready(mapped),
                 Err(why) => {
-                    tracing::debug!(%why, "removed rules' counters are read and zeroed by syscalls");
+                    tracing::info!(%why, "removed rules' counters are read and zeroed by syscalls");
                     Taker::Unavailable
                 }
             };
         }
-        if !matches!(self.taker, Taker::Ready(_)) {
-            let counters = self.rule_counters_of(indices.iter().copied())?;
-            self.zero_rule_counters(indices.iter().copied())?;
-            return Ok(counters);
+        if !self.takes_by_program() {
+            return self.take_by_calls(indices);
         }
         let mut out = Vec::with_capacity(indices.len());
-        for batch in indices.chunks(MAX_TAKE as usize) {
-            out.extend(self.take_batch(batch)?);
+        for (b, batch) in indices.chunks(MAX_TAKE as usize).enumerate() {
+            let (mut sums, failed) = self.take_batch(batch, cpus)?;
+            if let Some(why) = failed {
+                tracing::warn!(%why, "the take program failed; removed rules' counters are read and zeroed by syscalls from now on");
+                self.taker = Taker::Unavailable;
+                let rest = self.take_by_calls(&indices[b * MAX_TAKE as usize..])?;
+                // This batch: what the runs took and what the calls found; after it, the calls'.
+                for (sum, c) in sums.iter_mut().zip(&rest) {
+                    sum.packets += c.packets;
+                    sum.bytes += c.bytes;
+                }
+                out.extend(sums);
+                out.extend_from_slice(&rest[batch.len()..]);
+                return Ok(out);
+            }
+            out.extend(sums);
         }
         Ok(out)
     }
@@ -77,21 +107,7 @@ impl Datapath {
 
     /// Loads the program, maps its arrays, and runs it once on each CPU with nothing to take:
     /// a kernel that cannot run it says so here, before any counter is touched.
-    fn set_up_taker(&mut self) -> Result<Mapped, String> {
-        let cpus = aya::util::online_cpus().map_err(|(_, e)| format!("online CPUs: {e}"))?;
-        let possible = aya::util::nr_cpus().map_err(|(_, e)| format!("possible CPUs: {e}"))?;
-        if cpus.len() > MAX_TAKE_CPUS {
-            return Err(format!(
-                "{} CPUs: the calls, spread over threads, take less time than a run on each",
-                cpus.len()
-            ));
-        }
-        if cpus.len() != possible {
-            return Err(format!(
-                "{} of {possible} possible CPUs are online; an offline one's counts are out of a run's reach",
-                cpus.len()
-            ));
-        }
+    fn set_up_taker(&mut self, cpus: &[u32]) -> Result<Mapped, String> {
         let (indices, _) = self
             .map_array(TAKE_INDICES, INDEX_STRIDE)
             .map_err(|e| e.to_string())?;
@@ -102,19 +118,20 @@ impl Datapath {
         program
             .load()
             .map_err(|e| format!("loading {TAKE_PROGRAM}: {e}"))?;
-        for &cpu in &cpus {
+        for &cpu in cpus {
             run(program, 0, cpu)
                 .map_err(|e| format!("running {TAKE_PROGRAM} on CPU {cpu}: {e}"))?;
         }
-        Ok(Mapped {
-            indices,
-            sums,
-            cpus,
-        })
+        Ok(Mapped { indices, sums })
     }
 
-    /// At most `MAX_TAKE` rules: listed, their sums zeroed, a run on each CPU, the sums read.
-    fn take_batch(&mut self, batch: &[u32]) -> Result<Vec<Counter>, DatapathError> {
+    /// At most `MAX_TAKE` rules: listed, their sums zeroed, a run on each CPU in turn, the
+    /// sums read; with why a run failed, if one did (the runs stop there).
+    fn take_batch(
+        &mut self,
+        batch: &[u32],
+        cpus: &[u32],
+    ) -> Result<(Vec<Counter>, Option<String>), DatapathError> {
         let Taker::Ready(mapped) = &mut self.taker else {
             return Err(DatapathError::Missing(TAKE_PROGRAM));
         };
@@ -123,19 +140,22 @@ impl Datapath {
                 .copy_from_slice(&index.to_ne_bytes());
         }
         mapped.sums[..batch.len() * SUM_STRIDE].fill(0);
-        let cpus = mapped.cpus.clone();
         let program = self.take_program()?;
-        for cpu in cpus {
-            let done = run(program, batch.len(), cpu)?;
-            if done != 0 {
-                // The program found its arrays shorter than the batch: never with its own maps.
-                return Err(DatapathError::Missing(TAKE_SUMS));
+        let mut failed = None;
+        for &cpu in cpus {
+            match run(program, batch.len(), cpu) {
+                Ok(0) => {}
+                Ok(code) => failed = Some(format!("on CPU {cpu}, it returned {code}")),
+                Err(e) => failed = Some(format!("on CPU {cpu}: {e}")),
+            }
+            if failed.is_some() {
+                break;
             }
         }
         let Taker::Ready(mapped) = &self.taker else {
             return Err(DatapathError::Missing(TAKE_PROGRAM));
         };
-        Ok((0..batch.len())
+        let sums = (0..batch.len())
             .map(|i| {
                 let at = i * SUM_STRIDE;
                 let word = |o: usize| {
@@ -148,7 +168,15 @@ impl Datapath {
                     bytes: word(8),
                 }
             })
-            .collect())
+            .collect();
+        Ok((sums, failed))
+    }
+
+    /// The syscalls' way: each counter read (a call an entry), then all zeroed (a batch).
+    fn take_by_calls(&mut self, indices: &[u32]) -> Result<Vec<Counter>, DatapathError> {
+        let counters = self.rule_counters_of(indices.iter().copied())?;
+        self.zero_rule_counters(indices.iter().copied())?;
+        Ok(counters)
     }
 
     fn take_program(&mut self) -> Result<&mut RawTracePoint, DatapathError> {
@@ -158,6 +186,26 @@ impl Datapath {
             .try_into()
             .map_err(DatapathError::Program)
     }
+}
+
+/// The CPUs to run the program on: every one, when every possible CPU is online (an
+/// offline one's counts are out of a run's reach) and there are at most [`MAX_TAKE_CPUS`].
+fn take_cpus() -> Result<Vec<u32>, String> {
+    let cpus = aya::util::online_cpus().map_err(|(_, e)| format!("online CPUs: {e}"))?;
+    let possible = aya::util::nr_cpus().map_err(|(_, e)| format!("possible CPUs: {e}"))?;
+    if cpus.len() > MAX_TAKE_CPUS {
+        return Err(format!(
+            "{} CPUs: the calls, spread over threads, take less time than a run on each",
+            cpus.len()
+        ));
+    }
+    if cpus.len() != possible {
+        return Err(format!(
+            "{} of {possible} possible CPUs are online; an offline one's counts are out of a run's reach",
+            cpus.len()
+        ));
+    }
+    Ok(cpus)
 }
 
 /// One run of the take program on `cpu` over the first `count` indices; its return value.
