@@ -58,20 +58,26 @@ fn load<const N: usize, const OFF: usize>(p: *const u8) -> [u8; N] {
     }
 }
 
+/// The `N` bytes at byte `OFF` of the checked header `h`, in one load.
+#[inline(always)]
+fn bytes_at<const N: usize, const OFF: usize, const LEN: usize>(h: &[u8; LEN]) -> [u8; N] {
+    const { assert!(OFF + N <= LEN) };
+    load::<N, OFF>(h.as_ptr())
+}
+
 /// The big-endian 16-bit field at byte `OFF` of the checked header `h`, in one load.
 #[inline(always)]
-pub fn field16<const OFF: usize, const N: usize>(h: &[u8; N]) -> u16 {
-    const { assert!(OFF + 2 <= N) };
-    u16::from_be_bytes(load::<2, OFF>(h.as_ptr()))
+pub fn field16<const OFF: usize, const LEN: usize>(h: &[u8; LEN]) -> u16 {
+    u16::from_be_bytes(bytes_at::<2, OFF, LEN>(h))
 }
 
 /// Copies the 16-byte address at byte `AT` of the checked header `h` (`NEXT` = `AT` + 8)
 /// into `to`.
 #[inline(always)]
-fn copy_v6<const AT: usize, const NEXT: usize, const N: usize>(to: &mut [u8; 16], h: &[u8; N]) {
-    const { assert!(NEXT == AT + 8 && NEXT + 8 <= N) };
-    to[..8].copy_from_slice(&load::<8, AT>(h.as_ptr()));
-    to[8..].copy_from_slice(&load::<8, NEXT>(h.as_ptr()));
+fn copy_v6<const AT: usize, const NEXT: usize, const LEN: usize>(to: &mut [u8; 16], h: &[u8; LEN]) {
+    const { assert!(NEXT == AT + 8) };
+    to[..8].copy_from_slice(&bytes_at::<8, AT, LEN>(h));
+    to[8..].copy_from_slice(&bytes_at::<8, NEXT, LEN>(h));
 }
 
 /// A big-endian length that is added to a packet pointer. Verifiers before 6.x know nothing of
@@ -226,8 +232,8 @@ fn ipv4<F: Frame>(f: &F, pos: usize, pkt: &mut IpPacket) -> Option<()> {
         return None;
     }
     pkt.ip_len = total as u16;
-    pkt.src[..4].copy_from_slice(&load::<4, 12>(ip.as_ptr()));
-    pkt.dst[..4].copy_from_slice(&load::<4, 16>(ip.as_ptr()));
+    pkt.src[..4].copy_from_slice(&bytes_at::<4, 12, IPV4_MIN_HLEN>(ip));
+    pkt.dst[..4].copy_from_slice(&bytes_at::<4, 16, IPV4_MIN_HLEN>(ip));
     pkt.l4 = ip[9];
     pkt.later_fragment = field16::<6, IPV4_MIN_HLEN>(ip) & IPV4_FRAG_OFFSET_MASK != 0;
     if !pkt.later_fragment {
