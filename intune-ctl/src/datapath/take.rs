@@ -26,7 +26,7 @@ const _: () = assert!(SUM_STRIDE.is_multiple_of(8));
 /// Whether the take program is set up: tried at the first take, so a daemon that never
 /// removes a rule never loads it.
 #[derive(Default)]
-pub enum Taker {
+pub(crate) enum Taker {
     #[default]
     Untried,
     Ready(Mapped),
@@ -35,7 +35,7 @@ pub enum Taker {
 }
 
 /// The program's two arrays, mapped.
-pub struct Mapped {
+pub(crate) struct Mapped {
     indices: MmapMut,
     sums: MmapMut,
 }
