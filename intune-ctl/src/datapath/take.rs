@@ -1,6 +1,6 @@
 //! Taking removed rules' counters (read, then zeroed) through the kernel's take program: the
-//! indices written to a mapped array, one test run pinned to each CPU, the sums read from a
-//! second mapped array. Four calls a CPU for a thousand rules, where the syscalls take a call
+//! indices written to a mapped array, one test run on each CPU (from the calling thread moved
+//! there, so no run goes by IPI), the sums read from a second mapped array. Four calls a CPU for a thousand rules, where the syscalls take a call
 //! an entry to read them and a batch to zero them. The program is loaded at the first take
 //! (its loop's verification takes about 50 ms here). Where it cannot run (a test run pinned
 //! to a CPU needs 5.10; a CPU offline keeps counts no run can reach), or would be slower (more
@@ -118,7 +118,11 @@ impl Datapath {
         program
             .load()
             .map_err(|e| format!("loading {TAKE_PROGRAM}: {e}"))?;
+        let pinned = OnCpu::new().map_err(|e| format!("this thread's CPUs: {e}"))?;
         for &cpu in cpus {
+            pinned
+                .to(cpu)
+                .map_err(|e| format!("moving to CPU {cpu}: {e}"))?;
             run(program, 0, cpu)
                 .map_err(|e| format!("running {TAKE_PROGRAM} on CPU {cpu}: {e}"))?;
         }
@@ -142,8 +146,13 @@ impl Datapath {
         mapped.sums[..batch.len() * SUM_STRIDE].fill(0);
         let program = self.take_program()?;
         let mut failed = None;
+        let pinned = OnCpu::new().map_err(DatapathError::Cpus)?;
         for &cpu in cpus {
-            match run(program, batch.len(), cpu) {
+            match pinned
+                .to(cpu)
+                .map_err(|e| e.to_string())
+                .and_then(|()| run(program, batch.len(), cpu).map_err(|e| e.to_string()))
+            {
                 Ok(0) => {}
                 Ok(code) => failed = Some(format!("on CPU {cpu}, it returned {code}")),
                 Err(e) => failed = Some(format!("on CPU {cpu}: {e}")),
@@ -152,6 +161,7 @@ impl Datapath {
                 break;
             }
         }
+        drop(pinned);
         let Taker::Ready(mapped) = &self.taker else {
             return Err(DatapathError::Missing(TAKE_PROGRAM));
         };
@@ -205,7 +215,68 @@ fn take_cpus() -> Result<Vec<u32>, String> {
             cpus.len()
         ));
     }
+    let allowed = OnCpu::new().map_err(|e| format!("this thread's CPUs: {e}"))?;
+    if let Some(cpu) = cpus.iter().find(|&&c| !allowed.may_run_on(c)) {
+        return Err(format!("this thread may not run on CPU {cpu}"));
+    }
     Ok(cpus)
+}
+
+/// The calling thread moved from CPU to CPU while the take runs on each, and back where it
+/// was allowed to run when dropped. On its own CPU a run is the kernel's direct call; sent to
+/// another it goes by an IPI, and two threads doing that to each other's CPU hung Debian 11's
+/// 5.10 (a soft lockup of both CPUs, in the update tests under vm-test).
+struct OnCpu {
+    had: libc::cpu_set_t,
+}
+
+impl OnCpu {
+    fn new() -> std::io::Result<OnCpu> {
+        // SAFETY: a zeroed cpu_set_t is valid; the call writes only it.
+        unsafe {
+            let mut had: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut had) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(OnCpu { had })
+        }
+    }
+
+    fn may_run_on(&self, cpu: u32) -> bool {
+        (cpu as usize) < libc::CPU_SETSIZE as usize
+            // SAFETY: reads the set, within its size.
+            && unsafe { libc::CPU_ISSET(cpu as usize, &self.had) }
+    }
+
+    /// Moves the thread to `cpu`, one of those it may run on: the kernel has it there when
+    /// the call returns.
+    fn to(&self, cpu: u32) -> std::io::Result<()> {
+        if !self.may_run_on(cpu) {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within it (the CPU is below its
+        // size), the call reads it.
+        unsafe {
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut one);
+            if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const one) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for OnCpu {
+    fn drop(&mut self) {
+        // SAFETY: a valid set, read only.
+        let back = unsafe {
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const self.had)
+        };
+        if back != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "could not give the thread back its CPUs after taking counters");
+        }
+    }
 }
 
 /// One run of the take program on `cpu` over the first `count` indices; its return value.
