@@ -335,6 +335,22 @@ fn a_family_moves_between_its_table_and_its_trie_and_the_trie_holds_only_the_rul
     );
 }
 
+/// `n` host prefixes in one set, 10.a.b.1/32 for the i = 256a + b below `n`.
+fn hosts(n: u32) -> RuleSet {
+    let hosts: Vec<String> = (0..n)
+        .map(|i| format!("10.{}.{}.1/32", i / 256, i % 256))
+        .collect();
+    build(&one_set(&hosts), None)
+}
+
+/// The rule index of `host`'s /32.
+fn host_index(rules: &RuleSet, host: &str) -> u32 {
+    rules
+        .rule_by_target(&target(&format!("{host}/32")))
+        .expect("rule")
+        .index
+}
+
 /// Every rule's counters are read in batches of thousands (`stats`, metrics), an update's few
 /// removed ones one by one: both give the hits each rule had, across the batches' seams.
 #[test]
@@ -345,17 +361,9 @@ fn counters_read_in_batches_agree_with_one_by_one_and_with_the_hits_sent() {
         ..Policy::default()
     };
     // 10,000 host prefixes: rule indices 0..10,000, so a whole read takes three batches.
-    let hosts: Vec<String> = (0..10_000u32)
-        .map(|i| format!("10.{}.{}.1/32", i / 256, i % 256))
-        .collect();
-    let rules = build(&one_set(&hosts), None);
+    let rules = hosts(10_000);
     let dp = load_with(&rules, &policy, Capacity::for_prefixes(16_384));
-    let index = |host: &str| {
-        rules
-            .rule_by_target(&target(&format!("{host}/32")))
-            .expect("rule")
-            .index
-    };
+    let index = |host: &str| host_index(&rules, host);
     // Hits by hand: a rule at each batch's edges gets a count of its own.
     let sent = [
         ("10.0.0.1", 1),
@@ -452,17 +460,9 @@ fn taking_counters_sums_every_cpu_and_zeroes_only_those_taken() {
         mode: Mode::Enforce,
         ..Policy::default()
     };
-    let hosts: Vec<String> = (0..3_000u32)
-        .map(|i| format!("10.{}.{}.1/32", i / 256, i % 256))
-        .collect();
-    let rules = build(&one_set(&hosts), None);
+    let rules = hosts(3_000);
     let mut dp = load_with(&rules, &policy, Capacity::for_prefixes(4_096));
-    let index = |host: &str| {
-        rules
-            .rule_by_target(&target(&format!("{host}/32")))
-            .expect("rule")
-            .index
-    };
+    let index = |host: &str| host_index(&rules, host);
     let cpus = aya::util::online_cpus().expect("online CPUs");
     let n = cpus.len() as u64;
     let (seven, other, nine) = (index("10.0.7.1"), index("10.9.128.1"), index("10.0.9.1"));
