@@ -1,7 +1,8 @@
 //! Taking removed rules' counters (read, then zeroed) through the kernel's take program: the
 //! indices written to a mapped array, one test run on each CPU (from the calling thread moved
-//! there, so no run goes by IPI), the sums read from a second mapped array. Four calls a CPU for a thousand rules, where the syscalls take a call
-//! an entry to read them and a batch to zero them. The program is loaded at the first take
+//! there, so no run goes by IPI), the sums read from a second mapped array. Four calls a CPU
+//! for a thousand rules, where the syscalls take a call an entry to read them and a batch to
+//! zero them. The program is loaded at the first take
 //! (its loop's verification takes about 50 ms here). Where it cannot run (a test run pinned
 //! to a CPU needs 5.10; a CPU offline keeps counts no run can reach), or would be slower (more
 //! than [`MAX_TAKE_CPUS`] CPUs), the syscalls do it.
@@ -78,12 +79,15 @@ impl Datapath {
         if !self.takes_by_program() {
             return self.take_by_calls(indices);
         }
+        let pinned = OnCpu::new().map_err(DatapathError::Cpus)?;
         let mut out = Vec::with_capacity(indices.len());
         for (b, batch) in indices.chunks(MAX_TAKE as usize).enumerate() {
-            let (mut sums, failed) = self.take_batch(batch, cpus)?;
+            let (mut sums, failed) = self.take_batch(batch, cpus, &pinned)?;
             if let Some(why) = failed {
                 tracing::warn!(%why, "the take program failed; removed rules' counters are read and zeroed by syscalls from now on");
                 self.taker = Taker::Unavailable;
+                // The calls spread over threads, which start with this thread's CPUs.
+                drop(pinned);
                 let rest = self.take_by_calls(&indices[b * MAX_TAKE as usize..])?;
                 // This batch: what the runs took and what the calls found; after it, the calls'.
                 for (sum, c) in sums.iter_mut().zip(&rest) {
@@ -135,6 +139,7 @@ impl Datapath {
         &mut self,
         batch: &[u32],
         cpus: &[u32],
+        pinned: &OnCpu,
     ) -> Result<(Vec<Counter>, Option<String>), DatapathError> {
         let Taker::Ready(mapped) = &mut self.taker else {
             return Err(DatapathError::Missing(TAKE_PROGRAM));
@@ -146,7 +151,6 @@ impl Datapath {
         mapped.sums[..batch.len() * SUM_STRIDE].fill(0);
         let program = self.take_program()?;
         let mut failed = None;
-        let pinned = OnCpu::new().map_err(DatapathError::Cpus)?;
         for &cpu in cpus {
             match pinned
                 .to(cpu)
@@ -161,7 +165,6 @@ impl Datapath {
                 break;
             }
         }
-        drop(pinned);
         let Taker::Ready(mapped) = &self.taker else {
             return Err(DatapathError::Missing(TAKE_PROGRAM));
         };
@@ -215,66 +218,83 @@ fn take_cpus() -> Result<Vec<u32>, String> {
             cpus.len()
         ));
     }
-    let allowed = OnCpu::new().map_err(|e| format!("this thread's CPUs: {e}"))?;
-    if let Some(cpu) = cpus.iter().find(|&&c| !allowed.may_run_on(c)) {
+    let allowed = Affinity::current().map_err(|e| format!("this thread's CPUs: {e}"))?;
+    if let Some(cpu) = cpus.iter().find(|&&c| !allowed.has(c)) {
         return Err(format!("this thread may not run on CPU {cpu}"));
     }
     Ok(cpus)
 }
 
-/// The calling thread moved from CPU to CPU while the take runs on each, and back where it
-/// was allowed to run when dropped. On its own CPU a run is the kernel's direct call; sent to
-/// another it goes by an IPI, and two threads doing that to each other's CPU hung Debian 11's
-/// 5.10 (a soft lockup of both CPUs, in the update tests under vm-test).
-struct OnCpu {
-    had: libc::cpu_set_t,
-}
+/// The CPUs a thread may run on.
+struct Affinity(libc::cpu_set_t);
 
-impl OnCpu {
-    fn new() -> std::io::Result<OnCpu> {
+impl Affinity {
+    /// The calling thread's.
+    fn current() -> std::io::Result<Affinity> {
         // SAFETY: a zeroed cpu_set_t is valid; the call writes only it.
         unsafe {
-            let mut had: libc::cpu_set_t = std::mem::zeroed();
-            if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut had) != 0 {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut set) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(OnCpu { had })
+            Ok(Affinity(set))
         }
     }
 
-    fn may_run_on(&self, cpu: u32) -> bool {
+    fn has(&self, cpu: u32) -> bool {
         (cpu as usize) < libc::CPU_SETSIZE as usize
             // SAFETY: reads the set, within its size.
-            && unsafe { libc::CPU_ISSET(cpu as usize, &self.had) }
+            && unsafe { libc::CPU_ISSET(cpu as usize, &self.0) }
     }
 
-    /// Moves the thread to `cpu`, one of those it may run on: the kernel has it there when
-    /// the call returns.
-    fn to(&self, cpu: u32) -> std::io::Result<()> {
-        if !self.may_run_on(cpu) {
-            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within it (the CPU is below its
-        // size), the call reads it.
-        unsafe {
-            let mut one: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu as usize, &mut one);
-            if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const one) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+    /// Makes it the calling thread's: the kernel has the thread on one of its CPUs when the
+    /// call returns.
+    fn apply(&self) -> std::io::Result<()> {
+        // SAFETY: a valid set, read only.
+        if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const self.0) }
+            != 0
+        {
+            return Err(std::io::Error::last_os_error());
         }
         Ok(())
     }
 }
 
+/// The calling thread moved from CPU to CPU while a take runs on each, and given back the CPUs
+/// it had when dropped. On its own CPU a run is the kernel's direct call; sent to another it
+/// goes by an IPI, and two threads doing that to each other's CPU hung Debian 11's 5.10 (a
+/// soft lockup of both CPUs, in the update tests under vm-test).
+struct OnCpu {
+    had: Affinity,
+}
+
+impl OnCpu {
+    fn new() -> std::io::Result<OnCpu> {
+        Ok(OnCpu {
+            had: Affinity::current()?,
+        })
+    }
+
+    /// Moves the thread to `cpu`, one of those it had.
+    fn to(&self, cpu: u32) -> std::io::Result<()> {
+        if !self.had.has(cpu) {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within it (the CPU is below its
+        // size).
+        let one = unsafe {
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut one);
+            one
+        };
+        Affinity(one).apply()
+    }
+}
+
 impl Drop for OnCpu {
     fn drop(&mut self) {
-        // SAFETY: a valid set, read only.
-        let back = unsafe {
-            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const self.had)
-        };
-        if back != 0 {
-            tracing::warn!(error = %std::io::Error::last_os_error(), "could not give the thread back its CPUs after taking counters");
+        if let Err(error) = self.had.apply() {
+            tracing::warn!(%error, "could not give the thread back its CPUs after taking counters");
         }
     }
 }
