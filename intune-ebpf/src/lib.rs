@@ -1,7 +1,12 @@
-//! What both programs of this crate share: the panic handler and the license. The programs are
-//! the binaries; intune-ctl names this crate as a build-dependency so cargo rebuilds it when
-//! they change.
+//! What both programs of this crate share: the panic handler, the license and the parse (the
+//! benchmark's parse floor runs the classifier's own). The programs are the binaries;
+//! intune-ctl names this crate as a build-dependency so cargo rebuilds it when they change.
 #![no_std]
+// Inline assembly for BPF (one unaligned load of packet data: `parse::load`).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
+
+pub mod opaque;
+pub mod parse;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

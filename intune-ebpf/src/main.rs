@@ -2,19 +2,15 @@
 //! decide, count, answer.
 #![no_std]
 #![no_main]
-// Inline assembly for BPF (one unaligned load of packet data: `parse::load`).
-#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
-// The panic handler and license.
-use intune_ebpf as _;
+// The panic handler, license and parse.
+use intune_ebpf::parse;
 
 mod capture;
 mod learn;
 mod log;
 mod lookup;
 mod maps;
-mod opaque;
-mod parse;
 mod query;
 mod take;
 
@@ -42,7 +38,7 @@ pub fn intune_xdp(ctx: XdpContext) -> u32 {
     // Until userspace writes them, the settings are all off: monitor mode, which passes.
     let cfg = INTUNE_CONFIG.get();
     let mut pkt = MaybeUninit::<IpPacket>::uninit();
-    let pkt = zeroed(&mut pkt);
+    let pkt = parse::zeroed(&mut pkt);
     let kind = parse::frame(&ctx, pkt);
     let tables = MapTables { flags: cfg.flags };
     let dir = direction(cfg, || ctx.ingress_ifindex() as u32, &tables);
@@ -55,20 +51,6 @@ pub fn intune_xdp(ctx: XdpContext) -> u32 {
     query::hand_over(&ctx, cfg, pkt, &decision);
     log::hand_over(&ctx);
     decision.verdict
-}
-
-/// Zeroes the packet summary with word stores: LLVM would otherwise call a byte-at-a-time
-/// memset, a BPF-to-BPF call that costs more than the rest of the parse.
-#[inline(always)]
-fn zeroed(pkt: &mut MaybeUninit<IpPacket>) -> &mut IpPacket {
-    const WORDS: usize = size_of::<IpPacket>() / 8;
-    let words = pkt.as_mut_ptr().cast::<u64>();
-    for i in 0..WORDS {
-        // SAFETY: in bounds of the struct, which is 8-aligned and a multiple of 8 long.
-        unsafe { words.add(i).write_volatile(0) };
-    }
-    // SAFETY: all-zero bytes are a valid IpPacket (integers and bools only).
-    unsafe { pkt.assume_init_mut() }
 }
 
 /// Counts the frame under its outcome, its rule and the port it matched on; a frame no rule

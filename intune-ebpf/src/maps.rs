@@ -21,8 +21,7 @@ use intune_common::{
     outcome::OUTCOME_COUNT,
     table::{Chunk, Single, TBL16_ENTRIES},
 };
-
-use crate::opaque::opaque;
+use intune_ebpf::opaque::opaque;
 
 #[map]
 pub static LPM_V4: LpmTrie<[u8; 4], RuleRef> = LpmTrie::with_max_entries(MAX_PREFIXES_V4, 0);
