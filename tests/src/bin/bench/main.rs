@@ -872,7 +872,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "- xdp-filter: `{XDP_FILTER_PROGRAM}` from Debian's xdp-tools (what `xdp-filter load --policy allow -f ipv4,ipv6` runs), allowing the frame's destination address, its IPv4 map filled to the rule-set size (at most {XDP_FILTER_MAX}, its capacity). It matches exact addresses in a hash; ours matches prefixes in its lookup tables (for each family a first level by the top 16 bits, then a byte a level, a part of the tree holding one prefix as one entry), falling back to a family's LPM trie when its table does not fit its maps, and checks the port. Above floor: ours minus the floor in the same round, the median over rounds: what the decision costs."
+        "- xdp-filter: `{XDP_FILTER_PROGRAM}` from Debian's xdp-tools (what `xdp-filter load --policy allow -f ipv4,ipv6` runs), allowing the frame's destination address, its IPv4 map filled to the rule-set size (at most {XDP_FILTER_MAX}, its capacity). It matches exact addresses in a hash; ours matches prefixes in its lookup tables (for each family a first level by the top 16 bits, then a byte a level, a part of the tree holding one prefix as one entry), falling back to a family's LPM trie when its table does not fit its maps, and checks the port. Above floor: ours minus the floor in the same round, the median over rounds: what the parse and the decision cost."
     )?;
     writeln!(
         md,
