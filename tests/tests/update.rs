@@ -236,6 +236,50 @@ fn updates_leave_no_gap_keep_counters_and_report_removed_rules() {
     );
 }
 
+/// A port set's id is reused with other ports two updates later: the program reads a set by
+/// the port (`PORT_MASKS`, a bit a set), so the id's bit must be cleared at the old ports as
+/// well as set at the new. Worked by hand: A's {TCP 443} is id 0; B's {TCP 8443} gets id 1
+/// (0 is A's); C's {TCP 5223, UDP 443} gets id 0 again (B holds only 1).
+#[test]
+fn a_reused_port_set_id_allows_only_its_new_ports() {
+    require_root!();
+    let policy = Policy {
+        mode: Mode::Enforce,
+        ..Policy::default()
+    };
+    let with_ports = |ports: &str| {
+        format!(
+            r#"[{{"id": 901, "serviceArea": "MEM", "category": "Default", "required": true, "ips": ["198.51.100.0/24", "2001:db8:100::/48"], {ports}}}]"#
+        )
+    };
+    let a = build(&with_ports(r#""tcpPorts": "443""#), None);
+    let mut dp = load(&a, &policy);
+    let b = build(&with_ports(r#""tcpPorts": "8443""#), dp.installed());
+    dp.apply(b).expect("apply B");
+    let c = build(
+        &with_ports(r#""tcpPorts": "5223", "udpPorts": "443""#),
+        dp.installed(),
+    );
+    let ids = |r: &RuleSet| r.port_sets.keys().copied().collect::<Vec<_>>();
+    assert_eq!(ids(&c), [0], "C must reuse A's id for other ports");
+    dp.apply(c).expect("apply C");
+
+    let dev4 = "192.0.2.10";
+    let dev6 = "2001:db8:ffff::10";
+    for (dev, dst) in [(dev4, "198.51.100.7"), (dev6, "2001:db8:100::7")] {
+        for (frame, want, why) in [
+            (Frame::tcp(dev, dst, 40000, 443), XDP_DROP, "A's port, id 0's old bit"),
+            (Frame::tcp(dev, dst, 40000, 8443), XDP_DROP, "B's port"),
+            (Frame::tcp(dev, dst, 40000, 5223), XDP_PASS, "C's TCP port"),
+            (Frame::udp(dev, dst, 40000, 443), XDP_PASS, "C's UDP port"),
+            (Frame::udp(dev, dst, 40000, 5223), XDP_DROP, "C's TCP port over UDP"),
+        ] {
+            let verdict = dp.run_frame(&frame.bytes()).expect("run").verdict;
+            assert_eq!(verdict, want, "{dst} {why}");
+        }
+    }
+}
+
 fn one_set<S: AsRef<str>>(ips: &[S]) -> String {
     let ips: Vec<String> = ips.iter().map(|p| format!("\"{}\"", p.as_ref())).collect();
     format!(
