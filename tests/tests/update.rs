@@ -268,11 +268,19 @@ fn a_reused_port_set_id_allows_only_its_new_ports() {
     let dev6 = "2001:db8:ffff::10";
     for (dev, dst) in [(dev4, "198.51.100.7"), (dev6, "2001:db8:100::7")] {
         for (frame, want, why) in [
-            (Frame::tcp(dev, dst, 40000, 443), XDP_DROP, "A's port, id 0's old bit"),
+            (
+                Frame::tcp(dev, dst, 40000, 443),
+                XDP_DROP,
+                "A's port, which id 0 allowed before",
+            ),
             (Frame::tcp(dev, dst, 40000, 8443), XDP_DROP, "B's port"),
             (Frame::tcp(dev, dst, 40000, 5223), XDP_PASS, "C's TCP port"),
             (Frame::udp(dev, dst, 40000, 443), XDP_PASS, "C's UDP port"),
-            (Frame::udp(dev, dst, 40000, 5223), XDP_DROP, "C's TCP port over UDP"),
+            (
+                Frame::udp(dev, dst, 40000, 5223),
+                XDP_DROP,
+                "C's TCP port over UDP",
+            ),
         ] {
             let verdict = dp.run_frame(&frame.bytes()).expect("run").verdict;
             assert_eq!(verdict, want, "{dst} {why}");
