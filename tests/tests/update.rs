@@ -236,10 +236,10 @@ fn updates_leave_no_gap_keep_counters_and_report_removed_rules() {
     );
 }
 
-/// A port set's id is reused with other ports two updates later: the program reads a set by
-/// the port (`PORT_MASKS`, a bit a set), so the id's bit must be cleared at the old ports as
-/// well as set at the new. Worked by hand: A's {TCP 443} is id 0; B's {TCP 8443} gets id 1
-/// (0 is A's); C's {TCP 5223, UDP 443} gets id 0 again (B holds only 1).
+/// A port set's id is reused with other ports two updates later: a set is written only when
+/// its id is new to the rule set, so an id that comes back must be written whole again, its
+/// old ports gone. Worked by hand: A's {TCP 443} is id 0; B's {TCP 8443} gets id 1 (0 is A's);
+/// C's {TCP 5223, UDP 443} gets id 0 again (B holds only 1).
 #[test]
 fn a_reused_port_set_id_allows_only_its_new_ports() {
     require_root!();
