@@ -11,7 +11,7 @@ pub mod process;
 use intune_ctl::{
     datapath::{Capacity, Datapath, Lookup},
     ruleset::{
-        policy::Policy,
+        policy::{Mode, Policy},
         rules::{RuleSet, RuleSetOptions},
     },
     sources::endpoints::{EndpointSet, Source, parse_endpoint_sets},
@@ -137,6 +137,14 @@ pub fn rule_set_excluding(sets: &[EndpointSet], port_only: bool, exclude: &[&str
         ..RuleSetOptions::default()
     };
     RuleSet::build(sets, &opts, None).expect("rule set builds")
+}
+
+/// The default policy in enforce mode: what the rules do not allow is dropped.
+pub fn enforce() -> Policy {
+    Policy {
+        mode: Mode::Enforce,
+        ..Policy::default()
+    }
 }
 
 /// The real program, loaded with `rules` and `policy`, tracing on; both families looked up

@@ -80,15 +80,8 @@ impl Case {
         Case::new(Policy::default(), false)
     }
 
-    fn enforce_policy() -> Policy {
-        Policy {
-            mode: Mode::Enforce,
-            ..Policy::default()
-        }
-    }
-
     fn enforce() -> &'static Case {
-        Case::new(Case::enforce_policy(), false)
+        Case::new(intune_tests::enforce(), false)
     }
 
     fn rule(&self, prefix: &str) -> u32 {
@@ -864,7 +857,7 @@ fn policy_allow_entries_pass_their_services_as_local() {
 #[test]
 fn what_leaves_the_lists_drains_for_its_connections_on_its_old_ports() {
     require_root!();
-    let mut c = Case::fresh(Case::enforce_policy(), false, &[]);
+    let mut c = Case::fresh(intune_tests::enforce(), false, &[]);
     c.dp.set_drain(Some(std::time::Duration::from_secs(3600)))
         .expect("draining on");
     // Set 903 (203.0.113.0/24: TCP 5223, UDP 3478-3481) leaves; 198.51.100.64/26, inside a
@@ -1038,7 +1031,7 @@ fn unmatched_frames_count_by_the_port_they_were_sent_to() {
             .packets
     };
     // Counters read whole: cases of this test's own.
-    let c = &Case::fresh(Case::enforce_policy(), false, &[]);
+    let c = &Case::fresh(intune_tests::enforce(), false, &[]);
     // 192.0.2.99 is in no set: dropped on 443 (a listed port) and on 8080 (not listed).
     c.expect(
         &Frame::tcp(DEV, "192.0.2.99", 40000, 443),

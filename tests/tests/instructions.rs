@@ -3,22 +3,13 @@
 //! through the tries, and counts what the paths differ in. Needs root.
 
 use intune_common::outcome::{XDP_DROP, XDP_PASS};
-use intune_ctl::{
-    datapath::Datapath,
-    ruleset::policy::{Mode, Policy},
-};
+use intune_ctl::datapath::Datapath;
 use intune_tests::{
+    enforce,
     frames::{Frame, arp},
     insns::Interpreter,
     load, load_trie, require_root, rule_set, test_sets,
 };
-
-fn enforce() -> Policy {
-    Policy {
-        mode: Mode::Enforce,
-        ..Policy::default()
-    }
-}
 
 /// A TCP frame from a device (of the address's family) to `dst`, port `dport`.
 fn from_device(dst: &str, dport: u16) -> Frame {

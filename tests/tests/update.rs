@@ -14,13 +14,10 @@ use aya_obj::programs::XdpAttachType;
 use intune_common::outcome::{XDP_DROP, XDP_PASS};
 use intune_ctl::{
     datapath::{Capacity, Datapath, Lookup, bpffs},
-    ruleset::{
-        policy::{Mode, Policy},
-        rules::{RuleSet, RuleSetOptions, Target},
-    },
+    ruleset::rules::{RuleSet, RuleSetOptions, Target},
     sources::endpoints::{EndpointSet, Source, parse_endpoint_sets},
 };
-use intune_tests::{TEST_SETS, frames::Frame, load, load_with, require_root};
+use intune_tests::{TEST_SETS, enforce, frames::Frame, load, load_with, require_root};
 
 /// TEST_SETS changed where the stream's addresses live: set 901 gains TCP 8443 (the /24's and
 /// the nested /28's port sets change), a /27 and a /30 arrive inside the /24 (new table chunks),
@@ -57,10 +54,7 @@ impl Drop for Pin {
 #[test]
 fn updates_leave_no_gap_keep_counters_and_report_removed_rules() {
     require_root!();
-    let policy = Policy {
-        mode: Mode::Enforce,
-        ..Policy::default()
-    };
+    let policy = enforce();
     let first = build(TEST_SETS, None);
     let mut dp = load(&first, &policy);
 
@@ -243,10 +237,7 @@ fn updates_leave_no_gap_keep_counters_and_report_removed_rules() {
 #[test]
 fn a_reused_port_set_id_allows_only_its_new_ports() {
     require_root!();
-    let policy = Policy {
-        mode: Mode::Enforce,
-        ..Policy::default()
-    };
+    let policy = enforce();
     let with_ports = |ports: &str| {
         format!(
             r#"[{{"id": 901, "serviceArea": "MEM", "category": "Default", "required": true, "ips": ["198.51.100.0/24", "2001:db8:100::/48"], {ports}}}]"#
@@ -303,10 +294,7 @@ fn one_set<S: AsRef<str>>(ips: &[S]) -> String {
 #[test]
 fn a_family_moves_between_its_table_and_its_trie_and_the_trie_holds_only_the_rules_in_force() {
     require_root!();
-    let policy = Policy {
-        mode: Mode::Enforce,
-        ..Policy::default()
-    };
+    let policy = enforce();
     let capacity = Capacity {
         v4_table_chunks: 1,
         v4_table_singles: 2,
@@ -408,10 +396,7 @@ fn host_index(rules: &RuleSet, host: &str) -> u32 {
 #[test]
 fn counters_read_in_batches_agree_with_one_by_one_and_with_the_hits_sent() {
     require_root!();
-    let policy = Policy {
-        mode: Mode::Enforce,
-        ..Policy::default()
-    };
+    let policy = enforce();
     // 10,000 host prefixes: rule indices 0..10,000, so a whole read takes three batches.
     let rules = hosts(10_000);
     let dp = load_with(&rules, &policy, Capacity::for_prefixes(16_384));
@@ -477,10 +462,7 @@ fn a_large_update_reaches_the_kernel_whole() {
     for p in after.iter_mut().step_by(2) {
         *p = random();
     }
-    let policy = Policy {
-        mode: Mode::Enforce,
-        ..Policy::default()
-    };
+    let policy = enforce();
     let old = build(&one_set(&before), None);
     let mut dp = load_with(&old, &policy, Capacity::for_prefixes(40_000));
     let (chunks, singles) = dp.table_size(intune_ctl::ruleset::table::Family::V4);
@@ -508,10 +490,7 @@ fn a_large_update_reaches_the_kernel_whole() {
 #[test]
 fn taking_counters_sums_every_cpu_and_zeroes_only_those_taken() {
     require_root!();
-    let policy = Policy {
-        mode: Mode::Enforce,
-        ..Policy::default()
-    };
+    let policy = enforce();
     let rules = hosts(3_000);
     let mut dp = load_with(&rules, &policy, Capacity::for_prefixes(4_096));
     let index = |host: &str| host_index(&rules, host);

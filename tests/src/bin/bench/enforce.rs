@@ -9,12 +9,12 @@ use aya::programs::Xdp;
 use intune_ctl::{
     datapath::{Capacity, Datapath},
     ruleset::{
-        policy::{AllowProtocol, AllowRule, Mode, Policy},
+        policy::{AllowProtocol, AllowRule, Policy},
         rules::{RuleSet, RuleSetOptions},
     },
     sources::endpoints::{EndpointSet, Source, parse_endpoint_sets},
 };
-use intune_tests::frames::Frame;
+use intune_tests::{enforce, frames::Frame};
 use rand::{Rng, rngs::StdRng};
 
 use super::{OnOneCpu, interleaved_ns, synthetic_sets, time_xdp};
@@ -34,13 +34,6 @@ fn host_set(n: usize, rng: &mut StdRng) -> Vec<EndpointSet> {
         "id": 2, "serviceArea": "MEM", "category": "Default", "ips": ips, "tcpPorts": "443"
     }]);
     parse_endpoint_sets(&json.to_string(), Source::File).expect("host set parses")
-}
-
-fn enforce() -> Policy {
-    Policy {
-        mode: Mode::Enforce,
-        ..Policy::default()
-    }
 }
 
 fn loaded(rules: &RuleSet, policy: &Policy) -> anyhow::Result<Datapath> {
