@@ -316,6 +316,29 @@ fn lookup_address<T: Tables>(
     Match::None
 }
 
+/// The rule the listed prefix holding `addr` gives a TCP or UDP packet (protocol `l4`, port
+/// `port`), when its port set allows the port: for a first fragment whose destination is
+/// matched, the answer [`decide`] gives before anything else. The kernel's fast path asks this
+/// alone, and leaves every other packet to [`decide`].
+#[inline(always)]
+pub fn listed_port_rule<T: Tables>(
+    v6: bool,
+    addr: &[u8; 16],
+    l4: u8,
+    port: u16,
+    t: &T,
+) -> Option<u32> {
+    let hit = if v6 {
+        t.lookup_v6(addr)
+    } else {
+        t.lookup_v4(addr)
+    }?;
+    if hit.rule == NO_RULE {
+        return None;
+    }
+    allowed(hit, PortCheck::Port(l4.into(), port.into()), t)
+}
+
 /// As [`lookup_address`], for the rules' answer alone.
 #[inline(always)]
 fn match_address<T: Tables>(
@@ -835,5 +858,27 @@ mod tests {
         );
         let dns = classify(&tcp4(PORT_DNS), 1, &cfg(MODE_ENFORCE), &t);
         assert_eq!(dns.outcome, Outcome::Infrastructure);
+    }
+
+    #[test]
+    fn the_fast_paths_rule_is_decides_first_answer() {
+        let t = tables();
+        let v4 = |third: u8| {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&[198, 51, third, 7]);
+            a
+        };
+        let listed = |third, l4, port| listed_port_rule(false, &v4(third), l4, port, &t);
+        assert_eq!(listed(100, IPPROTO_TCP, 443), Some(7));
+        assert_eq!(listed(100, IPPROTO_TCP, 22), None, "a port not in the set");
+        assert_eq!(listed(100, IPPROTO_UDP, 443), None, "another protocol");
+        assert_eq!(listed(101, IPPROTO_TCP, 443), None, "an address not listed");
+        assert_eq!(listed_port_rule(true, &v4(100), IPPROTO_TCP, 443, &t), None);
+        // Where it answers, `decide` gives the same rule and the port it matched on.
+        let hit = classify(&tcp4(443), 1, &cfg(MODE_ENFORCE), &t);
+        assert_eq!(
+            (hit.outcome, hit.rule, hit.port_key),
+            (Outcome::Intune, 7, 443)
+        );
     }
 }

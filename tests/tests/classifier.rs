@@ -424,6 +424,35 @@ fn ipv4_options_and_broken_headers() {
 }
 
 #[test]
+fn udp_cut_short_by_its_ip_length_is_malformed_however_padded() {
+    require_root!();
+    let c = Case::enforce();
+    // 14 + 20 + 8 bytes: a UDP header and no data, to the /28's UDP 123.
+    let bare = Frame::udp(DEV, "198.51.100.130", 40000, 123).bytes();
+    assert_eq!(bare.len(), 42);
+    c.expect_bytes(&bare, Outcome::Intune, XDP_PASS, Some("198.51.100.128/28"));
+    // Padded to Ethernet's 60 bytes: long enough for the fast path's fixed offsets.
+    let mut padded = bare.clone();
+    padded.resize(60, 0);
+    c.expect_bytes(
+        &padded,
+        Outcome::Intune,
+        XDP_PASS,
+        Some("198.51.100.128/28"),
+    );
+    // An IP length of 27 leaves the UDP header a byte short, whatever follows in the frame.
+    let mut cut = padded.clone();
+    cut[16..18].copy_from_slice(&27u16.to_be_bytes());
+    c.expect_bytes(&cut, Outcome::Malformed, XDP_DROP, None);
+    // An IP length past the frame's end.
+    let mut long = padded.clone();
+    long[16..18].copy_from_slice(&47u16.to_be_bytes());
+    c.expect_bytes(&long, Outcome::Malformed, XDP_DROP, None);
+    long[16..18].copy_from_slice(&46u16.to_be_bytes());
+    c.expect_bytes(&long, Outcome::Intune, XDP_PASS, Some("198.51.100.128/28"));
+}
+
+#[test]
 fn malformed_frames_pass_in_monitor() {
     require_root!();
     let good = Frame::tcp(DEV, "198.51.100.7", 40000, 443).bytes();
@@ -461,6 +490,16 @@ fn later_fragments_match_on_the_address_alone() {
     let mut later = Frame::tcp(DEV, "198.51.100.7", 40000, 9999);
     later.v4_frag_offset = 185;
     c.expect(&later, Outcome::Intune, XDP_PASS, Some("198.51.100.0/24"));
+    // On a port the address allows, matched on the address all the same: the offset's top
+    // bit alone (4,096 eight-byte units) makes a later fragment.
+    let mut later = Frame::tcp(DEV, "198.51.100.7", 40000, 443);
+    later.v4_frag_offset = 0x1000;
+    c.expect(&later, Outcome::Intune, XDP_PASS, Some("198.51.100.0/24"));
+    assert_eq!(
+        c.run(&later.bytes()).port_key,
+        NO_PORT,
+        "no port for a later fragment"
+    );
     let mut later_miss = Frame::tcp(DEV, "192.0.2.99", 40000, 443);
     later_miss.v4_frag_offset = 185;
     c.expect(&later_miss, Outcome::Dropped, XDP_DROP, None);

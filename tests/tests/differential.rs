@@ -202,7 +202,7 @@ fn random_packet(pool: &[IpAddr], rng: &mut StdRng, depth: u8) -> Frame {
 
 /// Damages a frame the way a broken sender, a truncating capture or an attacker might.
 fn mutate(mut f: Vec<u8>, rng: &mut StdRng) -> Vec<u8> {
-    match rng.random_range(0..6) {
+    match rng.random_range(0..7) {
         0 => {
             let len = rng.random_range(14..=f.len().max(14));
             f.truncate(len);
@@ -228,6 +228,16 @@ fn mutate(mut f: Vec<u8>, rng: &mut StdRng) -> Vec<u8> {
             }
         }
         4 => f.extend((0..rng.random_range(1..40)).map(|_| rng.random::<u8>())),
+        5 => {
+            // What the fast path reads at fixed offsets of a plain IPv4 frame: the EtherType,
+            // version and header length, total length, fragment field, protocol, destination,
+            // destination port and TCP data offset.
+            let at = [12usize, 13, 14, 16, 17, 20, 21, 23, 33, 36, 37, 46, 46, 46];
+            let i = *at.choose(rng).unwrap_or(&46);
+            if i < f.len() {
+                f[i] = rng.random();
+            }
+        }
         _ => {
             // IPv4 version/IHL byte.
             if f.len() > 14 {
@@ -338,7 +348,7 @@ fn kernel_and_reference_agree_on_random_and_mutated_frames() {
         // Addresses of the whole list, also those that leave it below.
         let pool = interesting_addresses(&rules, &mut rng);
         // The last policy drains: the test sets' 903 and 901 leave (901's /24 holds 902's
-        // /28, which stays) and drain for their connections.
+        // /28, which stays) and drain for their connections; the exclusions stay.
         let (rules, drain) = if i == policy_count - 1 {
             dp.set_drain(Some(std::time::Duration::from_secs(3600)))
                 .expect("draining on");
@@ -351,6 +361,7 @@ fn kernel_and_reference_agree_on_random_and_mutated_frames() {
                 &kept,
                 &intune_ctl::ruleset::rules::RuleSetOptions {
                     port_only,
+                    exclude: exclude.iter().map(|p| net(p)).collect(),
                     ..Default::default()
                 },
                 Some(&rules),
