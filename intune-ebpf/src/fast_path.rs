@@ -1,5 +1,5 @@
 //! The fast path: a plain IPv4 TCP or UDP frame (`parse::plain_ipv4`) whose destination a
-//! listed prefix allows on its port, which is most of what a gateway passes. `decide` matches
+//! listed prefix allows on its port, the commonest frame a gateway passes. `decide` matches
 //! the destination before anything else, so for such a frame its answer is this rule; the
 //! fast path reads the few fields that takes at fixed offsets and skips the packet summary,
 //! the other rules and the hand-overs: about 210 instructions where the whole way takes 335.
@@ -28,16 +28,19 @@ const WHOLE_WAY_FLAGS: u32 = Config::FLAG_V4_TRIE | Config::FLAG_PER_IFACE;
 #[inline(always)]
 pub fn listed_ipv4(ctx: &XdpContext, cfg: &Config) -> Option<u32> {
     let frame = parse::plain_ipv4(ctx)?;
-    // A DNS query may be the query program's to remember; a debug log wants every decision.
-    if cfg.flags & WHOLE_WAY_FLAGS != 0
-        || cfg.direction & DIR_DST == 0
+    if cfg.flags & WHOLE_WAY_FLAGS != 0 {
+        return None;
+    }
+    let tables = MapTables { flags: cfg.flags };
+    let rule = listed_port_rule(false, &frame.dst, frame.l4, frame.dport, &tables)?;
+    // Asked after the lookup, which ends most misses sooner. A DNS query may be the query
+    // program's to remember; a debug log wants every decision.
+    if cfg.direction & DIR_DST == 0
         || (frame.l4 == IPPROTO_UDP && frame.dport == PORT_DNS)
         || level_enabled(Level::Debug)
     {
         return None;
     }
-    let tables = MapTables { flags: cfg.flags };
-    let rule = listed_port_rule(false, &frame.dst, frame.l4, frame.dport, &tables)?;
     let decision = Decision {
         outcome: Outcome::Intune,
         verdict: verdict(Outcome::Intune, cfg.mode),

@@ -79,11 +79,6 @@ fn trace(cfg: &Config, d: &Decision) {
     if cfg.flags & Config::FLAG_TRACE == 0 {
         return;
     }
-    trace_decision(d);
-}
-
-#[inline(always)]
-fn trace_decision(d: &Decision) {
     if let Some(t) = TRACE.get_ptr_mut(0) {
         // SAFETY: only test runs trace, one at a time, from the process that set the flag.
         unsafe {

@@ -17,7 +17,7 @@ use intune_ctl::{
 use intune_tests::{enforce, frames::Frame};
 use rand::{Rng, rngs::StdRng};
 
-use super::{OnOneCpu, interleaved_ns, synthetic_sets, time_xdp};
+use super::{MISS_V4, OnOneCpu, interleaved_ns, synthetic_sets, time_xdp};
 
 const PREFIXES: usize = 10_000;
 const DEV: &str = "192.0.2.10";
@@ -50,7 +50,7 @@ pub fn enforce_costs(floor: &Xdp, repeat: u32, rng: &mut StdRng) -> anyhow::Resu
         ..RuleSetOptions::default()
     };
     let base = RuleSet::build(&sets, &opts, None)?;
-    let miss = Frame::tcp(DEV, "192.0.2.99", 40000, 443).bytes();
+    let miss = Frame::tcp(DEV, MISS_V4, 40000, 443).bytes();
     let hit = Frame::tcp(DEV, "13.67.13.180", 40000, 443).bytes();
     let mut out = String::new();
     let mut row = |what: &str, dp: &Datapath, frame: &[u8]| -> anyhow::Result<()> {
