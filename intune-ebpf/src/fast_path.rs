@@ -28,19 +28,18 @@ const WHOLE_WAY_FLAGS: u32 = Config::FLAG_V4_TRIE | Config::FLAG_PER_IFACE;
 #[inline(always)]
 pub fn listed_ipv4(ctx: &XdpContext, cfg: &Config) -> Option<u32> {
     let frame = parse::plain_ipv4(ctx)?;
-    if cfg.flags & WHOLE_WAY_FLAGS != 0 {
-        return None;
-    }
-    let tables = MapTables { flags: cfg.flags };
-    let rule = listed_port_rule(false, &frame.dst, frame.l4, frame.dport, &tables)?;
-    // Asked after the lookup, which ends most misses sooner. A DNS query may be the query
-    // program's to remember; a debug log wants every decision.
-    if cfg.direction & DIR_DST == 0
+    // A DNS query may be the query program's to remember; a debug log wants every decision.
+    // Asked before the lookup: after it, the verifier walks each check once for every way the
+    // lookup can end (a quarter more instructions to verify, for 8 fewer on a miss).
+    if cfg.flags & WHOLE_WAY_FLAGS != 0
+        || cfg.direction & DIR_DST == 0
         || (frame.l4 == IPPROTO_UDP && frame.dport == PORT_DNS)
         || level_enabled(Level::Debug)
     {
         return None;
     }
+    let tables = MapTables { flags: cfg.flags };
+    let rule = listed_port_rule(false, &frame.dst, frame.l4, frame.dport, &tables)?;
     let decision = Decision {
         outcome: Outcome::Intune,
         verdict: verdict(Outcome::Intune, cfg.mode),
