@@ -16,7 +16,10 @@ use intune_common::{
 };
 use intune_ebpf::parse;
 
-use crate::{count, lookup::MapTables};
+use crate::{
+    count,
+    lookup::{KeySlot, MapTables},
+};
 
 /// Settings under which a listed destination is not the whole answer, or is looked up
 /// elsewhere: the IPv4 trie, directions per interface.
@@ -24,13 +27,11 @@ const WHOLE_WAY_FLAGS: u32 = Config::FLAG_V4_TRIE | Config::FLAG_PER_IFACE;
 
 /// The verdict on a plain IPv4 frame to a listed destination on an allowed port, counted and
 /// traced as the whole way does; `None` for any other frame, which the caller then parses and
-/// decides in full.
+/// decides in full. `key` is the slot for the lookups' keys (see `MapTables::with_key_slot`).
 #[inline(always)]
-pub fn listed_ipv4(ctx: &XdpContext, cfg: &Config) -> Option<u32> {
+pub fn listed_ipv4(ctx: &XdpContext, cfg: &Config, key: &mut KeySlot) -> Option<u32> {
     let frame = parse::plain_ipv4(ctx)?;
     // A DNS query may be the query program's to remember; a debug log wants every decision.
-    // Asked before the lookup: after it, the verifier walks each check once for every way the
-    // lookup can end (a quarter more instructions to verify, for 8 fewer on a miss).
     if cfg.flags & WHOLE_WAY_FLAGS != 0
         || cfg.direction & DIR_DST == 0
         || (frame.l4 == IPPROTO_UDP && frame.dport == PORT_DNS)
@@ -38,7 +39,7 @@ pub fn listed_ipv4(ctx: &XdpContext, cfg: &Config) -> Option<u32> {
     {
         return None;
     }
-    let tables = MapTables { flags: cfg.flags };
+    let tables = MapTables::with_key_slot(cfg.flags, key);
     let rule = listed_port_rule(false, &frame.dst, frame.l4, frame.dport, &tables)?;
     let decision = Decision {
         outcome: Outcome::Intune,

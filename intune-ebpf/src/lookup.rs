@@ -1,8 +1,11 @@
 //! The classifier's lookups, answered by the maps.
 
-use core::cell::UnsafeCell;
+use core::{cell::UnsafeCell, ffi::c_void, mem::MaybeUninit};
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_map_lookup_elem},
+    maps::{Array, lpm_trie::Key},
+};
 use intune_common::{
     classify::Tables,
     maps::{AllowEntry, Config, DRAIN_TOUCH_NS, DrainEntry, PortSet, RuleRef},
@@ -53,7 +56,50 @@ impl DrainValue {
 /// (`Config::FLAG_V4_TRIE`, `Config::FLAG_V6_TRIE`: the table did not fit), tested where a
 /// lookup is made.
 pub struct MapTables {
-    pub flags: u32,
+    flags: u32,
+    /// Where the array lookups put their keys, when the caller gives a slot: the fast path's
+    /// own, written whole. Left to LLVM, the fast path's keys and the whole way's share a
+    /// slot; the verifier then finds each state the fast path gives up in different where the
+    /// whole way reads, and walks the whole way again for each (the program took a quarter
+    /// more instructions to verify). With their own slot, it walks it once.
+    key: Option<*mut u64>,
+}
+
+/// A stack slot for [`MapTables`]' keys.
+pub type KeySlot = MaybeUninit<u64>;
+
+impl MapTables {
+    #[inline(always)]
+    pub fn new(flags: u32) -> MapTables {
+        MapTables { flags, key: None }
+    }
+
+    /// As [`MapTables::new`], the array lookups' keys in `key`.
+    #[inline(always)]
+    pub fn with_key_slot(flags: u32, key: &mut KeySlot) -> MapTables {
+        MapTables {
+            flags,
+            key: Some(key.as_mut_ptr()),
+        }
+    }
+
+    /// Element `index` of `map`.
+    #[inline(always)]
+    fn element<V>(&self, map: &'static Array<V>, index: u32) -> Option<&'static V> {
+        let Some(key) = self.key else {
+            return map.get(index);
+        };
+        // SAFETY: the slot is ours for the call; the key is its first four bytes (the target
+        // is little-endian), and the helper reads only them. The map is an array of `V`.
+        unsafe {
+            key.write_volatile(u64::from(index));
+            let value = bpf_map_lookup_elem(
+                core::ptr::from_ref(map).cast_mut().cast::<c_void>(),
+                key.cast::<c_void>(),
+            );
+            value.cast::<V>().as_ref()
+        }
+    }
 }
 
 impl Tables for MapTables {
@@ -65,9 +111,9 @@ impl Tables for MapTables {
         }
         let entry = walk::<4>(
             addr,
-            |i| V4_TBL16.get(i).copied(),
-            |id, byte| V4_CHUNKS.get(id).map(|c| c[usize::from(byte)]),
-            |i| V4_SINGLES.get(i),
+            |i| self.element(&V4_TBL16, i).copied(),
+            |id, byte| self.element(&V4_CHUNKS, id).map(|c| c[usize::from(byte)]),
+            |i| self.element(&V4_SINGLES, i),
         )?;
         decode_leaf(entry)
     }
@@ -79,16 +125,16 @@ impl Tables for MapTables {
         }
         let entry = walk::<16>(
             addr,
-            |i| V6_TBL16.get(i).copied(),
-            |id, byte| V6_CHUNKS.get(id).map(|c| c[usize::from(byte)]),
-            |i| V6_SINGLES.get(i),
+            |i| self.element(&V6_TBL16, i).copied(),
+            |id, byte| self.element(&V6_CHUNKS, id).map(|c| c[usize::from(byte)]),
+            |i| self.element(&V6_SINGLES, i),
         )?;
         decode_leaf(entry)
     }
 
     #[inline(always)]
     fn port_set(&self, id: u32) -> Option<&PortSet> {
-        PORT_SETS.get(id)
+        self.element(&PORT_SETS, id)
     }
 
     #[inline(always)]

@@ -26,7 +26,7 @@ use intune_common::{
 };
 
 use crate::{
-    lookup::MapTables,
+    lookup::{KeySlot, MapTables},
     maps::{INTUNE_CONFIG, TRACE},
 };
 
@@ -37,13 +37,15 @@ use crate::{
 pub fn intune_xdp(ctx: XdpContext) -> u32 {
     // Until userspace writes them, the settings are all off: monitor mode, which passes.
     let cfg = INTUNE_CONFIG.get();
-    if let Some(verdict) = fast_path::listed_ipv4(&ctx, cfg) {
+    // The fast path's lookup keys in a slot of their own (see `MapTables::key`).
+    let mut key = KeySlot::uninit();
+    if let Some(verdict) = fast_path::listed_ipv4(&ctx, cfg, &mut key) {
         return verdict;
     }
     let mut pkt = MaybeUninit::<IpPacket>::uninit();
     let pkt = parse::zeroed(&mut pkt);
     let kind = parse::frame(&ctx, pkt);
-    let tables = MapTables { flags: cfg.flags };
+    let tables = MapTables::new(cfg.flags);
     let dir = direction(cfg, || ctx.ingress_ifindex() as u32, &tables);
     let decision = decide(kind, pkt, cfg, dir, &tables);
     count(&ctx, pkt, dir, &decision);
