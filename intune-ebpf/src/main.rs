@@ -39,7 +39,7 @@ pub fn intune_xdp(ctx: XdpContext) -> u32 {
     let cfg = INTUNE_CONFIG.get();
     // The fast path's lookup keys in a slot of their own (see `MapTables::key`).
     let mut key = KeySlot::uninit();
-    if let Some(verdict) = fast_path::listed_ipv4(&ctx, cfg, &mut key) {
+    if let Some(verdict) = fast_path::listed(&ctx, cfg, &mut key) {
         return verdict;
     }
     let mut pkt = MaybeUninit::<IpPacket>::uninit();

@@ -221,18 +221,23 @@ pub fn frame_of<F: Frame>(f: &F, pkt: &mut IpPacket) -> FrameKind {
     }
 }
 
-/// What the fast path reads of a plain IPv4 frame (see [`plain_ipv4`]).
-pub struct PlainIpv4 {
-    /// The destination as its bytes lie, in the first four (as [`IpPacket`] holds it).
+/// What the fast path reads of a plain frame (see [`plain_ipv4`], [`plain_ipv6`]).
+pub struct Plain {
+    /// The destination as its bytes lie (an IPv4 one in the first four, as [`IpPacket`]
+    /// holds it).
     pub dst: [u8; 16],
     pub l4: u8,
     pub dport: u16,
 }
 
-/// The longest plain frame's headers: Ethernet, IPv4 without options, TCP without options.
-const PLAIN_HLEN: usize = ETH_HLEN + IPV4_MIN_HLEN + TCP_MIN_HLEN;
+/// The longest plain IPv4 frame's headers: Ethernet, IPv4 without options, TCP without
+/// options.
+const PLAIN4_HLEN: usize = ETH_HLEN + IPV4_MIN_HLEN + TCP_MIN_HLEN;
+/// As [`PLAIN4_HLEN`], for IPv6 without extension headers.
+const PLAIN6_HLEN: usize = ETH_HLEN + IPV6_HLEN + TCP_MIN_HLEN;
 const PLAIN_IP: usize = ETH_HLEN;
-const PLAIN_L4: usize = ETH_HLEN + IPV4_MIN_HLEN;
+const PLAIN4_L4: usize = ETH_HLEN + IPV4_MIN_HLEN;
+const PLAIN6_L4: usize = ETH_HLEN + IPV6_HLEN;
 
 /// The commonest frame, read at fixed offsets: IPv4 straight after Ethernet (no VLAN tag), a
 /// 20-byte header, not a later fragment, TCP or UDP whole inside the IP packet, and at least
@@ -240,36 +245,69 @@ const PLAIN_L4: usize = ETH_HLEN + IPV4_MIN_HLEN;
 /// which [`frame`] parses; on what it accepts, [`frame`] reads the same destination, protocol
 /// and port, and finds the frame well formed.
 #[inline(always)]
-pub fn plain_ipv4(ctx: &XdpContext) -> Option<PlainIpv4> {
+pub fn plain_ipv4(ctx: &XdpContext) -> Option<Plain> {
     let (start, end) = (ctx.data(), ctx.data_end());
-    let h = bytes::<PLAIN_HLEN>(start, end)?;
+    let h = bytes::<PLAIN4_HLEN>(start, end)?;
     // Version 4, header length 5 words.
-    if field16::<12, PLAIN_HLEN>(h) != ETH_P_IP || h[PLAIN_IP] != 0x45 {
+    if field16::<12, PLAIN4_HLEN>(h) != ETH_P_IP || h[PLAIN_IP] != 0x45 {
         return None;
     }
-    let total = len16(field16::<{ PLAIN_IP + 2 }, PLAIN_HLEN>(h));
+    let total = len16(field16::<{ PLAIN_IP + 2 }, PLAIN4_HLEN>(h));
     if start + PLAIN_IP + total > end
-        || field16::<{ PLAIN_IP + 6 }, PLAIN_HLEN>(h) & IPV4_FRAG_OFFSET_MASK != 0
+        || field16::<{ PLAIN_IP + 6 }, PLAIN4_HLEN>(h) & IPV4_FRAG_OFFSET_MASK != 0
     {
         return None;
     }
     let l4 = h[PLAIN_IP + 9];
-    let l4_len = match l4 {
-        // A data offset under 5 words is malformed: the whole parse says so.
-        IPPROTO_TCP if h[PLAIN_L4 + 12] >> 4 >= 5 => TCP_MIN_HLEN,
-        IPPROTO_UDP => UDP_HLEN,
-        _ => return None,
-    };
-    if total < IPV4_MIN_HLEN + l4_len {
+    if total < IPV4_MIN_HLEN + plain_l4_len::<PLAIN4_L4, PLAIN4_HLEN>(l4, h)? {
         return None;
     }
     let mut dst = [0u8; 16];
-    dst[..4].copy_from_slice(&bytes_at::<4, { PLAIN_IP + 16 }, PLAIN_HLEN>(h));
-    Some(PlainIpv4 {
+    dst[..4].copy_from_slice(&bytes_at::<4, { PLAIN_IP + 16 }, PLAIN4_HLEN>(h));
+    Some(Plain {
         dst,
         l4,
-        dport: field16::<{ PLAIN_L4 + 2 }, PLAIN_HLEN>(h),
+        dport: field16::<{ PLAIN4_L4 + 2 }, PLAIN4_HLEN>(h),
     })
+}
+
+/// As [`plain_ipv4`], for IPv6: no VLAN tag, no extension header, TCP or UDP whole inside
+/// the payload, and at least the 74 bytes a TCP frame has (a shorter UDP frame goes the whole
+/// way).
+#[inline(always)]
+pub fn plain_ipv6(ctx: &XdpContext) -> Option<Plain> {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    let h = bytes::<PLAIN6_HLEN>(start, end)?;
+    if field16::<12, PLAIN6_HLEN>(h) != ETH_P_IPV6 || h[PLAIN_IP] >> 4 != 6 {
+        return None;
+    }
+    let payload = len16(field16::<{ PLAIN_IP + 4 }, PLAIN6_HLEN>(h));
+    if start + PLAIN6_L4 + payload > end {
+        return None;
+    }
+    let l4 = h[PLAIN_IP + 6];
+    if payload < plain_l4_len::<PLAIN6_L4, PLAIN6_HLEN>(l4, h)? {
+        return None;
+    }
+    let mut dst = [0u8; 16];
+    copy_v6::<{ PLAIN_IP + 24 }, { PLAIN_IP + 32 }, PLAIN6_HLEN>(&mut dst, h);
+    Some(Plain {
+        dst,
+        l4,
+        dport: field16::<{ PLAIN6_L4 + 2 }, PLAIN6_HLEN>(h),
+    })
+}
+
+/// The length of the plain frame `h`'s transport header at `L4`: TCP's or UDP's fixed part;
+/// `None` for any other protocol.
+#[inline(always)]
+fn plain_l4_len<const L4: usize, const LEN: usize>(l4: u8, h: &[u8; LEN]) -> Option<usize> {
+    match l4 {
+        // A data offset under 5 words is malformed: the whole parse says so.
+        IPPROTO_TCP if h[L4 + 12] >> 4 >= 5 => Some(TCP_MIN_HLEN),
+        IPPROTO_UDP => Some(UDP_HLEN),
+        _ => None,
+    }
 }
 
 /// Ethernet and up to two VLAN tags: the inner EtherType and where its header starts.

@@ -453,6 +453,56 @@ fn udp_cut_short_by_its_ip_length_is_malformed_however_padded() {
 }
 
 #[test]
+fn ipv6_udp_cut_short_by_its_payload_length_is_malformed_however_padded() {
+    require_root!();
+    let c = Case::enforce();
+    let rule = Some("2001:db8:100:1::/64");
+    // 14 + 40 + 8 bytes: a UDP header and no data, to the /64's UDP 123; shorter than the
+    // 74 bytes the fast path reads, so it goes the whole way.
+    let bare = Frame::udp(DEV6, "2001:db8:100:1::5", 40000, 123).bytes();
+    assert_eq!(bare.len(), 62);
+    c.expect_bytes(&bare, Outcome::Intune, XDP_PASS, rule);
+    // 12 bytes after the packet: the fast path's length, the payload length still 8.
+    let mut padded = bare.clone();
+    padded.resize(74, 0);
+    c.expect_bytes(&padded, Outcome::Intune, XDP_PASS, rule);
+    // A payload length of 7 leaves the UDP header a byte short, whatever follows.
+    let mut cut = padded.clone();
+    cut[18..20].copy_from_slice(&7u16.to_be_bytes());
+    c.expect_bytes(&cut, Outcome::Malformed, XDP_DROP, None);
+    // A payload length past the frame's end (74 - 54 = 20 bytes are there).
+    let mut long = padded.clone();
+    long[18..20].copy_from_slice(&21u16.to_be_bytes());
+    c.expect_bytes(&long, Outcome::Malformed, XDP_DROP, None);
+    long[18..20].copy_from_slice(&20u16.to_be_bytes());
+    c.expect_bytes(&long, Outcome::Intune, XDP_PASS, rule);
+}
+
+#[test]
+fn ipv6_broken_headers_are_malformed() {
+    require_root!();
+    let c = Case::enforce();
+    let good = Frame::tcp(DEV6, "2001:db8:100::9", 40000, 443).bytes();
+    c.expect_bytes(&good, Outcome::Intune, XDP_PASS, Some("2001:db8:100::/48"));
+    // An IPv6 EtherType over a header whose version is 4.
+    let mut version = good.clone();
+    version[14] = 0x45;
+    c.expect_bytes(&version, Outcome::Malformed, XDP_DROP, None);
+    // TCP data offset below 5.
+    let mut doff = good.clone();
+    doff[14 + 40 + 12] = 0x40;
+    c.expect_bytes(&doff, Outcome::Malformed, XDP_DROP, None);
+    // The payload length one past the frame, and one short of the TCP header.
+    let payload = u16::try_from(good.len() - 54).expect("a short frame");
+    let mut long = good.clone();
+    long[18..20].copy_from_slice(&(payload + 1).to_be_bytes());
+    c.expect_bytes(&long, Outcome::Malformed, XDP_DROP, None);
+    let mut short = good.clone();
+    short[18..20].copy_from_slice(&19u16.to_be_bytes());
+    c.expect_bytes(&short, Outcome::Malformed, XDP_DROP, None);
+}
+
+#[test]
 fn malformed_frames_pass_in_monitor() {
     require_root!();
     let good = Frame::tcp(DEV, "198.51.100.7", 40000, 443).bytes();

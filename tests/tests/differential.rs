@@ -229,10 +229,17 @@ fn mutate(mut f: Vec<u8>, rng: &mut StdRng) -> Vec<u8> {
         }
         4 => f.extend((0..rng.random_range(1..40)).map(|_| rng.random::<u8>())),
         5 => {
-            // What the fast path reads at fixed offsets of a plain IPv4 frame: the EtherType,
-            // version and header length, total length, fragment field, protocol, destination,
-            // destination port and TCP data offset.
-            let at = [12usize, 13, 14, 16, 17, 20, 21, 23, 33, 36, 37, 46, 46, 46];
+            // What the fast path reads at fixed offsets of a plain frame: the EtherType, and
+            // of IPv4 version and header length, total length, fragment field, protocol,
+            // destination, destination port and TCP data offset; of IPv6 version, payload
+            // length, next header, destination, destination port and TCP data offset.
+            let v4 = [12usize, 13, 14, 16, 17, 20, 21, 23, 33, 36, 37, 46, 46, 46];
+            let v6 = [12usize, 13, 14, 18, 19, 20, 38, 45, 53, 56, 57, 66, 66, 66];
+            let at = if f.get(12..14) == Some(&[0x86, 0xdd][..]) {
+                &v6[..]
+            } else {
+                &v4[..]
+            };
             let i = *at.choose(rng).unwrap_or(&46);
             if i < f.len() {
                 f[i] = rng.random();
