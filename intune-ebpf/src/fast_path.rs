@@ -6,6 +6,8 @@
 //! instructions where the whole way takes 335). Everything else, and every frame whose
 //! settings ask for more, goes the whole way, which the differential test holds both to.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::programs::XdpContext;
 use aya_log_ebpf::macro_support::{Level, level_enabled};
 use intune_common::{
@@ -21,17 +23,72 @@ use crate::{
     lookup::{KeySlot, MapTables},
 };
 
-/// The verdict on a plain IPv4 or IPv6 frame to a listed destination on an allowed port,
-/// counted and traced as the whole way does; `None` for any other frame, which the caller then
-/// parses and decides in full. `key` is the slot for the lookups' keys (see
-/// `MapTables::with_key_slot`).
-#[inline(always)]
-pub fn listed(ctx: &XdpContext, cfg: &Config, key: &mut KeySlot) -> Option<u32> {
-    // IPv4 first: an IPv6 frame pays its check, an IPv4 one nothing for IPv6's.
-    if let Some(frame) = parse::plain_ipv4(ctx) {
-        return answer(ctx, cfg, key, false, &frame);
+/// What the whole way learns of a frame the fast path did not answer.
+#[derive(Clone, Copy)]
+#[repr(u8)]
+pub enum Left {
+    /// A plain frame: the whole way need not parse it in full (`parse::plain_packet`).
+    PlainIpv4,
+    PlainIpv6,
+    /// Any other frame.
+    NotPlain,
+}
+
+/// Where [`listed`] leaves a [`Left`]: a stack slot written on the paths that leave a frame,
+/// never on the hit's. Returned in registers, the family and the kind stayed live through the
+/// hit's lookup, which spilled (4 instructions more on a hit).
+pub struct LeftSlot(MaybeUninit<Left>);
+
+impl LeftSlot {
+    #[inline(always)]
+    pub fn uninit() -> LeftSlot {
+        LeftSlot(MaybeUninit::uninit())
     }
-    answer(ctx, cfg, key, true, &parse::plain_ipv6(ctx)?)
+
+    #[inline(always)]
+    fn set(&mut self, left: Left) {
+        // SAFETY: a store to our own slot.
+        unsafe { self.0.as_mut_ptr().write_volatile(left) };
+    }
+
+    /// What [`listed`] left, once it has answered `None`.
+    #[inline(always)]
+    pub fn get(&self) -> Left {
+        // SAFETY: every path on which `listed` answers `None` sets the slot first.
+        unsafe { self.0.as_ptr().read_volatile() }
+    }
+}
+
+/// The verdict on a plain IPv4 or IPv6 frame to a listed destination on an allowed port,
+/// counted and traced as the whole way does; `None` for any other frame, which the caller
+/// then decides the whole way, told by `left` what the fast path saw of it. `key` is the slot
+/// for the lookups' keys (see `MapTables::with_key_slot`).
+#[inline(always)]
+pub fn listed(
+    ctx: &XdpContext,
+    cfg: &Config,
+    key: &mut KeySlot,
+    left: &mut LeftSlot,
+) -> Option<u32> {
+    // IPv4 first: an IPv6 frame pays its check, an IPv4 one nothing for IPv6's. One call
+    // each, the family a constant in it: with the family in a register, the hit took 40
+    // instructions more.
+    if let Some(frame) = parse::plain_ipv4(ctx) {
+        let verdict = answer(ctx, cfg, key, false, &frame);
+        if verdict.is_none() {
+            left.set(Left::PlainIpv4);
+        }
+        return verdict;
+    }
+    let Some(frame) = parse::plain_ipv6(ctx) else {
+        left.set(Left::NotPlain);
+        return None;
+    };
+    let verdict = answer(ctx, cfg, key, true, &frame);
+    if verdict.is_none() {
+        left.set(Left::PlainIpv6);
+    }
+    verdict
 }
 
 /// The answer for a plain frame of the family `v6` says, as [`listed`].
@@ -43,9 +100,9 @@ fn answer(
     v6: bool,
     frame: &Plain,
 ) -> Option<u32> {
-    // The family's trie, or directions per interface: the lookup or the question is
-    // elsewhere. A DNS query may be the query program's to remember; a debug log wants every
-    // decision.
+    // A family on its trie: its key would not be in the fast path's slot (see
+    // `MapTables::with_key_slot`). Directions per interface: the question is elsewhere. A DNS
+    // query may be the query program's to remember; a debug log wants every decision.
     let trie = if v6 {
         Config::FLAG_V6_TRIE
     } else {

@@ -26,6 +26,7 @@ use intune_common::{
 };
 
 use crate::{
+    fast_path::{Left, LeftSlot},
     lookup::{KeySlot, MapTables},
     maps::{INTUNE_CONFIG, TRACE},
 };
@@ -39,12 +40,17 @@ pub fn intune_xdp(ctx: XdpContext) -> u32 {
     let cfg = INTUNE_CONFIG.get();
     // The fast path's lookup keys in a slot of their own (see `MapTables::key`).
     let mut key = KeySlot::uninit();
-    if let Some(verdict) = fast_path::listed(&ctx, cfg, &mut key) {
+    let mut left = LeftSlot::uninit();
+    if let Some(verdict) = fast_path::listed(&ctx, cfg, &mut key, &mut left) {
         return verdict;
     }
     let mut pkt = MaybeUninit::<IpPacket>::uninit();
     let pkt = parse::zeroed(&mut pkt);
-    let kind = parse::frame(&ctx, pkt);
+    let kind = match left.get() {
+        Left::PlainIpv4 => parse::plain_packet(&ctx, false, pkt),
+        Left::PlainIpv6 => parse::plain_packet(&ctx, true, pkt),
+        Left::NotPlain => parse::frame(&ctx, pkt),
+    };
     let tables = MapTables::new(cfg.flags);
     let dir = direction(cfg, || ctx.ingress_ifindex() as u32, &tables);
     let decision = decide(kind, pkt, cfg, dir, &tables);

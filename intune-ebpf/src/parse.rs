@@ -298,6 +298,46 @@ pub fn plain_ipv6(ctx: &XdpContext) -> Option<Plain> {
     })
 }
 
+/// Fills `pkt` as [`frame`] would from a frame [`plain_ipv4`] (or, when `v6`, [`plain_ipv6`])
+/// accepted, at the same fixed offsets: a plain frame the fast path did not answer goes the
+/// rest of the whole way without a second full parse.
+#[inline(always)]
+pub fn plain_packet(ctx: &XdpContext, v6: bool, pkt: &mut IpPacket) -> FrameKind {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if v6 {
+        let Some(h) = bytes::<PLAIN6_HLEN>(start, end) else {
+            return FrameKind::Malformed;
+        };
+        let payload = len16(field16::<{ PLAIN_IP + 4 }, PLAIN6_HLEN>(h));
+        pkt.is_v6 = true;
+        pkt.ip_len = (IPV6_HLEN + payload).min(usize::from(u16::MAX)) as u16;
+        copy_v6::<{ PLAIN_IP + 8 }, { PLAIN_IP + 16 }, PLAIN6_HLEN>(&mut pkt.src, h);
+        copy_v6::<{ PLAIN_IP + 24 }, { PLAIN_IP + 32 }, PLAIN6_HLEN>(&mut pkt.dst, h);
+        pkt.l4 = h[PLAIN_IP + 6];
+        pkt.l4_off = PLAIN6_L4 as u16;
+        set_ports(
+            pkt,
+            field16::<PLAIN6_L4, PLAIN6_HLEN>(h),
+            field16::<{ PLAIN6_L4 + 2 }, PLAIN6_HLEN>(h),
+        );
+    } else {
+        let Some(h) = bytes::<PLAIN4_HLEN>(start, end) else {
+            return FrameKind::Malformed;
+        };
+        pkt.ip_len = field16::<{ PLAIN_IP + 2 }, PLAIN4_HLEN>(h);
+        pkt.src[..4].copy_from_slice(&bytes_at::<4, { PLAIN_IP + 12 }, PLAIN4_HLEN>(h));
+        pkt.dst[..4].copy_from_slice(&bytes_at::<4, { PLAIN_IP + 16 }, PLAIN4_HLEN>(h));
+        pkt.l4 = h[PLAIN_IP + 9];
+        pkt.l4_off = PLAIN4_L4 as u16;
+        set_ports(
+            pkt,
+            field16::<PLAIN4_L4, PLAIN4_HLEN>(h),
+            field16::<{ PLAIN4_L4 + 2 }, PLAIN4_HLEN>(h),
+        );
+    }
+    FrameKind::Ip
+}
+
 /// The length of the plain frame `h`'s transport header at `L4`: TCP's or UDP's fixed part;
 /// `None` for any other protocol.
 #[inline(always)]

@@ -28,6 +28,9 @@ fn frames() -> Vec<(&'static str, Vec<u8>, u32)> {
     let mut options = from_device("198.51.100.7", 443);
     options.v4_option_words = 1;
     let with_options = options.bytes();
+    let mut miss_options = from_device("192.0.2.99", 443);
+    miss_options.v4_option_words = 1;
+    let miss_with_options = miss_options.bytes();
     let with_ext_header = from_device("2001:db8:100::7", 443)
         .ext(Ext::DestOpts)
         .bytes();
@@ -53,6 +56,7 @@ fn frames() -> Vec<(&'static str, Vec<u8>, u32)> {
             from_device("192.0.2.99", 443).bytes(),
             XDP_DROP,
         ),
+        ("IPv4 miss, IP options", miss_with_options, XDP_DROP),
         (
             "IPv6 hit",
             from_device("2001:db8:100::7", 443).bytes(),
@@ -114,6 +118,13 @@ fn the_interpreter_reaches_the_kernels_verdicts_through_the_tables() {
         count_of(&c, "IPv6 hit") + 100 < count_of(&c, "IPv6 hit, extension header"),
         "{c:?}"
     );
+    // A plain frame the fast path leaves is not parsed again in full: the plain miss, which
+    // also pays for the fast path's try, costs no more than the miss with an IP option word,
+    // which is parsed once in full (parsed again, the plain miss took 45 more).
+    assert!(
+        count_of(&c, "IPv4 miss") < count_of(&c, "IPv4 miss, IP options") + 20,
+        "{c:?}"
+    );
     // A frame that is not IP ends after its Ethernet header.
     assert!(count_of(&c, "ARP") * 2 < whole_way, "{c:?}");
 }
@@ -129,16 +140,4 @@ fn the_interpreter_reaches_the_kernels_verdicts_through_the_tries() {
         count_of(&tries, "VLAN IPv4 hit") < count_of(&tables, "VLAN IPv4 hit"),
         "{tables:?} {tries:?}"
     );
-    // The fast path walks the tables only: with the tries a plain hit goes the whole way, as
-    // the same frame with an IP option or an extension header does (with the tables it is
-    // more than 100 instructions shorter).
-    for (hit, whole_way) in [
-        ("IPv4 hit", "IPv4 hit, IP options"),
-        ("IPv6 hit", "IPv6 hit, extension header"),
-    ] {
-        assert!(
-            count_of(&tries, hit) + 50 > count_of(&tries, whole_way),
-            "{hit}: {tables:?} {tries:?}"
-        );
-    }
 }

@@ -375,6 +375,43 @@ fn a_family_moves_between_its_table_and_its_trie_and_the_trie_holds_only_the_rul
     );
 }
 
+/// As above for IPv6: once the family has moved to its trie, a prefix that left in that
+/// update is not found in the table it left, by the whole way or the fast path.
+#[test]
+fn ipv6_on_its_trie_finds_nothing_in_the_table_it_left() {
+    require_root!();
+    let capacity = Capacity {
+        v6_table_chunks: 1,
+        v6_table_singles: 2,
+        ..Capacity::for_prefixes(64)
+    };
+    let verdict = |dp: &Datapath, dst: &str| {
+        dp.run_frame(&Frame::tcp("2001:db8:ffff::2", dst, 40000, 443).bytes())
+            .expect("run")
+            .verdict
+    };
+    // Lone /48s under different top 16 bits: a single each.
+    let two = build(&one_set(&["2001:db8:1::/48", "3fff:0:1::/48"]), None);
+    let mut dp = load_with(&two, &enforce(), capacity);
+    assert_eq!(dp.v6_lookup(), Lookup::Table);
+    assert_eq!(verdict(&dp, "3fff:0:1::9"), XDP_PASS);
+
+    let three = build(
+        &one_set(&["2001:db8:1::/48", "fc00:1::/48", "fd00:1::/48"]),
+        dp.installed(),
+    );
+    dp.apply(three).expect("apply");
+    assert_eq!(dp.v6_lookup(), Lookup::Trie);
+    for (dst, want) in [
+        ("2001:db8:1::9", XDP_PASS),
+        ("fc00:1::9", XDP_PASS),
+        ("fd00:1::9", XDP_PASS),
+        ("3fff:0:1::9", XDP_DROP),
+    ] {
+        assert_eq!(verdict(&dp, dst), want, "on the trie: {dst}");
+    }
+}
+
 /// `n` host prefixes in one set, 10.a.b.1/32 for the i = 256a + b below `n`.
 fn hosts(n: u32) -> RuleSet {
     let hosts: Vec<String> = (0..n)
