@@ -304,6 +304,8 @@ pub fn plain_ipv6(ctx: &XdpContext) -> Option<Plain> {
 #[inline(always)]
 pub fn plain_packet(ctx: &XdpContext, v6: bool, pkt: &mut IpPacket) -> FrameKind {
     let (start, end) = (ctx.data(), ctx.data_end());
+    // The fast path checked every byte read here; the verifier wants the frame's length
+    // checked again on this path, which never finds it short.
     if v6 {
         let Some(h) = bytes::<PLAIN6_HLEN>(start, end) else {
             return FrameKind::Malformed;
